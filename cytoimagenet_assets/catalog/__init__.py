@@ -1,0 +1,233 @@
+"""The source catalog: which datasets feed the pipeline, where they come from, how to parse them.
+
+A catalog is a YAML file. Two ship with the package (``demo`` — synthetic data in real on-disk
+formats, the default — and ``cytoimagenet`` — the 40 sources of the original plus its evaluation
+sets); a user points ``CYTOIMAGENET_CATALOG`` at their own YAML to build their own dataset.
+Entries are validated on load: a bad entry is a :class:`CatalogError` naming the entry and field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CATALOG_ENV = "CYTOIMAGENET_CATALOG"
+BUILTIN_DIR = Path(__file__).parent
+BUILTIN = ("demo", "cytoimagenet")
+
+DIR_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+class CatalogError(ValueError):
+    """A catalog file that cannot be used; the message names the file, entry and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RemoteFile(_Strict):
+    url: str
+    size: int | None = None
+    md5: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^(https?|ftp)://", value):
+            raise ValueError(f"not an http(s)/ftp URL: {value!r}")
+        return value
+
+
+class DownloadSpec(_Strict):
+    """How a source is obtained. ``demo`` sources are written by the package's generator."""
+
+    method: Literal["https", "idr", "kaggle_dataset", "kaggle_competition", "manual", "demo"]
+    files: tuple[RemoteFile, ...] = ()
+    slug: str | None = None  # Kaggle owner/dataset or competition name
+    accession: str | None = None  # IDR study name on the FTP mirror, e.g. idr0037-vigilante-hipsci
+    generator: str | None = None  # demo generator name
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DownloadSpec":
+        needs = {"https": "files", "kaggle_dataset": "slug", "kaggle_competition": "slug", "idr": "accession", "demo": "generator"}
+        field = needs.get(self.method)
+        if field and not getattr(self, field):
+            raise ValueError(f"method {self.method!r} needs {field!r}")
+        return self
+
+    def instructions(self) -> str:
+        """What a user must fetch, from where, to provide this source by hand."""
+        if self.method == "https":
+            return "download " + ", ".join(f.url for f in self.files) + " and extract the archives"
+        if self.method == "idr":
+            return (
+                f"download the IDR study {self.accession} from https://ftp.ebi.ac.uk/pub/databases/IDR/{self.accession}/ "
+                f"(or Aspera: ascp -TQ -l40m -P 33001 {self.accession.split('-')[0]}@fasp.ebi.ac.uk:.), "
+                f"with its annotation files from https://github.com/IDR/{self.accession}"
+            )
+        if self.method == "kaggle_dataset":
+            return f"run `kaggle datasets download -d {self.slug}` and unzip it"
+        if self.method == "kaggle_competition":
+            return f"accept the rules of https://www.kaggle.com/c/{self.slug}, run `kaggle competitions download -c {self.slug}` and unzip it"
+        if self.method == "demo":
+            return f"materialize it: the demo generator {self.generator!r} writes it"
+        return self.notes or "obtain the files by hand (see the landing page)"
+
+
+class Defaults(_Strict):
+    """Metadata values given to every row unless the source's own metadata says otherwise."""
+
+    organism: str | None = None
+    cell_type: str | None = None
+    cell_visible: str | None = None
+    microscopy: Literal["fluorescence", "brightfield", "darkfield", "confocal", "super_resolution", "light", "em"] = "fluorescence"
+
+
+class Channel(_Strict):
+    """One channel of a multi-channel field of view: what it shows and how its files are named."""
+
+    name: str  # what it stains, in label vocabulary (nucleus, actin, ...)
+    key: str  # how the source names it: w1, DAPI, red, ch1, ...
+    microscopy: Literal["fluorescence", "brightfield", "darkfield"] = "fluorescence"
+
+
+class Source(_Strict):
+    dir_name: str
+    name: str
+    database: str
+    landing_page: str
+    download: DownloadSpec
+    license: str
+    defaults: Defaults = Defaults()
+    channels: tuple[Channel, ...] = ()
+    parser: str
+    parser_options: dict[str, Any] = Field(default_factory=dict)
+    approx_size_gb: float = Field(ge=0)
+    evaluation_only: bool = False
+    overlaps: tuple[str, ...] = ()  # dir_names of sources holding the same images
+    notes: str | None = None
+
+    @field_validator("dir_name")
+    @classmethod
+    def _dir_name(cls, value: str) -> str:
+        if not DIR_NAME.match(value):
+            raise ValueError(f"{value!r} must be lowercase letters, digits and underscores (it names folders and asset keys)")
+        return value
+
+    @field_validator("landing_page")
+    @classmethod
+    def _landing(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value
+
+    @field_validator("parser")
+    @classmethod
+    def _parser(cls, value: str) -> str:
+        from cytoimagenet_assets.sources import KNOWN_PARSERS
+
+        if value not in KNOWN_PARSERS:
+            raise ValueError(f"unknown parser {value!r}; known: {', '.join(sorted(KNOWN_PARSERS))}")
+        return value
+
+
+class LabelConfig(_Strict):
+    """Thresholds of the weak-label assignment (the original's 287 / 1000 / 10,000)."""
+
+    threshold: int = Field(287, ge=1)
+    target: int = Field(1000, ge=1)
+    cap: int = Field(10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LabelConfig":
+        if not self.threshold <= self.target <= self.cap:
+            raise ValueError(f"need threshold <= target <= cap, got {self.threshold}, {self.target}, {self.cap}")
+        return self
+
+
+class Catalog(_Strict):
+    name: str
+    description: str = ""
+    labels: LabelConfig = LabelConfig()
+    sources: tuple[Source, ...]
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Catalog":
+        seen: set[str] = set()
+        for source in self.sources:
+            if source.dir_name in seen:
+                raise ValueError(f"dir_name {source.dir_name!r} appears twice")
+            seen.add(source.dir_name)
+        for source in self.sources:
+            for other in source.overlaps:
+                if other not in seen:
+                    raise ValueError(f"source {source.dir_name!r}: overlaps names unknown source {other!r}")
+        return self
+
+    @cached_property
+    def by_dir_name(self) -> dict[str, Source]:
+        return {s.dir_name: s for s in self.sources}
+
+    def source(self, dir_name: str) -> Source:
+        try:
+            return self.by_dir_name[dir_name]
+        except KeyError:
+            raise KeyError(f"catalog {self.name!r} has no source {dir_name!r}; it has: {', '.join(self.by_dir_name)}") from None
+
+    @property
+    def pretraining_sources(self) -> tuple[Source, ...]:
+        """Sources whose images may enter the pretraining set (never the evaluation sets)."""
+        return tuple(s for s in self.sources if not s.evaluation_only)
+
+
+def catalog_path(name_or_path: str | os.PathLike | None = None) -> Path:
+    """Resolve ``demo``, ``cytoimagenet`` or a YAML path (default: $CYTOIMAGENET_CATALOG, else demo)."""
+    value = str(name_or_path or os.environ.get(CATALOG_ENV) or "demo")
+    if value in BUILTIN:
+        return BUILTIN_DIR / f"{value}.yaml"
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise CatalogError(f"{CATALOG_ENV}={value!r} is neither a built-in catalog ({', '.join(BUILTIN)}) nor a YAML file")
+    return path
+
+
+def load_catalog(name_or_path: str | os.PathLike | None = None) -> Catalog:
+    path = catalog_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"catalog {path}: not valid YAML: {exc}") from exc
+    return parse_catalog(raw, path)
+
+
+def parse_catalog(raw: Any, path: Path | None = None) -> Catalog:
+    """Validate a catalog already read from YAML; errors name the entry (by dir_name) and field."""
+    where = f"catalog {path}" if path else "catalog"
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: expected a mapping with 'name' and 'sources', got {type(raw).__name__}")
+    try:
+        return Catalog.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        raise CatalogError(f"{where}:\n" + "\n".join(_describe(err, raw) for err in exc.errors())) from None
+
+
+def _describe(err: dict, raw: dict) -> str:
+    loc = list(err["loc"])
+    entry = ""
+    if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
+        items = raw.get("sources") or []
+        item = items[loc[1]] if loc[1] < len(items) else None
+        dir_name = item.get("dir_name") if isinstance(item, dict) else None
+        entry = f"source {dir_name!r} (entry {loc[1] + 1})" if dir_name else f"source entry {loc[1] + 1}"
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc) or "(entry)"
+    return f"  {entry + ', ' if entry else ''}field {field!r}: {err['msg']}"

@@ -1,0 +1,101 @@
+"""CellProfiler-style per-image tables (BBBC021, BBBC022, BBBC006 ...).
+
+One row per field of view, with ``Image_FileName_<key>`` / ``Image_PathName_<key>`` per channel
+(the channel keys come from the catalog) and metadata columns mapped to label categories.
+Annotation tables (BBBC021's MOA table, BBBC022's MOA matches) are joined on configured columns;
+numeric join columns are compared as numbers, since BBBC021 writes ``0.003000`` in one table and
+``0.003`` in the other.
+
+Options::
+
+    image_table: BBBC021_v1_image.csv
+    columns: {compound: Image_Metadata_Compound, plate: Image_Metadata_Plate_DAPI, well: ...}
+    annotations:
+      - table: BBBC021_v1_moa.csv
+        on: {Image_Metadata_Compound: compound, Image_Metadata_Concentration: concentration}
+        numeric: [concentration]
+        columns: {phenotype: moa}
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from cytoimagenet_assets.catalog import Source
+from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table
+from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
+
+SITE = re.compile(r"_s(\d+)", re.IGNORECASE)
+
+
+def read_annotation(source: Source, raw_dir: Path, spec: dict) -> pd.DataFrame:
+    """An annotation table keyed by the columns of ``spec['on']``, numeric keys made comparable.
+
+    A key that appears twice with different values is an error naming both rows.
+    """
+    path = find_file(source, raw_dir, spec["table"])
+    keys = list(spec["on"].values())
+    wanted = list(spec["columns"].values())
+    table = read_table(source, path, required=[*keys, *wanted])
+    for column in spec.get("numeric", []):
+        table[column] = _numbers(source, path, table[column])
+    table = table[[*keys, *wanted]].drop_duplicates()
+    clash = table[table.duplicated(keys, keep=False)]
+    if len(clash):
+        rows = ", ".join(str(i + 1) for i in clash.index[:4])
+        raise ParseError(f"{source.dir_name}: {path.name} gives different values for the same key {tuple(clash.iloc[0][keys])} (data rows {rows})")
+    return table
+
+
+def _numbers(source: Source, path: Path, values: pd.Series) -> pd.Series:
+    """Strings to a canonical number text (6 significant digits), so 0.003000 == 0.003."""
+    parsed = pd.to_numeric(values.str.strip(), errors="coerce")
+    bad = parsed.isna() & values.str.strip().ne("")
+    if bad.any():
+        row = int(bad.idxmax())
+        raise ParseError(f"{source.dir_name}: {path.name} data row {row + 1}: {values[row]!r} is not a number")
+    return parsed.map(lambda v: None if pd.isna(v) else f"{v:.6g}")
+
+
+def parse(source: Source, raw_dir: Path) -> ParsedSource:
+    options = source.parser_options
+    path = find_file(source, raw_dir, options["image_table"])
+    columns: dict = options.get("columns", {})
+    channel_columns = [f"Image_{kind}_{c.key}" for c in source.channels for kind in ("FileName", "PathName")]
+    table = read_table(source, path, required=[*channel_columns, *columns.values()])
+    for spec in options.get("annotations", []):
+        annotation = read_annotation(source, raw_dir, spec)
+        left = table.copy()
+        for image_column, annotation_column in spec["on"].items():
+            if annotation_column in spec.get("numeric", []):
+                left[annotation_column] = _numbers(source, path, table[image_column])
+            else:
+                left[annotation_column] = table[image_column]
+        joined = left.merge(annotation, how="left", on=list(spec["on"].values()), validate="many_to_one")
+        for category, annotation_column in spec["columns"].items():
+            table[category] = joined[annotation_column].to_numpy()
+
+    rows, rejects = [], []
+    source_file = path.relative_to(raw_dir).as_posix() if path.is_relative_to(raw_dir) else path.name
+    for i, record in enumerate(table.to_dict("records")):
+        files = {}
+        for channel in source.channels:
+            name, folder = record[f"Image_FileName_{channel.key}"].strip(), record[f"Image_PathName_{channel.key}"].strip()
+            if name:
+                files[channel.key] = f"{folder.strip('/')}/{name}" if folder else name
+        if not files:
+            rejects.append((source_file, i + 1, "no channel file names"))
+            continue
+        base = {"source_file": source_file, "source_row": i + 1}
+        for category, column in columns.items():
+            base[category] = record[column]
+        for spec in options.get("annotations", []):
+            for category in spec["columns"]:
+                base[category] = record[category]
+        site = SITE.search(next(iter(files.values())))
+        base.setdefault("field", site.group(1) if site else None)
+        rows.extend(channel_rows(base, files, source.channels))
+    return ParsedSource(frame(rows), rejects_frame(rejects))

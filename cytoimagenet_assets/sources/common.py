@@ -1,0 +1,67 @@
+"""Helpers shared by the parsers: finding and reading metadata files, grouping channel files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from cytoimagenet_assets.catalog import Channel, Source
+from cytoimagenet_assets.sources.table import ParseError
+
+
+def find_file(source: Source, raw_dir: Path, name: str) -> Path:
+    """The metadata file ``name`` at the top of ``raw_dir`` or anywhere below it (shallowest first)."""
+    direct = raw_dir / name
+    if direct.is_file():
+        return direct
+    found = sorted(raw_dir.rglob(Path(name).name), key=lambda p: (len(p.parts), str(p))) if raw_dir.is_dir() else []
+    if not found:
+        raise ParseError(f"{source.dir_name}: metadata file {name!r} not found under {raw_dir}")
+    return found[0]
+
+
+def read_table(source: Source, path: Path, required: Iterable[str] = (), sep: str | None = None) -> pd.DataFrame:
+    """Read a CSV/TSV (optionally .gz/.zip) as text, every value a string, blanks kept as ''.
+
+    Universal newlines, so old-Mac CR-only files (BBBC021's moa.csv) read like any other.
+    """
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep or ("\t" if path.suffix == ".tsv" else ","),
+                         encoding="utf-8-sig")
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise ParseError(f"{source.dir_name}: cannot read {path}: {exc}") from exc
+    absent = [c for c in required if c not in df.columns]
+    if absent:
+        raise ParseError(f"{source.dir_name}: {path.name} lacks column(s) {', '.join(map(repr, absent))}; it has {', '.join(df.columns)}")
+    return df
+
+
+def relative(raw_dir: Path, path: Path) -> str:
+    return path.relative_to(raw_dir).as_posix()
+
+
+def channel_rows(base: dict, files: dict[str, str], channels: Iterable[Channel]) -> list[dict]:
+    """Rows for one field of view: fluorescence channels merged into one row, each brightfield or
+    darkfield channel a row of its own (the original never merged them with fluorescence).
+
+    ``files`` maps a channel key to its relative path; keys the catalog does not list are ignored,
+    channels without a file are left out of the row.
+    """
+    fluorescence = [(c.name, files[c.key]) for c in channels if c.microscopy == "fluorescence" and c.key in files]
+    rows = []
+    if fluorescence:
+        rows.append({**base, "channel_names": [n for n, _ in fluorescence], "channel_paths": [p for _, p in fluorescence]})
+    for c in channels:
+        if c.microscopy != "fluorescence" and c.key in files:
+            rows.append({**base, "microscopy": c.microscopy, "cell_visible": None, "channel_names": [c.name], "channel_paths": [files[c.key]]})
+    return rows
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for column in ("source_file", "source_row", "channel_names", "channel_paths"):
+        if column not in df:
+            df[column] = pd.Series(dtype=object)
+    return df

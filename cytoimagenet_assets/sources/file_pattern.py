@@ -1,0 +1,69 @@
+"""Sources whose only metadata is their folder and file names (Leukemia, Cell Cycle, many BBBC sets).
+
+A regular expression over each file's path relative to ``raw/<dir_name>`` (case-insensitive,
+since real sets mix ``.TIF``/``.Bmp``/``.JPG``) picks the images; its named groups become
+columns. Groups named after a label category (``phenotype``, ``cell_type``...) or ``plate``,
+``well``, ``field`` fill those columns, translated through ``values`` when given; a ``channel``
+group gathers the files that differ only by channel into one multi-channel row.
+
+Options::
+
+    pattern: 'training_data/fold_\\d/(?P<phenotype>all|hem)/[^/]+\\.bmp$'
+    values: {phenotype: {all: b-lineage acute lymphoblastic leukemia, hem: normal}}
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cytoimagenet_assets.catalog import Source
+from cytoimagenet_assets.sources.common import channel_rows, frame
+from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, ParseError, rejects_frame
+
+FIELD_GROUPS = (*LABEL_CATEGORIES, "plate", "well", "field")
+
+
+def parse(source: Source, raw_dir: Path) -> ParsedSource:
+    options = source.parser_options
+    try:
+        pattern = re.compile(options["pattern"], re.IGNORECASE)
+    except (KeyError, re.error) as exc:
+        raise ParseError(f"{source.dir_name}: parser_options.pattern is missing or invalid: {exc}") from exc
+    unknown = set(pattern.groupindex) - {*FIELD_GROUPS, "channel"}
+    if unknown:
+        raise ParseError(f"{source.dir_name}: pattern groups {sorted(unknown)} are not columns; use {', '.join(FIELD_GROUPS)} or channel")
+    values: dict = options.get("values", {})
+    if not raw_dir.is_dir():
+        raise ParseError(f"{source.dir_name}: {raw_dir} does not exist; this source's metadata is its file names")
+
+    groups: dict[tuple, dict] = {}
+    for path in sorted(p for p in raw_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(raw_dir).as_posix()
+        match = pattern.search(relative)
+        if not match:
+            continue
+        found = match.groupdict()
+        channel = found.pop("channel", None)
+        key = relative if channel is None else relative[: match.start("channel")] + "\0" + relative[match.end("channel"):]
+        group = groups.setdefault(key, {"fields": found, "files": {}, "first": relative})
+        group["files"][channel if channel is not None else "_"] = relative
+
+    if not groups:
+        raise ParseError(f"{source.dir_name}: no file under {raw_dir} matches the pattern {pattern.pattern!r}")
+    rows, rejects = [], []
+    single = source.channels[:1]
+    for group in groups.values():
+        base = {"source_file": group["first"], "source_row": 1}
+        for name, value in group["fields"].items():
+            base[name] = values.get(name, {}).get(value.lower(), value) if value is not None else None
+        files = group["files"]
+        if "_" in files:  # no channel group: one file is the whole image
+            if not single:
+                raise ParseError(f"{source.dir_name}: the catalog lists no channel for its single-channel files")
+            files = {single[0].key: files["_"]}
+        row_list = channel_rows(base, files, source.channels)
+        if not row_list:
+            rejects.append((group["first"], 1, f"channel(s) {sorted(files)} not in the catalog's channels"))
+        rows.extend(row_list)
+    return ParsedSource(frame(rows), rejects_frame(rejects))

@@ -1,0 +1,196 @@
+"""The standardized metadata table every parser produces, and the label normalization it applies.
+
+One row per (multi-channel) image. Parsers return a *draft* frame with whatever columns their
+source knows; :func:`standardize` fills the catalog's defaults, normalizes labels, orders rows
+deterministically and assigns ``idx``. :func:`table_problems` is the contract the asset checks
+enforce.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from cytoimagenet_assets.catalog import BUILTIN_DIR, Source
+
+LABEL_CATEGORIES = ("organism", "cell_type", "cell_visible", "phenotype", "compound", "sirna", "gene")
+STRING_COLUMNS = (
+    "idx", "database", "name", "dir_name", *LABEL_CATEGORIES, "microscopy", "plate", "well", "field", "source_file",
+)
+LIST_COLUMNS = ("channel_names", "channel_paths")
+COLUMNS = (*STRING_COLUMNS, *LIST_COLUMNS, "source_row")
+REQUIRED = ("idx", "database", "name", "dir_name", "microscopy", "source_file")
+REJECT_COLUMNS = ("source_file", "source_row", "reason")
+GENE_SUFFIX = " targeted"
+FLUORESCENT = ("fluorescence", "confocal", "super_resolution")
+
+
+@dataclass
+class ParsedSource:
+    """A parser's result: the standardized table and the rows it could not use, with reasons."""
+
+    table: pd.DataFrame
+    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(REJECT_COLUMNS)))
+
+    @property
+    def referenced_files(self) -> int:
+        return int(self.table["channel_paths"].map(len).sum())
+
+
+class ParseError(ValueError):
+    """A source's metadata cannot be parsed; the message names the source, file and row."""
+
+
+def rejects_frame(records: list[tuple[str, int, str]]) -> pd.DataFrame:
+    return pd.DataFrame(records, columns=list(REJECT_COLUMNS)).astype({"source_row": "int64"})
+
+
+@lru_cache(maxsize=1)
+def vocabulary() -> tuple[frozenset[str], dict[str, dict[str, str | None]]]:
+    raw = yaml.safe_load((BUILTIN_DIR / "vocabulary.yaml").read_text(encoding="utf-8"))
+    nulls = frozenset(_squash(v) for v in raw["null_values"])
+    synonyms = {cat: {_squash(k): (None if v is None else _squash(v)) for k, v in (m or {}).items()} for cat, m in raw["synonyms"].items()}
+    return nulls, synonyms
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip().lower()
+
+
+def normalize_label(value, category: str) -> str | None:
+    """Lowercase, trim, map synonyms, null the blanks, suffix genes, join multi-labels with '|'.
+
+    Idempotent: a normalized value normalizes to itself (the asset check relies on that).
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    nulls, synonyms = vocabulary()
+    own, common = synonyms.get(category, {}), synonyms.get("any", {})
+    tokens: list[str] = []
+    for token in str(value).split("|"):
+        token = _squash(token)
+        if category == "phenotype":
+            token = _squash(token.replace("*", " -- "))
+        if category == "gene" and token.endswith(GENE_SUFFIX):
+            token = token[: -len(GENE_SUFFIX)].strip()
+        if token in own:
+            token = own[token]
+        elif token in common:
+            token = common[token]
+        if token is None or token in nulls:
+            continue
+        if category == "gene":
+            token += GENE_SUFFIX
+        if token not in tokens:
+            tokens.append(token)
+    return "|".join(tokens) or None
+
+
+def normalize_column(values: pd.Series, category: str) -> pd.Series:
+    """:func:`normalize_label` over a column, computed once per distinct value."""
+    mapping = {v: normalize_label(v, category) for v in values.dropna().unique()}
+    return values.map(mapping).astype("string")
+
+
+def standardize(draft: pd.DataFrame, source: Source) -> pd.DataFrame:
+    """Turn a parser's draft rows into the standardized table of ``source``.
+
+    The draft must hold ``source_file``, ``source_row``, ``channel_names`` and ``channel_paths``;
+    label columns it lacks are filled from the catalog's defaults. Rows are ordered by
+    (source_file, source_row, field, paths) so that ``idx = <dir_name>-<n>`` is the same on every
+    rerun over the same inputs.
+    """
+    missing = [c for c in ("source_file", "source_row", "channel_names", "channel_paths") if c not in draft]
+    if missing:
+        raise ParseError(f"{source.dir_name}: parser {source.parser!r} returned no {', '.join(missing)} column")
+    df = draft.copy()
+    for column in COLUMNS:
+        if column not in df:
+            df[column] = None
+    defaults = source.defaults
+    for column in ("organism", "cell_type", "microscopy"):
+        default = getattr(defaults, column)
+        if default is not None:
+            df[column] = df[column].where(df[column].notna(), default)
+    # What a fluorescence image shows defaults to the catalog's value, else to its stains;
+    # brightfield and darkfield images show no stain.
+    stained = df["microscopy"].isin(FLUORESCENT)
+    shown = df["channel_names"].map(lambda names: "|".join(names)) if defaults.cell_visible is None else defaults.cell_visible
+    df["cell_visible"] = df["cell_visible"].where(df["cell_visible"].notna() | ~stained, shown)
+    df["database"], df["name"], df["dir_name"] = source.database, source.name, source.dir_name
+    for category in LABEL_CATEGORIES:
+        df[category] = normalize_column(df[category], category)
+    df["channel_paths"] = df["channel_paths"].map(lambda v: [str(p) for p in v])
+    df["channel_names"] = df["channel_names"].map(lambda v: [str(p) for p in v])
+    df["source_row"] = df["source_row"].astype("int64")
+    df["_order"] = df["channel_paths"].map("/".join)
+    df = df.sort_values(["source_file", "source_row", "field", "_order"], kind="stable", na_position="first")
+    df["idx"] = [f"{source.dir_name}-{i}" for i in range(len(df))]
+    df = df[list(COLUMNS)].reset_index(drop=True)
+    return df.astype({c: "string" for c in STRING_COLUMNS})
+
+
+def table_problems(df: pd.DataFrame) -> list[str]:
+    """Everything that breaks the standardized-table contract (empty when the table is sound)."""
+    problems = []
+    absent = [c for c in COLUMNS if c not in df.columns]
+    if absent:
+        return [f"missing columns: {', '.join(absent)}"]
+    extra = [c for c in df.columns if c not in COLUMNS]
+    if extra:
+        problems.append(f"unexpected columns: {', '.join(extra)}")
+    for column in STRING_COLUMNS:
+        if not (pd.api.types.is_string_dtype(df[column]) or df[column].isna().all()):
+            problems.append(f"column {column} has dtype {df[column].dtype}, expected string")
+    if not pd.api.types.is_integer_dtype(df["source_row"]):
+        problems.append(f"column source_row has dtype {df['source_row'].dtype}, expected int64")
+    for column in REQUIRED:
+        nulls = int(df[column].isna().sum())
+        if nulls:
+            problems.append(f"column {column} has {nulls} null values")
+    for column in LIST_COLUMNS:
+        bad = int((~df[column].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str))).sum())
+        if bad:
+            problems.append(f"column {column} has {bad} values that are not lists")
+    if not problems:
+        mismatched = int((df["channel_names"].map(len) != df["channel_paths"].map(len)).sum())
+        if mismatched:
+            problems.append(f"{mismatched} rows have a different number of channel names and paths")
+    return problems
+
+
+def duplicate_idx(df: pd.DataFrame) -> list[str]:
+    return sorted(df.loc[df["idx"].duplicated(keep=False), "idx"].unique().tolist())
+
+
+def unnormalized_labels(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Label values that :func:`normalize_label` would change, per category."""
+    found = {}
+    for category in LABEL_CATEGORIES:
+        values = df[category].dropna().unique()
+        bad = [v for v in values if normalize_label(v, category) != v]
+        if bad:
+            found[category] = sorted(bad)[:20]
+    return found
+
+
+def missing_files(df: pd.DataFrame, raw_dir: Path) -> pd.DataFrame:
+    """Rows whose channel files are absent under ``raw_dir`` (idx, path), one row per missing file."""
+    exploded = df[["idx", "channel_paths"]].explode("channel_paths").dropna(subset=["channel_paths"])
+    exists = exploded["channel_paths"].map(lambda p: (raw_dir / p).is_file())
+    return exploded.loc[~exists].rename(columns={"channel_paths": "path"}).reset_index(drop=True)
+
+
+def label_counts(df: pd.DataFrame, top: int | None = None) -> dict[str, dict[str, int]]:
+    """Images per label per category, multi-labels split on '|' (most frequent first)."""
+    counts = {}
+    for category in LABEL_CATEGORIES:
+        series = df[category].dropna().str.split("|").explode().value_counts()
+        counts[category] = {str(k): int(v) for k, v in (series.head(top) if top else series).items()}
+    return counts

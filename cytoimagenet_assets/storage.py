@@ -1,0 +1,134 @@
+"""Where data lives under CYTOIMAGENET_HOME, and how it is written (atomically).
+
+Layout::
+
+    raw/<dir_name>/...                  as the source distributes it (or as the demo writes it)
+    tables/<group>/<name>.parquet       source_metadata/<dir_name>, merged_metadata, ...
+    catalog.db                          SQLite catalog (or CYTOIMAGENET_DB_URL)
+
+Every writer stages into a temporary sibling and renames it into place, so a killed run never
+leaves a half-written file or folder behind and a rerun simply replaces the old result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+HOME_ENV = "CYTOIMAGENET_HOME"
+DB_URL_ENV = "CYTOIMAGENET_DB_URL"
+DEFAULT_HOME = Path("~/cytoimagenet")
+
+
+def default_home() -> Path:
+    """CYTOIMAGENET_HOME, or ~/cytoimagenet when unset."""
+    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class DataHome:
+    """The paths of one CYTOIMAGENET_HOME."""
+
+    root: Path
+
+    def raw_dir(self, dir_name: str) -> Path:
+        return self.root / "raw" / _safe_name(dir_name)
+
+    def table_path(self, *parts: str) -> Path:
+        *folders, name = (_safe_name(p) for p in parts)
+        return self.root.joinpath("tables", *folders, f"{name}.parquet")
+
+    @property
+    def db_url(self) -> str:
+        return os.environ.get(DB_URL_ENV) or f"sqlite:///{self.root / 'catalog.db'}"
+
+
+def _safe_name(part: str) -> str:
+    """Refuse names that could escape the data home (``..``, separators, empty)."""
+    if not part or part in {".", ".."} or "/" in part or "\\" in part or "\x00" in part:
+        raise ValueError(f"unsafe path component {part!r}")
+    return part
+
+
+@contextmanager
+def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a staging path beside ``target``; move it onto ``target`` only if the block succeeds.
+
+    The staging path is in the same folder, so the final rename is atomic on POSIX file systems.
+    An existing ``target`` is replaced whole.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
+    if is_dir:
+        stage.mkdir()
+    try:
+        yield stage
+        if is_dir:
+            old = None
+            if target.exists():
+                old = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
+                target.rename(old)
+            stage.rename(target)
+            if old is not None:
+                shutil.rmtree(old)
+        else:
+            os.replace(stage, target)
+    except BaseException:
+        if stage.is_dir():
+            shutil.rmtree(stage, ignore_errors=True)
+        elif stage.exists():
+            stage.unlink()
+        raise
+
+
+def write_parquet(df: pd.DataFrame, path: Path, metadata: dict | None = None) -> Path:
+    """Write ``df`` atomically, with optional JSON key/value metadata in the file footer."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if metadata:
+        extra = {k.encode(): json.dumps(v).encode() for k, v in metadata.items()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    with atomic_path(path) as stage:
+        pq.write_table(table, stage)
+    return path
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"table {path} does not exist: materialize the asset that writes it first")
+    return pd.read_parquet(path)
+
+
+def write_sql_table(df: pd.DataFrame, table_name: str, db_url: str) -> int:
+    """Replace ``table_name`` in the SQL catalog with ``df`` in one transaction.
+
+    List-valued columns are stored as JSON text so any SQL engine can hold them.
+    """
+    out = df.copy()
+    for column in out.columns:
+        if out[column].map(lambda v: isinstance(v, (list, tuple))).any():
+            out[column] = out[column].map(lambda v: json.dumps(list(v)) if isinstance(v, (list, tuple)) else None)
+    if db_url.startswith("sqlite:///"):
+        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(db_url)
+    try:
+        staging = f"{table_name}__staging"
+        with engine.begin() as conn:
+            out.to_sql(staging, conn, if_exists="replace", index=False, chunksize=10_000)
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table_name}"'))
+            conn.execute(sa.text(f'ALTER TABLE "{staging}" RENAME TO "{table_name}"'))
+    finally:
+        engine.dispose()
+    return len(out)
+
