@@ -53,6 +53,7 @@ class DownloadSpec(_Strict):
     slug: str | None = None  # Kaggle owner/dataset or competition name
     accession: str | None = None  # IDR study name on the FTP mirror, e.g. idr0037-vigilante-hipsci
     generator: str | None = None  # demo generator name
+    generator_options: dict[str, Any] = Field(default_factory=dict)
     notes: str | None = None
 
     @model_validator(mode="after")
@@ -156,6 +157,7 @@ class LabelConfig(_Strict):
 class Catalog(_Strict):
     name: str
     description: str = ""
+    seed: int = 0  # every random choice (demo images, sampling) flows from it
     labels: LabelConfig = LabelConfig()
     sources: tuple[Source, ...]
     path: Path | None = None

@@ -12,7 +12,7 @@ Options::
     columns: {compound: Image_Metadata_Compound, plate: Image_Metadata_Plate_DAPI, well: ...}
     annotations:
       - table: BBBC021_v1_moa.csv
-        on: {Image_Metadata_Compound: compound, Image_Metadata_Concentration: concentration}
+        join: {Image_Metadata_Compound: compound, Image_Metadata_Concentration: concentration}
         numeric: [concentration]
         columns: {phenotype: moa}
 """
@@ -37,7 +37,7 @@ def read_annotation(source: Source, raw_dir: Path, spec: dict) -> pd.DataFrame:
     A key that appears twice with different values is an error naming both rows.
     """
     path = find_file(source, raw_dir, spec["table"])
-    keys = list(spec["on"].values())
+    keys = list(spec["join"].values())
     wanted = list(spec["columns"].values())
     table = read_table(source, path, required=[*keys, *wanted])
     for column in spec.get("numeric", []):
@@ -69,12 +69,12 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     for spec in options.get("annotations", []):
         annotation = read_annotation(source, raw_dir, spec)
         left = table.copy()
-        for image_column, annotation_column in spec["on"].items():
+        for image_column, annotation_column in spec["join"].items():
             if annotation_column in spec.get("numeric", []):
                 left[annotation_column] = _numbers(source, path, table[image_column])
             else:
                 left[annotation_column] = table[image_column]
-        joined = left.merge(annotation, how="left", on=list(spec["on"].values()), validate="many_to_one")
+        joined = left.merge(annotation, how="left", on=list(spec["join"].values()), validate="many_to_one")
         for category, annotation_column in spec["columns"].items():
             table[category] = joined[annotation_column].to_numpy()
 

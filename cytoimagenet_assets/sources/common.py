@@ -55,7 +55,8 @@ def channel_rows(base: dict, files: dict[str, str], channels: Iterable[Channel])
         rows.append({**base, "channel_names": [n for n, _ in fluorescence], "channel_paths": [p for _, p in fluorescence]})
     for c in channels:
         if c.microscopy != "fluorescence" and c.key in files:
-            rows.append({**base, "microscopy": c.microscopy, "cell_visible": None, "channel_names": [c.name], "channel_paths": [files[c.key]]})
+            # '' (not None): a brightfield image shows no stain, so no default fills it in.
+            rows.append({**base, "microscopy": c.microscopy, "cell_visible": "", "channel_names": [c.name], "channel_paths": [files[c.key]]})
     return rows
 
 

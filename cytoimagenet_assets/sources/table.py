@@ -118,11 +118,13 @@ def standardize(draft: pd.DataFrame, source: Source) -> pd.DataFrame:
         default = getattr(defaults, column)
         if default is not None:
             df[column] = df[column].where(df[column].notna(), default)
-    # What a fluorescence image shows defaults to the catalog's value, else to its stains;
-    # brightfield and darkfield images show no stain.
-    stained = df["microscopy"].isin(FLUORESCENT)
-    shown = df["channel_names"].map(lambda names: "|".join(names)) if defaults.cell_visible is None else defaults.cell_visible
-    df["cell_visible"] = df["cell_visible"].where(df["cell_visible"].notna() | ~stained, shown)
+    # What an image shows defaults to the catalog's value, else (fluorescence) to its stains.
+    # Parsers write '' for images known to show no stain (a brightfield channel), which stays empty.
+    if defaults.cell_visible is not None:
+        df["cell_visible"] = df["cell_visible"].where(df["cell_visible"].notna(), defaults.cell_visible)
+    else:
+        stains = df["channel_names"].map(lambda names: "|".join(names))
+        df["cell_visible"] = df["cell_visible"].where(df["cell_visible"].notna() | ~df["microscopy"].isin(FLUORESCENT), stains)
     df["database"], df["name"], df["dir_name"] = source.database, source.name, source.dir_name
     for category in LABEL_CATEGORIES:
         df[category] = normalize_column(df[category], category)
