@@ -1,0 +1,78 @@
+"""Asset checks on every metadata table: schema and dtypes, unique idx, files exist, labels
+normalized; on the merged table also that no evaluation set leaked into it."""
+
+
+from typing import Callable
+
+import dagster as dg
+import pandas as pd
+
+from cytoimagenet_assets.catalog import Catalog
+from cytoimagenet_assets.defs.labels import MERGED_KEY
+from cytoimagenet_assets.defs.metadata import markdown_table
+from cytoimagenet_assets.defs.resources import DataHomeResource
+from cytoimagenet_assets.defs.sources import table_key
+from cytoimagenet_assets.sources.table import duplicate_idx, missing_files, table_problems, unnormalized_labels
+from cytoimagenet_assets.storage import DataHome, read_parquet
+
+TableReader = Callable[[DataHome], pd.DataFrame]
+
+
+def _table_checks(key: dg.AssetKey, read: TableReader, files_must_exist: bool) -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(asset=key, name="schema", blocking=True, description="Columns and dtypes of the standardized table.")
+    def schema(data: DataHomeResource) -> dg.AssetCheckResult:
+        problems = table_problems(read(data.home()))
+        return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")})
+
+    @dg.asset_check(asset=key, name="unique_idx", blocking=True, description="Every row has its own idx.")
+    def unique_idx(data: DataHomeResource) -> dg.AssetCheckResult:
+        duplicates = duplicate_idx(read(data.home()))
+        return dg.AssetCheckResult(passed=not duplicates, metadata={"duplicated": len(duplicates), "examples": dg.MetadataValue.json(duplicates[:20])})
+
+    @dg.asset_check(
+        asset=key, name="files_exist", blocking=files_must_exist,
+        description="Every channel file a row references is on disk. A warning for real sources, whose "
+                    "metadata may be downloaded before their images; an error for generated ones.",
+    )
+    def files_exist(data: DataHomeResource) -> dg.AssetCheckResult:
+        home = data.home()
+        df = read(home)
+        missing = pd.concat([missing_files(group, home.raw_dir(d)) for d, group in df.groupby("dir_name", observed=True)] or [pd.DataFrame(columns=["idx", "path"])])
+        no_files = int((df["channel_paths"].map(len) == 0).sum())
+        return dg.AssetCheckResult(
+            passed=missing.empty and no_files == 0,
+            severity=dg.AssetCheckSeverity.ERROR if files_must_exist else dg.AssetCheckSeverity.WARN,
+            metadata={"missing_files": len(missing), "rows_without_image_files": no_files,
+                      "examples": dg.MetadataValue.md(markdown_table(missing, max_rows=20) if len(missing) else "none")},
+        )
+
+    @dg.asset_check(asset=key, name="labels_normalized", blocking=True, description="Labels are lowercase, synonym-mapped, '|'-joined, genes suffixed.")
+    def labels_normalized(data: DataHomeResource) -> dg.AssetCheckResult:
+        bad = unnormalized_labels(read(data.home()))
+        return dg.AssetCheckResult(passed=not bad, metadata={"unnormalized": dg.MetadataValue.json(bad)})
+
+    return [schema, unique_idx, files_exist, labels_normalized]
+
+
+def table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
+    checks = []
+    for source in catalog.sources:
+        def read(home: DataHome, dir_name=source.dir_name) -> pd.DataFrame:
+            return read_parquet(home.table_path("source_metadata", dir_name))
+
+        checks += _table_checks(table_key(source), read, files_must_exist=source.download.method == "demo")
+
+    def read_merged(home: DataHome) -> pd.DataFrame:
+        return read_parquet(home.table_path("merged_metadata"))
+
+    all_generated = all(s.download.method == "demo" for s in catalog.pretraining_sources)
+    checks += _table_checks(MERGED_KEY, read_merged, files_must_exist=all_generated)
+    evaluation = sorted(s.dir_name for s in catalog.sources if s.evaluation_only)
+
+    @dg.asset_check(asset=MERGED_KEY, name="no_evaluation_sources", blocking=True,
+                    description=f"No row comes from an evaluation-only source ({', '.join(evaluation) or 'none'}): that would leak the benchmark.")
+    def no_evaluation_sources(data: DataHomeResource) -> dg.AssetCheckResult:
+        leaked = read_merged(data.home())["dir_name"].isin(evaluation)
+        return dg.AssetCheckResult(passed=not leaked.any(), metadata={"leaked_rows": int(leaked.sum())})
+
+    return [*checks, no_evaluation_sources]

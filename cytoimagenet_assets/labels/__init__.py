@@ -1,0 +1,1 @@
+"""Label-side science: merging the source tables (and, later, weak-label assignment)."""
