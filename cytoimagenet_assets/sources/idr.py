@@ -124,5 +124,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
                 for field, files in sorted(found.items(), key=lambda item: int(item[0])):
                     rows.extend(channel_rows({**base, "field": field}, files, source.channels))
                 continue
-        rows.append({**base, "channel_names": [], "channel_paths": []})
+        # Metadata only (no image files on disk yet): the row still shows the study's stains.
+        stains = "|".join(c.name for c in source.channels if c.microscopy == "fluorescence")
+        rows.append({"cell_visible": stains, **base, "channel_names": [], "channel_paths": []})
     return ParsedSource(frame(rows), rejects_frame(rejects))

@@ -7,7 +7,7 @@ Kaggle tables have one row per well and no site column, so each well gives one r
 
 Options::
 
-    image_roots: [images, images/train, train]   # first one that exists under raw/<dir_name>
+    image_roots: [images, images/train, train]   # the first holding an experiment folder
     columns: {sirna: sirna, compound: treatment, phenotype: disease_condition}
     sites: [1, 2]                                 # Kaggle tables only
 """
@@ -45,9 +45,10 @@ def _tables(source: Source, raw_dir: Path) -> list[tuple[Path, pd.DataFrame, boo
     return found
 
 
-def _image_root(raw_dir: Path, roots) -> str:
+def _image_root(raw_dir: Path, roots, experiments: set[str]) -> str:
+    """The first candidate root that holds an experiment folder of the tables (else the first)."""
     for root in roots:
-        if (raw_dir / root).is_dir():
+        if any((raw_dir / root / experiment).is_dir() for experiment in experiments):
             return root
     return roots[0]
 
@@ -56,9 +57,11 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     options = source.parser_options
     columns: dict = options.get("columns", {"sirna": "sirna"})
     sites = [str(s) for s in options.get("sites", [1, 2])]
-    root = _image_root(raw_dir, options.get("image_roots", DEFAULT_ROOTS))
+    tables = _tables(source, raw_dir)
+    experiments = {e.strip() for _, table, _ in tables for e in table["experiment"].unique()}
+    root = _image_root(raw_dir, options.get("image_roots", DEFAULT_ROOTS), experiments)
     rows, rejects = [], []
-    for path, table, kaggle in _tables(source, raw_dir):
+    for path, table, kaggle in tables:
         source_file = path.relative_to(raw_dir).as_posix()
         absent = [c for c in columns.values() if c not in table.columns]
         if absent:

@@ -1,0 +1,89 @@
+import pandas as pd
+import pytest
+
+from cytoimagenet_assets.catalog import load_catalog
+from cytoimagenet_assets.sources.table import (
+    COLUMNS, ParseError, label_counts, missing_files, normalize_label, standardize, table_problems, unnormalized_labels,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "category", "expected"),
+    [
+        ("  HeLa ", "cell_type", "hela"),
+        ("Neutrophil", "cell_type", "white blood cell"),
+        ("GPCR", "cell_visible", "cell membrane"),
+        ("DNA|F-Actin|dna", "cell_visible", "nucleus|actin"),
+        ("KIF11", "gene", "kif11 targeted"),
+        ("kif11 targeted", "gene", "kif11 targeted"),
+        ("", "compound", None),
+        ("N/A", "compound", None),
+        (float("nan"), "organism", None),
+        (None, "organism", None),
+        ("Homo sapiens", "organism", "human"),
+        ("DMSO", "phenotype", None),
+        ("DMSO", "compound", "dmso"),
+        ("Dimethyl sulfoxide", "compound", "dmso"),
+        ("Prophase*", "phenotype", "prophase --"),
+        ("EMPTY", "sirna", None),
+        ("a  b|  |c", "phenotype", "a b|c"),
+    ],
+)
+def test_normalize_label(value, category, expected):
+    assert normalize_label(value, category) == expected
+
+
+@pytest.mark.parametrize("value", ["HeLa", "KIF11|TP53", "Prophase*", "DNA|GPCR", "x|x"])
+@pytest.mark.parametrize("category", ["cell_type", "gene", "phenotype", "cell_visible"])
+def test_normalize_label_is_idempotent(value, category):
+    once = normalize_label(value, category)
+    assert normalize_label(once, category) == once
+
+
+def _draft(n=3):
+    return pd.DataFrame({
+        "source_file": ["b.csv", "a.csv", "a.csv"][:n], "source_row": [1, 2, 1][:n],
+        "channel_names": [["nucleus", "actin"]] * n, "channel_paths": [[f"x{i}_w1.tif", f"x{i}_w2.tif"] for i in range(n)],
+        "compound": ["Taxol", "DMSO", None][:n],
+    })
+
+
+def test_standardize_orders_rows_assigns_idx_and_fills_defaults():
+    source = load_catalog("demo").source("demo_bbbc021")
+    table = standardize(_draft(), source)
+    assert list(table.columns) == list(COLUMNS)
+    assert table["idx"].tolist() == ["demo_bbbc021-0", "demo_bbbc021-1", "demo_bbbc021-2"]
+    assert table[["source_file", "source_row"]].values.tolist() == [["a.csv", 1], ["a.csv", 2], ["b.csv", 1]]
+    assert table["compound"].tolist()[1:] == ["dmso", "taxol"] and pd.isna(table["compound"][0])
+    assert set(table["cell_type"]) == {"mcf7"} and set(table["cell_visible"]) == {"nucleus|actin"}
+    assert table_problems(table) == [] and unnormalized_labels(table) == {}
+    # Same draft in another order -> identical table.
+    assert standardize(_draft().iloc[::-1], source).equals(table)
+
+
+def test_standardize_refuses_a_draft_without_required_columns():
+    source = load_catalog("demo").source("demo_bbbc021")
+    with pytest.raises(ParseError, match="demo_bbbc021: parser 'cellprofiler' returned no channel_paths"):
+        standardize(_draft().drop(columns=["channel_paths"]), source)
+
+
+def test_table_problems_catches_contract_breaks():
+    source = load_catalog("demo").source("demo_bbbc021")
+    table = standardize(_draft(), source)
+    assert table_problems(table.drop(columns=["idx"])) == ["missing columns: idx"]
+    broken = table.assign(source_row=table["source_row"].astype(str), database=None)
+    problems = table_problems(broken)
+    assert any("source_row" in p for p in problems) and any("database has 3 null" in p for p in problems)
+    uneven = table.copy()
+    uneven.at[0, "channel_names"] = ["nucleus"]
+    assert table_problems(uneven) == ["1 rows have a different number of channel names and paths"]
+
+
+def test_missing_files_and_label_counts(tmp_path):
+    source = load_catalog("demo").source("demo_bbbc021")
+    table = standardize(_draft(), source)
+    (tmp_path / "x0_w1.tif").write_bytes(b"")
+    missing = missing_files(table, tmp_path)
+    assert len(missing) == 5 and "x0_w1.tif" not in set(missing["path"])
+    counts = label_counts(table)
+    assert counts["compound"] == {"dmso": 1, "taxol": 1} and counts["cell_visible"] == {"nucleus": 3, "actin": 3}
