@@ -68,8 +68,8 @@ def write_bbbc021(raw: Path, seed: int, size: int = 256, sites: int = 2) -> None
         wells = iter(_wells(len(treatments) * 2))
         for compound, conc, moa in treatments:
             # The mechanism sets the phenotype, the dose its strength, the compound a small variation.
-            strength = 0.0 if moa == "DMSO" else (0.6 if conc < 1 else 1.0)
-            morphology = BASE.perturbed(moa, strength=strength).perturbed(compound, strength=0.25 * strength)
+            strength = 0.0 if moa == "DMSO" else (1.0 if conc < 1 else 1.6)
+            morphology = BASE.perturbed(moa, strength=strength).perturbed(compound, strength=0.15 * strength)
             for replicate in (1, 2):
                 well = next(wells)
                 for site in range(1, sites + 1):

@@ -4,7 +4,8 @@ A regular expression over each file's path relative to ``raw/<dir_name>`` (case-
 since real sets mix ``.TIF``/``.Bmp``/``.JPG``) picks the images; its named groups become
 columns. Groups named after a label category (``phenotype``, ``cell_type``...) or ``plate``,
 ``well``, ``field`` fill those columns, translated through ``values`` when given; a ``channel``
-group gathers the files that differ only by channel into one multi-channel row.
+group gathers the files of one field of view (same text before the match, same other groups)
+into one multi-channel row.
 
 Options::
 
@@ -45,7 +46,9 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
             continue
         found = match.groupdict()
         channel = found.pop("channel", None)
-        key = relative if channel is None else relative[: match.start("channel")] + "\0" + relative[match.end("channel"):]
+        # Files that differ only by channel (and by what follows the channel, such as BBBC's
+        # per-file UUIDs) share the text before the match and every other group's value.
+        key = relative if channel is None else (relative[: match.start()], tuple(sorted(found.items())))
         group = groups.setdefault(key, {"fields": found, "files": {}, "first": relative})
         group["files"][channel if channel is not None else "_"] = relative
 

@@ -1,0 +1,26 @@
+import subprocess
+import sys
+
+import pandas as pd
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "cytoimagenet_assets.sources", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_parses_a_metadata_download_alone(real, tmp_path):
+    out = tmp_path / "bbbc021.parquet"
+    run = _cli("bbbc021", str(real / "bbbc021"), "--out", str(out), "--catalog", "cytoimagenet", "--top", "3")
+    assert run.returncode == 0, run.stderr
+    assert "bbbc021: 13200 rows" in run.stdout
+    assert "referenced files: 39600, missing: 39600" in run.stdout
+    assert "phenotype: 12 labels: microtubule stabilizers (1428)" in run.stdout
+    assert len(pd.read_parquet(out)) == 13200
+
+
+def test_cli_reports_an_unknown_source_and_a_missing_folder(tmp_path):
+    run = _cli("bbbc999", str(tmp_path), "--out", str(tmp_path / "x.parquet"), "--catalog", "cytoimagenet")
+    assert run.returncode == 2 and "catalog 'cytoimagenet' has no source 'bbbc999'" in run.stderr
+    run = _cli("kag_hpa", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.parquet"), "--catalog", "cytoimagenet")
+    assert run.returncode == 2 and "kaggle competitions download -c human-protein-atlas-image-classification" in run.stderr
+    assert not (tmp_path / "x.parquet").exists()

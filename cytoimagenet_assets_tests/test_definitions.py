@@ -1,0 +1,70 @@
+"""The code location loads, and its asset graph matches the committed snapshot.
+
+After an intended change to the graph, refresh the snapshot with
+``UPDATE_SNAPSHOTS=1 pytest cytoimagenet_assets_tests/test_definitions.py`` and review the diff.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from cytoimagenet_assets.catalog import load_catalog
+from cytoimagenet_assets.definitions import build_definitions
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph_demo.json"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def graph(defs: dg.Definitions) -> list[dict]:
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    checks_by_asset: dict = {}
+    for check_key in graph.asset_check_keys:
+        checks_by_asset.setdefault(check_key.asset_key.to_user_string(), []).append(check_key.name)
+    nodes = []
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        nodes.append({
+            "key": key.to_user_string(),
+            "group": node.group_name,
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "kinds": sorted(node.kinds),
+            "checks": sorted(checks_by_asset.get(key.to_user_string(), [])),
+        })
+    return nodes
+
+
+def test_demo_asset_graph_matches_snapshot():
+    current = graph(build_definitions(load_catalog("demo")))
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(json.dumps(current, indent=1) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text())
+
+
+def test_cytoimagenet_graph_has_every_source_and_keeps_evaluation_out_of_the_merge():
+    nodes = {n["key"]: n for n in graph(build_definitions(load_catalog("cytoimagenet")))}
+    tables = [k for k in nodes if k.startswith("source_metadata/")]
+    assert len(tables) == 43
+    merged_inputs = nodes["merged_metadata"]["deps"]
+    assert len(merged_inputs) == 40 and "source_metadata/bbbc021" not in merged_inputs
+    assert "no_evaluation_sources" in nodes["merged_metadata"]["checks"]
+
+
+def _dagster(*args: str, catalog: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CYTOIMAGENET_CATALOG": catalog}
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.run([sys.executable, "-m", "dagster", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_definitions_validate_and_asset_list_from_the_command_line():
+    validated = _dagster("definitions", "validate", "-w", "workspace.yaml", catalog="demo")
+    assert validated.returncode == 0, validated.stderr[-2000:]
+    listed = _dagster("asset", "list", "-m", "cytoimagenet_assets.definitions", catalog="cytoimagenet")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    keys = set(listed.stdout.split())
+    catalog = load_catalog("cytoimagenet")
+    assert {f"source_metadata/{s.dir_name}" for s in catalog.pretraining_sources} <= keys

@@ -1,0 +1,42 @@
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from cytoimagenet_assets.storage import DataHome, atomic_path, write_parquet, write_sql_table
+
+
+def test_atomic_file_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "t.parquet"
+    write_parquet(pd.DataFrame({"a": [1]}), target)
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as stage:
+            stage.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert pd.read_parquet(target)["a"].tolist() == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+def test_atomic_dir_replaces_whole(tmp_path):
+    target = tmp_path / "d"
+    with atomic_path(target, is_dir=True) as stage:
+        (stage / "old.txt").write_text("1")
+    with atomic_path(target, is_dir=True) as stage:
+        (stage / "new.txt").write_text("2")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "", "."])
+def test_paths_never_leave_the_data_home(tmp_path, name):
+    with pytest.raises(ValueError, match="unsafe path component"):
+        DataHome(tmp_path).raw_dir(name)
+
+
+def test_sql_table_replaced_in_one_transaction_with_lists_as_json(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    write_sql_table(pd.DataFrame({"idx": ["a-0"], "paths": [["x.tif", "y.tif"]]}), "t", url)
+    write_sql_table(pd.DataFrame({"idx": ["a-0", "a-1"], "paths": [["z.tif"], []]}), "t", url)
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert db.execute("select idx, paths from t order by idx").fetchall() == [("a-0", '["z.tif"]'), ("a-1", "[]")]
+        assert [r[0] for r in db.execute("select name from sqlite_master where type='table'")] == ["t"]
