@@ -16,6 +16,7 @@ Options::
     protein_channel: green
     drop_from_multilabels: [nucleus, er, golgi, nucleoli, mitochondria, actin]
     image_dir: train
+    extension: png
 """
 
 from __future__ import annotations
