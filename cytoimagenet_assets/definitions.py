@@ -1,11 +1,10 @@
 """The Dagster code location: ``defs`` for the catalog chosen by CYTOIMAGENET_CATALOG (default demo)."""
 
-
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, load_catalog
 from cytoimagenet_assets.defs.checks import table_checks
-from cytoimagenet_assets.defs.labels import merged_metadata_asset
+from cytoimagenet_assets.defs.labels import cytoimagenet_labels_asset, label_candidates_asset, merged_metadata_asset
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import source_assets
 
@@ -13,7 +12,7 @@ from cytoimagenet_assets.defs.sources import source_assets
 def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
     """All assets, checks and resources for ``catalog`` (``data_home`` overrides CYTOIMAGENET_HOME)."""
     return dg.Definitions(
-        assets=[*source_assets(catalog), merged_metadata_asset(catalog)],
+        assets=[*source_assets(catalog), merged_metadata_asset(catalog), label_candidates_asset(catalog), cytoimagenet_labels_asset(catalog)],
         asset_checks=table_checks(catalog),
         resources={"data": DataHomeResource(root=data_home)},
     )

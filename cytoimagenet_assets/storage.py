@@ -4,6 +4,7 @@ Layout::
 
     raw/<dir_name>/...                  as the source distributes it (or as the demo writes it)
     tables/<group>/<name>.parquet       source_metadata/<dir_name>, merged_metadata, ...
+    reports/<asset>/                    figures behind an asset's metadata
     catalog.db                          SQLite catalog (or CYTOIMAGENET_DB_URL)
 
 Every writer stages into a temporary sibling and renames it into place, so a killed run never
@@ -48,6 +49,9 @@ class DataHome:
     def table_path(self, *parts: str) -> Path:
         *folders, name = (_safe_name(p) for p in parts)
         return self.root.joinpath("tables", *folders, f"{name}.parquet")
+
+    def report_dir(self, name: str) -> Path:
+        return self.root / "reports" / _safe_name(name)
 
     @property
     def db_url(self) -> str:

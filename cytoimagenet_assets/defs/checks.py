@@ -1,7 +1,6 @@
 """Asset checks on every metadata table: schema and dtypes, unique idx, files exist, labels
 normalized; on the merged table also that no evaluation set leaked into it."""
 
-
 from typing import Callable
 
 import dagster as dg

@@ -1,17 +1,29 @@
-"""The label-side tables: ``merged_metadata`` (every pretraining source in one table)."""
+"""The label-side tables: ``merged_metadata``, ``label_candidates`` and ``cytoimagenet_labels``
+(the class table, which also registers each class as a ``cytoimagenet_class`` partition)."""
 
+from typing import Optional
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.defs.metadata import markdown_table, table_metadata
+from cytoimagenet_assets.defs.metadata import markdown_table, png_markdown, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource, redacted
 from cytoimagenet_assets.defs.sources import table_key
+from cytoimagenet_assets.labels import report
+from cytoimagenet_assets.labels.assign import (
+    CATEGORIES, AssignConfig, assign_labels, class_summary, label_counts_table, membership_changes, with_class_keys,
+)
 from cytoimagenet_assets.labels.merge import merge_sources
 from cytoimagenet_assets.storage import read_parquet, write_parquet, write_sql_table
 
 GROUP = "labels"
 MERGED_KEY = dg.AssetKey("merged_metadata")
+CANDIDATES_KEY = dg.AssetKey("label_candidates")
+LABELS_KEY = dg.AssetKey("cytoimagenet_labels")
+CLASS_PARTITIONS = dg.DynamicPartitionsDefinition(name="cytoimagenet_class")
+ASSIGNMENT_COLUMNS = ["idx", "database", "dir_name", *CATEGORIES]
 
 
 def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -41,3 +53,124 @@ def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
         })
 
     return merged_metadata
+
+
+def label_candidates_asset(catalog: Catalog) -> dg.AssetsDefinition:
+    threshold = catalog.labels.threshold
+
+    @dg.asset(
+        key=CANDIDATES_KEY,
+        deps=[MERGED_KEY],
+        group_name=GROUP,
+        kinds={"pandas", "parquet"},
+        description=f"Images per (category, label) over merged_metadata, multi-labels split on '|'; "
+                    f"candidates are those with at least the catalog's threshold ({threshold}).",
+    )
+    def label_candidates(data: DataHomeResource) -> dg.MaterializeResult:
+        home = data.home()
+        merged = pd.read_parquet(home.table_path("merged_metadata"), columns=list(CATEGORIES))
+        counts = label_counts_table(merged).assign(candidate=lambda t: t["count"] >= threshold)
+        path = write_parquet(counts, home.table_path("label_candidates"))
+        per_category = counts[counts["candidate"]].groupby("category").size().reindex(CATEGORIES, fill_value=0)
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": len(counts),
+            "path": dg.MetadataValue.path(str(path)),
+            "candidates": int(counts["candidate"].sum()),
+            "candidates_per_category": dg.MetadataValue.md(markdown_table(per_category.rename("candidates").reset_index(), max_rows=10)),
+            "most_frequent": dg.MetadataValue.md(markdown_table(counts, max_rows=15)),
+        })
+
+    return label_candidates
+
+
+class LabelAssignmentConfig(dg.Config):
+    """Overrides of the catalog's label thresholds (unset: the catalog's values)."""
+
+    threshold: Optional[int] = None
+    target: Optional[int] = None
+    cap: Optional[int] = None
+    seed: Optional[int] = None
+    categories: list[str] = list(CATEGORIES)
+
+
+def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
+    defaults = catalog.labels
+
+    @dg.asset(
+        key=LABELS_KEY,
+        deps=[MERGED_KEY, CANDIDATES_KEY],
+        group_name=GROUP,
+        kinds={"pandas", "parquet", "sql"},
+        description="Weak labels: each image assigned to at most one class, least frequent labels first, large "
+                    "classes stratified-sampled down to the target. Registers each class as a cytoimagenet_class partition.",
+    )
+    def cytoimagenet_labels(context: dg.AssetExecutionContext, config: LabelAssignmentConfig, data: DataHomeResource) -> dg.MaterializeResult:
+        home = data.home()
+        settings = AssignConfig(
+            threshold=config.threshold or defaults.threshold, target=config.target or defaults.target,
+            cap=config.cap or defaults.cap, seed=catalog.seed if config.seed is None else config.seed,
+            categories=tuple(config.categories),
+        )
+        merged = pd.read_parquet(home.table_path("merged_metadata"), columns=ASSIGNMENT_COLUMNS)
+        assigned = with_class_keys(assign_labels(merged, settings))
+        summary = class_summary(assigned, merged, settings.target)
+        labels_path = home.table_path("cytoimagenet_labels")
+        previous = pd.read_parquet(labels_path, columns=["idx", "class_key"]) if labels_path.exists() else None
+        changes = membership_changes(previous, assigned)
+
+        write_parquet(assigned, labels_path)
+        write_parquet(summary, home.table_path("cytoimagenet_classes"))
+        write_sql_table(assigned, "cytoimagenet_labels", home.db_url)
+        write_sql_table(summary, "cytoimagenet_classes", home.db_url)
+        added, removed = _sync_partitions(context.instance, summary["class_key"].tolist())
+        context.log.info(f"{len(summary)} classes, {len(assigned)} images; partitions +{added} -{removed}")
+
+        counts = read_parquet(home.table_path("label_candidates"))
+        figures = _figures(summary, counts, settings)
+        figure_dir = home.report_dir("cytoimagenet_labels")
+        figure_dir.mkdir(parents=True, exist_ok=True)
+        for name, png in figures.items():
+            (figure_dir / f"{name}.png").write_bytes(png)
+        status = changes["status"].value_counts()
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": len(assigned),
+            "classes": len(summary),
+            "images": len(assigned),
+            "classes_needing_upsampling": int(summary["needs_upsampling"].sum()),
+            "settings": dg.MetadataValue.json({k: getattr(settings, k) for k in ("threshold", "target", "cap", "seed")} | {"categories": list(settings.categories)}),
+            "classes_per_category": dg.MetadataValue.md(markdown_table(report.classes_per_category(summary), max_rows=10)),
+            "classes_per_database": dg.MetadataValue.md(markdown_table(report.classes_per_database(summary), max_rows=20)),
+            "class_table": dg.MetadataValue.md(markdown_table(summary[["class_key", "category", "label", "images", "databases"]], max_rows=25)),
+            "changes": dg.MetadataValue.json({"first_materialization": previous is None, "classes_added": int(status.get("added", 0)),
+                                              "classes_removed": int(status.get("removed", 0)), "classes_changed": int(status.get("changed", 0))}),
+            "changed_classes": dg.MetadataValue.md(markdown_table(changes, max_rows=30) if len(changes) else "no class changed"),
+            "partitions_added": added,
+            "partitions_removed": removed,
+            **{f"plot_{name}": png_markdown(png, name) for name, png in figures.items()},
+            "path": dg.MetadataValue.path(str(labels_path)),
+        })
+
+    return cytoimagenet_labels
+
+
+def _sync_partitions(instance: dg.DagsterInstance, keys: list[str]) -> tuple[int, int]:
+    """Make the cytoimagenet_class partitions exactly the current classes."""
+    existing = set(instance.get_dynamic_partitions(CLASS_PARTITIONS.name))
+    new = [k for k in keys if k not in existing]
+    vanished = sorted(existing - set(keys))
+    if new:
+        instance.add_dynamic_partitions(CLASS_PARTITIONS.name, new)
+    for key in vanished:
+        instance.delete_dynamic_partition(CLASS_PARTITIONS.name, key)
+    return len(new), len(vanished)
+
+
+def _figures(summary: pd.DataFrame, counts: pd.DataFrame, settings: AssignConfig) -> dict[str, bytes]:
+    top = max(int(counts["count"].max()) if len(counts) else 1, settings.threshold * 4)
+    thresholds = np.unique(np.geomspace(1, top, 60).astype(int))
+    return {
+        "classes_per_category": report.bar_png(report.classes_per_category(summary), "category", "labels", "classes per category"),
+        "classes_per_database": report.bar_png(report.classes_per_database(summary), "database", "labels", "classes per database"),
+        "images_per_class": report.histogram_png(summary, settings.threshold, settings.target),
+        "threshold_curve": report.threshold_curve_png(report.candidates_by_threshold(counts, thresholds), settings.threshold),
+    }

@@ -1,7 +1,9 @@
 """What the UI shows for a table: row count, column schema, preview, label counts per category."""
 
+import base64
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, label_counts
@@ -12,7 +14,7 @@ DAGSTER_TYPES = {"string": "string", "int64": "int", "Int64": "int", "float64": 
 def markdown_table(df: pd.DataFrame, max_rows: int = 10) -> str:
     """A small frame as a markdown table (lists shortened, pipes escaped)."""
     def cell(value) -> str:
-        if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        if isinstance(value, (list, tuple, np.ndarray)):
             items = list(value)
             value = ", ".join(map(str, items[:3])) + (f" … (+{len(items) - 3})" if len(items) > 3 else "")
         return "" if value is None or value is pd.NA else str(value).replace("|", "\\|").replace("\n", " ")
@@ -45,3 +47,8 @@ def table_metadata(df: pd.DataFrame, path) -> dict:
         "distinct_labels": dg.MetadataValue.json({c: int(df[c].dropna().str.split("|").explode().nunique()) for c in LABEL_CATEGORIES}),
         "preview": dg.MetadataValue.md(markdown_table(df)),
     }
+
+
+def png_markdown(png: bytes, title: str) -> dg.MarkdownMetadataValue:
+    """A PNG shown inline in the asset's metadata."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")

@@ -1,6 +1,5 @@
 """Resources: where the data lives."""
 
-
 from pathlib import Path
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Per-source assets: ``raw/<dir_name>`` (the files) and ``source_metadata/<dir_name>`` (its table)."""
 
-
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, Source

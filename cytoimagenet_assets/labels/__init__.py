@@ -1,1 +1,1 @@
-"""Label-side science: merging the source tables (and, later, weak-label assignment)."""
+"""Label-side science: merging the source tables, weak-label assignment, the class table."""
