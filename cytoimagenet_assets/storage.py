@@ -108,6 +108,12 @@ def write_parquet(df: pd.DataFrame, path: Path, metadata: dict | None = None) ->
     return path
 
 
+def read_parquet_metadata(path: Path) -> dict:
+    """The JSON key/value metadata :func:`write_parquet` stored in a file's footer."""
+    raw = pq.read_schema(path).metadata or {}
+    return {k.decode(): json.loads(v) for k, v in raw.items() if k != b"pandas"}
+
+
 def read_parquet(path: Path) -> pd.DataFrame:
     if not Path(path).exists():
         raise FileNotFoundError(f"table {path} does not exist: materialize the asset that writes it first")

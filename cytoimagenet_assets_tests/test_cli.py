@@ -24,3 +24,21 @@ def test_cli_reports_an_unknown_source_and_a_missing_folder(tmp_path):
     run = _cli("kag_hpa", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.parquet"), "--catalog", "cytoimagenet")
     assert run.returncode == 2 and "kaggle competitions download -c human-protein-atlas-image-classification" in run.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_labels_cli_writes_the_class_table(tmp_path):
+    from cytoimagenet_assets_tests.test_labels import generated
+
+    merged = tmp_path / "merged.parquet"
+    generated().to_parquet(merged)
+    out = tmp_path / "classes.parquet"
+    run = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.labels", str(merged), "--out", str(out),
+                          "--threshold", "30", "--target", "60", "--cap", "200", "--seed", "3"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    classes = pd.read_parquet(out)
+    assert list(classes.columns) == ["idx", "label", "category", "class_key"]
+    n_classes = classes["class_key"].nunique()
+    assert run.stdout.startswith(f"{n_classes} classes, {len(classes)} images from 6000 rows")
+    bad = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.labels", str(merged), "--out", str(out), "--threshold", "900", "--target", "10"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "threshold <= target <= cap" in bad.stderr

@@ -1,5 +1,6 @@
 """The demo graph end to end through Dagster, and the failure a missing real source gives."""
 
+import shutil
 import sqlite3
 
 import dagster as dg
@@ -31,10 +32,11 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     assert result.success
     catalog = load_catalog("demo")
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    expected = {dg.AssetKey([kind, s.dir_name]) for s in catalog.sources for kind in ("raw", "source_metadata")} | {dg.AssetKey("merged_metadata")}
+    expected = {dg.AssetKey([kind, s.dir_name]) for s in catalog.sources for kind in ("raw", "source_metadata")}
+    expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels")}
     assert materialized == expected
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert len(evaluations) == 4 * (len(catalog.sources) + 1) + 1
+    assert len(evaluations) == 4 * (len(catalog.sources) + 1) + 1 + 3
     assert [(str(e.asset_key), e.check_name) for e in evaluations if not e.passed] == []
 
 
@@ -93,3 +95,35 @@ def test_a_broken_input_fails_its_source_with_file_and_row(tmp_path):
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "demo_bbbc021: BBBC021_v1_moa.csv data row 18: 'a lot' is not a number" in failure.event_specific_data.error.message
+
+
+def test_class_table_registers_partitions_and_reports_what_a_refresh_changed(demo_build, tmp_path):
+    home, defs, instance, _ = demo_build
+    classes = pd.read_parquet(DataHome(home).table_path("cytoimagenet_classes"))
+    catalog = load_catalog("demo")
+    assert len(classes) > 10 and classes["images"].between(catalog.labels.threshold, catalog.labels.target).all()
+    assert sorted(instance.get_dynamic_partitions("cytoimagenet_class")) == sorted(classes["class_key"])
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("cytoimagenet_labels")).asset_materialization.metadata
+    assert metadata["changes"].value["first_materialization"] is True
+    assert metadata["plot_threshold_curve"].value.startswith("![threshold_curve](data:image/png;base64,")
+    assert "| sirna | 6 |" in metadata["classes_per_category"].value
+
+    # On a copy (the shared build stays as it is): same inputs again, nothing changed; a higher
+    # threshold, small classes removed and the partitions follow.
+    copy = tmp_path / "home"
+    shutil.copytree(home / "tables", copy / "tables")
+    defs = build_definitions(catalog, data_home=str(copy))
+    instance = dg.DagsterInstance.ephemeral()
+    assert _materialize(defs, instance, selection="cytoimagenet_labels").success
+    assert _materialize(defs, instance, selection="cytoimagenet_labels").success
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("cytoimagenet_labels")).asset_materialization.metadata
+    assert metadata["changes"].value == {"first_materialization": False, "classes_added": 0, "classes_removed": 0, "classes_changed": 0}
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection="cytoimagenet_labels",
+        run_config={"ops": {"cytoimagenet_labels": {"config": {"threshold": 55}}}},
+    )
+    assert result.success
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("cytoimagenet_labels")).asset_materialization.metadata
+    now = pd.read_parquet(DataHome(copy).table_path("cytoimagenet_classes"))
+    assert metadata["changes"].value["classes_removed"] == len(set(classes["class_key"]) - set(now["class_key"])) > 0
+    assert sorted(instance.get_dynamic_partitions("cytoimagenet_class")) == sorted(now["class_key"])

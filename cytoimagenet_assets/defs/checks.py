@@ -1,5 +1,6 @@
-"""Asset checks on every metadata table: schema and dtypes, unique idx, files exist, labels
-normalized; on the merged table also that no evaluation set leaked into it."""
+"""Asset checks on every metadata table (schema and dtypes, unique idx, files exist, labels
+normalized; on the merged table also that no evaluation set leaked into it) and on the class
+table (one class per image, class sizes within the thresholds, every image in the merged table)."""
 
 from typing import Callable
 
@@ -7,12 +8,12 @@ import dagster as dg
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.defs.labels import MERGED_KEY
+from cytoimagenet_assets.defs.labels import LABELS_KEY, MERGED_KEY
 from cytoimagenet_assets.defs.metadata import markdown_table
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import table_key
 from cytoimagenet_assets.sources.table import duplicate_idx, missing_files, table_problems, unnormalized_labels
-from cytoimagenet_assets.storage import DataHome, read_parquet
+from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata
 
 TableReader = Callable[[DataHome], pd.DataFrame]
 
@@ -74,4 +75,32 @@ def table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
         leaked = read_merged(data.home())["dir_name"].isin(evaluation)
         return dg.AssetCheckResult(passed=not leaked.any(), metadata={"leaked_rows": int(leaked.sum())})
 
-    return [*checks, no_evaluation_sources]
+    return [*checks, no_evaluation_sources, *class_table_checks()]
+
+
+def class_table_checks() -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(asset=LABELS_KEY, name="one_class_per_image", blocking=True, description="No image is in two classes.")
+    def one_class_per_image(data: DataHomeResource) -> dg.AssetCheckResult:
+        labels = read_parquet(data.home().table_path("cytoimagenet_labels"))
+        twice = labels.loc[labels["idx"].duplicated(keep=False), "idx"].unique().tolist()
+        return dg.AssetCheckResult(passed=not twice, metadata={"images_in_two_classes": len(twice), "examples": dg.MetadataValue.json(twice[:20])})
+
+    @dg.asset_check(asset=LABELS_KEY, name="class_sizes", blocking=True,
+                    description="Every class holds between threshold and target images (the settings it was built with).")
+    def class_sizes(data: DataHomeResource) -> dg.AssetCheckResult:
+        path = data.home().table_path("cytoimagenet_labels")
+        settings = read_parquet_metadata(path)["settings"]
+        sizes = read_parquet(path).groupby("class_key").size()
+        outside = sizes[(sizes < settings["threshold"]) | (sizes > settings["target"])]
+        return dg.AssetCheckResult(passed=outside.empty, metadata={"outside_bounds": dg.MetadataValue.json(outside.head(20).to_dict()),
+                                                                   "threshold": settings["threshold"], "target": settings["target"]})
+
+    @dg.asset_check(asset=LABELS_KEY, name="images_in_merged_table", blocking=True, description="Every labelled image is a row of merged_metadata.")
+    def images_in_merged_table(data: DataHomeResource) -> dg.AssetCheckResult:
+        home = data.home()
+        labels = read_parquet(home.table_path("cytoimagenet_labels"))
+        merged = pd.read_parquet(home.table_path("merged_metadata"), columns=["idx"])
+        unknown = sorted(set(labels["idx"]) - set(merged["idx"]))
+        return dg.AssetCheckResult(passed=not unknown, metadata={"unknown_images": len(unknown), "examples": dg.MetadataValue.json(unknown[:20])})
+
+    return [one_class_per_image, class_sizes, images_in_merged_table]

@@ -118,7 +118,7 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
         previous = pd.read_parquet(labels_path, columns=["idx", "class_key"]) if labels_path.exists() else None
         changes = membership_changes(previous, assigned)
 
-        write_parquet(assigned, labels_path)
+        write_parquet(assigned, labels_path, metadata={"settings": _settings_json(settings)})
         write_parquet(summary, home.table_path("cytoimagenet_classes"))
         write_sql_table(assigned, "cytoimagenet_labels", home.db_url)
         write_sql_table(summary, "cytoimagenet_classes", home.db_url)
@@ -137,7 +137,7 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "classes": len(summary),
             "images": len(assigned),
             "classes_needing_upsampling": int(summary["needs_upsampling"].sum()),
-            "settings": dg.MetadataValue.json({k: getattr(settings, k) for k in ("threshold", "target", "cap", "seed")} | {"categories": list(settings.categories)}),
+            "settings": dg.MetadataValue.json(_settings_json(settings)),
             "classes_per_category": dg.MetadataValue.md(markdown_table(report.classes_per_category(summary), max_rows=10)),
             "classes_per_database": dg.MetadataValue.md(markdown_table(report.classes_per_database(summary), max_rows=20)),
             "class_table": dg.MetadataValue.md(markdown_table(summary[["class_key", "category", "label", "images", "databases"]], max_rows=25)),
@@ -151,6 +151,11 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
         })
 
     return cytoimagenet_labels
+
+
+def _settings_json(settings: AssignConfig) -> dict:
+    return {"threshold": settings.threshold, "target": settings.target, "cap": settings.cap, "seed": settings.seed,
+            "categories": list(settings.categories)}
 
 
 def _sync_partitions(instance: dg.DagsterInstance, keys: list[str]) -> tuple[int, int]:
