@@ -21,9 +21,10 @@ $(DAGSTER_HOME)/dagster.yaml:
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster instance concurrency set gpu 1 >/dev/null
+	$(VENV)/bin/dagster instance concurrency set io 2 >/dev/null
 
 demo: setup
-	$(VENV)/bin/dagster asset materialize --select '*' -m cytoimagenet_assets.definitions
+	$(VENV)/bin/python -m cytoimagenet_assets.defs.build
 	@echo
 	@echo "Built. Open the UI on this instance with: make ui   (then http://127.0.0.1:3000)"
 

@@ -4,6 +4,8 @@ Layout::
 
     raw/<dir_name>/...                  as the source distributes it (or as the demo writes it)
     tables/<group>/<name>.parquet       source_metadata/<dir_name>, merged_metadata, ...
+    dataset/<class_key>/<class_key>-00000001.png, metadata.csv   one folder per class
+    dataset/metadata.csv, dataset/README.md                        the published dataset
     reports/<asset>/                    figures behind an asset's metadata
     catalog.db                          SQLite catalog (or CYTOIMAGENET_DB_URL)
 
@@ -49,6 +51,9 @@ class DataHome:
     def table_path(self, *parts: str) -> Path:
         *folders, name = (_safe_name(p) for p in parts)
         return self.root.joinpath("tables", *folders, f"{name}.parquet")
+
+    def dataset_dir(self) -> Path:
+        return self.root / "dataset"
 
     def report_dir(self, name: str) -> Path:
         return self.root / "reports" / _safe_name(name)

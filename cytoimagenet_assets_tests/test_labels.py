@@ -149,7 +149,7 @@ def test_class_keys_are_safe_stable_and_unique(label):
 def test_summary_and_membership_changes():
     df = generated()
     before = with_class_keys(assign_labels(df, CONFIG))
-    summary = class_summary(before, df, CONFIG.target)
+    summary = class_summary(before, df, CONFIG)
     assert summary["images"].sum() == len(before) and summary["class_key"].is_unique
     assert (summary["needs_upsampling"] == (summary["images"] < CONFIG.target)).all()
     assert set(summary["databases"]) == {"db"}

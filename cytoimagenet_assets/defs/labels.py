@@ -113,7 +113,7 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
         )
         merged = pd.read_parquet(home.table_path("merged_metadata"), columns=ASSIGNMENT_COLUMNS)
         assigned = with_class_keys(assign_labels(merged, settings))
-        summary = class_summary(assigned, merged, settings.target)
+        summary = class_summary(assigned, merged, settings)
         labels_path = home.table_path("cytoimagenet_labels")
         previous = pd.read_parquet(labels_path, columns=["idx", "class_key"]) if labels_path.exists() else None
         changes = membership_changes(previous, assigned)
@@ -158,11 +158,15 @@ def _settings_json(settings: AssignConfig) -> dict:
             "categories": list(settings.categories)}
 
 
+def partition_changes(existing: list[str], keys: list[str]) -> tuple[list[str], list[str]]:
+    """(keys to add, keys to delete) so that the partitions become exactly ``keys``."""
+    have = set(existing)
+    return [k for k in keys if k not in have], sorted(have - set(keys))
+
+
 def _sync_partitions(instance: dg.DagsterInstance, keys: list[str]) -> tuple[int, int]:
     """Make the cytoimagenet_class partitions exactly the current classes."""
-    existing = set(instance.get_dynamic_partitions(CLASS_PARTITIONS.name))
-    new = [k for k in keys if k not in existing]
-    vanished = sorted(existing - set(keys))
+    new, vanished = partition_changes(instance.get_dynamic_partitions(CLASS_PARTITIONS.name), keys)
     if new:
         instance.add_dynamic_partitions(CLASS_PARTITIONS.name, new)
     for key in vanished:

@@ -256,9 +256,10 @@ def with_class_keys(assigned: pd.DataFrame) -> pd.DataFrame:
     return assigned.assign(class_key=pd.array([keys[p] for p in zip(assigned["category"], assigned["label"])], dtype="string"))
 
 
-def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, target: int) -> pd.DataFrame:
+def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, settings: AssignConfig) -> pd.DataFrame:
     """One row per class of ``assigned`` (with class keys): key, category, label, images, source
-    datasets, databases, needs_upsampling (fewer images than ``target``)."""
+    datasets, databases, needs_upsampling (fewer images than the target), and a fingerprint of
+    everything its images depend on (its rows, the target and the seed)."""
     joined = assigned.merge(metadata[["idx", "dir_name", "database"]], on="idx", how="left", validate="one_to_one")
     grouped = joined.groupby(["class_key", "category", "label"], sort=False, observed=True)
     summary = grouped.agg(
@@ -269,7 +270,10 @@ def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, target: int) -
     ).reset_index()
     if summary["class_key"].duplicated().any():
         raise ValueError("two classes share a class key: " + ", ".join(summary.loc[summary["class_key"].duplicated(keep=False), "class_key"]))
-    summary["needs_upsampling"] = summary["images"] < target
+    summary["needs_upsampling"] = summary["images"] < settings.target
+    members = assigned.groupby("class_key", sort=False)["idx"].agg(lambda s: "\n".join(sorted(s)))
+    summary["fingerprint"] = summary["class_key"].map(
+        lambda k: hashlib.sha1(f"{settings.target}\x1f{settings.seed}\x1f{members[k]}".encode()).hexdigest()[:16])
     return summary
 
 

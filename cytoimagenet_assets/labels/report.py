@@ -34,7 +34,7 @@ def candidates_by_threshold(counts: pd.DataFrame, thresholds: np.ndarray) -> pd.
     return pd.DataFrame({"threshold": thresholds, "candidate_labels": above})
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -49,7 +49,7 @@ def bar_png(table: pd.DataFrame, x: str, y: str, title: str) -> bytes:
     ax.tick_params(axis="x", rotation=35)
     for label in ax.get_xticklabels():
         label.set_ha("right")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def histogram_png(summary: pd.DataFrame, threshold: int, target: int) -> bytes:
@@ -61,7 +61,7 @@ def histogram_png(summary: pd.DataFrame, threshold: int, target: int) -> bytes:
     ax.set_title("images per class")
     ax.set_xlabel("images")
     ax.set_ylabel("classes")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def threshold_curve_png(curve: pd.DataFrame, threshold: int) -> bytes:
@@ -72,4 +72,4 @@ def threshold_curve_png(curve: pd.DataFrame, threshold: int) -> bytes:
     ax.set_title(f"candidate labels by threshold (chosen: {threshold})")
     ax.set_xlabel("threshold (images)")
     ax.set_ylabel("labels with >= threshold images")
-    return _png(fig)
+    return png_bytes(fig)

@@ -1,0 +1,156 @@
+"""Per-class images (``class_images``, one partition per class), the sensor that keeps those
+partitions in step with the class table, and the published dataset (``cytoimagenet_dataset``)."""
+
+import json
+import os
+
+import dagster as dg
+import pandas as pd
+
+from cytoimagenet_assets.catalog import Catalog
+from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, partition_changes
+from cytoimagenet_assets.defs.metadata import markdown_table, png_markdown
+from cytoimagenet_assets.defs.resources import DataHomeResource, redacted
+from cytoimagenet_assets.imaging.classes import ClassBuildError, build_class, drop_summary, thumbnail_grid
+from cytoimagenet_assets.imaging.dataset import assemble_dataset, dataset_card, composition_png
+from cytoimagenet_assets.storage import atomic_path, read_parquet, read_parquet_metadata, write_sql_table
+
+GROUP = "images"
+CLASS_IMAGES_KEY = dg.AssetKey("class_images")
+DATASET_KEY = dg.AssetKey("cytoimagenet_dataset")
+IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "database", "name", "organism", "cell_type", "cell_visible",
+                 "phenotype", "compound", "sirna", "gene", "microscopy"]
+
+
+class ClassImagesConfig(dg.Config):
+    """Processes per class (default: every core of the machine running it)."""
+
+    workers: int = 0
+
+
+@dg.asset(
+    key=CLASS_IMAGES_KEY,
+    deps=[LABELS_KEY, MERGED_KEY],
+    partitions_def=CLASS_PARTITIONS,
+    group_name=GROUP,
+    kinds={"png"},
+    pool="io",
+    retry_policy=dg.RetryPolicy(max_retries=1, delay=10),
+    description="The PNGs of one class (merged channels, crops to reach the target, quality-checked) under "
+                "dataset/<class_key>/, with its metadata.csv. One partition per class: each fails and reruns on its own.",
+)
+def class_images(context: dg.AssetExecutionContext, config: ClassImagesConfig, data: DataHomeResource) -> dg.MaterializeResult:
+    home = data.home()
+    key = context.partition_key
+    labels_path = home.table_path("cytoimagenet_labels")
+    settings = read_parquet_metadata(labels_path)["settings"]
+    classes = read_parquet(home.table_path("cytoimagenet_classes")).set_index("class_key")
+    if key not in classes.index:
+        raise dg.Failure(description=f"class {key} is not in the current class table; the sensor removes such partitions")
+    info = classes.loc[key]
+    labels = pd.read_parquet(labels_path, columns=["idx", "class_key"], filters=[("class_key", "==", key)])
+    merged = pd.read_parquet(home.table_path("merged_metadata"), columns=IMAGE_COLUMNS, filters=[("idx", "in", labels["idx"].tolist())])
+    raw_dirs = {d: home.raw_dir(d) for d in merged["dir_name"].unique()}
+    try:
+        result = build_class(key, info["label"], info["category"], merged, raw_dirs, home.dataset_dir() / key,
+                             target=settings["target"], threshold=settings["threshold"], seed=settings["seed"],
+                             workers=config.workers or os.cpu_count() or 1)
+    except ClassBuildError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    folder = home.dataset_dir() / key
+    meta = result.metadata
+    context.log.info(f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(result.drops)}")
+    return dg.MaterializeResult(metadata={
+        "label": str(info["label"]),
+        "category": str(info["category"]),
+        "images": len(meta),
+        "originals": int((~meta["crop"]).sum()),
+        "crops": int(meta["crop"].sum()),
+        "source_rows": result.images_in,
+        "dropped": len(result.drops),
+        "dropped_by_reason": dg.MetadataValue.json(drop_summary(result.drops)),
+        "dropped_images": dg.MetadataValue.md(markdown_table(result.drops, max_rows=50) if len(result.drops) else "none"),
+        "images_per_second": round(result.images_in / max(result.seconds, 1e-9), 1),
+        "fingerprint": str(info["fingerprint"]),
+        "path": dg.MetadataValue.path(str(folder)),
+        "samples": png_markdown(thumbnail_grid([folder / f for f in meta["filename"]]), f"{key} samples"),
+    })
+
+
+class_images_job = dg.define_asset_job("class_images_job", selection=[CLASS_IMAGES_KEY], partitions_def=CLASS_PARTITIONS)
+
+
+@dg.sensor(job=class_images_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Keeps the cytoimagenet_class partitions equal to the class table and requests one run per class "
+                       "whose fingerprint (its images, target, seed) changed since the last tick.")
+def class_partitions_sensor(context: dg.SensorEvaluationContext, data: DataHomeResource):
+    path = data.home().table_path("cytoimagenet_classes")
+    if not path.exists():
+        return dg.SkipReason("no class table yet: materialize cytoimagenet_labels")
+    current = dict(pd.read_parquet(path, columns=["class_key", "fingerprint"]).itertuples(index=False, name=None))
+    seen = json.loads(context.cursor) if context.cursor else built_fingerprints(context.instance)
+    add, delete = partition_changes(context.instance.get_dynamic_partitions(CLASS_PARTITIONS.name), list(current))
+    changed = sorted(k for k, fingerprint in current.items() if seen.get(k) != fingerprint)
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=k, run_key=f"{k}:{current[k]}") for k in changed],
+        dynamic_partitions_requests=[r for r in (CLASS_PARTITIONS.build_add_request(add) if add else None,
+                                                 CLASS_PARTITIONS.build_delete_request(delete) if delete else None) if r],
+        cursor=json.dumps(current, sort_keys=True),
+    )
+
+
+def built_fingerprints(instance: dg.DagsterInstance) -> dict[str, str]:
+    """The fingerprint each class partition was last built with (from its materialization metadata),
+    so a fresh sensor does not rebuild classes that a headless build or an earlier sensor already made."""
+    found: dict[str, str] = {}
+    cursor = None
+    while True:
+        batch = instance.fetch_materializations(CLASS_IMAGES_KEY, limit=1000, cursor=cursor, ascending=False)
+        for record in batch.records:
+            materialization = record.asset_materialization
+            fingerprint = materialization.metadata.get("fingerprint") if materialization else None
+            if materialization and materialization.partition and fingerprint is not None:
+                found.setdefault(materialization.partition, str(fingerprint.value))
+        if not batch.has_more:
+            return found
+        cursor = batch.cursor
+
+
+def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=DATASET_KEY,
+        deps=[CLASS_IMAGES_KEY],
+        group_name=GROUP,
+        kinds={"csv", "sql"},
+        description="The published dataset: dataset/metadata.csv over every built class (the release's columns), "
+                    "a dataset card (dataset/README.md), the SQL table images, and composition figures.",
+    )
+    def cytoimagenet_dataset(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
+        home = data.home()
+        classes = read_parquet(home.table_path("cytoimagenet_classes"))
+        metadata, missing = assemble_dataset(home.dataset_dir(), classes["class_key"].tolist())
+        if metadata.empty:
+            raise dg.Failure(description=f"no class has been built yet: materialize class_images ({len(missing)} partitions)")
+        if missing:
+            context.log.warning(f"{len(missing)} classes not built yet; the dataset holds the other {len(classes) - len(missing)}")
+        with atomic_path(home.dataset_dir() / "metadata.csv") as stage:
+            metadata.to_csv(stage, index=False)
+        card = dataset_card(catalog.name, metadata, missing)
+        with atomic_path(home.dataset_dir() / "README.md") as stage:
+            stage.write_text(card, encoding="utf-8")
+        rows = write_sql_table(metadata, "images", home.db_url)
+        per_category = metadata.drop_duplicates("path")["category"].value_counts().rename("classes").rename_axis("category").reset_index()
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": len(metadata),
+            "classes": int(metadata["path"].nunique()),
+            "classes_missing": dg.MetadataValue.json(missing[:50]),
+            "crops": int(metadata["crop"].sum()),
+            "classes_per_category": dg.MetadataValue.md(markdown_table(per_category, max_rows=10)),
+            "card": dg.MetadataValue.md(card),
+            "composition": png_markdown(composition_png(metadata), "composition"),
+            "sql_catalog": redacted(home.db_url),
+            "sql_rows": rows,
+            "path": dg.MetadataValue.path(str(home.dataset_dir())),
+        })
+
+    return cytoimagenet_dataset

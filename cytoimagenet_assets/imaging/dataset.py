@@ -1,0 +1,65 @@
+"""The published dataset: every built class's metadata in one table, and its dataset card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.labels.assign import CATEGORIES
+from cytoimagenet_assets.labels.report import plt, png_bytes
+
+
+def assemble_dataset(dataset_dir: Path, class_keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """(release metadata of every built class, class keys not built yet), in class-key order."""
+    frames, missing = [], []
+    for key in sorted(class_keys):
+        path = dataset_dir / key / "metadata.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path, dtype={"crop": bool}, keep_default_na=True))
+        else:
+            missing.append(key)
+    metadata = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RELEASE_COLUMNS)
+    return metadata[RELEASE_COLUMNS], missing
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + ":---:|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)])
+
+
+def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str]) -> str:
+    """README.md of the dataset: totals and the methods file's tables (labels per category, per database)."""
+    classes = metadata.drop_duplicates("path")
+    per_category = classes["category"].value_counts().reindex(CATEGORIES, fill_value=0).rename("# of labels").rename_axis("Category").reset_index()
+    per_database = classes.groupby("database")["path"].nunique().sort_values(ascending=False).rename("Number of Labels Contributed")
+    per_database = per_database.rename_axis("Database").reset_index()
+    sources = metadata.groupby(["database", "name"]).size().rename("images").reset_index()
+    lines = [
+        f"# CytoImageNet-style dataset (catalog: {catalog})", "",
+        f"**{len(metadata):,}** images, **{len(classes):,}** classes (~{len(metadata) / max(len(classes), 1):.0f} images per class), "
+        f"from **{metadata['dir_name'].nunique()}** source datasets; {int(metadata['crop'].sum()):,} images are crops (upsampling).", "",
+        "Images: `<class_key>/<class_key>-<number>.png`, 8-bit grayscale, channels normalized to their 0.1-99.9th "
+        "percentiles and averaged. Metadata of every image: `metadata.csv` (label, category, database, name, dir_name, "
+        "path, filename, idx, organism, cell_type, cell_visible, phenotype, compound, sirna, gene, microscopy, crop, "
+        "scaling, x_min, x_max, y_min, y_max).", "",
+        "## Labels per category", "", _markdown(per_category), "",
+        "## Labels per database", "", _markdown(per_database), "",
+        "## Images per source dataset", "", _markdown(sources), "",
+    ]
+    if missing:
+        lines += [f"**Not built yet:** {len(missing)} classes ({', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}).", ""]
+    return "\n".join(lines)
+
+
+def composition_png(metadata: pd.DataFrame) -> bytes:
+    """Images per category, split into original images and crops."""
+    counts = metadata.groupby(["category", "crop"]).size().unstack(fill_value=0).reindex(columns=[False, True], fill_value=0)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(counts.index, counts[False], label="original", color="#4c72b0")
+    ax.bar(counts.index, counts[True], bottom=counts[False], label="crop", color="#dd8452")
+    ax.set_title("images per category")
+    ax.legend()
+    ax.tick_params(axis="x", rotation=30)
+    return png_bytes(fig)

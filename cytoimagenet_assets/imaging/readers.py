@@ -1,0 +1,121 @@
+"""Read any source image into 2-D channel arrays.
+
+TIFF (8/16-bit, either byte order, palette, multi-page, OME axes) and Opera FLEX through tifffile;
+PNG (8/16-bit), JPEG, BMP/DIB through Pillow; NPY through numpy. Colour images become one gray
+channel (ITU-R 601 luma, as Pillow's "L"); palette images are looked up in their colour map first.
+Z-stacks are reduced by maximum projection, time series to their first frame; an explicit channel
+axis (OME ``C``, the last axis of an ``.npy`` crop, a FLEX file's pages) gives one array per channel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+TIFF = {".tif", ".tiff", ".flex"}
+PILLOW = {".png", ".jpg", ".jpeg", ".bmp", ".dib"}
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+class ImageReadError(Exception):
+    """An image that cannot be read; the message names the file."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def read_channels(path: Path) -> list[np.ndarray]:
+    """The 2-D channel images stored in ``path`` (usually one), in their native dtype.
+
+    Raises :class:`ImageReadError` for an unknown format or a broken file; ``OSError`` for I/O
+    failures (missing file, network file system hiccup) so that callers can retry those.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        if suffix in TIFF:
+            channels = _tiff(path, flex=suffix == ".flex")
+        elif suffix in PILLOW:
+            channels = [_pillow(path)]
+        elif suffix == ".npy":
+            channels = _npy(path)
+        else:
+            raise ImageReadError(path, f"unknown image format {suffix!r}")
+    except ImageReadError:
+        raise
+    except (tifffile.TiffFileError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, KeyError, IndexError) as exc:
+        raise ImageReadError(path, f"cannot decode: {exc}") from exc
+    except OSError as exc:
+        if "truncated" in str(exc) or "cannot identify" in str(exc) or "broken" in str(exc):
+            raise ImageReadError(path, f"cannot decode: {exc}") from exc
+        raise
+    for channel in channels:
+        if channel.ndim != 2 or channel.size == 0:
+            raise ImageReadError(path, f"decoded to shape {channel.shape}, expected a 2-D image")
+    return channels
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    """Colour (…, 3 or 4) to gray, keeping the integer dtype's range."""
+    gray = rgb[..., :3].astype(np.float32) @ LUMA
+    return np.round(gray).astype(rgb.dtype) if rgb.dtype.kind in "ui" else gray
+
+
+def _tiff(path: Path, flex: bool) -> list[np.ndarray]:
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        page = tif.pages[0]
+        data = series.asarray()
+        axes = series.axes
+        if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
+            colormap = np.asarray(page.colormap)  # (3, 2**bits) uint16
+            data = _gray((colormap[:, data].transpose(*range(1, data.ndim + 1), 0) / 257).astype(np.uint8))
+            return [data] if data.ndim == 2 else [_reduce(data, axes[:-2] + "YX")]
+    if axes.endswith("S") and data.shape[-1] in (3, 4):  # RGB samples
+        data, axes = _gray(data), axes[:-1]
+    if flex and "C" not in axes and data.ndim == 3:
+        axes = "C" + axes[1:]  # an Opera FLEX file holds one page per channel
+    if "C" in axes:
+        channel_axis = axes.index("C")
+        return [_reduce(c, axes.replace("C", "")) for c in np.moveaxis(data, channel_axis, 0)]
+    return [_reduce(data, axes)]
+
+
+def _reduce(data: np.ndarray, axes: str) -> np.ndarray:
+    """Down to YX: maximum projection over Z (and generic pages), first frame of T and others."""
+    while data.ndim > 2:
+        axis, name = 0, axes[0]
+        data = data.max(axis=axis) if name in "ZIQ" else np.take(data, 0, axis=axis)
+        axes = axes[1:]
+    return data
+
+
+def _pillow(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        image.load()
+        if image.mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        if image.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+            return _gray(np.asarray(image.convert("RGB")))
+        if image.mode == "LA":
+            image = image.convert("L")
+        if image.mode in ("1",):
+            image = image.convert("L")
+        return np.asarray(image)
+
+
+def _npy(path: Path) -> list[np.ndarray]:
+    data = np.load(path, allow_pickle=False)
+    if data.ndim == 2:
+        return [data]
+    if data.ndim == 3 and data.shape[-1] <= 8 and data.shape[-1] < data.shape[0]:
+        return [data[..., c] for c in range(data.shape[-1])]  # channels last (H, W, C)
+    if data.ndim == 3 and data.shape[0] <= 8:
+        return list(data)  # channels first (C, H, W)
+    raise ImageReadError(path, f"array of shape {data.shape} is not an image or a channel stack")
