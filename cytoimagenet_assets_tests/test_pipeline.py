@@ -9,33 +9,41 @@ import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
+from cytoimagenet_assets.defs.build import build_all
 from cytoimagenet_assets.storage import DataHome
 
 
-def _materialize(defs, instance, selection=None):
+def _materialize(defs, instance, selection=None, **kwargs):
     return dg.materialize(
-        [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection, raise_on_error=False,
+        [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection, raise_on_error=False, **kwargs,
     )
 
 
 @pytest.fixture(scope="module")
 def demo_build(tmp_path_factory):
+    """The whole demo graph, built the way `make demo` does: tables, one run per class, the dataset."""
     home = tmp_path_factory.mktemp("home")
     defs = build_definitions(load_catalog("demo"), data_home=str(home))
     instance = dg.DagsterInstance.ephemeral()
-    result = _materialize(defs, instance)
-    return home, defs, instance, result
+    assert build_all(defs, instance, log=lambda _: None)
+    runs = instance.get_runs()
+    return home, defs, instance, runs
 
 
 def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
-    home, defs, instance, result = demo_build
-    assert result.success
+    home, defs, instance, runs = demo_build
     catalog = load_catalog("demo")
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    partitions = instance.get_dynamic_partitions("cytoimagenet_class")
+    assert len(runs) == 1 + len(partitions) + 1  # tables, one run per class, the dataset
+    assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     expected = {dg.AssetKey([kind, s.dir_name]) for s in catalog.sources for kind in ("raw", "source_metadata")}
-    expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels")}
-    assert materialized == expected
-    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels", "class_images", "cytoimagenet_dataset")}
+    assert {k for k in expected if instance.get_latest_materialization_event(k) is None} == set()
+    materialized = instance.get_materialized_partitions(dg.AssetKey("class_images"))
+    assert materialized == set(partitions)
+    evaluations = [
+        e.asset_check_evaluation for run in runs for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
     assert len(evaluations) == 4 * (len(catalog.sources) + 1) + 1 + 3
     assert [(str(e.asset_key), e.check_name) for e in evaluations if not e.passed] == []
 
@@ -65,13 +73,16 @@ def test_the_ui_metadata_of_a_table(demo_build):
     assert "demo_hpa" in metadata["images_per_source"].value
 
 
-def test_a_rerun_gives_identical_tables(demo_build, tmp_path):
+def test_a_rerun_gives_identical_tables_and_images(demo_build, tmp_path):
     home, _, _, _ = demo_build
     defs = build_definitions(load_catalog("demo"), data_home=str(tmp_path))
-    assert _materialize(defs, dg.DagsterInstance.ephemeral()).success
+    assert build_all(defs, dg.DagsterInstance.ephemeral(), log=lambda _: None)
     for path in (home / "tables").rglob("*.parquet"):
         again = tmp_path / path.relative_to(home)
         assert pd.read_parquet(path).equals(pd.read_parquet(again)), path.name
+    for path in (home / "dataset").rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (tmp_path / path.relative_to(home)).read_bytes(), path
 
 
 def test_a_missing_real_source_fails_saying_what_to_fetch_from_where(tmp_path):
@@ -127,3 +138,70 @@ def test_class_table_registers_partitions_and_reports_what_a_refresh_changed(dem
     now = pd.read_parquet(DataHome(copy).table_path("cytoimagenet_classes"))
     assert metadata["changes"].value["classes_removed"] == len(set(classes["class_key"]) - set(now["class_key"])) > 0
     assert sorted(instance.get_dynamic_partitions("cytoimagenet_class")) == sorted(now["class_key"])
+
+
+def test_the_dataset_and_a_class_partitions_metadata(demo_build):
+    home, _, instance, _ = demo_build
+    dataset = pd.read_csv(home / "dataset" / "metadata.csv")
+    classes = pd.read_parquet(DataHome(home).table_path("cytoimagenet_classes"))
+    assert set(dataset["path"]) == set(classes["class_key"])
+    assert all((home / "dataset" / p / f).is_file() for p, f in zip(dataset["path"], dataset["filename"]))
+    assert "# CytoImageNet-style dataset (catalog: demo)" in (home / "dataset" / "README.md").read_text()
+    with sqlite3.connect(home / "catalog.db") as db:
+        assert db.execute("select count(*) from images").fetchone()[0] == len(dataset)
+    key = classes["class_key"].iloc[0]
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("class_images"), asset_partitions=[key]), limit=1).records
+    metadata = records[0].asset_materialization.metadata
+    assert metadata["images"].value == int((dataset["path"] == key).sum())
+    assert metadata["fingerprint"].value == classes.set_index("class_key").loc[key, "fingerprint"]
+    assert metadata["samples"].value.startswith(f"![{key} samples](data:image/png;base64,")
+
+
+def test_a_class_whose_raw_files_are_missing_fails_alone(demo_build, tmp_path):
+    home, _, _, _ = demo_build
+    copy = tmp_path / "home"
+    shutil.copytree(home / "tables", copy / "tables")
+    shutil.copytree(home / "raw", copy / "raw")
+    classes = pd.read_parquet(DataHome(copy).table_path("cytoimagenet_classes"))
+    leukemia = classes[classes["source_datasets"] == "demo_leukemia"]["class_key"].tolist()
+    others = classes[classes["source_datasets"] == "demo_rxrx1"]["class_key"].tolist()[:2]
+    shutil.rmtree(copy / "raw" / "demo_leukemia" / "C-NMC_Leukemia" / "training_data")
+    defs = build_definitions(load_catalog("demo"), data_home=str(copy))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("cytoimagenet_class", leukemia + others)
+    results = {k: _materialize(defs, instance, selection="class_images", partition_key=k) for k in leukemia + others}
+    assert [k for k, r in results.items() if not r.success] == leukemia
+    failure = next(e for e in results[leukemia[0]].all_events if e.event_type_value == "STEP_FAILURE")
+    assert "only 0 usable images of 60 rows" in failure.event_specific_data.error.message
+    assert "no such file" in failure.event_specific_data.error.message
+    assert not (copy / "dataset" / leukemia[0]).exists() and (copy / "dataset" / others[0]).is_dir()
+
+
+def test_the_sensor_follows_the_class_table(demo_build, tmp_path):
+    from cytoimagenet_assets.defs.images import class_partitions_sensor
+    from cytoimagenet_assets.defs.resources import DataHomeResource
+
+    home, _, instance, _ = demo_build
+    data = DataHomeResource(root=str(home))
+    # After the headless build every class is built with its current fingerprint: nothing to run.
+    result = class_partitions_sensor(dg.build_sensor_context(instance=instance, resources={"data": data}))
+    assert result.run_requests == [] and result.dynamic_partitions_requests == []
+    # One class's membership changes, one class vanishes, a new one appears.
+    copy = tmp_path / "home"
+    shutil.copytree(home / "tables", copy / "tables")
+    path = DataHome(copy).table_path("cytoimagenet_classes")
+    classes = pd.read_parquet(path)
+    classes.loc[0, "fingerprint"] = "changed"
+    classes.loc[1, "class_key"] = "phenotype-new-class-0123456789"
+    classes.to_parquet(path)
+    cursor = None
+    result = class_partitions_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data": DataHomeResource(root=str(copy))}))
+    requested = sorted(r.partition_key for r in result.run_requests)
+    assert requested == sorted([classes.loc[0, "class_key"], "phenotype-new-class-0123456789"])
+    adds = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.AddDynamicPartitionsRequest)]
+    deletes = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.DeleteDynamicPartitionsRequest)]
+    assert adds[0].partition_keys == ["phenotype-new-class-0123456789"]
+    assert len(deletes[0].partition_keys) == 1 and deletes[0].partition_keys[0] != classes.loc[0, "class_key"]
+    # The next tick, with the cursor, requests nothing more.
+    again = class_partitions_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, resources={"data": DataHomeResource(root=str(copy))}))
+    assert again.run_requests == []

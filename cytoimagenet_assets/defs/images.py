@@ -35,7 +35,7 @@ class ClassImagesConfig(dg.Config):
     group_name=GROUP,
     kinds={"png"},
     pool="io",
-    retry_policy=dg.RetryPolicy(max_retries=1, delay=10),
+    retry_policy=dg.RetryPolicy(max_retries=1, delay=10),  # systemic, transient errors (I/O); not a ClassBuildError
     description="The PNGs of one class (merged channels, crops to reach the target, quality-checked) under "
                 "dataset/<class_key>/, with its metadata.csv. One partition per class: each fails and reruns on its own.",
 )
@@ -55,8 +55,8 @@ def class_images(context: dg.AssetExecutionContext, config: ClassImagesConfig, d
         result = build_class(key, info["label"], info["category"], merged, raw_dirs, home.dataset_dir() / key,
                              target=settings["target"], threshold=settings["threshold"], seed=settings["seed"],
                              workers=config.workers or os.cpu_count() or 1)
-    except ClassBuildError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+    except ClassBuildError as exc:  # deterministic: retrying would fail the same way
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     folder = home.dataset_dir() / key
     meta = result.metadata
     context.log.info(f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(result.drops)}")
@@ -77,7 +77,7 @@ def class_images(context: dg.AssetExecutionContext, config: ClassImagesConfig, d
     })
 
 
-class_images_job = dg.define_asset_job("class_images_job", selection=[CLASS_IMAGES_KEY], partitions_def=CLASS_PARTITIONS)
+class_images_job = dg.define_asset_job("class_images_job", selection=[CLASS_IMAGES_KEY])
 
 
 @dg.sensor(job=class_images_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,

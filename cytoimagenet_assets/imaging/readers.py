@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 TIFF = {".tif", ".tiff", ".flex"}
 PILLOW = {".png", ".jpg", ".jpeg", ".bmp", ".dib"}
@@ -49,12 +49,12 @@ def read_channels(path: Path) -> list[np.ndarray]:
             raise ImageReadError(path, f"unknown image format {suffix!r}")
     except ImageReadError:
         raise
-    except (tifffile.TiffFileError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, KeyError, IndexError) as exc:
-        raise ImageReadError(path, f"cannot decode: {exc}") from exc
     except OSError as exc:
-        if "truncated" in str(exc) or "cannot identify" in str(exc) or "broken" in str(exc):
-            raise ImageReadError(path, f"cannot decode: {exc}") from exc
-        raise
+        if exc.errno is not None:  # a real I/O failure (the caller may retry), not a decoding one
+            raise
+        raise ImageReadError(path, f"cannot decode: {exc}") from exc
+    except Exception as exc:  # decoders signal corrupt data in many ways (ValueError, IndexError, ...)
+        raise ImageReadError(path, f"cannot decode: {type(exc).__name__}: {exc}") from exc
     for channel in channels:
         if channel.ndim != 2 or channel.size == 0:
             raise ImageReadError(path, f"decoded to shape {channel.shape}, expected a 2-D image")
@@ -77,8 +77,9 @@ def _tiff(path: Path, flex: bool) -> list[np.ndarray]:
             colormap = np.asarray(page.colormap)  # (3, 2**bits) uint16
             data = _gray((colormap[:, data].transpose(*range(1, data.ndim + 1), 0) / 257).astype(np.uint8))
             return [data] if data.ndim == 2 else [_reduce(data, axes[:-2] + "YX")]
-    if axes.endswith("S") and data.shape[-1] in (3, 4):  # RGB samples
-        data, axes = _gray(data), axes[:-1]
+    if "S" in axes and data.shape[axes.index("S")] in (3, 4):  # RGB samples, contiguous or planar
+        data = _gray(np.moveaxis(data, axes.index("S"), -1))
+        axes = axes.replace("S", "")
     if flex and "C" not in axes and data.ndim == 3:
         axes = "C" + axes[1:]  # an Opera FLEX file holds one page per channel
     if "C" in axes:

@@ -1,0 +1,254 @@
+"""Readers on real images, processing properties, quality control, and building a class."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+
+from cytoimagenet_assets.imaging.classes import ClassBuildError, build_class, crops_per_image
+from cytoimagenet_assets.imaging.process import (
+    MIN_CROP, merge, normalize, percentiles, plan_crops, quality_problem, to_uint8,
+)
+from cytoimagenet_assets.imaging.readers import ImageReadError, read_channels
+
+EXAMPLES = "cellprofiler_examples"
+
+
+def test_big_endian_16_bit_tiff(real):
+    path = real / EXAMPLES / "ExampleSpeckles" / "images" / "1-162hrh2ax2.tif"
+    (image,) = read_channels(path)
+    with Image.open(path) as pil:  # Pillow decodes I;16B independently of tifffile
+        assert pil.mode == "I;16B"
+        expected = np.asarray(pil).astype(np.uint16)
+    assert image.dtype == np.uint16 and image.shape == (1000, 1200)
+    assert np.array_equal(image, expected) and image.max() == 4095
+
+
+@pytest.mark.parametrize("name", ["ExampleFly/images/01_POS002_D.TIF", "ExampleIlluminationCorrection/images/AS_09047_050428030001_O01f00d2.TIF"])
+def test_palette_tiff_goes_through_its_colour_map(real, name):
+    (image,) = read_channels(real / EXAMPLES / name)
+    with Image.open(real / EXAMPLES / name) as pil:
+        assert pil.mode == "P"
+        expected = np.asarray(pil.convert("L")).astype(int)
+    assert image.dtype == np.uint8 and image.shape == expected.shape
+    assert np.abs(image.astype(int) - expected).max() <= 1  # luma rounding differs by at most one level
+
+
+def test_8_bit_tiff_and_rxrx_png(real):
+    (tif,) = read_channels(real / EXAMPLES / "ExampleHuman" / "images" / "AS_09125_050116030001_D03f00d0.tif")
+    assert tif.dtype == np.uint8 and tif.shape == (512, 512)
+    png_path = real / "rxrx1" / "images" / "train" / "HEPG2-01" / "Plate1" / "B02_s1_w1.png"
+    (png,) = read_channels(png_path)
+    with Image.open(png_path) as pil:
+        assert np.array_equal(png, np.asarray(pil))
+    assert png.dtype == np.uint8 and png.shape == (512, 512)
+
+
+def test_bbbc021_npy_crop_gives_three_channels(real):
+    path = next((real / "bbbc021" / "singlecell_crops_npy" / "DMSO").glob("*.npy"))
+    channels = read_channels(path)
+    raw = np.load(path)
+    assert len(channels) == 3 and all(np.array_equal(c, raw[..., i]) for i, c in enumerate(channels))
+    assert channels[0].dtype == np.uint16 and channels[0].shape == (68, 68)
+
+
+def test_other_formats_written_here(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(rgb).convert("L")).astype(int)
+    for suffix, fmt in ((".bmp", "BMP"), (".JPG", "JPEG"), (".png", "PNG")):
+        Image.fromarray(rgb).save(tmp_path / f"x{suffix}", format=fmt)
+        (gray,) = read_channels(tmp_path / f"x{suffix}")
+        if fmt != "JPEG":
+            assert np.abs(gray.astype(int) - expected).max() <= 1
+        assert gray.shape == (40, 50)
+    sixteen = (np.arange(2000, dtype=np.uint16).reshape(40, 50) * 30)
+    Image.fromarray(sixteen).save(tmp_path / "s.png")
+    (read,) = read_channels(tmp_path / "s.png")
+    assert read.max() == sixteen.max() and np.array_equal(read.astype(np.uint16), sixteen)
+    stack = np.stack([np.full((20, 30), v, np.uint16) for v in (5, 50, 9)])
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")  # generic pages: a z-stack, max projection
+    (projected,) = read_channels(tmp_path / "z.tif")
+    assert projected.shape == (20, 30) and projected.max() == 50
+    tifffile.imwrite(tmp_path / "c.tif", stack, photometric="minisblack", metadata={"axes": "CYX"})
+    assert [c.max() for c in read_channels(tmp_path / "c.tif")] == [5, 50, 9]
+    tifffile.imwrite(tmp_path / "o.flex", stack, photometric="minisblack")
+    planar = np.stack([np.full((20, 30), v, np.uint8) for v in (100, 50, 200)])
+    tifffile.imwrite(tmp_path / "rgb.tif", planar, photometric="rgb", planarconfig="separate")
+    (gray,) = read_channels(tmp_path / "rgb.tif")
+    assert gray.shape == (20, 30) and gray[0, 0] == round(0.299 * 100 + 0.587 * 50 + 0.114 * 200)
+    assert len(read_channels(tmp_path / "o.flex")) == 3
+
+
+def test_broken_and_unknown_files_name_the_file(tmp_path):
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (tmp_path / "image.xyz").write_bytes(b"?")
+    for name in ("broken.tif", "broken.png", "image.xyz"):
+        with pytest.raises(ImageReadError, match=name):
+            read_channels(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="missing.tif"):
+        read_channels(tmp_path / "missing.tif")
+
+
+def test_normalize_and_merge():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4096, (64, 64)).astype(np.uint16)
+    b = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+    for image in (a, b, a.astype(np.float32)):
+        out = normalize(image)
+        assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+        low, high = np.percentile(image, (0.1, 99.9))
+        assert np.allclose(out, np.clip((image - low) / (high - low), 0, 1), atol=1e-6)
+    merged = merge([a, b])
+    assert np.allclose(merged, (normalize(a) + normalize(b)) / 2)
+    assert not normalize(np.full((5, 5), 7, np.uint16)).any()
+    with pytest.raises(ValueError, match="differ in shape"):
+        merge([a, b[:10]])
+
+
+def test_histogram_percentiles_match_numpy():
+    rng = np.random.default_rng(1)
+    for image in (rng.integers(0, 65535, (97, 101)).astype(np.uint16), rng.integers(0, 3, (10, 10)).astype(np.uint8)):
+        q = [0, 0.1, 25, 50, 75, 99.9, 100]
+        assert np.allclose(percentiles(image, q), np.percentile(image, q))
+
+
+def test_crops_stay_in_their_windows_and_above_70_px():
+    rng = np.random.default_rng(2)
+    for shape in [(512, 512), (1024, 1280), (300, 200), (150, 150)]:
+        for count in range(1, 6):
+            crops = plan_crops(shape, count, rng)
+            assert len(crops) == min(count, 4)
+            quadrants = set()
+            for crop in crops:
+                side = crop.x_max - crop.x_min
+                assert side == crop.y_max - crop.y_min >= MIN_CROP
+                assert crop.scaling in (1 / 2, 1 / 4, 1 / 8, 1 / 16)
+                qy, qx = int(crop.y_min >= shape[0] // 2), int(crop.x_min >= shape[1] // 2)
+                assert crop.y_max <= (shape[0] // 2 if qy == 0 else shape[0]) and crop.x_max <= (shape[1] // 2 if qx == 0 else shape[1])
+                quadrants.add((qy, qx))
+            assert len(quadrants) == len(crops)  # one crop per window
+    assert plan_crops((120, 120), 4, rng) == []  # no 70 px crop fits a 60 px window
+
+
+def test_quality_filters():
+    rng = np.random.default_rng(3)
+    assert quality_problem(np.full((50, 50), 9, np.uint8)) == "uniform"
+    binary = np.where(rng.random((50, 50)) < 0.5, 0, 255).astype(np.uint8)
+    assert quality_problem(binary) == "binary"
+    dim = np.zeros((50, 50), np.uint8)
+    dim[:5, :] = rng.integers(1, 255, (5, 50))
+    assert quality_problem(dim) == "dim"
+    assert quality_problem(rng.integers(0, 255, (50, 50)).astype(np.uint8)) is None
+    assert to_uint8(np.array([[0.0, 1.0]], np.float32)).tolist() == [[0, 255]]
+
+
+def test_crops_per_image_reaches_target_when_it_can():
+    assert crops_per_image(40, 80) == [1] * 40
+    assert sum(crops_per_image(30, 100)) == 70 and max(crops_per_image(30, 100)) == 3
+    assert crops_per_image(10, 1000) == [4] * 10
+    assert crops_per_image(100, 80) == [0] * 100
+
+
+def _class_rows(raw: Path, n: int, broken: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    rows = []
+    for i in range(n):
+        paths = []
+        for c in range(2):
+            image = (rng.random((160, 160)) * 3000).astype(np.uint16)
+            image[40:80, 40:90] += 900  # some structure
+            tifffile.imwrite(raw / f"f{i}_w{c}.tif", image)
+            paths.append(f"f{i}_w{c}.tif")
+        if i < broken:
+            (raw / paths[0]).write_bytes(b"II*\x00broken")
+        rows.append({"idx": f"s-{i}", "dir_name": "s", "channel_paths": paths, "database": "db", "name": "n", "organism": "human",
+                     "cell_type": None, "cell_visible": "nucleus|actin", "phenotype": None, "compound": "x", "sirna": None, "gene": None,
+                     "microscopy": "fluorescence"})
+    return pd.DataFrame(rows)
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def test_build_class_upsamples_drops_bad_images_and_is_deterministic(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = _class_rows(raw, 12, broken=2)
+    out = tmp_path / "dataset" / "compound-x"
+    result = build_class("compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, workers=2)
+    meta = result.metadata
+    assert list(meta.columns)[:8] == ["label", "category", "database", "name", "dir_name", "path", "filename", "idx"]
+    # 12 rows: 2 unreadable; crops were planned for all 12 to reach 30 (18 crops), so the 10 readable give 10 + their crops.
+    assert (~meta["crop"]).sum() == 10 and meta["crop"].sum() == sum(crops_per_image(12, 30)[2:]) - int((result.drops["stage"] == "quality").sum())
+    assert set(result.drops.loc[result.drops["stage"] == "read", "idx"]) == {"s-0", "s-1"}
+    assert result.drops["reason"].str.contains("broken|f0_w0.tif|f1_w0.tif").all()
+    assert meta["filename"].tolist() == [f"compound-x-{i:08d}.png" for i in range(1, len(meta) + 1)]
+    files = sorted(p.name for p in out.glob("*.png"))
+    assert files == sorted(meta["filename"]) and (out / "metadata.csv").exists()
+    crops = meta[meta["crop"]]
+    assert ((crops["x_max"] - crops["x_min"]) >= MIN_CROP).all()
+    first = _digest(out)
+    again = build_class("compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, workers=1)
+    assert _digest(out) == first and again.metadata.equals(meta)  # 1 or 2 workers: same bytes
+    assert [p.name for p in out.parent.iterdir()] == ["compound-x"]  # no staging left
+
+
+def test_a_class_below_threshold_or_without_its_source_fails_with_the_reason(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = _class_rows(raw, 6, broken=4)
+    with pytest.raises(ClassBuildError, match=r"only 2 usable images of 6 rows \(threshold 10\); dropped: \{'unreadable': 4\}; first: unreadable: .*f0_w0.tif: cannot decode"):
+        build_class("k", "x", "compound", rows, {"s": raw}, tmp_path / "dataset" / "k", target=6, threshold=10, seed=0)
+    assert not (tmp_path / "dataset" / "k").exists()
+    with pytest.raises(ClassBuildError, match="raw folder of source 's' is missing"):
+        build_class("k", "x", "compound", rows, {"s": tmp_path / "nowhere"}, tmp_path / "dataset" / "k", target=6, threshold=1, seed=0)
+
+
+KILLED_BUILD = """
+import sys, pandas as pd
+from pathlib import Path
+from cytoimagenet_assets.imaging import classes
+original = classes.process_image
+def slow(task):
+    import time
+    if task.ordinal == 5:
+        print("half way", flush=True)
+        time.sleep(60)
+    return original(task)
+classes.process_image = slow
+rows = pd.read_pickle(sys.argv[1])
+classes.build_class("k", "x", "compound", rows, {"s": Path(sys.argv[2])}, Path(sys.argv[3]), target=20, threshold=5, seed=0)
+"""
+
+
+def test_a_build_killed_in_the_middle_leaves_nothing_and_a_rerun_gives_the_same_class(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = _class_rows(raw, 10)
+    rows.to_pickle(tmp_path / "rows.pkl")
+    out = tmp_path / "dataset" / "k"
+    reference = tmp_path / "reference" / "k"
+    build_class("k", "x", "compound", rows, {"s": raw}, reference, target=20, threshold=5, seed=0)
+    child = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(tmp_path / "rows.pkl"), str(raw), str(out)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "half way"
+    staged = [p for p in out.parent.iterdir()]
+    assert staged and all(p.name.startswith(".k.") for p in staged)  # work in progress is hidden
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not out.exists()
+    build_class("k", "x", "compound", rows, {"s": raw}, out, target=20, threshold=5, seed=0)
+    assert _digest(out) == _digest(reference)
