@@ -17,32 +17,48 @@ MIN_CROP = 70
 MAX_CROPS = 4
 
 
+def _histogram_percentiles(counts: np.ndarray, n: int, qs: np.ndarray) -> np.ndarray:
+    """Percentiles from a histogram of integer values, with numpy's linear interpolation."""
+    cumulative = np.cumsum(counts)
+    position = qs / 100 * (n - 1)  # rank of each percentile in the sorted image
+    lower = np.floor(position).astype(np.int64)
+    upper = np.minimum(lower + 1, n - 1)
+    value_lower = np.searchsorted(cumulative, lower, side="right")
+    value_upper = np.searchsorted(cumulative, upper, side="right")
+    return value_lower + (value_upper - value_lower) * (position - lower)
+
+
+def _is_small_int(image: np.ndarray) -> bool:
+    return image.dtype.kind in "ui" and image.dtype.itemsize <= 2
+
+
 def percentiles(image: np.ndarray, qs) -> np.ndarray:
     """Percentiles (0-100) with numpy's default linear interpolation; histogram-based for integers."""
     qs = np.asarray(qs, np.float64)
-    if image.dtype.kind in "ui" and image.dtype.itemsize <= 2:
-        flat = image.ravel()
-        counts = np.bincount(flat)
-        cumulative = np.cumsum(counts)
-        n = flat.size
-        position = qs / 100 * (n - 1)  # rank of each percentile in the sorted image
-        lower = np.floor(position).astype(np.int64)
-        upper = np.minimum(lower + 1, n - 1)
-        value_lower = np.searchsorted(cumulative, lower, side="right")
-        value_upper = np.searchsorted(cumulative, upper, side="right")
-        return value_lower + (value_upper - value_lower) * (position - lower)
+    if _is_small_int(image):
+        return _histogram_percentiles(np.bincount(image.ravel()), image.size, qs)
     return np.percentile(image, qs)
 
 
 def normalize(image: np.ndarray) -> np.ndarray:
-    """To float32 in [0, 1] by the 0.1th and 99.9th percentiles (clipped); a flat image becomes 0."""
-    low, high = percentiles(image, (LOW, HIGH))
+    """To float32 in [0, 1] by the 0.1th and 99.9th percentiles (clipped); a flat image becomes 0.
+
+    Integer images go through a lookup table over their value range: one histogram pass for the
+    percentiles and one gather for the result.
+    """
+    if _is_small_int(image):
+        counts = np.bincount(image.ravel())
+        low, high = _histogram_percentiles(counts, image.size, np.array([LOW, HIGH]))
+        if high <= low:
+            return np.zeros(image.shape, np.float32)
+        table = np.clip((np.arange(len(counts), dtype=np.float64) - low) / (high - low), 0, 1).astype(np.float32)
+        return table[image]
+    low, high = np.percentile(image, (LOW, HIGH))
     if high <= low:
         return np.zeros(image.shape, np.float32)
-    scale = np.float32(1.0 / (high - low))
     out = image.astype(np.float32)
     out -= np.float32(low)
-    out *= scale
+    out *= np.float32(1.0 / (high - low))
     return np.clip(out, 0.0, 1.0, out=out)
 
 
@@ -97,10 +113,11 @@ def plan_crops(shape: tuple[int, int], count: int, rng: np.random.Generator) -> 
 
 def quality_problem(image: np.ndarray) -> str | None:
     """Why an 8-bit image must be dropped, or None: uniform, binary (two values) or dim."""
-    low, high, q75 = percentiles(image, (LOW, HIGH, 75))
+    counts = np.bincount(image.ravel(), minlength=256)
+    low, high, q75 = _histogram_percentiles(counts, image.size, np.array([LOW, HIGH, 75.0]))
     if low == high:
         return "uniform"
-    if np.count_nonzero(np.bincount(image.ravel(), minlength=256)) == 2:
+    if np.count_nonzero(counts) == 2:
         return "binary"
     if q75 == 0:
         return "dim"
