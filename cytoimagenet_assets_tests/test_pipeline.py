@@ -7,10 +7,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cytoimagenet_assets.catalog import load_catalog
+from cytoimagenet_assets.catalog import TrainingDefaults, load_catalog
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.build import build_all
 from cytoimagenet_assets.storage import DataHome
+
+
+# The demo catalog with a token training schedule: these tests are about the graph, not the model.
+DEMO = load_catalog("demo").model_copy(update={"training": TrainingDefaults(epochs=1, batch_size=16, input_size=32)})
 
 
 def _materialize(defs, instance, selection=None, **kwargs):
@@ -23,7 +27,7 @@ def _materialize(defs, instance, selection=None, **kwargs):
 def demo_build(tmp_path_factory):
     """The whole demo graph, built the way `make demo` does: tables, one run per class, the dataset."""
     home = tmp_path_factory.mktemp("home")
-    defs = build_definitions(load_catalog("demo"), data_home=str(home))
+    defs = build_definitions(DEMO, data_home=str(home))
     instance = dg.DagsterInstance.ephemeral()
     assert build_all(defs, instance, log=lambda _: None)
     runs = instance.get_runs()
@@ -32,12 +36,13 @@ def demo_build(tmp_path_factory):
 
 def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     home, defs, instance, runs = demo_build
-    catalog = load_catalog("demo")
+    catalog = DEMO
     partitions = instance.get_dynamic_partitions("cytoimagenet_class")
-    assert len(runs) == 1 + len(partitions) + 1  # tables, one run per class, the dataset
+    assert len(runs) == 1 + len(partitions) + 1  # tables, one run per class, then the dataset and the model
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     expected = {dg.AssetKey([kind, s.dir_name]) for s in catalog.sources for kind in ("raw", "source_metadata")}
-    expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels", "class_images", "cytoimagenet_dataset")}
+    expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels", "class_images", "cytoimagenet_dataset",
+                                          "training_shards", "pretrained_model")}
     assert {k for k in expected if instance.get_latest_materialization_event(k) is None} == set()
     materialized = instance.get_materialized_partitions(dg.AssetKey("class_images"))
     assert materialized == set(partitions)
@@ -51,7 +56,7 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
 def test_merged_table_holds_every_pretraining_row_and_no_evaluation_row(demo_build):
     home, _, _, _ = demo_build
     data = DataHome(home)
-    catalog = load_catalog("demo")
+    catalog = DEMO
     merged = pd.read_parquet(data.table_path("merged_metadata"))
     sizes = {s.dir_name: len(pd.read_parquet(data.table_path("source_metadata", s.dir_name))) for s in catalog.sources}
     assert len(merged) == sum(n for d, n in sizes.items() if not catalog.source(d).evaluation_only)
@@ -75,7 +80,7 @@ def test_the_ui_metadata_of_a_table(demo_build):
 
 def test_a_rerun_gives_identical_tables_and_images(demo_build, tmp_path):
     home, _, _, _ = demo_build
-    defs = build_definitions(load_catalog("demo"), data_home=str(tmp_path))
+    defs = build_definitions(DEMO, data_home=str(tmp_path))
     assert build_all(defs, dg.DagsterInstance.ephemeral(), log=lambda _: None)
     for path in (home / "tables").rglob("*.parquet"):
         again = tmp_path / path.relative_to(home)
@@ -96,7 +101,7 @@ def test_a_missing_real_source_fails_saying_what_to_fetch_from_where(tmp_path):
 
 
 def test_a_broken_input_fails_its_source_with_file_and_row(tmp_path):
-    catalog = load_catalog("demo")
+    catalog = DEMO
     defs = build_definitions(catalog, data_home=str(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
     assert _materialize(defs, instance, selection="raw/demo_bbbc021").success
@@ -111,7 +116,7 @@ def test_a_broken_input_fails_its_source_with_file_and_row(tmp_path):
 def test_class_table_registers_partitions_and_reports_what_a_refresh_changed(demo_build, tmp_path):
     home, defs, instance, _ = demo_build
     classes = pd.read_parquet(DataHome(home).table_path("cytoimagenet_classes"))
-    catalog = load_catalog("demo")
+    catalog = DEMO
     assert len(classes) > 10 and classes["images"].between(catalog.labels.threshold, catalog.labels.target).all()
     assert sorted(instance.get_dynamic_partitions("cytoimagenet_class")) == sorted(classes["class_key"])
     metadata = instance.get_latest_materialization_event(dg.AssetKey("cytoimagenet_labels")).asset_materialization.metadata
@@ -166,7 +171,7 @@ def test_a_class_whose_raw_files_are_missing_fails_alone(demo_build, tmp_path):
     leukemia = classes[classes["source_datasets"] == "demo_leukemia"]["class_key"].tolist()
     others = classes[classes["source_datasets"] == "demo_rxrx1"]["class_key"].tolist()[:2]
     shutil.rmtree(copy / "raw" / "demo_leukemia" / "C-NMC_Leukemia" / "training_data")
-    defs = build_definitions(load_catalog("demo"), data_home=str(copy))
+    defs = build_definitions(DEMO, data_home=str(copy))
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("cytoimagenet_class", leukemia + others)
     results = {k: _materialize(defs, instance, selection="class_images", partition_key=k) for k in leukemia + others}
@@ -205,3 +210,16 @@ def test_the_sensor_follows_the_class_table(demo_build, tmp_path):
     # The next tick, with the cursor, requests nothing more.
     again = class_partitions_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, resources={"data": DataHomeResource(root=str(copy))}))
     assert again.run_requests == []
+
+
+def test_the_model_trained_on_the_dataset_and_shows_its_history(demo_build):
+    home, _, instance, _ = demo_build
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("pretrained_model")).asset_materialization.metadata
+    folder = home / "models" / metadata["run"].value
+    card = (folder / "model_card.json").read_text()
+    classes = pd.read_parquet(DataHome(home).table_path("cytoimagenet_classes"))
+    assert all(key in card for key in classes["class_key"])
+    assert metadata["epochs"].value == 1 and "val_top1" in metadata
+    assert metadata["curves"].value.startswith("![training curves](data:image/png;base64,")
+    shards = instance.get_latest_materialization_event(dg.AssetKey("training_shards")).asset_materialization.metadata
+    assert shards["images"].value == len(pd.read_csv(home / "dataset" / "metadata.csv"))

@@ -154,11 +154,21 @@ class LabelConfig(_Strict):
         return self
 
 
+class TrainingDefaults(_Strict):
+    """The pretraining recipe's sizes (the original's by default); the rest is in TrainConfig."""
+
+    epochs: int = Field(24, ge=1)
+    batch_size: int = Field(64, ge=1)
+    input_size: int = Field(224, ge=32)
+    lr: float = Field(1e-3, gt=0)
+
+
 class Catalog(_Strict):
     name: str
     description: str = ""
     seed: int = 0  # every random choice (demo images, sampling) flows from it
     labels: LabelConfig = LabelConfig()
+    training: TrainingDefaults = TrainingDefaults()
     sources: tuple[Source, ...]
     path: Path | None = None
 

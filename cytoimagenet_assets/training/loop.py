@@ -1,0 +1,371 @@
+"""Train EfficientNet-B0 from scratch on the packed dataset (methods: "Model Training").
+
+The original recipe by default: torchvision ``efficientnet_b0`` from random initialization, one
+output per class, a 90/10 train/validation split stratified by class, batches of 64, random
+rotation 0-360° (reflect fill), Adam at 1e-3, cross-entropy, 24 epochs, 224×224 input with the gray
+image replicated to 3 channels (so ImageNet weights stay interchangeable).
+
+Input pipeline: batches are gathered from the memory-mapped uint8 array by a prefetch thread
+(pinned memory, asynchronous copies); rotation and normalization run batched on the device. On
+CUDA: bf16 autocast where supported (fp16 with loss scaling otherwise), channels_last, cudnn
+benchmark. Several processes (``torchrun``) train with DistributedDataParallel (NCCL on GPUs, gloo
+on CPUs). Every epoch is checkpointed (model, optimizer, scheduler, epoch, config, RNG states);
+a rerun resumes from the last checkpoint and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import torchvision
+
+from cytoimagenet_assets.training.shards import Shards
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 24
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_schedule: str = "constant"  # "constant" (the original) or "cosine"
+    val_fraction: float = 0.1
+    input_size: int = 224
+    seed: int = 0
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported)
+    channels_last: bool = True
+    max_steps_per_epoch: int = 0  # 0: whole epochs; else a cap (smoke runs, benchmarks)
+
+    def resumable_with(self, other: "TrainConfig") -> bool:
+        """A checkpoint made with ``other`` can continue under this config (only epochs may differ)."""
+        return dataclasses.replace(self, epochs=0) == dataclasses.replace(other, epochs=0)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) row indices: ``fraction`` of every class (at least one image of any
+    class with two or more) goes to validation."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        n_val = int(round(fraction * len(rows)))
+        n_val = min(max(n_val, 1 if len(rows) > 1 and fraction > 0 else 0), len(rows) - 1) if len(rows) > 1 else 0
+        val.append(rows[:n_val])
+        train.append(rows[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def build_model(num_classes: int) -> torch.nn.Module:
+    return torchvision.models.efficientnet_b0(weights=None, num_classes=num_classes)
+
+
+class DeviceAugment:
+    """uint8 gray batch (B, H, W) on the device → normalized float (B, 3, S, S).
+
+    Training batches are rotated by a uniform random angle in [0, 360°) with reflection filling
+    the corners, drawn from a generator seeded per batch (so the augmentation never depends on
+    what ran before).
+    """
+
+    def __init__(self, size: int, device: torch.device, channels_last: bool):
+        self.size, self.device, self.channels_last = size, device, channels_last
+        self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, batch: torch.Tensor, seed: int | None) -> torch.Tensor:
+        x = batch.to(torch.float32).div_(255).unsqueeze(1)
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            angle = torch.rand(x.shape[0], device=self.device, generator=generator) * (2 * math.pi)
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            zero = torch.zeros_like(cos)
+            theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
+
+class Batches:
+    """Batches gathered from the memory-mapped images by a prefetch thread, copied asynchronously."""
+
+    def __init__(self, shards: Shards, rows: np.ndarray, batch_size: int, device: torch.device, prefetch: int = 6):
+        self.images, self.labels = shards.images, shards.labels
+        self.rows, self.batch_size, self.device, self.prefetch = rows, batch_size, device, prefetch
+
+    def plan(self, epoch: int, seed: int, shuffle: bool, rank: int, world: int, max_steps: int) -> list[np.ndarray]:
+        """This rank's batches of an epoch: a permutation seeded by (seed, epoch), dealt to ranks
+        round-robin and cut to the same number of full batches on every rank."""
+        order = np.random.default_rng([seed, epoch]).permutation(self.rows) if shuffle else self.rows
+        mine = order[rank::world][: len(order) // world]
+        steps = len(mine) // self.batch_size if shuffle else math.ceil(len(mine) / self.batch_size)
+        if max_steps:
+            steps = min(steps, max_steps)
+        return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(steps)]
+
+    def __call__(self, plan: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        pin = self.device.type == "cuda"
+        slots: queue.Queue = queue.Queue(maxsize=self.prefetch)
+
+        def produce():
+            try:
+                for rows in plan:
+                    rows = np.sort(rows)  # memory-map locality
+                    x = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
+                    y = torch.from_numpy(self.labels[rows])
+                    if pin:
+                        x, y = x.pin_memory(), y.pin_memory()
+                    slots.put((x, y))
+            except BaseException as exc:  # surfaced in the consumer
+                slots.put(exc)
+                return
+            slots.put(None)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        while (item := slots.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            x, y = item
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        thread.join()
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: list[float], device) -> list[float]:
+        if self.world == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+
+def _step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    return int.from_bytes(hashlib.sha1(f"{seed}:{epoch}:{step}:{rank}".encode()).digest()[:7], "little")
+
+
+def _autocast(device: torch.device, amp: bool):
+    if device.type == "cuda" and amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _topk(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    return float((top[:, 0] == y).sum()), float((top == y[:, None]).any(1).sum())
+
+
+def train_one_epoch(model, optimizer, scaler, batches: Iterator, augment: DeviceAugment, seed: int, epoch: int, rank: int,
+                    device: torch.device, amp: bool) -> list[float]:
+    """One pass over this rank's batches; returns [loss sum, top-1 hits, top-5 hits, images]."""
+    model.train()
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for step, (x_u8, y) in enumerate(batches):
+        x = augment(x_u8, _step_seed(seed, epoch, step, rank))
+        with _autocast(device, amp):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        top1, top5 = _topk(logits.detach(), y)
+        totals = [totals[0] + float(loss.detach()) * len(y), totals[1] + top1, totals[2] + top5, totals[3] + len(y)]
+    return totals
+
+
+@torch.no_grad()
+def evaluate(model, batches: Iterator, augment: DeviceAugment, device: torch.device, amp: bool) -> list[float]:
+    model.eval()
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for x_u8, y in batches:
+        with _autocast(device, amp):
+            logits = model(augment(x_u8, None)).float()
+        top1, top5 = _topk(logits, y)
+        totals = [totals[0] + float(F.cross_entropy(logits, y, reduction="sum")), totals[1] + top1, totals[2] + top5, totals[3] + len(y)]
+    return totals
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def data_fingerprint(shards: Shards) -> str:
+    """What the model was trained on: the packed file list, classes and array shape."""
+    h = hashlib.sha1((shards.folder / "index.csv").read_bytes())
+    h.update((shards.folder / "classes.json").read_bytes())
+    h.update(str(shards.images.shape).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    history: pd.DataFrame
+    weights: Path
+    resumed_from_epoch: int | None
+    images_per_second: float
+
+
+def train(config: TrainConfig, shards: Shards, out_dir: Path, log: Callable[[str], None] = print) -> TrainResult:
+    """Train (or resume) under ``out_dir``: checkpoints/last.pt, model.pt, history.csv, model_card.{md,json}."""
+    ddp = Distributed.from_env()
+    device = torch.device(f"cuda:{ddp.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    classes = shards.classes
+    labels = shards.labels
+    train_rows, val_rows = stratified_split(labels, config.val_fraction, config.seed)
+
+    torch.manual_seed(config.seed)  # same initial weights on every rank and every run
+    model = build_model(len(classes)).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs) if config.lr_schedule == "cosine"
+                 else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported())
+
+    checkpoint_path = out_dir / "checkpoints" / "last.pt"
+    history: list[dict] = []
+    start_epoch, resumed = 0, None
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        saved = TrainConfig(**state["config"])
+        if not config.resumable_with(saved):
+            raise ValueError(f"{checkpoint_path} was made with another configuration ({saved}); use a new output folder")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history = state["history"]
+        start_epoch = resumed = state["epoch"] + 1
+        _set_rng_state(state["rng"])
+        log(f"resuming after epoch {state['epoch'] + 1} from {checkpoint_path}")
+
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp.world > 1 else model
+    augment = DeviceAugment(config.input_size, device, config.channels_last)
+    train_batches = Batches(shards, train_rows, config.batch_size, device)
+    val_batches = Batches(shards, val_rows, config.batch_size, device)
+    seen, seconds = 0.0, 0.0
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        plan = train_batches.plan(epoch, config.seed, True, ddp.rank, ddp.world, config.max_steps_per_epoch)
+        train_totals = ddp.sum(train_one_epoch(net, optimizer, scaler, train_batches(plan), augment, config.seed, epoch, ddp.rank, device, config.amp), device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - started
+        seen, seconds = seen + train_totals[3], seconds + elapsed
+        val_plan = val_batches.plan(epoch, config.seed, False, ddp.rank, ddp.world, 0)
+        val_totals = ddp.sum(evaluate(model, val_batches(val_plan), augment, device, config.amp), device)
+        scheduler.step()
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 2),
+               "images_per_s": round(train_totals[3] / max(elapsed, 1e-9), 1), **_rates("train", train_totals), **_rates("val", val_totals)}
+        history.append(row)
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if ddp.main:
+            _save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, epoch, config, history)
+        ddp.barrier()
+    weights = out_dir / "model.pt"
+    if ddp.main:
+        _write_outputs(out_dir, model, config, shards, classes, history, len(train_rows), len(val_rows))
+    ddp.barrier()
+    return TrainResult(pd.DataFrame(history), weights, resumed, seen / seconds if seconds else 0.0)
+
+
+def _rates(split: str, totals: list[float]) -> dict:
+    n = max(totals[3], 1.0)
+    return {f"{split}_loss": totals[0] / n, f"{split}_top1": totals[1] / n, f"{split}_top5": totals[2] / n}
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int, config: TrainConfig, history: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = path.with_suffix(".partial")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "epoch": epoch, "config": dataclasses.asdict(config), "history": history,
+                "rng": _rng_state()}, stage)
+    os.replace(stage, path)
+
+
+def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: Shards, classes: list[dict], history: list[dict],
+                   n_train: int, n_val: int) -> None:
+    stage = out_dir / "model.pt.partial"
+    torch.save(model.state_dict(), stage)
+    os.replace(stage, out_dir / "model.pt")
+    pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
+    last = history[-1] if history else {}
+    card = {
+        "architecture": "torchvision efficientnet_b0, random initialization",
+        "classes": [c["class_key"] for c in classes],
+        "class_labels": [{"category": c["category"], "label": c["label"]} for c in classes],
+        "recipe": dataclasses.asdict(config) | {"optimizer": "Adam", "loss": "cross-entropy", "augmentation": "random rotation 0-360°, reflect fill",
+                                                "input": "gray replicated to 3 channels, ImageNet mean/std"},
+        "data": {"fingerprint": data_fingerprint(shards), "images": int(shards.images.shape[0]), "train": n_train, "validation": n_val},
+        "metrics": {k: last[k] for k in ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5") if k in last},
+        "epochs_trained": len(history),
+        "torch": torch.__version__,
+    }
+    (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in card["metrics"].items())
+    (out_dir / "model_card.md").write_text(
+        f"# CytoImageNet EfficientNet-B0\n\n{card['architecture']}, {len(classes)} classes, trained {len(history)} epochs "
+        f"on {n_train} images (validation {n_val}); data fingerprint `{card['data']['fingerprint']}`.\n\n"
+        f"Recipe: {json.dumps(card['recipe'])}\n\n| metric | value |\n|---|---|\n{metrics}\n\n"
+        "Load: `m = torchvision.models.efficientnet_b0(num_classes=N); m.load_state_dict(torch.load('model.pt'))`; "
+        "class order in model_card.json.\n"
+    )

@@ -1,0 +1,128 @@
+"""Training on CPU: packing, learning, resuming to identical weights, DDP with gloo, outputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from cytoimagenet_assets.demo.cells import Morphology, render_field
+from cytoimagenet_assets.training.loop import DeviceAugment, TrainConfig, build_model, stratified_split, train, train_one_epoch
+from cytoimagenet_assets.training.shards import Shards, pack
+
+TINY = TrainConfig(epochs=2, batch_size=8, input_size=32, max_steps_per_epoch=4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Three demo-style classes (different morphologies), 24 images each, packed at 32 px."""
+    root = tmp_path_factory.mktemp("train")
+    rows = []
+    for k, label in enumerate(("round", "elongated", "dense")):
+        morphology = Morphology().perturbed(label, strength=1.5)
+        folder = root / "dataset" / f"phenotype-{label}"
+        folder.mkdir(parents=True)
+        for i in range(24):
+            image = render_field(np.random.default_rng([k, i]), morphology, ["nucleus"], (48, 48))["nucleus"]
+            name = f"phenotype-{label}-{i + 1:08d}.png"
+            Image.fromarray((image * 255).astype(np.uint8)).save(folder / name)
+            rows.append({"path": f"phenotype-{label}", "filename": name, "label": label, "category": "phenotype"})
+    return pack(pd.DataFrame(rows), root / "dataset", root / "shards", 32, workers=2)
+
+
+def test_pack_writes_a_memory_mapped_array_with_labels(shards):
+    assert shards.images.shape == (72, 32, 32) and shards.images.dtype == np.uint8
+    assert isinstance(shards.images, np.memmap)
+    assert np.bincount(shards.labels).tolist() == [24, 24, 24]
+    assert [c["label"] for c in shards.classes] == ["dense", "elongated", "round"]  # class-key order
+
+
+def test_stratified_split_keeps_every_class_in_both_parts():
+    labels = np.repeat([0, 1, 2], [50, 10, 2])
+    train_rows, val_rows = stratified_split(labels, 0.1, 0)
+    assert sorted(np.concatenate([train_rows, val_rows]).tolist()) == list(range(62))
+    assert np.bincount(labels[val_rows]).tolist() == [5, 1, 1] and set(labels[train_rows]) == {0, 1, 2}
+
+
+def test_rotation_is_reproducible_and_fills_by_reflection():
+    augment = DeviceAugment(32, torch.device("cpu"), channels_last=False)
+    batch = torch.full((2, 32, 32), 200, dtype=torch.uint8)
+    out = augment(batch, seed=5)
+    assert out.shape == (2, 3, 32, 32) and torch.equal(out, augment(batch, seed=5))
+    for c in range(3):  # a flat image stays flat: the corners are reflected, not black
+        assert torch.allclose(out[:, c], out[0, c, 0, 0])
+    ramp = torch.arange(32, dtype=torch.uint8).repeat(32, 1)[None] * 8
+    assert not torch.equal(augment(ramp, seed=1), augment(ramp, seed=2))
+
+
+def test_a_few_steps_lower_the_loss(shards):
+    """Twelve steps of the real training step on one batch of demo-style images (the usual
+    can-it-learn check: a fixed batch, so the drop is not noise between batches)."""
+    torch.manual_seed(0)
+    model = build_model(3)
+    device = torch.device("cpu")
+    augment = DeviceAugment(32, device, channels_last=False)
+    rows = np.arange(0, 72, 3)  # 24 images, all three classes
+    x_u8, y = torch.from_numpy(shards.images[rows]), torch.from_numpy(shards.labels[rows])
+
+    def loss():  # batch statistics (train mode), dropout masks fixed by the seed, no rotation
+        model.train()
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(model(augment(x_u8, None)), y))
+
+    before = loss()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    totals = train_one_epoch(model, optimizer, scaler, iter([(x_u8, y)] * 12), augment, 0, 0, 0, device, amp=False)
+    assert totals[3] == 12 * len(y)
+    assert loss() < 0.7 * before
+
+
+def test_resuming_after_an_epoch_gives_the_same_weights(shards, tmp_path):
+    straight = train(TINY, shards, tmp_path / "straight", log=lambda _: None)
+    first = train(TrainConfig(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "resumed", log=lambda _: None)
+    assert len(first.history) == 1 and first.resumed_from_epoch is None
+    second = train(TINY, shards, tmp_path / "resumed", log=lambda _: None)  # a rerun after "a crash" at epoch 1
+    assert second.resumed_from_epoch == 1 and len(second.history) == 2
+    a = torch.load(tmp_path / "straight" / "model.pt")
+    b = torch.load(tmp_path / "resumed" / "model.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(straight.history.drop(columns=["seconds", "images_per_s"]), second.history.drop(columns=["seconds", "images_per_s"]))
+
+
+def test_a_checkpoint_of_another_recipe_is_refused(shards, tmp_path):
+    train(TrainConfig(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
+    with pytest.raises(ValueError, match="made with another configuration"):
+        train(TrainConfig(**{**TINY.__dict__, "lr": 0.1}), shards, tmp_path / "run", log=lambda _: None)
+
+
+def test_model_card_and_history_are_written(shards, tmp_path):
+    result = train(TINY, shards, tmp_path / "run", log=lambda _: None)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    assert {"train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5"} <= set(history.columns)
+    card = json.loads((tmp_path / "run" / "model_card.json").read_text())
+    assert len(card["classes"]) == 3 and card["recipe"]["batch_size"] == 8 and card["data"]["images"] == 72
+    assert card["data"]["train"] + card["data"]["validation"] == 72 and len(card["data"]["fingerprint"]) == 16
+    assert (tmp_path / "run" / "model_card.md").read_text().startswith("# CytoImageNet EfficientNet-B0")
+    model = build_model(3)
+    model.load_state_dict(torch.load(result.weights))
+
+
+def test_two_process_ddp_with_gloo_completes(shards, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cytoimagenet_assets.training",
+         str(shards.folder), str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "4", "--input-size", "32", "--max-steps-per-epoch", "3"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    history = pd.read_csv(tmp_path / "ddp" / "history.csv")
+    assert len(history) == 1 and history["train_loss"].notna().all()
+    assert (tmp_path / "ddp" / "model.pt").exists()
