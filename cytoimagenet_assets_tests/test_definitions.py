@@ -48,7 +48,8 @@ def test_demo_asset_graph_matches_snapshot():
 def test_cytoimagenet_graph_has_every_source_and_keeps_evaluation_out_of_the_merge():
     nodes = {n["key"]: n for n in graph(build_definitions(load_catalog("cytoimagenet")))}
     tables = [k for k in nodes if k.startswith("source_metadata/")]
-    assert len(tables) == 43
+    assert len(tables) == 41  # 40 sources + BBBC021; COOS-7 and CyCLoPs (HDF5) have only raw/, read by their protocols
+    assert {"raw/coos7", "raw/cyclops"} <= set(nodes) and set(nodes["evaluation_report"]["deps"]) >= {"raw/coos7", "raw/cyclops", "raw/bbbc021"}
     merged_inputs = nodes["merged_metadata"]["deps"]
     assert len(merged_inputs) == 40 and "source_metadata/bbbc021" not in merged_inputs
     assert "no_evaluation_sources" in nodes["merged_metadata"]["checks"]

@@ -42,7 +42,7 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     expected = {dg.AssetKey([kind, s.dir_name]) for s in catalog.sources for kind in ("raw", "source_metadata")}
     expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels", "class_images", "cytoimagenet_dataset",
-                                          "training_shards", "pretrained_model")}
+                                          "training_shards", "pretrained_model", "evaluation_report")}
     assert {k for k in expected if instance.get_latest_materialization_event(k) is None} == set()
     materialized = instance.get_materialized_partitions(dg.AssetKey("class_images"))
     assert materialized == set(partitions)
@@ -223,3 +223,17 @@ def test_the_model_trained_on_the_dataset_and_shows_its_history(demo_build):
     assert metadata["curves"].value.startswith("![training curves](data:image/png;base64,")
     shards = instance.get_latest_materialization_event(dg.AssetKey("training_shards")).asset_materialization.metadata
     assert shards["images"].value == len(pd.read_csv(home / "dataset" / "metadata.csv"))
+
+
+def test_the_evaluation_runs_offline_on_the_demo(demo_build):
+    home, _, instance, _ = demo_build
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report")).asset_materialization.metadata
+    results = pd.read_csv(home / "reports" / "evaluation" / "evaluation_report.csv")
+    assert set(results["backbone"]) == {"random", "cytoimagenet"}
+    assert set(results["benchmark"]) == {"BBBC021 NSC", "BBBC021 NSCB"} and set(results["method"]) == {
+        "concat_normalized", "concat_raw", "merge_normalized", "merge_raw"}
+    assert (results.loc[results["benchmark"] == "BBBC021 NSC", "n"] == 16).all()
+    assert results["accuracy"].between(0, 1).all() and (results["low"] <= results["accuracy"]).all()
+    assert "imagenet" in metadata["unavailable_backbones"].value  # offline: said, not failed
+    assert set(metadata["skipped_benchmarks"].value) == {"COOS-7", "CyCLoPs"}
+    assert "| BBBC021 NSC |" in metadata["report"].value

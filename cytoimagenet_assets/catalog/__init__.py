@@ -109,7 +109,7 @@ class Source(_Strict):
     license: str
     defaults: Defaults = Defaults()
     channels: tuple[Channel, ...] = ()
-    parser: str
+    parser: str | None  # None only for evaluation sets read by their protocol directly (HDF5)
     parser_options: dict[str, Any] = Field(default_factory=dict)
     approx_size_gb: float = Field(ge=0)
     evaluation_only: bool = False
@@ -132,12 +132,18 @@ class Source(_Strict):
 
     @field_validator("parser")
     @classmethod
-    def _parser(cls, value: str) -> str:
+    def _parser(cls, value: str | None) -> str | None:
         from cytoimagenet_assets.sources import KNOWN_PARSERS
 
-        if value not in KNOWN_PARSERS:
+        if value is not None and value not in KNOWN_PARSERS:
             raise ValueError(f"unknown parser {value!r}; known: {', '.join(sorted(KNOWN_PARSERS))}")
         return value
+
+    @model_validator(mode="after")
+    def _parser_or_evaluation(self) -> "Source":
+        if self.parser is None and not self.evaluation_only:
+            raise ValueError("a pretraining source needs a parser")
+        return self
 
 
 class LabelConfig(_Strict):

@@ -56,7 +56,7 @@ def _table_checks(key: dg.AssetKey, read: TableReader, files_must_exist: bool) -
 
 def table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
     checks = []
-    for source in catalog.sources:
+    for source in (s for s in catalog.sources if s.parser is not None):
         def read(home: DataHome, dir_name=source.dir_name) -> pd.DataFrame:
             return read_parquet(home.table_path("source_metadata", dir_name))
 

@@ -87,4 +87,11 @@ def _table_asset(source: Source) -> dg.AssetsDefinition:
 
 
 def source_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
-    return [asset for source in catalog.sources for asset in (_raw_asset(source, catalog.seed), _table_asset(source))]
+    """raw/ and source_metadata/ per source; evaluation sets without a metadata table (COOS-7,
+    CyCLoPs: HDF5 read by their protocol) get only raw/."""
+    assets = []
+    for source in catalog.sources:
+        assets.append(_raw_asset(source, catalog.seed))
+        if source.parser is not None:
+            assets.append(_table_asset(source))
+    return assets

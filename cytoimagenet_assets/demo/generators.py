@@ -58,39 +58,46 @@ BBBC021_MOAS = {
 BBBC021_PLATES = {"Week1": "Week1_22123", "Week2": "Week2_24121", "Week3": "Week3_25421"}
 
 
-def write_bbbc021(raw: Path, seed: int, size: int = 256, sites: int = 2) -> None:
-    """``Week*/Week*_<plate>/<well>_s<site>_w<1|2|4><UUID>.tif`` (16-bit) plus image.csv and moa.csv."""
+def write_bbbc021(raw: Path, seed: int, size: int = 128, sites: int = 2, replicates: int = 3) -> None:
+    """``Week*/Week*_<plate>/<well>_s<site>_w<1|2|4><UUID>.tif`` (16-bit) plus image.csv and moa.csv.
+
+    As in the real set, each treatment is imaged in one week (batch), DMSO in every week, and each
+    week's plate carries its own small intensity and morphology offset (a batch effect), so that
+    the NSCB protocol (neighbours from other batches only) is meaningful.
+    """
     treatments = [(c, conc, moa) for moa, compounds in BBBC021_MOAS.items() for c in compounds for conc in (0.3, 3.0)]
-    treatments.append(("DMSO", 0.0, "DMSO"))
     stains = {"DAPI": ("nucleus", "w1"), "Tubulin": ("microtubules", "w2"), "Actin": ("actin", "w4")}
+    weeks = list(BBBC021_PLATES.items())
+    plan = [(weeks[i % len(weeks)], t) for i, t in enumerate(treatments)] + [(week, ("DMSO", 0.0, "DMSO")) for week in weeks]
     image_rows, number = [], 0
-    for table_number, (week, plate) in enumerate(BBBC021_PLATES.items(), start=1):
-        wells = iter(_wells(len(treatments) * 2))
-        for compound, conc, moa in treatments:
-            # The mechanism sets the phenotype, the dose its strength, the compound a small variation.
-            strength = 0.0 if moa == "DMSO" else (1.0 if conc < 1 else 1.6)
-            morphology = BASE.perturbed(moa, strength=strength).perturbed(compound, strength=0.15 * strength)
-            for replicate in (1, 2):
-                well = next(wells)
-                for site in range(1, sites + 1):
-                    number += 1
-                    rng = _rng(seed, "bbbc021", plate, well, site)
-                    images = render_field(rng, morphology, [s for s, _ in stains.values()], (size, size))
-                    names = {}
-                    for key, (stain, w) in stains.items():
-                        names[key] = f"{well}_s{site}_{w}{str(_uuid(seed, plate, well, site, w)).upper()}.tif"
-                        path = raw / week / plate / names[key]
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        tifffile.imwrite(path, to_uint(images[stain], 12), compression="zlib")
-                    folder = f"{week}/{plate}"
-                    image_rows.append([table_number, number, names["DAPI"], folder, names["Tubulin"], folder, names["Actin"], folder,
-                                       plate, well, replicate, compound, f"{conc:.6f}"])
+    wells = {plate: iter(_wells(len(plan) * replicates)) for _, plate in weeks}
+    for (week, plate), (compound, conc, moa) in plan:
+        # The mechanism sets the phenotype, the dose its strength, the compound a small variation,
+        # the plate a batch effect.
+        strength = 0.0 if moa == "DMSO" else (1.0 if conc < 1 else 1.6)
+        morphology = BASE.perturbed(plate, strength=0.15).perturbed(moa, strength=strength).perturbed(compound, strength=0.15 * strength)
+        table_number = 1 + [p for _, p in weeks].index(plate)
+        for replicate in range(1, replicates + 1):
+            well = next(wells[plate])
+            for site in range(1, sites + 1):
+                number += 1
+                rng = _rng(seed, "bbbc021", plate, well, site)
+                images = render_field(rng, morphology, [s for s, _ in stains.values()], (size, size))
+                names = {}
+                for key, (stain, w) in stains.items():
+                    names[key] = f"{well}_s{site}_{w}{str(_uuid(seed, plate, well, site, w)).upper()}.tif"
+                    path = raw / week / plate / names[key]
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tifffile.imwrite(path, to_uint(images[stain], 12), compression="zlib")
+                folder = f"{week}/{plate}"
+                image_rows.append([table_number, number, names["DAPI"], folder, names["Tubulin"], folder, names["Actin"], folder,
+                                   plate, well, replicate, compound, f"{conc:.6f}"])
     header = ["TableNumber", "ImageNumber", "Image_FileName_DAPI", "Image_PathName_DAPI", "Image_FileName_Tubulin",
               "Image_PathName_Tubulin", "Image_FileName_Actin", "Image_PathName_Actin", "Image_Metadata_Plate_DAPI",
               "Image_Metadata_Well_DAPI", "Replicate", "Image_Metadata_Compound", "Image_Metadata_Concentration"]
     _write_csv(raw / "BBBC021_v1_image.csv", header, image_rows, quote_strings=True)
     # Like the real file: short number spellings (0.3 vs 0.300000) and old-Mac CR line endings.
-    moa_rows = [[c, f"{conc:g}", moa] for c, conc, moa in treatments]
+    moa_rows = [[c, f"{conc:g}", moa] for c, conc, moa in treatments] + [["DMSO", "0", "DMSO"]]
     _write_csv(raw / "BBBC021_v1_moa.csv", ["compound", "concentration", "moa"], moa_rows, line_end="\r")
 
 

@@ -24,13 +24,15 @@ PARSERS: dict[str, Callable] = {
 # (JSON bounding boxes, XLS joins, DeltaVision, HDF5 ...). They are written with the downloaders;
 # until then parsing such a source fails with a message that says so.
 PENDING_PARSERS = frozenset({
-    "bbbc017_xls", "bbbc038_dsb", "bbbc041_boxes", "bbbc045_montages", "cil_kinome", "coos7_hdf5", "cyclops_hdf5",
+    "bbbc017_xls", "bbbc038_dsb", "bbbc041_boxes", "bbbc045_montages", "cil_kinome",
 })
 KNOWN_PARSERS = frozenset(PARSERS) | PENDING_PARSERS
 
 
 def parse_source(source, raw_dir: Path) -> ParsedSource:
     """Parse ``raw_dir`` (the source's files, or just its metadata) into the standardized table."""
+    if source.parser is None:
+        raise ParseError(f"{source.dir_name}: an evaluation set read by its protocol directly; it has no metadata table")
     if source.parser in PENDING_PARSERS:
         raise ParseError(f"{source.dir_name}: its parser {source.parser!r} is not written yet (real-sources issue); "
                          f"implemented parsers: {', '.join(sorted(PARSERS))}")

@@ -1,0 +1,109 @@
+"""Backbones and the four feature-extraction methods (global-average-pooled penultimate layer).
+
+Methods, as in the original: features of each channel concatenated (1280 × channels) or the
+channels merged into one gray image (1280), each with or without 0.1/99.9-percentile normalization.
+"Without normalization" scales by the integer type's range (uint8 /255, uint16 /65535), i.e. the
+raw intensities. Gray images are replicated to 3 channels and given ImageNet's mean/std, exactly as
+in pretraining.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torchvision
+
+from cytoimagenet_assets.imaging.process import normalize
+from cytoimagenet_assets.training.loop import IMAGENET_MEAN, IMAGENET_STD
+
+METHODS = {
+    "concat_normalized": ("concat", True),
+    "concat_raw": ("concat", False),
+    "merge_normalized": ("merge", True),
+    "merge_raw": ("merge", False),
+}
+IMAGENET_WEIGHTS = torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1
+
+
+class BackboneUnavailable(RuntimeError):
+    """A backbone whose weights cannot be had here; the message says why and how to provide them."""
+
+
+def random_backbone(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torchvision.models.efficientnet_b0(weights=None)
+
+
+def imagenet_backbone(weights_file: str | None = None) -> torch.nn.Module:
+    """ImageNet EfficientNet-B0 from a configured file or the torch cache — never downloaded here."""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET_WEIGHTS.url).name
+    path = Path(weights_file) if weights_file else cached
+    if not path.is_file():
+        raise BackboneUnavailable(
+            f"ImageNet weights not found at {path}. With network access, fill the torch cache once: "
+            f"python -c \"import torchvision; torchvision.models.efficientnet_b0(weights='IMAGENET1K_V1')\" "
+            f"(downloads {IMAGENET_WEIGHTS.url}), or configure imagenet_weights with the file's path")
+    model = torchvision.models.efficientnet_b0(weights=None)
+    model.load_state_dict(torch.load(path, map_location="cpu"))
+    return model
+
+
+def cytoimagenet_backbone(weights: Path) -> torch.nn.Module:
+    state = torch.load(weights, map_location="cpu")
+    model = torchvision.models.efficientnet_b0(weights=None, num_classes=state["classifier.1.weight"].shape[0])
+    model.load_state_dict(state)
+    return model
+
+
+class FeatureExtractor:
+    """Penultimate-layer features (1280, global average pooled) of gray images, batched on the device."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, batch_size: int = 64):
+        self.net = torch.nn.Sequential(model.features, model.avgpool, torch.nn.Flatten()).to(device).eval()
+        self.device, self.batch_size = device, batch_size
+        self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def __call__(self, images: list[np.ndarray]) -> np.ndarray:
+        """Features of gray float images in [0, 1]; batches group images of the same shape."""
+        out = np.empty((len(images), 1280), np.float32)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        for rows in by_shape.values():
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                x = torch.from_numpy(np.stack([images[i] for i in chunk])).to(self.device, torch.float32).unsqueeze(1)
+                x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                    out[chunk] = self.net(x).float().cpu().numpy()
+        return out
+
+
+def scale_raw(channel: np.ndarray) -> np.ndarray:
+    if channel.dtype.kind in "ui":
+        return channel.astype(np.float32) / np.float32(np.iinfo(channel.dtype).max)
+    return channel.astype(np.float32)
+
+
+def prepare(channels: list[np.ndarray], method: str) -> list[np.ndarray]:
+    """The gray images a method feeds the network for one sample (one per channel, or one merged)."""
+    kind, normalized = METHODS[method]
+    images = [normalize(c) if normalized else scale_raw(c) for c in channels]
+    if kind == "merge":
+        return [np.mean(images, axis=0, dtype=np.float32)]
+    return images
+
+
+def extract(extractor: FeatureExtractor, samples: Iterable[list[np.ndarray]], method: str) -> np.ndarray:
+    """Features of every sample (a list of channel images) by ``method``: (N, 1280 × channels) or (N, 1280)."""
+    prepared = [prepare(channels, method) for channels in samples]
+    per_sample = len(prepared[0]) if prepared else 0
+    if any(len(p) != per_sample for p in prepared):
+        raise ValueError("samples have different numbers of channels")
+    flat = extractor([image for images in prepared for image in images])
+    return flat.reshape(len(prepared), per_sample * flat.shape[1])

@@ -1,0 +1,54 @@
+"""The evaluation report: this run's accuracies beside the published ones, per method, and UMAPs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cytoimagenet_assets.labels.report import plt, png_bytes
+
+BACKBONES = ("random", "imagenet", "cytoimagenet", "fusion")
+# CytoImageNet paper (EfficientNet-B0, penultimate layer), accuracy in %.
+PUBLISHED = {
+    "BBBC021 NSC": (27.18, 83.5, 83.5, 86.41),
+    "CyCLoPs": (53.06, 68.47, 65.19, 77.97),
+    "COOS-7 test1": (65.68, 88.87, 88.58, 94.80),
+    "COOS-7 test2": (67.81, 88.93, 89.37, 95.07),
+    "COOS-7 test3": (48.77, 75.91, 65.97, 78.97),
+    "COOS-7 test4": (51.88, 82.19, 78.52, 87.47),
+}
+
+
+def comparison_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per benchmark and backbone: the best method's accuracy (95% CI) beside the published figure."""
+    rows = []
+    benchmarks = list(dict.fromkeys([*PUBLISHED, *results["benchmark"]])) if len(results) else list(PUBLISHED)
+    for benchmark in benchmarks:
+        row = {"benchmark": benchmark}
+        for i, backbone in enumerate(BACKBONES):
+            mine = results[(results["benchmark"] == benchmark) & (results["backbone"] == backbone)] if len(results) else results
+            published = PUBLISHED.get(benchmark, (None,) * 4)[i]
+            if len(mine):
+                best = mine.loc[mine["accuracy"].idxmax()]
+                row[backbone] = f"{100 * best['accuracy']:.1f} [{100 * best['low']:.1f}, {100 * best['high']:.1f}] ({best['method']})"
+            else:
+                row[backbone] = "—"
+            row[f"{backbone} (published)"] = "—" if published is None else f"{published:.2f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def umap_png(features: np.ndarray, labels: list[str], title: str, seed: int = 0) -> bytes:
+    """2-D UMAP of features coloured by label."""
+    import umap
+
+    embedding = umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(features)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for label in sorted(set(labels)):
+        mask = np.array(labels) == label
+        ax.scatter(embedding[mask, 0], embedding[mask, 1], s=12, label=label)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=6, markerscale=0.8, loc="best")
+    return png_bytes(fig)
