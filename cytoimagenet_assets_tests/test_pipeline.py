@@ -42,7 +42,7 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     expected = {dg.AssetKey([kind, s.dir_name]) for s in catalog.sources for kind in ("raw", "source_metadata")}
     expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels", "class_images", "cytoimagenet_dataset",
-                                          "training_shards", "pretrained_model", "evaluation_report")}
+                                          "training_shards", "pretrained_model", "evaluation_report", "upsampling_umap")}
     assert {k for k in expected if instance.get_latest_materialization_event(k) is None} == set()
     materialized = instance.get_materialized_partitions(dg.AssetKey("class_images"))
     assert materialized == set(partitions)
@@ -237,3 +237,11 @@ def test_the_evaluation_runs_offline_on_the_demo(demo_build):
     assert "imagenet" in metadata["unavailable_backbones"].value  # offline: said, not failed
     assert set(metadata["skipped_benchmarks"].value) == {"COOS-7", "CyCLoPs"}
     assert "| BBBC021 NSC |" in metadata["report"].value
+
+
+def test_upsampling_umap_compares_classes_before_and_after_crops(demo_build):
+    _, _, instance, _ = demo_build
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("upsampling_umap")).asset_materialization.metadata
+    assert metadata["classes"].value == 20 and metadata["backbone"].value == "cytoimagenet"  # offline: no ImageNet weights
+    assert "ImageNet weights unavailable" in metadata["note"].value
+    assert metadata["umap"].value.startswith("![before and after upsampling](data:image/png;base64,")

@@ -10,6 +10,7 @@ import torch
 
 from cytoimagenet_assets.catalog import Catalog, Source
 from cytoimagenet_assets.defs.metadata import markdown_table, png_markdown
+from cytoimagenet_assets.defs.images import DATASET_KEY
 from cytoimagenet_assets.defs.model import MODEL_KEY
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import raw_key
@@ -17,12 +18,13 @@ from cytoimagenet_assets.evaluation import protocols
 from cytoimagenet_assets.evaluation.features import (
     METHODS, BackboneUnavailable, FeatureExtractor, cytoimagenet_backbone, extract, imagenet_backbone, random_backbone,
 )
-from cytoimagenet_assets.evaluation.report import BACKBONES, comparison_table, umap_png
+from cytoimagenet_assets.evaluation.report import BACKBONES, before_after_umap_png, comparison_table, umap_png
 from cytoimagenet_assets.imaging.readers import read_channels
 from cytoimagenet_assets.storage import atomic_path
 
 GROUP = "evaluation"
 REPORT_KEY = dg.AssetKey("evaluation_report")
+UMAP_KEY = dg.AssetKey("upsampling_umap")
 
 
 class EvaluationConfig(dg.Config):
@@ -186,3 +188,44 @@ def _markdown(comparison: pd.DataFrame, results: pd.DataFrame, unavailable: dict
         if entries:
             parts += [f"## {title}", ""] + [f"- **{k}**: {v}" for k, v in entries.items()] + [""]
     return "\n".join(parts)
+
+
+class UpsamplingUmapConfig(dg.Config):
+    classes: int = 20
+    images_per_class: int = 30
+    seed: int = 0
+    imagenet_weights: Optional[str] = None
+
+
+@dg.asset(key=UMAP_KEY, deps=[DATASET_KEY, MODEL_KEY], group_name=GROUP, kinds={"umap"},
+          description="UMAP of ImageNet features of random classes before upsampling (original images) and after "
+                      "(originals and crops), as in the methods file's 'Upsampling Classes' figure. Without ImageNet "
+                      "weights it uses the CytoImageNet backbone and says so.")
+def upsampling_umap(context: dg.AssetExecutionContext, config: UpsamplingUmapConfig, data: DataHomeResource) -> dg.MaterializeResult:
+    home = data.home()
+    metadata = pd.read_csv(home.dataset_dir() / "metadata.csv")
+    upsampled = sorted(metadata.loc[metadata["crop"], "path"].unique())
+    rng = np.random.default_rng(config.seed)
+    chosen = sorted(rng.choice(upsampled, size=min(config.classes, len(upsampled)), replace=False)) if upsampled else []
+    if not chosen:
+        return dg.MaterializeResult(metadata={"note": "no class needed upsampling: nothing to compare"})
+    try:
+        model, backbone, note = imagenet_backbone(config.imagenet_weights), "imagenet", ""
+    except BackboneUnavailable as exc:
+        event = context.instance.get_latest_materialization_event(MODEL_KEY)
+        model = cytoimagenet_backbone(f"{event.asset_materialization.metadata['path'].value}/model.pt")
+        backbone, note = "cytoimagenet", f"ImageNet weights unavailable ({exc}); CytoImageNet features instead"
+        context.log.warning(note)
+    extractor = FeatureExtractor(model, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    rows = metadata[metadata["path"].isin(chosen)].sample(frac=1.0, random_state=config.seed)
+    rows = rows.groupby("path").head(config.images_per_class).sort_values(["path", "filename"])
+    images = [read_channels(home.dataset_dir() / p / f)[0] for p, f in zip(rows["path"], rows["filename"])]
+    features = extract(extractor, [[image] for image in images], "merge_normalized")
+    png = before_after_umap_png(features, rows["path"].tolist(), rows["crop"].to_numpy(bool), f"{backbone} features", config.seed)
+    out = home.report_dir("upsampling_umap")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "upsampling_umap.png").write_bytes(png)
+    return dg.MaterializeResult(metadata={
+        "classes": len(chosen), "images": len(rows), "backbone": backbone, "note": note or "ImageNet features",
+        "umap": png_markdown(png, "before and after upsampling"), "path": dg.MetadataValue.path(str(out / "upsampling_umap.png")),
+    })

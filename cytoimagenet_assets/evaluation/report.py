@@ -52,3 +52,23 @@ def umap_png(features: np.ndarray, labels: list[str], title: str, seed: int = 0)
     ax.set_yticks([])
     ax.legend(fontsize=6, markerscale=0.8, loc="best")
     return png_bytes(fig)
+
+
+def before_after_umap_png(features: np.ndarray, classes: list[str], crop: np.ndarray, title: str, seed: int = 0) -> bytes:
+    """Two UMAPs of one embedding: originals only (before upsampling) and originals + crops (after)."""
+    import umap
+
+    embedding = umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(features)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
+    names = sorted(set(classes))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))
+    for ax, keep, name in ((axes[0], ~crop, "before upsampling"), (axes[1], np.ones_like(crop), "after upsampling")):
+        for colour, cls in zip(colours, names):
+            mask = keep & (np.array(classes) == cls)
+            ax.scatter(embedding[mask, 0], embedding[mask, 1], s=8, color=colour, label=cls[:30])
+        ax.set_title(f"{name} ({int(keep.sum())} images)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[1].legend(fontsize=5, markerscale=1.2, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.suptitle(title)
+    return png_bytes(fig)
