@@ -8,12 +8,14 @@ from cytoimagenet_assets.defs.evaluation import evaluation_report_asset, upsampl
 from cytoimagenet_assets.defs.images import class_images, class_images_job, class_partitions_sensor, dataset_asset
 from cytoimagenet_assets.defs.labels import cytoimagenet_labels_asset, label_candidates_asset, merged_metadata_asset
 from cytoimagenet_assets.defs.model import pretrained_model_asset, training_shards_asset
+from cytoimagenet_assets.defs.operations import change_detection
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import source_assets
 
 
 def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
     """All assets, checks and resources for ``catalog`` (``data_home`` overrides CYTOIMAGENET_HOME)."""
+    sensors, schedules = change_detection(catalog)
     return dg.Definitions(
         assets=[
             *source_assets(catalog), merged_metadata_asset(catalog), label_candidates_asset(catalog),
@@ -23,7 +25,8 @@ def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
         ],
         asset_checks=table_checks(catalog),
         jobs=[class_images_job],
-        sensors=[class_partitions_sensor],
+        sensors=[class_partitions_sensor, *sensors],
+        schedules=schedules,
         resources={"data": DataHomeResource(root=data_home)},
     )
 

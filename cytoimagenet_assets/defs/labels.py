@@ -31,6 +31,7 @@ def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=MERGED_KEY,
+        automation_condition=dg.AutomationCondition.eager(),
         deps=[table_key(s) for s in sources],
         group_name=GROUP,
         kinds={"pandas", "parquet", "sql"},
@@ -60,6 +61,7 @@ def label_candidates_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=CANDIDATES_KEY,
+        automation_condition=dg.AutomationCondition.eager(),
         deps=[MERGED_KEY],
         group_name=GROUP,
         kinds={"pandas", "parquet"},
@@ -98,6 +100,7 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=LABELS_KEY,
+        automation_condition=dg.AutomationCondition.eager(),
         deps=[MERGED_KEY, CANDIDATES_KEY],
         group_name=GROUP,
         kinds={"pandas", "parquet", "sql"},

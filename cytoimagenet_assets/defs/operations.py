@@ -1,0 +1,77 @@
+"""Keeping the data current: change detection on the sources — a sensor for files on disk, a weekly
+schedule for the servers. Downstream, the tables rebuild by declarative automation (eager, behind
+their blocking checks) and the class images through class_partitions_sensor."""
+
+import json
+
+import dagster as dg
+
+from cytoimagenet_assets.catalog import Catalog
+from cytoimagenet_assets.defs.resources import DataHomeResource
+from cytoimagenet_assets.defs.sources import raw_key, table_key
+from cytoimagenet_assets.sources.fingerprint import local_fingerprint, remote_fingerprint
+
+STATE_FILE = "remote_fingerprints.json"
+
+
+def _refresh_requests(catalog: Catalog, dir_names: list[str], reason: str) -> list[dg.RunRequest]:
+    """One run per changed source: its raw/ and source_metadata/ assets (automation takes it from there)."""
+    requests = []
+    for dir_name in dir_names:
+        source = catalog.source(dir_name)
+        keys = [raw_key(source)] + ([table_key(source)] if source.parser else [])
+        requests.append(dg.RunRequest(asset_selection=keys, tags={"cytoimagenet/changed": reason}))
+    return requests
+
+
+def change_detection(catalog: Catalog) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
+    """The sensor and the schedule, for catalogs that have real (non-generated) sources."""
+    watched = [s for s in catalog.sources if s.download.method != "demo"]
+    remote = [s for s in catalog.sources if s.download.files]
+    return ([source_change_sensor(catalog)] if watched else []), ([remote_check_schedule(catalog)] if remote else [])
+
+
+def source_change_sensor(catalog: Catalog) -> dg.SensorDefinition:
+    watched = [s for s in catalog.sources if s.download.method != "demo"]
+
+    @dg.sensor(name="source_change_sensor", minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED,
+               asset_selection=dg.AssetSelection.assets(*[raw_key(s) for s in watched], *[table_key(s) for s in watched if s.parser]),
+               description="Fingerprints every real source's raw folder (file list, sizes, mtimes) and requests a refresh "
+                           "of the sources whose files changed since the last tick.")
+    def sensor(context: dg.SensorEvaluationContext, data: DataHomeResource):
+        home = data.home()
+        current = {s.dir_name: local_fingerprint(home.raw_dir(s.dir_name)) for s in watched}
+        seen = json.loads(context.cursor) if context.cursor else {}
+        changed = sorted(d for d, fp in current.items() if fp is not None and seen.get(d) != fp)
+        return dg.SensorResult(run_requests=_refresh_requests(catalog, changed, "files"), cursor=json.dumps(current, sort_keys=True))
+
+    return sensor
+
+
+def remote_check_schedule(catalog: Catalog) -> dg.ScheduleDefinition:
+    remote = [s for s in catalog.sources if s.download.files]
+
+    @dg.schedule(name="weekly_remote_source_check", cron_schedule="0 6 * * 1", default_status=dg.DefaultScheduleStatus.STOPPED,
+                 target=dg.AssetSelection.assets(*[raw_key(s) for s in remote], *[table_key(s) for s in remote if s.parser]),
+                 description="Every Monday: HEAD every download URL (ETag, Last-Modified, size) and refresh the sources whose "
+                             "files changed on the server.")
+    def schedule(context: dg.ScheduleEvaluationContext, data: DataHomeResource):
+        home = data.home()
+        state_path = home.root / "state" / STATE_FILE
+        seen = json.loads(state_path.read_text()) if state_path.exists() else {}
+        current, errors = dict(seen), []
+        for source in remote:
+            try:
+                current[source.dir_name] = remote_fingerprint([f.url for f in source.download.files])
+            except ConnectionError as exc:
+                errors.append(f"{source.dir_name}: {exc}")
+        for error in errors:
+            context.log.warning(error)
+        changed = sorted(d for d in current if d in seen and current[d] != seen[d])
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps(current, indent=1, sort_keys=True))
+        requests = _refresh_requests(catalog, changed, "server")
+        return requests or dg.SkipReason(f"no source changed on its server ({len(errors)} unreachable)")
+
+    return schedule
+
