@@ -82,13 +82,15 @@ def nsc(treatments: pd.DataFrame, profiles: np.ndarray, exclude_batch: bool = Fa
     """1-NN MOA accuracy by cosine, neighbours from other compounds only (and other batches for
     NSCB); returns the score and each treatment's predicted MOA (None where nothing was left)."""
     moas, labels = np.unique(treatments["moa"], return_inverse=True)
-    compound = treatments["compound"].to_numpy()
-    batches = treatments["batches"].map(set).to_numpy()
+    compound = pd.factorize(treatments["compound"])[0]
+    # Treatments × batches membership; two treatments share a batch when their rows overlap.
+    names = sorted({b for bs in treatments["batches"] for b in bs})
+    in_batch = np.array([[b in bs for b in names] for bs in treatments["batches"]], dtype=np.float32)
 
     def excluded(rows):
         same = compound[rows][:, None] == compound[None, :]
         if exclude_batch:
-            same |= np.array([[bool(batches[r] & b) for b in batches] for r in rows])
+            same |= (in_batch[rows] @ in_batch.T) > 0
         return same
 
     predicted = knn_predict(profiles, labels, profiles, k=1, metric="cosine", excluded=excluded)
