@@ -9,8 +9,9 @@ Layout::
     reports/<asset>/                    figures behind an asset's metadata
     catalog.db                          SQLite catalog (or CYTOIMAGENET_DB_URL)
 
-Every writer stages into a temporary sibling and renames it into place, so a killed run never
-leaves a half-written file or folder behind and a rerun simply replaces the old result.
+Every writer stages into a hidden sibling and renames it into place, so a killed run never leaves
+a half-written result where readers look; the next writer of the same target removes the killed
+one's staging leftovers and replaces the old result whole.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -79,6 +81,7 @@ def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_stages(target)
     stage = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
     if is_dir:
         stage.mkdir()
@@ -89,7 +92,12 @@ def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
             if target.exists():
                 old = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
                 target.rename(old)
-            stage.rename(target)
+            try:
+                stage.rename(target)
+            except BaseException:
+                if old is not None:
+                    old.rename(target)  # put the previous result back
+                raise
             if old is not None:
                 shutil.rmtree(old)
         else:
@@ -100,6 +108,28 @@ def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
         elif stage.exists():
             stage.unlink()
         raise
+
+
+def _remove_stale_stages(target: Path) -> None:
+    """Staging leftovers of an earlier writer of ``target`` that was killed (one writer per target)."""
+    for leftover in target.parent.glob(f".{target.name}.*"):
+        if leftover.suffix in (".partial", ".old"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as stage:
+        stage.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    with atomic_path(path) as stage:
+        stage.write_bytes(data)
+    return path
 
 
 def write_parquet(df: pd.DataFrame, path: Path, metadata: dict | None = None) -> Path:
@@ -132,8 +162,8 @@ def write_sql_table(df: pd.DataFrame, table_name: str, db_url: str) -> int:
     """
     out = df.copy()
     for column in out.columns:
-        if out[column].map(lambda v: isinstance(v, (list, tuple))).any():
-            out[column] = out[column].map(lambda v: json.dumps(list(v)) if isinstance(v, (list, tuple)) else None)
+        if out[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+            out[column] = out[column].map(lambda v: json.dumps([str(x) for x in v]) if isinstance(v, (list, tuple, np.ndarray)) else None)
     if db_url.startswith("sqlite:///"):
         Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(db_url)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
@@ -42,6 +43,7 @@ def test_demo_asset_graph_matches_snapshot():
     current = graph(build_definitions(load_catalog("demo")))
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(json.dumps(current, indent=1) + "\n")
+        pytest.skip("snapshot rewritten; review its diff and run again without UPDATE_SNAPSHOTS")
     assert current == json.loads(SNAPSHOT.read_text())
 
 

@@ -98,7 +98,7 @@ def test_cyclops_reader_pools_drops_and_merges(tmp_path):
     names = [b"ACTIN", b"DEAD", b"SPINDLE", b"SPINDLEPOLE", b"GHOST", b"VACUOLE"]
     rng = np.random.default_rng(1)
     paths = []
-    for i, name in enumerate(protocols.CYCLOPS_FILES):
+    for name in ("Chong_train_set.hdf5", "Chong_valid_set.hdf5", "Chong_test_set.hdf5"):
         picks = np.tile([0, 1, 2, 3, 4, 5, 0, 5], 5)
         with h5py.File(tmp_path / name, "w") as f:
             f["data1"] = rng.random((len(picks), 2 * 64 * 64)).astype(np.float32)

@@ -252,3 +252,10 @@ def test_a_build_killed_in_the_middle_leaves_nothing_and_a_rerun_gives_the_same_
     assert not out.exists()
     build_class("k", "x", "compound", rows, {"s": raw}, out, target=20, threshold=5, seed=0)
     assert _digest(out) == _digest(reference)
+    assert [p.name for p in out.parent.iterdir()] == ["k"]  # the killed run's staging is gone too
+
+
+def test_signed_and_float_images_use_exact_percentiles():
+    signed = np.array([[-300, -10], [0, 900]], dtype=np.int16)
+    assert np.allclose(normalize(signed), np.clip((signed - np.percentile(signed, 0.1)) / np.ptp(np.percentile(signed, [0.1, 99.9])), 0, 1))
+    assert np.allclose(percentiles(signed, [50]), np.percentile(signed, [50]))

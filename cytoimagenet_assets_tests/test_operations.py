@@ -75,7 +75,7 @@ def test_the_sensor_requests_only_sources_whose_files_changed(tmp_path):
     resources = {"data": DataHomeResource(root=str(tmp_path))}
     instance = dg.DagsterInstance.ephemeral()
     first = sensor(dg.build_sensor_context(instance=instance, resources=resources))
-    assert first.run_requests == []  # no files yet
+    assert first.run_requests == []  # the first tick records a baseline (no files yet)
     folder = tmp_path / "raw" / "my_leukemia"
     folder.mkdir(parents=True)
     (folder / "x.bmp").write_bytes(b"1")

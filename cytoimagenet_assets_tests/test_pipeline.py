@@ -1,5 +1,6 @@
 """The demo graph end to end through Dagster, and the failure a missing real source gives."""
 
+import json
 import shutil
 import sqlite3
 
@@ -64,6 +65,8 @@ def test_merged_table_holds_every_pretraining_row_and_no_evaluation_row(demo_bui
     with sqlite3.connect(home / "catalog.db") as db:
         count, = db.execute("select count(*) from merged_metadata").fetchone()
         sirnas = dict(db.execute("select sirna, count(*) from merged_metadata where sirna is not null group by sirna").fetchall())
+        first_paths, = db.execute("select channel_paths from merged_metadata where idx = ?", (merged["idx"][0],)).fetchone()
+    assert json.loads(first_paths) == list(merged["channel_paths"][0])
     assert count == len(merged)
     assert sirnas == merged["sirna"].value_counts().to_dict()
 

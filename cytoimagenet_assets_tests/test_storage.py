@@ -1,5 +1,6 @@
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -36,7 +37,41 @@ def test_paths_never_leave_the_data_home(tmp_path, name):
 def test_sql_table_replaced_in_one_transaction_with_lists_as_json(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     write_sql_table(pd.DataFrame({"idx": ["a-0"], "paths": [["x.tif", "y.tif"]]}), "t", url)
-    write_sql_table(pd.DataFrame({"idx": ["a-0", "a-1"], "paths": [["z.tif"], []]}), "t", url)
+    write_sql_table(pd.DataFrame({"idx": ["a-0", "a-1"], "paths": [np.array(["z.tif"]), np.array([], dtype=object)]}), "t", url)  # as read from Parquet
     with sqlite3.connect(tmp_path / "c.db") as db:
         assert db.execute("select idx, paths from t order by idx").fetchall() == [("a-0", '["z.tif"]'), ("a-1", "[]")]
         assert [r[0] for r in db.execute("select name from sqlite_master where type='table'")] == ["t"]
+
+
+def test_a_failed_directory_swap_puts_the_old_result_back(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    target = tmp_path / "d"
+    with atomic_path(target, is_dir=True) as stage:
+        (stage / "old.txt").write_text("1")
+    real_rename = Path.rename
+
+    def failing(self, to):
+        if self.name.endswith(".partial"):
+            raise OSError("disk trouble")
+        return real_rename(self, to)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="disk trouble"):
+        with atomic_path(target, is_dir=True) as stage:
+            (stage / "new.txt").write_text("2")
+    monkeypatch.undo()
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+def test_compressed_tsv_is_read_as_tab_separated(tmp_path):
+    import gzip
+
+    from cytoimagenet_assets.catalog import load_catalog
+    from cytoimagenet_assets.sources.common import read_table
+
+    with gzip.open(tmp_path / "plates.tsv.gz", "wt") as f:
+        f.write("Plate\tWell\np1\tA1\n")
+    table = read_table(load_catalog("demo").sources[0], tmp_path / "plates.tsv.gz")
+    assert list(table.columns) == ["Plate", "Well"] and table.iloc[0].tolist() == ["p1", "A1"]

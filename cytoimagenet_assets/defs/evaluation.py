@@ -20,7 +20,7 @@ from cytoimagenet_assets.evaluation.features import (
 )
 from cytoimagenet_assets.evaluation.report import BACKBONES, before_after_umap_png, comparison_table, umap_png
 from cytoimagenet_assets.imaging.readers import read_channels
-from cytoimagenet_assets.storage import atomic_path
+from cytoimagenet_assets.storage import atomic_path, write_bytes
 
 GROUP = "evaluation"
 REPORT_KEY = dg.AssetKey("evaluation_report")
@@ -68,7 +68,7 @@ def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
             try:
                 benchmarks[source.dir_name] = loader(source, folder)
             except FileNotFoundError as exc:
-                skipped[source.name] = f"{exc}. To provide it: {source.download.instructions()}, into {folder}"
+                skipped[name] = f"{exc}. To provide it: {source.download.instructions()}, into {folder}"
         rows, features_for_umap = [], {}
         for dir_name, bench in benchmarks.items():
             for method in config.methods:
@@ -98,7 +98,7 @@ def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
         with atomic_path(out / "evaluation_report.csv") as stage:
             results.to_csv(stage, index=False)
         for name, png in figures.items():
-            (out / f"{name}.png").write_bytes(png)
+            write_bytes(out / f"{name}.png", png)
         return dg.MaterializeResult(metadata={
             "report": dg.MetadataValue.md(markdown),
             "results": len(results),
@@ -213,6 +213,8 @@ def upsampling_umap(context: dg.AssetExecutionContext, config: UpsamplingUmapCon
         model, backbone, note = imagenet_backbone(config.imagenet_weights), "imagenet", ""
     except BackboneUnavailable as exc:
         event = context.instance.get_latest_materialization_event(MODEL_KEY)
+        if event is None:
+            raise dg.Failure(description=f"{exc}; and pretrained_model, the fallback backbone, has not been materialized") from exc
         model = cytoimagenet_backbone(f"{event.asset_materialization.metadata['path'].value}/model.pt")
         backbone, note = "cytoimagenet", f"ImageNet weights unavailable ({exc}); CytoImageNet features instead"
         context.log.warning(note)
@@ -224,7 +226,7 @@ def upsampling_umap(context: dg.AssetExecutionContext, config: UpsamplingUmapCon
     png = before_after_umap_png(features, rows["path"].tolist(), rows["crop"].to_numpy(bool), f"{backbone} features", config.seed)
     out = home.report_dir("upsampling_umap")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "upsampling_umap.png").write_bytes(png)
+    write_bytes(out / "upsampling_umap.png", png)
     return dg.MaterializeResult(metadata={
         "classes": len(chosen), "images": len(rows), "backbone": backbone, "note": note or "ImageNet features",
         "umap": png_markdown(png, "before and after upsampling"), "path": dg.MetadataValue.path(str(out / "upsampling_umap.png")),

@@ -16,7 +16,7 @@ from cytoimagenet_assets.labels.assign import (
     CATEGORIES, AssignConfig, assign_labels, class_summary, label_counts_table, membership_changes, with_class_keys,
 )
 from cytoimagenet_assets.labels.merge import merge_sources
-from cytoimagenet_assets.storage import read_parquet, write_parquet, write_sql_table
+from cytoimagenet_assets.storage import read_parquet, write_bytes, write_parquet, write_sql_table
 
 GROUP = "labels"
 MERGED_KEY = dg.AssetKey("merged_metadata")
@@ -133,7 +133,7 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
         figure_dir = home.report_dir("cytoimagenet_labels")
         figure_dir.mkdir(parents=True, exist_ok=True)
         for name, png in figures.items():
-            (figure_dir / f"{name}.png").write_bytes(png)
+            write_bytes(figure_dir / f"{name}.png", png)
         status = changes["status"].value_counts()
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(assigned),

@@ -10,6 +10,7 @@ from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import raw_key, table_key
 from cytoimagenet_assets.sources.fingerprint import local_fingerprint, remote_fingerprint
+from cytoimagenet_assets.storage import write_text
 
 STATE_FILE = "remote_fingerprints.json"
 
@@ -37,11 +38,13 @@ def source_change_sensor(catalog: Catalog) -> dg.SensorDefinition:
     @dg.sensor(name="source_change_sensor", minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED,
                asset_selection=dg.AssetSelection.assets(*[raw_key(s) for s in watched], *[table_key(s) for s in watched if s.parser]),
                description="Fingerprints every real source's raw folder (file list, sizes, mtimes) and requests a refresh "
-                           "of the sources whose files changed since the last tick.")
+                           "of the sources whose files changed since the last tick (the first tick records a baseline).")
     def sensor(context: dg.SensorEvaluationContext, data: DataHomeResource):
         home = data.home()
         current = {s.dir_name: local_fingerprint(home.raw_dir(s.dir_name)) for s in watched}
-        seen = json.loads(context.cursor) if context.cursor else {}
+        if context.cursor is None:  # the first tick records what is on disk now
+            return dg.SensorResult(run_requests=[], cursor=json.dumps(current, sort_keys=True))
+        seen = json.loads(context.cursor)
         changed = sorted(d for d, fp in current.items() if fp is not None and seen.get(d) != fp)
         return dg.SensorResult(run_requests=_refresh_requests(catalog, changed, "files"), cursor=json.dumps(current, sort_keys=True))
 
@@ -68,8 +71,7 @@ def remote_check_schedule(catalog: Catalog) -> dg.ScheduleDefinition:
         for error in errors:
             context.log.warning(error)
         changed = sorted(d for d in current if d in seen and current[d] != seen[d])
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(json.dumps(current, indent=1, sort_keys=True))
+        write_text(state_path, json.dumps(current, indent=1, sort_keys=True))
         requests = _refresh_requests(catalog, changed, "server")
         return requests or dg.SkipReason(f"no source changed on its server ({len(errors)} unreachable)")
 

@@ -23,7 +23,6 @@ from sklearn.preprocessing import StandardScaler
 from cytoimagenet_assets.evaluation.knn import accuracy_interval, knn_predict
 
 COOS7_SPLITS = ("train", "test1", "test2", "test3", "test4")
-CYCLOPS_FILES = ("Chong_train_set.hdf5", "Chong_valid_set.hdf5", "Chong_test_set.hdf5")
 CYCLOPS_DROPPED = ("DEAD", "GHOST")
 CYCLOPS_MERGED = {"SPINDLEPOLE": "SPINDLE"}
 

@@ -26,7 +26,7 @@ def comparison_table(results: pd.DataFrame) -> pd.DataFrame:
     for benchmark in benchmarks:
         row = {"benchmark": benchmark}
         for i, backbone in enumerate(BACKBONES):
-            mine = results[(results["benchmark"] == benchmark) & (results["backbone"] == backbone)] if len(results) else results
+            mine = results[(results["benchmark"] == benchmark) & (results["backbone"] == backbone)].dropna(subset=["accuracy"]) if len(results) else results
             published = PUBLISHED.get(benchmark, (None,) * 4)[i]
             if len(mine):
                 best = mine.loc[mine["accuracy"].idxmax()]

@@ -26,7 +26,8 @@ def assemble_dataset(dataset_dir: Path, class_keys: list[str]) -> tuple[pd.DataF
 
 def _markdown(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + ":---:|" * len(df.columns)]
-    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)])
+    cell = lambda v: str(v).replace("|", "\\|")
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)])
 
 
 def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str]) -> str:

@@ -29,7 +29,7 @@ def _histogram_percentiles(counts: np.ndarray, n: int, qs: np.ndarray) -> np.nda
 
 
 def _is_small_int(image: np.ndarray) -> bool:
-    return image.dtype.kind in "ui" and image.dtype.itemsize <= 2
+    return image.dtype.kind == "u" and image.dtype.itemsize <= 2
 
 
 def percentiles(image: np.ndarray, qs) -> np.ndarray:

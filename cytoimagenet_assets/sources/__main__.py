@@ -8,10 +8,11 @@ Works on a metadata download alone: image files that are not there are counted, 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from cytoimagenet_assets.catalog import CatalogError, load_catalog
+from cytoimagenet_assets.catalog import CATALOG_ENV, CatalogError, load_catalog
 from cytoimagenet_assets.sources import parse_source
 from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParseError, label_counts, missing_files
 from cytoimagenet_assets.storage import write_parquet
@@ -50,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _default_catalog() -> str:
-    import os
-
-    return os.environ.get("CYTOIMAGENET_CATALOG") or "cytoimagenet"
+    return os.environ.get(CATALOG_ENV) or "cytoimagenet"
 
 
 if __name__ == "__main__":

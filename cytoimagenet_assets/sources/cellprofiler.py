@@ -32,7 +32,7 @@ SITE = re.compile(r"_s(\d+)", re.IGNORECASE)
 
 
 def read_annotation(source: Source, raw_dir: Path, spec: dict) -> pd.DataFrame:
-    """An annotation table keyed by the columns of ``spec['on']``, numeric keys made comparable.
+    """An annotation table keyed by the columns of ``spec['join']``, numeric keys made comparable.
 
     A key that appears twice with different values is an error naming both rows.
     """

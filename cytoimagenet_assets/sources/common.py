@@ -28,7 +28,7 @@ def read_table(source: Source, path: Path, required: Iterable[str] = (), sep: st
     Universal newlines, so old-Mac CR-only files (BBBC021's moa.csv) read like any other.
     """
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep or ("\t" if path.suffix == ".tsv" else ","),
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep or ("\t" if ".tsv" in path.suffixes else ","),
                          encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise ParseError(f"{source.dir_name}: cannot read {path}: {exc}") from exc
@@ -36,10 +36,6 @@ def read_table(source: Source, path: Path, required: Iterable[str] = (), sep: st
     if absent:
         raise ParseError(f"{source.dir_name}: {path.name} lacks column(s) {', '.join(map(repr, absent))}; it has {', '.join(df.columns)}")
     return df
-
-
-def relative(raw_dir: Path, path: Path) -> str:
-    return path.relative_to(raw_dir).as_posix()
 
 
 def channel_rows(base: dict, files: dict[str, str], channels: Iterable[Channel]) -> list[dict]:

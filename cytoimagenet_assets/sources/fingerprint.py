@@ -20,7 +20,10 @@ def local_fingerprint(folder: Path) -> str | None:
         dirs.sort()
         for name in sorted(files):
             path = Path(root) / name
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # vanished while we walked (an extraction in progress)
+                continue
             h.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 

@@ -10,7 +10,8 @@ Input pipeline: batches are gathered from the memory-mapped uint8 array by a pre
 CUDA: bf16 autocast where supported (fp16 with loss scaling otherwise), channels_last, cudnn
 benchmark. Several processes (``torchrun``) train with DistributedDataParallel (NCCL on GPUs, gloo
 on CPUs). Every epoch is checkpointed (model, optimizer, scheduler, epoch, config, RNG states);
-a rerun resumes from the last checkpoint and ends with the same weights as an uninterrupted run.
+a rerun resumes from the last checkpoint and, on the CPU, ends with the same weights as an
+uninterrupted run (on CUDA, cudnn autotuning and TF32 make runs close but not bitwise equal).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 import torchvision
 
+from cytoimagenet_assets.storage import write_text
 from cytoimagenet_assets.training.shards import Shards
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -55,7 +57,10 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0: whole epochs; else a cap (smoke runs, benchmarks)
 
     def resumable_with(self, other: "TrainConfig") -> bool:
-        """A checkpoint made with ``other`` can continue under this config (only epochs may differ)."""
+        """A checkpoint made with ``other`` can continue under this config: only the number of
+        epochs may differ, and not even that under a cosine schedule (its length is in the schedule)."""
+        if self.lr_schedule == "cosine" and self.epochs != other.epochs:
+            return False
         return dataclasses.replace(self, epochs=0) == dataclasses.replace(other, epochs=0)
 
 
@@ -306,6 +311,9 @@ def train(config: TrainConfig, shards: Shards, out_dir: Path, log: Callable[[str
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         plan = train_batches.plan(epoch, config.seed, True, ddp.rank, ddp.world, config.max_steps_per_epoch)
+        if not plan:
+            raise ValueError(f"{len(train_rows)} training images cannot fill one batch of {config.batch_size} per process "
+                             f"({ddp.world}); lower batch_size")
         train_totals = ddp.sum(train_one_epoch(net, optimizer, scaler, train_batches(plan), augment, config.seed, epoch, ddp.rank, device, config.amp), device)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -347,7 +355,7 @@ def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: Shards, cl
     stage = out_dir / "model.pt.partial"
     torch.save(model.state_dict(), stage)
     os.replace(stage, out_dir / "model.pt")
-    pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
+    write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
     last = history[-1] if history else {}
     card = {
         "architecture": "torchvision efficientnet_b0, random initialization",
@@ -360,9 +368,9 @@ def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: Shards, cl
         "epochs_trained": len(history),
         "torch": torch.__version__,
     }
-    (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
+    write_text(out_dir / "model_card.json", json.dumps(card, indent=1))
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in card["metrics"].items())
-    (out_dir / "model_card.md").write_text(
+    write_text(out_dir / "model_card.md", 
         f"# CytoImageNet EfficientNet-B0\n\n{card['architecture']}, {len(classes)} classes, trained {len(history)} epochs "
         f"on {n_train} images (validation {n_val}); data fingerprint `{card['data']['fingerprint']}`.\n\n"
         f"Recipe: {json.dumps(card['recipe'])}\n\n| metric | value |\n|---|---|\n{metrics}\n\n"

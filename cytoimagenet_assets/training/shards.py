@@ -4,7 +4,7 @@ Layout of a shard folder::
 
     images.npy    uint8 (N, size, size), memory-mappable (numpy .npy format)
     labels.npy    int64 (N,), index into classes.json
-    classes.json  [{"class_key", "label", "category", "images"}, ...] in label order
+    classes.json  [{"class_key", "label", "category", "images"}, ...] by class key; labels.npy indexes it
     index.csv     filename and class_key of each row (provenance)
 
 Written atomically (staged folder, renamed when complete).
