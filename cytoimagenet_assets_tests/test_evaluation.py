@@ -11,7 +11,15 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from cytoimagenet_assets.evaluation import protocols
-from cytoimagenet_assets.evaluation.features import METHODS, BackboneUnavailable, FeatureExtractor, extract, imagenet_backbone, prepare, random_backbone
+from cytoimagenet_assets.evaluation.features import (
+    METHODS,
+    BackboneUnavailable,
+    FeatureExtractor,
+    extract,
+    imagenet_backbone,
+    prepare,
+    random_backbone,
+)
 from cytoimagenet_assets.evaluation.knn import accuracy_interval, knn_predict
 
 

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,13 @@ from PIL import Image
 
 from cytoimagenet_assets.imaging.classes import ClassBuildError, build_class, crops_per_image
 from cytoimagenet_assets.imaging.process import (
-    MIN_CROP, merge, normalize, percentiles, plan_crops, quality_problem, to_uint8,
+    MIN_CROP,
+    merge,
+    normalize,
+    percentiles,
+    plan_crops,
+    quality_problem,
+    to_uint8,
 )
 from cytoimagenet_assets.imaging.readers import ImageReadError, read_channels
 

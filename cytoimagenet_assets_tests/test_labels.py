@@ -5,8 +5,16 @@ import pandas as pd
 import pytest
 
 from cytoimagenet_assets.labels.assign import (
-    CATEGORIES, AssignConfig, assign_labels, class_key, class_summary, label_counts_table, membership_changes,
-    stratified_sample, water_fill, with_class_keys,
+    CATEGORIES,
+    AssignConfig,
+    assign_labels,
+    class_key,
+    class_summary,
+    label_counts_table,
+    membership_changes,
+    stratified_sample,
+    water_fill,
+    with_class_keys,
 )
 
 
@@ -89,11 +97,23 @@ def test_properties_on_a_generated_table():
     assert not other.equals(out)
 
 
-def test_big_classes_are_capped_then_sampled_to_target():
+def test_big_classes_are_capped_then_sampled_to_target(monkeypatch):
+    from cytoimagenet_assets.labels import assign
+
+    draws = []
+    real = assign.stratified_sample
+
+    def recording(rows, strata, total, rng):
+        draws.append((len(rows), total))
+        return real(rows, strata, total, rng)
+
+    monkeypatch.setattr(assign, "stratified_sample", recording)
     df = generated(rows=4000)
     out = assign_labels(df, CONFIG)
-    human = out[(out["label"] == "human")]
-    assert len(human) == CONFIG.target
+    assert len(out[out["label"] == "human"]) == CONFIG.target
+    # Candidates above the cap went through both stages: down to the cap, then from it to the target.
+    capped = [i for i, (n, total) in enumerate(draws) if total == CONFIG.cap]
+    assert capped and all(draws[i][0] > CONFIG.cap and draws[i + 1] == (CONFIG.cap, CONFIG.target) for i in capped)
 
 
 def _entropy(labels) -> float:

@@ -102,6 +102,6 @@ def test_tables_rebuild_by_declarative_automation():
     defs = build_definitions(_catalog("https://example.org"))
     graph = defs.get_repository_def().asset_graph
     for key in ("merged_metadata", "label_candidates", "cytoimagenet_labels"):
-        assert graph.get(dg.AssetKey(key)).automation_condition is not None
+        assert graph.get(dg.AssetKey(key)).automation_condition == dg.AutomationCondition.eager()
     assert {s.name for s in defs.sensors} >= {"class_partitions_sensor", "source_change_sensor"}
     assert [s.name for s in defs.schedules] == ["weekly_remote_source_check"]

@@ -13,7 +13,6 @@ from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.build import build_all
 from cytoimagenet_assets.storage import DataHome
 
-
 # The demo catalog with a token training schedule: these tests are about the graph, not the model.
 DEMO = load_catalog("demo").model_copy(update={"training": TrainingDefaults(epochs=1, batch_size=16, input_size=32)})
 

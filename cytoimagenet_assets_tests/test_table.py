@@ -3,7 +3,14 @@ import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.sources.table import (
-    COLUMNS, ParseError, label_counts, missing_files, normalize_label, standardize, table_problems, unnormalized_labels,
+    COLUMNS,
+    ParseError,
+    label_counts,
+    missing_files,
+    normalize_label,
+    standardize,
+    table_problems,
+    unnormalized_labels,
 )
 
 

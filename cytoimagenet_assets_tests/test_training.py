@@ -13,7 +13,7 @@ from PIL import Image
 
 from cytoimagenet_assets.demo.cells import Morphology, render_field
 from cytoimagenet_assets.training.loop import DeviceAugment, TrainConfig, build_model, stratified_split, train, train_one_epoch
-from cytoimagenet_assets.training.shards import Shards, pack
+from cytoimagenet_assets.training.shards import pack
 
 TINY = TrainConfig(epochs=2, batch_size=8, input_size=32, max_steps_per_epoch=4, seed=0)
 

@@ -9,9 +9,9 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.labels import LABELS_KEY, MERGED_KEY
-from cytoimagenet_assets.defs.metadata import markdown_table
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import table_key
+from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.sources.table import duplicate_idx, missing_files, table_problems, unnormalized_labels
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata
 

@@ -9,17 +9,24 @@ import pandas as pd
 import torch
 
 from cytoimagenet_assets.catalog import Catalog, Source
-from cytoimagenet_assets.defs.metadata import markdown_table, png_markdown
 from cytoimagenet_assets.defs.images import DATASET_KEY
+from cytoimagenet_assets.defs.metadata import png_markdown
 from cytoimagenet_assets.defs.model import MODEL_KEY
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import raw_key
 from cytoimagenet_assets.evaluation import protocols
 from cytoimagenet_assets.evaluation.features import (
-    METHODS, BackboneUnavailable, FeatureExtractor, cytoimagenet_backbone, extract, imagenet_backbone, random_backbone,
+    METHODS,
+    BackboneUnavailable,
+    FeatureExtractor,
+    cytoimagenet_backbone,
+    extract,
+    imagenet_backbone,
+    random_backbone,
 )
 from cytoimagenet_assets.evaluation.report import BACKBONES, before_after_umap_png, comparison_table, umap_png
 from cytoimagenet_assets.imaging.readers import read_channels
+from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.storage import atomic_path, write_bytes
 
 GROUP = "evaluation"
@@ -42,13 +49,9 @@ def _moa_benchmark(catalog: Catalog) -> Optional[Source]:
     return None
 
 
-def _by_dir_name(catalog: Catalog, dir_name: str) -> Optional[Source]:
-    return catalog.by_dir_name.get(dir_name)
-
-
 def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
     moa = _moa_benchmark(catalog)
-    coos7, cyclops = _by_dir_name(catalog, "coos7"), _by_dir_name(catalog, "cyclops")
+    coos7, cyclops = catalog.by_dir_name.get("coos7"), catalog.by_dir_name.get("cyclops")
     deps = [MODEL_KEY] + [raw_key(s) for s in (moa, coos7, cyclops) if s is not None]
 
     @dg.asset(key=REPORT_KEY, deps=deps, group_name=GROUP, kinds={"pytorch", "csv"},

@@ -9,10 +9,11 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, partition_changes
-from cytoimagenet_assets.defs.metadata import markdown_table, png_markdown
+from cytoimagenet_assets.defs.metadata import png_markdown
 from cytoimagenet_assets.defs.resources import DataHomeResource, redacted
 from cytoimagenet_assets.imaging.classes import ClassBuildError, build_class, drop_summary, thumbnail_grid
-from cytoimagenet_assets.imaging.dataset import assemble_dataset, dataset_card, composition_png
+from cytoimagenet_assets.imaging.dataset import assemble_dataset, composition_png, dataset_card
+from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.storage import atomic_path, read_parquet, read_parquet_metadata, write_sql_table
 
 GROUP = "images"

@@ -8,14 +8,21 @@ import numpy as np
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.defs.metadata import markdown_table, png_markdown, table_metadata
+from cytoimagenet_assets.defs.metadata import png_markdown, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource, redacted
 from cytoimagenet_assets.defs.sources import table_key
 from cytoimagenet_assets.labels import report
 from cytoimagenet_assets.labels.assign import (
-    CATEGORIES, AssignConfig, assign_labels, class_summary, label_counts_table, membership_changes, with_class_keys,
+    CATEGORIES,
+    AssignConfig,
+    assign_labels,
+    class_summary,
+    label_counts_table,
+    membership_changes,
+    with_class_keys,
 )
 from cytoimagenet_assets.labels.merge import merge_sources
+from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.storage import read_parquet, write_bytes, write_parquet, write_sql_table
 
 GROUP = "labels"

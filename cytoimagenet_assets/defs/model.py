@@ -12,8 +12,9 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.images import DATASET_KEY
-from cytoimagenet_assets.defs.metadata import markdown_table, png_markdown
+from cytoimagenet_assets.defs.metadata import png_markdown
 from cytoimagenet_assets.defs.resources import DataHomeResource
+from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.training.loop import TrainConfig, data_fingerprint, train
 from cytoimagenet_assets.training.report import history_png
 from cytoimagenet_assets.training.shards import Shards, pack

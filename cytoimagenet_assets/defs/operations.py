@@ -27,9 +27,9 @@ def _refresh_requests(catalog: Catalog, dir_names: list[str], reason: str) -> li
 
 def change_detection(catalog: Catalog) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
     """The sensor and the schedule, for catalogs that have real (non-generated) sources."""
-    watched = [s for s in catalog.sources if s.download.method != "demo"]
-    remote = [s for s in catalog.sources if s.download.files]
-    return ([source_change_sensor(catalog)] if watched else []), ([remote_check_schedule(catalog)] if remote else [])
+    sensors = [source_change_sensor(catalog)] if any(s.download.method != "demo" for s in catalog.sources) else []
+    schedules = [remote_check_schedule(catalog)] if any(s.download.files for s in catalog.sources) else []
+    return sensors, schedules
 
 
 def source_change_sensor(catalog: Catalog) -> dg.SensorDefinition:

@@ -3,9 +3,10 @@
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, Source
-from cytoimagenet_assets.defs.metadata import markdown_table, table_metadata
+from cytoimagenet_assets.defs.metadata import table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.demo import generate
+from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.sources import parse_source
 from cytoimagenet_assets.sources.table import ParseError, missing_files
 from cytoimagenet_assets.storage import write_parquet

@@ -9,6 +9,7 @@ import pandas as pd
 from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.labels.assign import CATEGORIES
 from cytoimagenet_assets.labels.report import plt, png_bytes
+from cytoimagenet_assets.markdown import markdown_table
 
 
 def assemble_dataset(dataset_dir: Path, class_keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -22,12 +23,6 @@ def assemble_dataset(dataset_dir: Path, class_keys: list[str]) -> tuple[pd.DataF
             missing.append(key)
     metadata = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RELEASE_COLUMNS)
     return metadata[RELEASE_COLUMNS], missing
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + ":---:|" * len(df.columns)]
-    cell = lambda v: str(v).replace("|", "\\|")
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)])
 
 
 def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str]) -> str:
@@ -45,9 +40,9 @@ def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str]) -> st
         "percentiles and averaged. Metadata of every image: `metadata.csv` (label, category, database, name, dir_name, "
         "path, filename, idx, organism, cell_type, cell_visible, phenotype, compound, sirna, gene, microscopy, crop, "
         "scaling, x_min, x_max, y_min, y_max).", "",
-        "## Labels per category", "", _markdown(per_category), "",
-        "## Labels per database", "", _markdown(per_database), "",
-        "## Images per source dataset", "", _markdown(sources), "",
+        "## Labels per category", "", markdown_table(per_category, max_rows=len(per_category)), "",
+        "## Labels per database", "", markdown_table(per_database, max_rows=len(per_database)), "",
+        "## Images per source dataset", "", markdown_table(sources, max_rows=len(sources)), "",
     ]
     if missing:
         lines += [f"**Not built yet:** {len(missing)} classes ({', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}).", ""]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cytoimagenet_assets.catalog import CATALOG_ENV, CatalogError, load_catalog
 from cytoimagenet_assets.sources import parse_source
-from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParseError, label_counts, missing_files
+from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParseError, distinct_labels, label_counts, missing_files
 from cytoimagenet_assets.storage import write_parquet
 
 
@@ -41,12 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rejected rows: {len(parsed.rejects)}")
     for reason, count in parsed.rejects["reason"].value_counts().head(5).items():
         print(f"  {count} x {reason}")
-    counts = label_counts(table, top=args.top)
+    counts, distinct = label_counts(table, top=args.top), distinct_labels(table)
     for category in LABEL_CATEGORIES:
         labels = counts[category]
-        distinct = table[category].dropna().str.split("|").explode().nunique()
         shown = ", ".join(f"{label} ({n})" for label, n in labels.items())
-        print(f"{category}: {distinct} labels{': ' + shown if shown else ''}")
+        print(f"{category}: {distinct[category]} labels{': ' + shown if shown else ''}")
     return 0
 
 

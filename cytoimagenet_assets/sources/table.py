@@ -189,6 +189,11 @@ def missing_files(df: pd.DataFrame, raw_dir: Path) -> pd.DataFrame:
     return exploded.loc[~exists].rename(columns={"channel_paths": "path"}).reset_index(drop=True)
 
 
+def distinct_labels(df: pd.DataFrame) -> dict[str, int]:
+    """How many different labels each category holds (multi-labels split on '|')."""
+    return {c: int(df[c].dropna().str.split("|").explode().nunique()) for c in LABEL_CATEGORIES}
+
+
 def label_counts(df: pd.DataFrame, top: int | None = None) -> dict[str, dict[str, int]]:
     """Images per label per category, multi-labels split on '|' (most frequent first)."""
     counts = {}
