@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.sources.common import channel_rows, frame
+from cytoimagenet_assets.sources.common import channel_rows, frame, source_files
 from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, ParseError, rejects_frame
 
 FIELD_GROUPS = (*LABEL_CATEGORIES, "plate", "well", "field")
@@ -39,8 +39,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         raise ParseError(f"{source.dir_name}: {raw_dir} does not exist; this source's metadata is its file names")
 
     groups: dict[tuple, dict] = {}
-    for path in sorted(p for p in raw_dir.rglob("*") if p.is_file()):
-        relative = path.relative_to(raw_dir).as_posix()
+    for relative in source_files(raw_dir):
         match = pattern.search(relative)
         if not match:
             continue
