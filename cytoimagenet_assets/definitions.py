@@ -1,5 +1,7 @@
 """The Dagster code location: ``defs`` for the catalog chosen by CYTOIMAGENET_CATALOG (default demo)."""
 
+import os
+
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, load_catalog
@@ -11,6 +13,22 @@ from cytoimagenet_assets.defs.model import pretrained_model_asset, training_shar
 from cytoimagenet_assets.defs.operations import change_detection
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import source_assets
+
+EXECUTOR_ENV = "CYTOIMAGENET_EXECUTOR"
+
+
+def executor_from_env() -> dg.ExecutorDefinition | None:
+    """Where a run's steps execute: processes of the run's own machine (Dagster's default), or
+    ``CYTOIMAGENET_EXECUTOR=k8s`` one Kubernetes job per step (deploy/kubernetes), so the training
+    step gets a GPU pod while the rest run on CPU nodes."""
+    choice = os.environ.get(EXECUTOR_ENV, "")
+    if choice == "":
+        return None
+    if choice == "k8s":
+        from dagster_k8s import k8s_job_executor  # only installed where runs launch on Kubernetes
+
+        return k8s_job_executor
+    raise ValueError(f"{EXECUTOR_ENV}={choice!r}: expected k8s, or unset for the default executor")
 
 
 def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
@@ -28,6 +46,7 @@ def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
         sensors=[class_partitions_sensor, *sensors],
         schedules=schedules,
         resources={"data": DataHomeResource(root=data_home)},
+        executor=executor_from_env(),
     )
 
 

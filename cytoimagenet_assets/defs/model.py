@@ -62,10 +62,18 @@ class PretrainConfig(dg.Config):
     processes: int = 1
 
 
+# With the Kubernetes step executor (deploy/kubernetes), the training step runs in its own pod on a
+# GPU node: one GPU requested, nodes labelled by NVIDIA's GPU operator. Ignored everywhere else.
+GPU_POD = {"dagster-k8s/config": {
+    "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
+    "pod_spec_config": {"node_selector": {"nvidia.com/gpu.present": "true"}},
+}}
+
+
 def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
     defaults = catalog.training
 
-    @dg.asset(key=MODEL_KEY, deps=[SHARDS_KEY], group_name=GROUP, kinds={"pytorch"}, pool="gpu",
+    @dg.asset(key=MODEL_KEY, deps=[SHARDS_KEY], group_name=GROUP, kinds={"pytorch"}, pool="gpu", op_tags=GPU_POD,
               description="EfficientNet-B0 trained from scratch on the dataset (the original recipe). Checkpoints every "
                           "epoch under models/<run>/; a rerun of the same data and recipe resumes from the last one.")
     def pretrained_model(context: dg.AssetExecutionContext, config: PretrainConfig, data: DataHomeResource) -> dg.MaterializeResult:

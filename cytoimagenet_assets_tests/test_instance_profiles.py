@@ -1,0 +1,134 @@
+"""The instance profiles under deploy/ work: the PostgreSQL one against a real server started here.
+
+The server is Debian's ``postgresql`` package (installed by .ci/run), run from a throwaway data
+folder on a free port; as root it runs as the ``postgres`` user, which PostgreSQL insists on.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from cytoimagenet_assets.catalog import load_catalog
+from cytoimagenet_assets.definitions import build_definitions
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_PROFILE = ROOT / "dagster.yaml"
+POSTGRES_PROFILE = ROOT / "deploy" / "postgres" / "dagster.yaml"
+KUBERNETES_PROFILE = ROOT / "deploy" / "kubernetes" / "dagster.yaml"
+
+
+def _profile(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("profile", [POSTGRES_PROFILE, KUBERNETES_PROFILE], ids=["postgres", "kubernetes"])
+def test_profiles_share_the_one_machine_policies(profile):
+    """Queue, pools, monitoring and retries are one policy: a profile changes only where runs
+    are stored and launched, so the three files cannot drift apart unnoticed."""
+    local, other = _profile(LOCAL_PROFILE), _profile(profile)
+    for section in ("concurrency", "run_monitoring", "run_retries", "telemetry"):
+        assert other[section] == local[section], section
+    assert set(other) - set(local) <= {"storage", "run_launcher"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    """A PostgreSQL server on 127.0.0.1:<free port> with database ``dagster``; stopped and
+    deleted afterwards. Yields the DAGSTER_PG_* environment pointing at it."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql; .ci/run does)")
+    bin_dir = Path(found[-1]).parent
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="cytoimagenet-pg-"))
+    if as_postgres:
+        user = pwd.getpwnam("postgres")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    port = _free_port()
+
+    def run(*command):
+        subprocess.run([*as_postgres, *command], check=True, capture_output=True, text=True, timeout=120)
+
+    data = folder / "data"
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust", "--no-sync")
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60",
+        "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster")
+        yield {"DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": "unused-with-trust-auth", "DAGSTER_PG_HOST": "127.0.0.1",
+               "DAGSTER_PG_DB": "dagster", "DAGSTER_PG_PORT": str(port)}
+    finally:
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgres_profile_records_runs_and_pools(postgres_server, tmp_path, monkeypatch):
+    """A materialization through the PostgreSQL profile lands in the server: the run, its
+    materializations and the concurrency pools, readable by a second instance on the same database."""
+    for name, value in postgres_server.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(POSTGRES_PROFILE, home / "dagster.yaml")
+    catalog = load_catalog("demo")
+    defs = build_definitions(catalog, str(tmp_path / "data"))
+    source = catalog.sources[0].dir_name
+    selection = dg.AssetSelection.assets(["raw", source], ["source_metadata", source])
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection)
+        assert result.success
+        instance.event_log_storage.set_concurrency_slots("gpu", 1)
+
+    with dg.DagsterInstance.from_config(str(home)) as reader:
+        runs = reader.get_runs()
+        assert [r.run_id for r in runs] == [result.run_id]
+        event = reader.get_latest_materialization_event(dg.AssetKey(["source_metadata", source]))
+        assert event is not None and event.run_id == result.run_id
+        assert event.asset_materialization.metadata["dagster/row_count"].value > 0
+        assert reader.event_log_storage.get_concurrency_info("gpu").slot_count == 1
+
+
+def test_kubernetes_profile_is_valid_for_dagster_k8s():
+    from dagster._config import process_config
+    from dagster_k8s import K8sRunLauncher
+
+    launcher = _profile(KUBERNETES_PROFILE)["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    result = process_config(K8sRunLauncher.config_type(), launcher["config"])
+    assert result.success, [error.message for error in result.errors]
+
+
+def test_training_step_asks_kubernetes_for_a_gpu_node(monkeypatch):
+    from dagster_k8s import k8s_job_executor
+    from dagster_k8s.job import get_user_defined_k8s_config
+
+    monkeypatch.setenv("CYTOIMAGENET_EXECUTOR", "k8s")
+    defs = build_definitions(load_catalog("demo"))
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.executor_def is k8s_job_executor
+    training = defs.resolve_assets_def(dg.AssetKey("pretrained_model")).op
+    pod = get_user_defined_k8s_config(training.tags)
+    assert pod.container_config["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert pod.pod_spec_config["node_selector"] == {"nvidia.com/gpu.present": "true"}
+
+    monkeypatch.setenv("CYTOIMAGENET_EXECUTOR", "slurm")
+    with pytest.raises(ValueError, match="CYTOIMAGENET_EXECUTOR='slurm'"):
+        build_definitions(load_catalog("demo"))
