@@ -57,6 +57,10 @@ class DataHome:
     def dataset_dir(self) -> Path:
         return self.root / "dataset"
 
+    def class_dir(self, class_key: str) -> Path:
+        """A class's folder in the dataset; the key comes from a partition, so it is checked."""
+        return self.dataset_dir() / _safe_name(class_key)
+
     def report_dir(self, name: str) -> Path:
         return self.root / "reports" / _safe_name(name)
 
@@ -70,6 +74,17 @@ def _safe_name(part: str) -> str:
     if not part or part in {".", ".."} or "/" in part or "\\" in part or "\x00" in part:
         raise ValueError(f"unsafe path component {part!r}")
     return part
+
+
+def contained(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing any path that would resolve outside ``root`` (absolute paths,
+    ``..``, links pointing elsewhere): metadata rows and archive members name files, and a name
+    must never make the pipeline read or write outside its data home."""
+    root = Path(root).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise ValueError(f"{relative!r} points outside {root}")
+    return path
 
 
 @contextmanager

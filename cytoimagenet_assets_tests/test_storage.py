@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytoimagenet_assets.storage import DataHome, atomic_path, write_parquet, write_sql_table
+from cytoimagenet_assets.storage import DataHome, atomic_path, contained, write_parquet, write_sql_table
 
 
 def test_atomic_file_write_leaves_nothing_on_failure(tmp_path):
@@ -28,10 +28,22 @@ def test_atomic_dir_replaces_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
 
 
-@pytest.mark.parametrize("name", ["..", "a/b", "", "."])
+@pytest.mark.parametrize("name", ["..", "a/b", "", ".", "../../etc"])
 def test_paths_never_leave_the_data_home(tmp_path, name):
-    with pytest.raises(ValueError, match="unsafe path component"):
-        DataHome(tmp_path).raw_dir(name)
+    home = DataHome(tmp_path)
+    for make in (home.raw_dir, home.class_dir, home.report_dir, home.table_path):
+        with pytest.raises(ValueError, match="unsafe path component"):
+            make(name)
+
+
+def test_contained_refuses_names_that_resolve_outside_the_root(tmp_path):
+    root = tmp_path / "raw"
+    (root / "plate").mkdir(parents=True)
+    (root / "escape").symlink_to(tmp_path)
+    assert contained(root, "plate/a.tif") == (root / "plate" / "a.tif").resolve()
+    for name in ("../x", "/etc/passwd", "plate/../../x", "escape/secret", "."):
+        with pytest.raises(ValueError, match="points outside"):
+            contained(root, name)
 
 
 def test_sql_table_replaced_in_one_transaction_with_lists_as_json(tmp_path):

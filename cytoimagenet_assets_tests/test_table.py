@@ -74,6 +74,15 @@ def test_standardize_refuses_a_draft_without_required_columns():
         standardize(_draft().drop(columns=["channel_paths"]), source)
 
 
+@pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "plate/../../x.tif", "C:\\images\\x.tif", "a\\..\\..\\x.tif"])
+def test_standardize_refuses_image_paths_outside_the_raw_folder(path):
+    source = load_catalog("demo").source("demo_bbbc021")
+    draft = _draft()
+    draft.at[1, "channel_paths"] = ["ok_w1.tif", path]
+    with pytest.raises(ParseError, match=r"demo_bbbc021: a.csv row 2: image path .* climbs out of the source's raw folder"):
+        standardize(draft, source)
+
+
 def test_table_problems_catches_contract_breaks():
     source = load_catalog("demo").source("demo_bbbc021")
     table = standardize(_draft(), source)

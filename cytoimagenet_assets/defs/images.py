@@ -53,12 +53,12 @@ def class_images(context: dg.AssetExecutionContext, config: ClassImagesConfig, d
     merged = pd.read_parquet(home.table_path("merged_metadata"), columns=IMAGE_COLUMNS, filters=[("idx", "in", labels["idx"].tolist())])
     raw_dirs = {d: home.raw_dir(d) for d in merged["dir_name"].unique()}
     try:
-        result = build_class(key, info["label"], info["category"], merged, raw_dirs, home.dataset_dir() / key,
+        result = build_class(key, info["label"], info["category"], merged, raw_dirs, home.class_dir(key),
                              target=settings["target"], threshold=settings["threshold"], seed=settings["seed"],
                              workers=config.workers or os.cpu_count() or 1)
     except ClassBuildError as exc:  # deterministic: retrying would fail the same way
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    folder = home.dataset_dir() / key
+    folder = home.class_dir(key)
     meta = result.metadata
     context.log.info(f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(result.drops)}")
     return dg.MaterializeResult(metadata={

@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 import yaml
@@ -98,6 +98,12 @@ def normalize_column(values: pd.Series, category: str) -> pd.Series:
     return values.map(mapping).astype("string")
 
 
+def escapes(relative: str) -> bool:
+    """Whether a file name from a source's metadata would point outside its raw folder."""
+    path = PurePosixPath(relative.replace("\\", "/"))
+    return path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", relative) is not None
+
+
 def standardize(draft: pd.DataFrame, source: Source) -> pd.DataFrame:
     """Turn a parser's draft rows into the standardized table of ``source``.
 
@@ -129,6 +135,11 @@ def standardize(draft: pd.DataFrame, source: Source) -> pd.DataFrame:
     for category in LABEL_CATEGORIES:
         df[category] = normalize_column(df[category], category)
     df["channel_paths"] = df["channel_paths"].map(lambda v: [str(p) for p in v])
+    escaping = df["channel_paths"].map(lambda paths: next((p for p in paths if escapes(p)), None))
+    if escaping.notna().any():
+        row = df.loc[escaping.notna()].iloc[0]
+        raise ParseError(f"{source.dir_name}: {row['source_file']} row {row['source_row']}: image path {escaping[row.name]!r} "
+                         f"is absolute or climbs out of the source's raw folder; paths must stay inside it")
     df["channel_names"] = df["channel_names"].map(lambda v: [str(p) for p in v])
     df["source_row"] = df["source_row"].astype("int64")
     df["_order"] = df["channel_paths"].map("/".join)
