@@ -21,7 +21,7 @@ from cytoimagenet_assets.labels.assign import (
     membership_changes,
     with_class_keys,
 )
-from cytoimagenet_assets.labels.merge import merge_sources
+from cytoimagenet_assets.labels.merge import drop_overlaps, merge_sources
 from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.storage import read_parquet, write_bytes, write_parquet, write_sql_table
 
@@ -35,6 +35,8 @@ ASSIGNMENT_COLUMNS = ["idx", "database", "dir_name", *CATEGORIES]
 
 def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
     sources = catalog.pretraining_sources
+    names = {s.dir_name for s in sources}
+    overlaps = {s.dir_name: tuple(o for o in s.overlaps if o in names) for s in sources if set(s.overlaps) & names}
 
     @dg.asset(
         key=MERGED_KEY,
@@ -43,12 +45,15 @@ def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
         group_name=GROUP,
         kinds={"pandas", "parquet", "sql"},
         description="Every pretraining source's standardized metadata in one table (evaluation sets excluded), "
-                    "also written to the SQL catalog as table merged_metadata.",
+                    "also written to the SQL catalog as table merged_metadata. Images two sources share (the catalog's "
+                    "overlaps) appear once.",
     )
     def merged_metadata(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
         tables = {s.dir_name: read_parquet(home.table_path("source_metadata", s.dir_name)) for s in sources}
-        merged = merge_sources(tables)
+        merged, duplicates = drop_overlaps(merge_sources(tables), overlaps)
+        if len(duplicates):
+            context.log.info(f"dropped {int(duplicates['duplicate_rows'].sum())} rows that another source also lists")
         path = write_parquet(merged, home.table_path("merged_metadata"))
         rows = write_sql_table(merged, "merged_metadata", home.db_url)
         context.log.info(f"merged {len(merged)} rows from {len(tables)} sources into {path} and the SQL catalog")
@@ -58,6 +63,8 @@ def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "images_per_source": dg.MetadataValue.md(markdown_table(per_source, max_rows=len(per_source))),
             "sql_catalog": redacted(home.db_url),
             "sql_rows": rows,
+            "overlap_duplicates_dropped": int(duplicates["duplicate_rows"].sum()),
+            "overlaps": dg.MetadataValue.md(markdown_table(duplicates, max_rows=len(duplicates)) if len(duplicates) else "none declared"),
         })
 
     return merged_metadata
