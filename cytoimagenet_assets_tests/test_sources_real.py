@@ -175,7 +175,7 @@ def test_a_missing_metadata_file_names_source_and_file(tmp_path):
         parse_source(CATALOG.source("idr0037"), tmp_path)
     with pytest.raises(ParseError, match="raw folder .* does not exist. To provide it: download the IDR study idr0037-vigilante-hipsci"):
         parse_source(CATALOG.source("idr0037"), tmp_path / "absent")
-    with pytest.raises(ParseError, match="parser 'bbbc041_boxes' is not written yet"):
+    with pytest.raises(ParseError, match="bbbc041: metadata file 'malaria/training.json' not found"):
         parse_source(CATALOG.source("bbbc041"), tmp_path)
 
 

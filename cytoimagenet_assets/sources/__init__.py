@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from cytoimagenet_assets.sources import cellprofiler, file_pattern, hpa, idr, rxrx
+from cytoimagenet_assets.sources import bbbc017, bbbc038, bbbc041, bbbc045, cellprofiler, cil, file_pattern, hpa, idr, rxrx
 from cytoimagenet_assets.sources.table import ParsedSource, ParseError, standardize
 
 PARSERS: dict[str, Callable] = {
@@ -18,24 +18,20 @@ PARSERS: dict[str, Callable] = {
     "hpa": hpa.parse,
     "idr": idr.parse,
     "file_pattern": file_pattern.parse,
+    # Source-specific formats: an .xls join, DSB image folders, JSON bounding boxes, montage crops, a group table.
+    "bbbc017_xls": bbbc017.parse,
+    "bbbc038_dsb": bbbc038.parse,
+    "bbbc041_boxes": bbbc041.parse,
+    "bbbc045_montages": bbbc045.parse,
+    "cil_kinome": cil.parse,
 }
-
-# Source-specific parsers the cytoimagenet catalog names whose formats need code of their own
-# (JSON bounding boxes, XLS joins, DeltaVision, HDF5 ...). They are written with the downloaders;
-# until then parsing such a source fails with a message that says so.
-PENDING_PARSERS = frozenset({
-    "bbbc017_xls", "bbbc038_dsb", "bbbc041_boxes", "bbbc045_montages", "cil_kinome",
-})
-KNOWN_PARSERS = frozenset(PARSERS) | PENDING_PARSERS
+KNOWN_PARSERS = frozenset(PARSERS)
 
 
 def parse_source(source, raw_dir: Path) -> ParsedSource:
     """Parse ``raw_dir`` (the source's files, or just its metadata) into the standardized table."""
     if source.parser is None:
         raise ParseError(f"{source.dir_name}: an evaluation set read by its protocol directly; it has no metadata table")
-    if source.parser in PENDING_PARSERS:
-        raise ParseError(f"{source.dir_name}: its parser {source.parser!r} is not written yet (real-sources issue); "
-                         f"implemented parsers: {', '.join(sorted(PARSERS))}")
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise ParseError(f"{source.dir_name}: raw folder {raw_dir} does not exist. To provide it: {source.download.instructions()}, into {raw_dir}")
