@@ -11,7 +11,7 @@ from cytoimagenet_assets.defs.images import class_images, class_images_job, clas
 from cytoimagenet_assets.defs.labels import cytoimagenet_labels_asset, label_candidates_asset, merged_metadata_asset
 from cytoimagenet_assets.defs.model import pretrained_model_asset, training_shards_asset
 from cytoimagenet_assets.defs.operations import change_detection
-from cytoimagenet_assets.defs.resources import DataHomeResource
+from cytoimagenet_assets.defs.resources import DataHomeResource, downloads_from_env
 from cytoimagenet_assets.defs.sources import source_assets
 
 EXECUTOR_ENV = "CYTOIMAGENET_EXECUTOR"
@@ -45,7 +45,7 @@ def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
         jobs=[class_images_job],
         sensors=[class_partitions_sensor, *sensors],
         schedules=schedules,
-        resources={"data": DataHomeResource(root=data_home)},
+        resources={"data": DataHomeResource(root=data_home), "downloads": downloads_from_env()},
         executor=executor_from_env(),
     )
 

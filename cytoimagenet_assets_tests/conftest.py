@@ -8,6 +8,7 @@ import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.demo import generate
+from cytoimagenet_assets_tests.loopback import Remote, serve
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL = SHARED / "fixtures" / "real"
@@ -19,6 +20,13 @@ def real() -> Path:
     if not REAL.is_dir():
         pytest.skip(f"real-data fixtures not found at {REAL} (clone the project beside ../shared)")
     return REAL
+
+
+@pytest.fixture
+def remote(monkeypatch):
+    """A loopback HTTP server (see loopback.py); ``remote.put(path, bytes)`` returns the file's URL."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    yield from serve(Remote())
 
 
 @pytest.fixture(scope="session")

@@ -33,9 +33,15 @@ class _Strict(BaseModel):
 
 
 class RemoteFile(_Strict):
+    """One downloadable file. ``metadata`` files are fetched first, whole (tables, annotations,
+    small archives of them); ``images`` archives are indexed remotely and only the members the
+    class table needs are fetched (see cytoimagenet_assets/download/plan.py)."""
+
     url: str
     size: int | None = None
     md5: str | None = None
+    role: Literal["metadata", "images"] = "images"
+    metadata_members: tuple[str, ...] = ()  # glob patterns of an image zip's members that hold metadata (BBBC041's JSON)
 
     @field_validator("url")
     @classmethod
@@ -59,6 +65,8 @@ class DownloadSpec(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> "DownloadSpec":
         needs = {"https": "files", "kaggle_dataset": "slug", "kaggle_competition": "slug", "idr": "accession", "demo": "generator"}
+        if self.method == "idr" and any(f.role == "images" for f in self.files):
+            raise ValueError("an IDR source lists only its metadata files (role: metadata); images come from the IDR mirror")
         field = needs.get(self.method)
         if field and not getattr(self, field):
             raise ValueError(f"method {self.method!r} needs {field!r}")

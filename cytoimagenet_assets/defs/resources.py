@@ -1,11 +1,19 @@
 """Resources: where the data lives."""
 
+import os
+import time
 from pathlib import Path
+from typing import Callable
 
 import dagster as dg
 from sqlalchemy.engine import make_url
 
+from cytoimagenet_assets.download import IDR_MIRROR, Progress
+from cytoimagenet_assets.download.plan import Fetching
 from cytoimagenet_assets.storage import DataHome, default_home
+
+KAGGLE_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY")
+PROGRESS_LOG_INTERVAL_S = 15.0
 
 
 class DataHomeResource(dg.ConfigurableResource):
@@ -21,3 +29,37 @@ class DataHomeResource(dg.ConfigurableResource):
 def redacted(url: str) -> str:
     """A database URL safe to show in logs and metadata (password hidden)."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+class DownloadsResource(dg.ConfigurableResource):
+    """How sources are fetched. Kaggle credentials are given as ``dg.EnvVar``s, so the UI shows
+    the variable's name, never its value; the mirror can point at a local copy of IDR's."""
+
+    kaggle_username: str | None = None
+    kaggle_key: str | None = None
+    idr_mirror: str = IDR_MIRROR
+
+    def fetching(self, log: Callable[[str], None]) -> Fetching:
+        return Fetching(progress=throttled(log), log=log, kaggle_username=self.kaggle_username, kaggle_key=self.kaggle_key,
+                        idr_mirror=self.idr_mirror)
+
+
+def downloads_from_env() -> DownloadsResource:
+    """Kaggle credentials from KAGGLE_USERNAME / KAGGLE_KEY when both are set; none otherwise
+    (Kaggle sources then fail saying what to set, the others are unaffected)."""
+    if all(os.environ.get(name) for name in KAGGLE_ENV):
+        return DownloadsResource(kaggle_username=dg.EnvVar(KAGGLE_ENV[0]), kaggle_key=dg.EnvVar(KAGGLE_ENV[1]))
+    return DownloadsResource()
+
+
+def throttled(log: Callable[[str], None], interval_s: float = PROGRESS_LOG_INTERVAL_S) -> Callable[[Progress], None]:
+    """A progress callback that logs a transfer's bytes, rate and ETA every ``interval_s`` and when it ends."""
+    last = {"at": 0.0}
+
+    def report(progress: Progress) -> None:
+        now = time.monotonic()
+        if now - last["at"] >= interval_s or (progress.total is not None and progress.done >= progress.total):
+            last["at"] = now
+            log(progress.format())
+
+    return report

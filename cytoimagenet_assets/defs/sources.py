@@ -4,8 +4,10 @@ import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, Source
 from cytoimagenet_assets.defs.metadata import table_metadata
-from cytoimagenet_assets.defs.resources import DataHomeResource
+from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
 from cytoimagenet_assets.demo import generate
+from cytoimagenet_assets.download import ArchiveError, DownloadError
+from cytoimagenet_assets.download.plan import fetch_source
 from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.sources import parse_source
 from cytoimagenet_assets.sources.table import ParseError, missing_files
@@ -27,6 +29,13 @@ def _folder_summary(path) -> dict:
     return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
 
 
+class RawSourceConfig(dg.Config):
+    """``full_download``: every file of the source instead of its metadata and an index of its
+    images (the per-class step then fetches only the images it needs)."""
+
+    full_download: bool = False
+
+
 def _raw_asset(source: Source, seed: int) -> dg.AssetsDefinition:
     spec = source.download
 
@@ -34,22 +43,32 @@ def _raw_asset(source: Source, seed: int) -> dg.AssetsDefinition:
         key=raw_key(source),
         group_name=GROUP,
         kinds={"folder"},
-        description=f"{source.name} ({source.database}) as distributed, under raw/{source.dir_name}. {source.notes or ''}".strip(),
+        description=f"{source.name} ({source.database}) as distributed, under raw/{source.dir_name}: its metadata and an index of "
+                    f"its images by default, everything with full_download. {source.notes or ''}".strip(),
         metadata={"landing_page": dg.MetadataValue.url(source.landing_page), "license": source.license,
                   "download_method": spec.method, "approx_size_gb": source.approx_size_gb},
         tags={"evaluation_only": "true"} if source.evaluation_only else None,
     )
-    def raw(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
+    def raw(context: dg.AssetExecutionContext, config: RawSourceConfig, data: DataHomeResource,
+            downloads: DownloadsResource) -> dg.MaterializeResult:
         raw_dir = data.home().raw_dir(source.dir_name)
+        fetched = {}
         if spec.method == "demo":
             generate(source, raw_dir, seed)
             context.log.info(f"wrote demo source {source.dir_name} to {raw_dir}")
-        elif not raw_dir.is_dir() or not any(raw_dir.iterdir()):
-            raise dg.Failure(
-                description=f"{source.dir_name}: no files under {raw_dir}. To provide them: {spec.instructions()}, into {raw_dir}.",
-                metadata={"expected_at": dg.MetadataValue.path(str(raw_dir)), "landing_page": dg.MetadataValue.url(source.landing_page)},
-            )
-        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(raw_dir)), **_folder_summary(raw_dir)})
+        else:
+            try:
+                report = fetch_source(source, raw_dir, full=config.full_download, fetching=downloads.fetching(context.log.info))
+            except (DownloadError, ArchiveError, ValueError) as exc:
+                raise dg.Failure(
+                    description=f"{exc}\n\nTo provide {source.dir_name} by hand instead: {spec.instructions()}, into {raw_dir}.",
+                    metadata={"expected_at": dg.MetadataValue.path(str(raw_dir)), "landing_page": dg.MetadataValue.url(source.landing_page)},
+                ) from exc
+            for note in report.notes:
+                context.log.info(f"{source.dir_name}: {note}")
+            fetched = {**report.as_metadata(), "download_mode": "full" if config.full_download else "metadata first",
+                       "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in report.notes) or "none")}
+        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(raw_dir)), **_folder_summary(raw_dir), **fetched})
 
     return raw
 

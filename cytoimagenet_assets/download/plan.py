@@ -1,0 +1,303 @@
+"""What to fetch for a source: its metadata first, then only the image files the class table needs.
+
+The 40 sources hold tens of terabytes while the curated dataset is ~56 GB, so by default
+:func:`fetch_source` downloads each source's metadata files whole and *indexes* its image zips
+remotely (their central directories, read through HTTP Range requests) into
+``raw/<dir_name>/.remote/files.parquet``; parsers list those files as if they were on disk. The
+per-class image step then calls :func:`fetch_missing` for the files its rows name: members of the
+indexed zips by Range (the whole archive when the server ignores Range), single files from the IDR
+mirror. ``full=True`` downloads everything instead.
+
+Everything lands under ``raw/<dir_name>`` in the source's own layout (archives are extracted at
+its root, as a user would), so later runs find the files on disk. A raw folder that holds files
+but no download record was filled by hand; it is used as is, without network.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pandas as pd
+import requests
+
+from cytoimagenet_assets.catalog import RemoteFile, Source
+from cytoimagenet_assets.download.archives import safe_extract
+from cytoimagenet_assets.download.http import RECORD_DIR, DownloadError, FetchResult, Progress, fetch_file, session_scope, url_name
+from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_file_url, list_idr_folder
+from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
+from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
+from cytoimagenet_assets.sources.common import REMOTE_INDEX
+from cytoimagenet_assets.storage import contained, write_parquet
+
+ARCHIVE_DIR = ".archives"  # downloaded archives, kept so that a rerun verifies instead of downloading again
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
+TABLE_MARKERS = (".csv.", ".tsv.", ".txt.")  # a compressed table (x.csv.zip) is read as is, not extracted
+EXTRACT_RATIO = 100  # an archive may expand to at most this many times its size (zip bombs)
+FETCHED_MARK = Path(RECORD_DIR) / "fetched-by-cytoimagenet"  # set before the first byte: the folder is ours
+RANGE_METHODS = (0, 8)  # stored, deflate
+ENCRYPTED = 0x1
+INDEX_COLUMNS = ("path", "url", "member", "header_offset", "compressed_size", "file_size", "compress_type", "crc32", "flags")
+
+
+@dataclass
+class Fetching:
+    """How to reach the network: one HTTP session, where progress and notes go, Kaggle credentials
+    (never logged), and the mirrors (overridable so tests can serve them from 127.0.0.1)."""
+
+    session: requests.Session | None = None
+    progress: Callable[[Progress], None] | None = None
+    log: Callable[[str], None] = print
+    kaggle_username: str | None = None
+    kaggle_key: str | None = None
+    kaggle_api: str | None = None
+    idr_mirror: str = IDR_MIRROR
+
+
+@dataclass
+class FetchReport:
+    """What one fetch did: bytes over the network, files fetched or found, files only indexed."""
+
+    source: str
+    bytes_downloaded: int = 0
+    files_fetched: int = 0
+    files_reused: int = 0
+    files_extracted: int = 0
+    files_indexed: int = 0
+    transports: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, result: FetchResult) -> None:
+        self.bytes_downloaded += result.bytes_downloaded
+        if result.reused:
+            self.files_reused += 1
+        else:
+            self.files_fetched += 1
+            self.transports[result.transport] += 1
+        self.notes.extend(result.notes)
+
+    def as_metadata(self) -> dict:
+        return {"bytes_downloaded": self.bytes_downloaded, "files_fetched": self.files_fetched, "files_reused": self.files_reused,
+                "files_extracted": self.files_extracted, "files_indexed_remotely": self.files_indexed,
+                "transports": ", ".join(f"{k} {v}" for k, v in sorted(self.transports.items())) or "none"}
+
+
+def is_archive(name: str) -> bool:
+    lower = name.lower()
+    return lower.endswith(ARCHIVE_SUFFIXES) and not any(marker in lower for marker in TABLE_MARKERS)
+
+
+def filled_by_hand(raw_dir: Path) -> bool:
+    """Files in the raw folder, yet no mark that this package ever fetched into it."""
+    if not raw_dir.is_dir():
+        return False
+    return any(not p.name.startswith(".") for p in raw_dir.iterdir()) and not (raw_dir / FETCHED_MARK).exists()
+
+
+def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching: Fetching | None = None) -> FetchReport:
+    """Bring ``source`` into ``raw_dir``: its metadata and an index of its images, or (``full``) everything."""
+    fetching = fetching or Fetching()
+    report = FetchReport(source.dir_name)
+    raw_dir = Path(raw_dir)
+    if filled_by_hand(raw_dir):
+        report.notes.append(f"{raw_dir} was filled by hand; used as is, nothing downloaded")
+        return report
+    spec = source.download
+    if spec.method == "manual":
+        raise DownloadError(f"{source.dir_name}: cannot be downloaded automatically; {spec.instructions()}, into {raw_dir}")
+    (raw_dir / FETCHED_MARK).parent.mkdir(parents=True, exist_ok=True)
+    (raw_dir / FETCHED_MARK).touch()
+    with session_scope(fetching.session) as session:
+        fetching = _with_session(fetching, session)
+        if spec.method in ("https", "idr"):
+            index = []
+            for remote in spec.files:
+                if remote.role == "metadata" or full or not remote.url.lower().endswith(".zip"):
+                    if remote.role == "images" and not full:
+                        report.notes.append(f"{url_name(remote.url)} is not a zip, so it cannot be read by range: downloaded whole")
+                    _download(source, remote, raw_dir, fetching, report)
+                else:
+                    index.extend(_index_zip(source, remote, raw_dir, fetching, report))
+            if spec.method == "idr" and full:
+                _mirror_study(source, raw_dir, fetching, report)
+            _write_index(raw_dir, index)
+            report.files_indexed = len(index)
+        elif spec.method in ("kaggle_dataset", "kaggle_competition"):
+            _download_kaggle(source, raw_dir, fetching, report)
+        else:
+            raise DownloadError(f"{source.dir_name}: download method {spec.method!r} is not fetched over the network")
+    return report
+
+
+def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetching: Fetching | None = None) -> FetchReport:
+    """Fetch the files among ``paths`` (relative to ``raw_dir``) that are not on disk yet."""
+    fetching = fetching or Fetching()
+    report = FetchReport(source.dir_name)
+    raw_dir = Path(raw_dir)
+    missing = sorted({p for p in paths if not contained(raw_dir, p).is_file()})
+    if not missing:
+        return report
+    index = _read_index(raw_dir)
+    indexed = index[index["path"].isin(missing)]
+    rest = sorted(set(missing) - set(indexed["path"]))
+    if rest and source.download.method != "idr":
+        shown = ", ".join(rest[:5]) + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
+        raise DownloadError(f"{source.dir_name}: {len(rest)} file(s) are neither under {raw_dir} nor in its remote index ({shown}). "
+                            f"Materialize raw/{source.dir_name} again, or provide them by hand: {source.download.instructions()}")
+    with session_scope(fetching.session) as session:
+        fetching = _with_session(fetching, session)
+        for url, members in indexed.groupby("url", sort=True):
+            _fetch_indexed(source, url, members, raw_dir, fetching, report)
+        for path in rest:
+            dest = contained(raw_dir, path)
+            with _locked(dest):
+                report.add(fetch_idr_file(source.download.accession, path, dest, label=source.dir_name, mirror=fetching.idr_mirror,
+                                          session=session, progress=fetching.progress))
+    return report
+
+
+def _with_session(fetching: Fetching, session: requests.Session) -> Fetching:
+    return Fetching(session, fetching.progress, fetching.log, fetching.kaggle_username, fetching.kaggle_key, fetching.kaggle_api,
+                    fetching.idr_mirror)
+
+
+def _download(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
+    """One listed file, whole: a table lands at the top of the raw folder, an archive is kept under
+    .archives/ and extracted into the raw folder."""
+    name = url_name(remote.url)
+    archive = is_archive(name)
+    dest = raw_dir / ARCHIVE_DIR / name if archive else contained(raw_dir, name)
+    result = fetch_file(remote.url, dest, label=source.dir_name, size=remote.size, md5=remote.md5, session=fetching.session,
+                        progress=fetching.progress)
+    report.add(result)
+    if archive:
+        _extract(source, dest, raw_dir, report)
+
+
+def _extract(source: Source, archive: Path, raw_dir: Path, report: FetchReport, members: list[str] | None = None) -> None:
+    done = archive.parent / f".{archive.name}.extracted"
+    stamp = f"{archive.stat().st_size}:{archive.stat().st_mtime_ns}"
+    if members is None and done.is_file() and done.read_text() == stamp:
+        return  # this exact archive was extracted before
+    extracted = safe_extract(archive, raw_dir, label=source.dir_name, max_bytes=EXTRACT_RATIO * max(archive.stat().st_size, 1 << 20),
+                             members=members)
+    report.files_extracted += len(extracted)
+    if members is None:
+        done.write_text(stamp)
+
+
+def _index_zip(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetching, report: FetchReport) -> list[dict]:
+    """The members of a remote image zip, read through Range requests; the whole archive is
+    downloaded and extracted instead when the server ignores Range."""
+    try:
+        members = list_members(remote.url, label=source.dir_name, session=fetching.session)
+    except RangesNotSupported:
+        report.notes.append(f"{url_name(remote.url)}: the server ignores Range requests, so the whole archive was downloaded")
+        _download(source, remote, raw_dir, fetching, report)
+        return []
+    fetching.log(f"{source.dir_name}: indexed {len(members)} members of {url_name(remote.url)} without downloading it")
+    rows = []
+    for m in members:
+        if m.is_dir:
+            continue
+        dest = contained(raw_dir, m.name)  # refuse an index entry that would later write outside the raw folder
+        wanted_now = any(fnmatch.fnmatchcase(m.name, pattern) for pattern in remote.metadata_members)
+        if wanted_now and not (dest.is_file() and dest.stat().st_size == m.file_size):
+            with _locked(dest):
+                report.bytes_downloaded += fetch_member(remote.url, m, dest, label=source.dir_name, session=fetching.session)
+            report.files_fetched += 1
+            report.transports["range"] += 1
+        rows.append({"path": m.name, "url": remote.url, "member": m.name, "header_offset": m.header_offset,
+                     "compressed_size": m.compressed_size, "file_size": m.file_size, "compress_type": m.compress_type,
+                     "crc32": m.crc32, "flags": m.flags})
+    return rows
+
+
+def _write_index(raw_dir: Path, rows: list[dict]) -> None:
+    path = raw_dir / REMOTE_INDEX
+    if rows:
+        write_parquet(pd.DataFrame(rows, columns=list(INDEX_COLUMNS)), path)
+    elif path.exists():
+        path.unlink()  # everything is on disk now
+
+
+def _read_index(raw_dir: Path) -> pd.DataFrame:
+    path = raw_dir / REMOTE_INDEX
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=list(INDEX_COLUMNS))
+
+
+def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
+    """Indexed members of one zip: each by one Range request, or through the whole archive when the
+    server stopped honouring Range or a member is compressed in a way a range read cannot undo."""
+    readable = members["compress_type"].isin(RANGE_METHODS).all() and not (members["flags"] & ENCRYPTED).any()
+    if readable:
+        try:
+            for row in members.itertuples(index=False):
+                member = ZipMember(row.member, int(row.header_offset), int(row.compressed_size), int(row.file_size),
+                                   int(row.compress_type), int(row.crc32), int(row.flags))
+                dest = contained(raw_dir, row.path)
+                with _locked(dest):
+                    if dest.is_file():
+                        continue  # another class's run fetched it meanwhile
+                    report.bytes_downloaded += fetch_member(url, member, dest, label=source.dir_name, session=fetching.session)
+                report.files_fetched += 1
+                report.transports["range"] += 1
+            return
+        except RangesNotSupported:
+            report.notes.append(f"{url_name(url)}: the server no longer honours Range requests; fetched through the whole archive")
+    else:
+        report.notes.append(f"{url_name(url)}: members compressed in a way a range read cannot undo; fetched through the whole archive")
+    remote = next((f for f in source.download.files if f.url == url), None)
+    result = fetch_members(url, members["member"].tolist(), raw_dir, label=source.dir_name, archive_cache_dir=raw_dir / ARCHIVE_DIR,
+                           size=remote.size if remote else None, md5=remote.md5 if remote else None, session=fetching.session,
+                           progress=fetching.progress)
+    report.bytes_downloaded += result.bytes_transferred
+    report.files_fetched += len(result.paths) - result.already_present
+    report.transports[result.method] += 1
+
+
+def _download_kaggle(source: Source, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
+    spec = source.download
+    if not (fetching.kaggle_username and fetching.kaggle_key):
+        raise DownloadError(f"{source.dir_name}: Kaggle credentials are not set: export KAGGLE_USERNAME and KAGGLE_KEY "
+                            f"(an API token from https://www.kaggle.com/settings), or {spec.instructions()} into {raw_dir}")
+    fetch = fetch_kaggle_dataset if spec.method == "kaggle_dataset" else fetch_kaggle_competition
+    dest = raw_dir / ARCHIVE_DIR / f"{spec.slug.replace('/', '-')}.zip"
+    options = {"api": fetching.kaggle_api} if fetching.kaggle_api else {}
+    report.add(fetch(spec.slug, dest, label=source.dir_name, username=fetching.kaggle_username, key=fetching.kaggle_key,
+                     session=fetching.session, progress=fetching.progress, **options))
+    _extract(source, dest, raw_dir, report)
+
+
+def _mirror_study(source: Source, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
+    """Every file of an IDR study from its mirror, folder by folder (``full`` mode)."""
+    accession = source.download.accession
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        url = idr_file_url(accession, folder + "/" if folder else "", fetching.idr_mirror)
+        for entry in list_idr_folder(url, label=source.dir_name, session=fetching.session):
+            path = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.is_dir:
+                pending.append(path)
+            else:
+                report.add(fetch_idr_file(accession, path, contained(raw_dir, path), label=source.dir_name, mirror=fetching.idr_mirror,
+                                          session=fetching.session, progress=fetching.progress))
+
+
+@contextmanager
+def _locked(dest: Path) -> Iterator[None]:
+    """One fetch of a file at a time across processes: classes built in parallel may share a file."""
+    lock = dest.parent / RECORD_DIR / f"{dest.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,180 @@
+"""Metadata first, images on demand: fetch_source / fetch_missing against the loopback server."""
+
+import io
+import zipfile
+
+import pytest
+
+from cytoimagenet_assets.catalog import Source
+from cytoimagenet_assets.download import DownloadError
+from cytoimagenet_assets.download.plan import Fetching, fetch_missing, fetch_source
+from cytoimagenet_assets.sources import parse_source
+from cytoimagenet_assets.sources.common import REMOTE_INDEX, source_files
+from cytoimagenet_assets_tests.loopback import payload
+
+IMAGES = {f"Week1_22123/Week1_150607_{w}_s1_w{c}.tif": payload(40_000, seed=i * 3 + c)
+          for i, w in enumerate(("B02", "B03", "C02")) for c in (1, 2)}
+
+
+def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _source(download: dict, **extra) -> Source:
+    return Source.model_validate({
+        "dir_name": "bbbc_test", "name": "Test", "database": "Broad Bioimage Benchmark Collection", "landing_page": "https://example.org",
+        "license": "CC0", "approx_size_gb": 0, "download": download,
+        "channels": [{"name": "nucleus", "key": "w1"}, {"name": "actin", "key": "w2"}],
+        "parser": "file_pattern", "parser_options": {"pattern": r"_(?P<well>[A-P]\d{2})_s(?P<field>\d)_(?P<channel>w[12])\.tif$"},
+        **extra,
+    })
+
+
+@pytest.fixture
+def bbbc(remote):
+    """A BBBC-like source: a metadata table and an image zip whose members carry the metadata in their names."""
+    table = b"plate,well\nWeek1_22123,B02\n"
+    archive = _zip(IMAGES)
+    source = _source({"method": "https", "files": [
+        {"url": remote.put("/bbbc/BBBC_test_metadata.csv", table), "role": "metadata"},
+        {"url": remote.put("/bbbc/BBBC_test_images.zip", archive)},
+    ]})
+    return source, archive
+
+
+def test_metadata_first_downloads_tables_and_indexes_image_zips(bbbc, remote, tmp_path):
+    source, archive = bbbc
+    raw = tmp_path / "raw" / source.dir_name
+    report = fetch_source(source, raw)
+    assert (raw / "BBBC_test_metadata.csv").read_bytes() == b"plate,well\nWeek1_22123,B02\n"
+    assert not (raw / "Week1_22123").exists()  # no image fetched
+    assert source_files(raw) == sorted(["BBBC_test_metadata.csv", *IMAGES])
+    assert report.files_indexed == len(IMAGES) and report.files_fetched == 1
+    assert report.bytes_downloaded < len(archive) / 4  # the table plus the zip's directory, not its images
+    # The parser reads the image names from the index: one row per field, before any image is on disk.
+    table = parse_source(source, raw).table
+    assert sorted(table["well"]) == ["B02", "B03", "C02"]
+    assert all(len(paths) == 2 for paths in table["channel_paths"])
+
+
+def test_metadata_inside_an_image_zip_is_fetched_with_the_metadata(remote, tmp_path):
+    boxes = b'[{"image": {"pathname": "/images/a.png"}, "objects": []}]'
+    archive = _zip({"malaria/training.json": boxes, **{f"malaria/images/{i}.png": payload(30_000, seed=i) for i in range(4)}})
+    source = _source({"method": "https", "files": [{"url": remote.put("/malaria.zip", archive), "metadata_members": ["malaria/*.json"]}]})
+    raw = tmp_path / "raw" / source.dir_name
+    report = fetch_source(source, raw)
+    assert (raw / "malaria/training.json").read_bytes() == boxes
+    assert not (raw / "malaria/images").exists() and report.files_indexed == 5
+    assert fetch_source(source, raw).files_fetched == 0  # present: not fetched again
+
+
+def test_missing_files_are_fetched_by_range_once(bbbc, remote, tmp_path):
+    source, archive = bbbc
+    raw = tmp_path / "raw" / source.dir_name
+    fetch_source(source, raw)
+    wanted = ["Week1_22123/Week1_150607_B03_s1_w1.tif", "Week1_22123/Week1_150607_B03_s1_w2.tif"]
+    before = len(remote.gets())
+    report = fetch_missing(source, raw, wanted)
+    assert [(raw / p).read_bytes() == IMAGES[p] for p in wanted] == [True, True]
+    assert not (raw / "Week1_22123/Week1_150607_B02_s1_w1.tif").exists()
+    assert report.files_fetched == 2 and report.transports == {"range": 2}
+    assert [e.range is not None for e in remote.gets()[before:]] == [True, True]
+    assert 80_000 <= report.bytes_downloaded < len(archive) / 2
+    again = fetch_missing(source, raw, wanted)
+    assert (again.files_fetched, again.bytes_downloaded) == (0, 0)
+
+
+def test_a_server_ignoring_range_gets_the_whole_archive_downloaded(bbbc, remote, tmp_path):
+    source, archive = bbbc
+    remote.honour_range = False
+    raw = tmp_path / "raw" / source.dir_name
+    report = fetch_source(source, raw)
+    assert all((raw / p).read_bytes() == data for p, data in IMAGES.items())
+    assert not (raw / REMOTE_INDEX).exists() and report.files_indexed == 0
+    assert any("ignores Range" in note for note in report.notes)
+    assert fetch_missing(source, raw, list(IMAGES)).files_fetched == 0
+
+
+def test_full_mode_downloads_and_extracts_everything(bbbc, remote, tmp_path):
+    source, _ = bbbc
+    raw = tmp_path / "raw" / source.dir_name
+    report = fetch_source(source, raw, full=True)
+    assert all((raw / p).read_bytes() == data for p, data in IMAGES.items())
+    assert report.files_extracted == len(IMAGES) and not (raw / REMOTE_INDEX).exists()
+    requests_so_far = len(remote.log)
+    rerun = fetch_source(source, raw, full=True)  # verified copies: nothing downloaded, nothing extracted again
+    assert (rerun.bytes_downloaded, rerun.files_extracted) == (0, 0)
+    assert all(e.method == "HEAD" for e in remote.log[requests_so_far:])
+
+
+def test_a_folder_filled_by_hand_is_used_without_network(bbbc, remote, tmp_path):
+    source, _ = bbbc
+    raw = tmp_path / "raw" / source.dir_name
+    (raw / "Week1_22123").mkdir(parents=True)
+    (raw / "Week1_22123" / "Week1_150607_B02_s1_w1.tif").write_bytes(b"by hand")
+    report = fetch_source(source, raw)
+    assert remote.log == [] and "filled by hand" in report.notes[0]
+
+
+def test_files_neither_on_disk_nor_indexed_name_the_source_and_what_to_do(bbbc, tmp_path):
+    source, _ = bbbc
+    raw = tmp_path / "raw" / source.dir_name
+    fetch_source(source, raw)
+    with pytest.raises(DownloadError, match=r"bbbc_test: 1 file\(s\) are neither under .* nor in its remote index \(plate9/x.tif\)"):
+        fetch_missing(source, raw, ["plate9/x.tif"])
+    with pytest.raises(ValueError, match="points outside"):
+        fetch_missing(source, raw, ["../elsewhere.tif"])
+
+
+def test_an_index_entry_escaping_the_raw_folder_is_refused(remote, tmp_path):
+    source = _source({"method": "https", "files": [{"url": remote.put("/evil.zip", _zip({"../../escape.tif": b"x"}))}]})
+    with pytest.raises(ValueError, match="points outside"):
+        fetch_source(source, tmp_path / "raw" / source.dir_name)
+    assert not (tmp_path / "escape.tif").exists()
+
+
+def test_manual_sources_say_what_to_put_where(tmp_path):
+    source = _source({"method": "manual", "notes": "request the files from the authors"})
+    with pytest.raises(DownloadError, match=r"bbbc_test: cannot be downloaded automatically; request the files from the authors, into .*raw/bbbc_test"):
+        fetch_source(source, tmp_path / "raw" / "bbbc_test")
+
+
+def test_kaggle_needs_credentials_and_never_shows_them(remote, tmp_path):
+    source = _source({"method": "kaggle_dataset", "slug": "owner/cells"})
+    raw = tmp_path / "raw" / source.dir_name
+    with pytest.raises(DownloadError, match="KAGGLE_USERNAME and KAGGLE_KEY"):
+        fetch_source(source, raw)
+    remote.auth = ("alice", "s3cret-key")
+    remote.put("/api/v1/datasets/download/owner/cells", _zip(IMAGES))
+    fetching = Fetching(kaggle_username="alice", kaggle_key="s3cret-key", kaggle_api=remote.base + "/api/v1")
+    report = fetch_source(source, raw, fetching=fetching)
+    assert all((raw / p).read_bytes() == data for p, data in IMAGES.items())
+    assert report.files_extracted == len(IMAGES)
+    wrong = Fetching(kaggle_username="alice", kaggle_key="wrong-key", kaggle_api=remote.base + "/api/v1")
+    with pytest.raises(DownloadError) as failure:
+        fetch_source(source, tmp_path / "other" / source.dir_name, fetching=wrong)
+    assert "wrong-key" not in str(failure.value) and "s3cret" not in str(failure.value) and "401" in str(failure.value)
+
+
+def test_idr_images_come_one_by_one_from_the_mirror(remote, tmp_path):
+    annotation = b"Plate,Well,Gene Symbol\nP1,A01,TP53\n"
+    source = _source({"method": "idr", "accession": "idr0099-test-study",
+                      "files": [{"url": remote.put("/github/idr0099-screenA-annotation.csv", annotation), "role": "metadata"}]})
+    image = payload(5_000, seed=9)
+    remote.put("/idr/idr0099-test-study/plates/P1/r01c01f01p01-ch1sk1fk1fl1.tiff", image)
+    raw = tmp_path / "raw" / source.dir_name
+    fetching = Fetching(idr_mirror=remote.base + "/idr")
+    fetch_source(source, raw, fetching=fetching)
+    assert (raw / "idr0099-screenA-annotation.csv").read_bytes() == annotation
+    report = fetch_missing(source, raw, ["plates/P1/r01c01f01p01-ch1sk1fk1fl1.tiff"], fetching=fetching)
+    assert (raw / "plates/P1/r01c01f01p01-ch1sk1fk1fl1.tiff").read_bytes() == image
+    assert (report.files_fetched, report.bytes_downloaded, report.transports) == (1, len(image), {"https": 1})
+
+
+def test_an_idr_source_lists_only_metadata_files():
+    with pytest.raises(ValueError, match="lists only its metadata files"):
+        _source({"method": "idr", "accession": "idr0099-x", "files": [{"url": "https://example.org/a.zip"}]})
