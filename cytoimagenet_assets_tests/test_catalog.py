@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -100,3 +101,20 @@ def test_invalid_yaml_names_the_file(tmp_path):
     path.write_text("sources: [a, b\n")
     with pytest.raises(CatalogError, match="broken.yaml: not valid YAML"):
         load_catalog(path)
+
+
+def test_the_sources_page_is_generated_from_the_catalog(tmp_path):
+    """docs/sources.md is what the catalog says; after editing the catalog run
+    `python -m cytoimagenet_assets.catalog docs` and commit the page."""
+    from cytoimagenet_assets.catalog.__main__ import main
+    from cytoimagenet_assets.catalog.docs import sources_page
+
+    committed = Path(__file__).resolve().parents[1] / "docs" / "sources.md"
+    catalog = load_catalog("cytoimagenet")
+    assert committed.read_text() == sources_page(catalog), "docs/sources.md is stale: python -m cytoimagenet_assets.catalog docs"
+    page = sources_page(catalog)
+    for source in catalog.sources:
+        assert f"## {source.dir_name}: " in page and f"raw/{source.dir_name}/" in page
+    assert "indexed through HTTP Range" in page and "through the Kaggle API" in page and "IDR mirror" in page
+    main(["docs", "--catalog", "demo", "--out", str(tmp_path / "demo.md")])
+    assert (tmp_path / "demo.md").read_text() == sources_page(load_catalog("demo"))
