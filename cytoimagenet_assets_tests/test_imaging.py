@@ -223,6 +223,35 @@ def test_a_class_below_threshold_or_without_its_source_fails_with_the_reason(tmp
         build_class("k", "x", "compound", rows, {"s": tmp_path / "nowhere"}, tmp_path / "dataset" / "k", target=6, threshold=1, seed=0)
 
 
+def test_a_region_is_cut_from_each_channel_before_merging_and_one_outside_its_image_is_dropped(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(5)
+    channels = [(rng.random((120, 160)) * 4000).astype(np.uint16) for _ in range(2)]
+    channels[0][:10] = 65000  # bright rows outside the region: they would change its normalization if it were cut after merging
+    for c, image in enumerate(channels):
+        tifffile.imwrite(raw / f"smear_w{c}.tif", image)
+    rows = _class_rows(raw, 3).assign(channel_paths=[["smear_w0.tif", "smear_w1.tif"]] * 3)
+    rows["region"] = pd.array(["y10:90,x20:100", None, "y100:200,x0:50"], dtype="string")
+    out = tmp_path / "dataset" / "k"
+    result = build_class("k", "x", "compound", rows, {"s": raw}, out, target=3, threshold=2, seed=0)
+    meta = result.metadata.set_index("idx")
+    with Image.open(out / meta.loc["s-0", "filename"]) as png:
+        boxed = np.asarray(png)
+    assert boxed.shape == (80, 80)
+    assert np.array_equal(boxed, to_uint8(merge([c[10:90, 20:100] for c in channels])))
+    assert meta.loc["s-0", ["x_min", "x_max", "y_min", "y_max"]].tolist() == [20, 100, 10, 90]  # the slice of the file
+    with Image.open(out / meta.loc["s-1", "filename"]) as png:
+        assert np.asarray(png).shape == (120, 160)  # no region: the whole image
+    assert "s-2" not in meta.index
+    assert result.drops[["idx", "stage"]].values.tolist() == [["s-2", "region"]]
+    assert result.drops["reason"].item() == ("region outside the image: y100:200,x0:50 does not fit in the 120x160 image "
+                                             "(smear_w0.tif, smear_w1.tif)")
+    rows.loc[2, "region"] = "y0:1,x0:1|y0:2,x0:2"
+    result = build_class("k", "x", "compound", rows, {"s": raw}, out, target=3, threshold=2, seed=0)
+    assert result.drops["reason"].item().startswith("malformed region: 'y0:1,x0:1|y0:2,x0:2'")
+
+
 KILLED_BUILD = """
 import sys, pandas as pd
 from pathlib import Path

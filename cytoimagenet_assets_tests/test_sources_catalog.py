@@ -8,6 +8,7 @@ ELSEWHERE, and a last test checks that no catalog source is left untested.
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import io
 import json
@@ -15,12 +16,14 @@ import struct
 import zipfile
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.sources import parse_source
 from cytoimagenet_assets.sources.regions import parse_region
+from cytoimagenet_assets.sources.spreadsheets import read_spreadsheet
 from cytoimagenet_assets.sources.table import ParseError, table_problems, unnormalized_labels
 
 CATALOG = load_catalog("cytoimagenet")
@@ -100,30 +103,17 @@ def xls_bytes(rows: list[list], sheet: str = "Data") -> bytes:
     return bof(0x0005) + boundsheet + _record(0x000A, b"") + bof(0x0010) + cells + _record(0x000A, b"")
 
 
-def xlsx_bytes(rows: list[list]) -> bytes:
-    """A minimal .xlsx: strings through the shared-strings part, numbers as numbers."""
-    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-    shared: list[str] = []
-    xml_rows = []
+def xlsx_bytes(rows: list[list], sheet: str = "Sheet1") -> bytes:
+    """An .xlsx written by openpyxl: strings, numbers, booleans, dates as given; None/'' left blank."""
+    book = openpyxl.Workbook()
+    data = book.active
+    data.title = sheet
     for r, row in enumerate(rows, start=1):
-        cells = []
-        for c, value in enumerate(row):
-            ref = f"{chr(65 + c)}{r}"
-            if isinstance(value, (int, float)):
-                cells.append(f'<c r="{ref}"><v>{value}</v></c>')
-            elif value:
-                shared.append(value)
-                cells.append(f'<c r="{ref}" t="s"><v>{len(shared) - 1}</v></c>')
-        xml_rows.append(f'<row r="{r}">{"".join(cells)}</row>')
+        for c, value in enumerate(row, start=1):
+            if value is not None and value != "":
+                data.cell(row=r, column=c, value=value)
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        archive.writestr("xl/workbook.xml", f'<workbook xmlns="{main}" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-                                            '<sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>')
-        archive.writestr("xl/_rels/workbook.xml.rels", '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-                                                       '<Relationship Id="rId1" Target="worksheets/sheet1.xml"/></Relationships>')
-        archive.writestr("xl/sharedStrings.xml", f'<sst xmlns="{main}">' + "".join(f"<si><t>{s}</t></si>" for s in shared) + "</sst>")
-        archive.writestr("xl/worksheets/sheet1.xml", f'<worksheet xmlns="{main}"><sheetData>{"".join(xml_rows)}</sheetData></worksheet>')
+    book.save(buffer)
     return buffer.getvalue()
 
 
@@ -189,6 +179,15 @@ def test_bbbc017_metadata_alone_gives_one_row_per_well(tmp_path):
     parsed = parse("bbbc017", tmp_path)
     assert len(parsed.table) == 4 and parsed.referenced_files == 0 and len(parsed.rejects) == 1
     assert values(parsed.table["well"]) == ["A01", "A02", "B03", "C01"] and values(parsed.table["plate"]) == ["1", "1", "2", "3"]
+
+
+def test_bbbc017_control_wells_get_no_gene_label(tmp_path):
+    # The screen's controls (empty vector, unknown, shRNAs against reporters) are not genes to label.
+    controls = ["EMPTY", "unk", "shLuc", "shGFP", "LacZ"]
+    rows = [BBBC017_HEADER] + [_bbbc017_row(1, f"A{i:02d}", gene, "") for i, gene in enumerate([*controls, "PRKCE"], start=1)]
+    (tmp_path / "BBBC017_v1_metadata.xls").write_bytes(xls_bytes(rows))
+    table = parse("bbbc017", tmp_path).table
+    assert values(table["gene"]) == [None] * len(controls) + ["prkce targeted"]
 
 
 def test_bbbc017_bad_metadata_names_source_file_and_rows(tmp_path):
@@ -266,6 +265,35 @@ def test_bbbc038_metadata_xlsx_labels_images_when_mapped(tmp_path):
         parse_source(mapped, tmp_path)
 
 
+def test_xlsx_values_read_as_the_csv_tables_are(tmp_path):
+    path = tmp_path / "metadata.xlsx"
+    path.write_bytes(xlsx_bytes([
+        [], ["ImageId", "plate", "ratio", "ok", "taken", "note", "ImageId"],
+        ["a1", 1.0, 0.25, True, datetime.datetime(2018, 1, 16, 9, 30), "#N/A", "=1+1"],
+        ["", 12, 1 / 3, False, None, "", ""], [None] * 7, ["c3", 2, None, None, None, "x", ""], [None] * 7,
+    ], sheet="Images"))
+    source = CATALOG.source("bbbc038")
+    table = read_spreadsheet(source, path, required=["ImageId"])
+    assert list(table.columns) == ["ImageId", "plate", "ratio", "ok", "taken", "note", "ImageId.1"]  # the first non-empty row
+    assert table.values.tolist() == [
+        ["a1", "1", "0.25", "TRUE", "2018-01-16T09:30:00", "", ""],  # whole numbers without '.0'; an error, a formula never computed: blank
+        ["", "12", "0.333333333333333", "FALSE", "", "", ""],
+        ["", "", "", "", "", "", ""],  # an empty row inside the table is kept, so data row numbers stay right
+        ["c3", "2", "", "", "", "x", ""],
+    ]
+    assert read_spreadsheet(source, path, sheet="Images").equals(table) and read_spreadsheet(source, path, sheet=0).equals(table)
+    with pytest.raises(ParseError, match=r"bbbc038: metadata\.xlsx has no sheet 'Sheet2'; its sheets: Images"):
+        read_spreadsheet(source, path, sheet="Sheet2")
+    with pytest.raises(ParseError, match=r"bbbc038: metadata\.xlsx lacks column\(s\) 'cell type'; it has ImageId, plate"):
+        read_spreadsheet(source, path, required=["cell type"])
+    (tmp_path / "empty.xlsx").write_bytes(xlsx_bytes([]))
+    with pytest.raises(ParseError, match=r"bbbc038: empty\.xlsx holds no table"):
+        read_spreadsheet(source, tmp_path / "empty.xlsx")
+    (tmp_path / "fake.xlsx").write_bytes(b"ImageId,plate\na1,1\n")
+    with pytest.raises(ParseError, match=r"bbbc038: cannot read .*fake\.xlsx: \w+"):
+        read_spreadsheet(source, tmp_path / "fake.xlsx")
+
+
 def _malaria(root: Path) -> None:
     def box(category, r0, c0, r1, c1):
         return {"category": category, "bounding_box": {"minimum": {"r": r0, "c": c0}, "maximum": {"r": r1, "c": c1}}}
@@ -291,8 +319,11 @@ def test_bbbc041_one_row_per_bounding_box(tmp_path):
     parsed = parse("bbbc041", tmp_path)
     table = parsed.table
     assert len(table) == 5
-    assert values(table["cell_type"]) == ["ring", "red blood cell", "trophozoite", "difficult", "white blood cell"]  # leukocyte merged
-    assert values(table["field"])[1] == "object 0001 y1057:1158,x1440:1540" and parse_region(table["field"][1]) == (1057, 1158, 1440, 1540)
+    # The boxes of one image in (top, bottom, left, right) order, not in the JSON's order.
+    assert values(table["cell_type"]) == ["ring", "difficult", "trophozoite", "red blood cell", "white blood cell"]  # leukocyte merged
+    assert values(table["region"]) == ["y500:560,x600:655", "y10:50,x20:60", "y868:1002,x599:737", "y1057:1158,x1440:1540",
+                                       "y100:200,x100:210"]
+    assert parse_region(table["region"][3]) == (1057, 1158, 1440, 1540) and table["field"].isna().all()
     assert lists(table["channel_paths"])[0] == ["malaria/images/41be1bd3-0d31-4881-bf1f-3ccdfa21ff12.jpg"]
     assert values(table["source_file"]) == ["malaria/test.json"] + ["malaria/training.json"] * 4
     assert table["source_row"].tolist() == [1, 1, 1, 1, 2]
@@ -324,7 +355,8 @@ def test_bbbc045_montages_cropped_and_split_by_channel(tmp_path):
     assert len(table) == 4
     assert values(table["microscopy"]) == ["fluorescence", "brightfield", "darkfield", "fluorescence"]
     assert set(table["cell_type"]) == {"white blood cell"}  # b cell -> b-cell -> white blood cell, as the original merged them
-    assert set(table["field"]) == {"y0:715,x0:825"} and parse_region("y0:715,x0:825") == (0, 715, 0, 825)
+    assert set(table["region"]) == {"y0:715,x0:825"} and parse_region("y0:715,x0:825") == (0, 715, 0, 825)
+    assert table["field"].isna().all()
     assert lists(table["channel_names"]) == [["nucleus"], ["brightfield"], ["darkfield"], ["nucleus"]]
     assert parsed.rejects.values.tolist() == [
         ["Stained_Montages/T_cell/montage_Ch13.tif", 1, "channel 'Ch13' is not in parser_options.channel_keys"],
@@ -473,7 +505,7 @@ def test_idr0080_operetta_fields_found_through_plates_tsv(tmp_path):
     assert len(table) == 3 and values(table["well"]) == ["A1", "A1", "B2"] and values(table["field"]) == ["1", "2", None]
     assert lists(table["channel_names"])[0] == ["nucleus", "er", "nucleoli", "actin|golgi", "mitochondria"]
     assert lists(table["channel_paths"])[1][4] == f"{plate_dir}/r01c01f02p01-ch5sk1fk1fl1.tiff" and list(table["channel_paths"][2]) == []
-    assert values(table["gene"]) == ["tp53 targeted", "tp53 targeted", "empty targeted"]
+    assert values(table["gene"]) == ["tp53 targeted", "tp53 targeted", None]  # EMPTY: the negative control, not a gene
     assert values(table["cell_type"]) == ["a549", "a549", "es2"]
 
 

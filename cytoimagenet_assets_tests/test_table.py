@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
+from cytoimagenet_assets.sources.regions import format_region, parse_region
 from cytoimagenet_assets.sources.table import (
     COLUMNS,
     ParseError,
@@ -33,6 +34,10 @@ from cytoimagenet_assets.sources.table import (
         ("Dimethyl sulfoxide", "compound", "dmso"),
         ("Prophase*", "phenotype", "prophase --"),
         ("EMPTY", "sirna", None),
+        ("EMPTY", "gene", None),  # screen controls are null genes, not "empty targeted"
+        ("empty targeted", "gene", None),
+        ("shLuc|KIF11|unk", "gene", "kif11 targeted"),
+        ("unk", "compound", "unk"),  # a gene category's null word only
         ("a  b|  |c", "phenotype", "a b|c"),
     ],
 )
@@ -103,3 +108,43 @@ def test_missing_files_and_label_counts(tmp_path):
     assert len(missing) == 5 and "x0_w1.tif" not in set(missing["path"])
     counts = label_counts(table)
     assert counts["compound"] == {"dmso": 1, "taxol": 1} and counts["cell_visible"] == {"nucleus": 3, "actin": 3}
+
+
+def test_regions_are_written_and_read_in_one_format():
+    assert format_region(0, 715, 0, 825) == "y0:715,x0:825" and parse_region("y0:715,x0:825") == (0, 715, 0, 825)
+    assert parse_region(None) is None and parse_region(pd.NA) is None and parse_region(float("nan")) is None
+    for bad in ["y0:715", "x0:825,y0:715", "y5:5,x0:1", "y6:5,x0:1", "y01:5,x0:1", "y-1:5,x0:1", "object 1 y0:5,x0:1", " y0:5,x0:1", 7]:
+        with pytest.raises(ValueError, match="y<top>:<bottom>,x<left>:<right>"):
+            parse_region(bad)
+    with pytest.raises(ValueError):
+        format_region(5, 5, 0, 1)
+
+
+def _boxes():
+    draft = _draft(1)
+    draft = pd.concat([draft] * 4, ignore_index=True)
+    draft["region"] = ["y10:50,x20:60", None, "y9:50,x20:60", "y10:50,x3:60"]
+    draft["compound"] = ["a", "b", "c", "d"]
+    return draft
+
+
+def test_standardize_keeps_regions_apart_and_orders_them_numerically():
+    source = load_catalog("demo").source("demo_bbbc021")
+    table = standardize(_boxes(), source)
+    assert table["region"].dtype == "string" and table_problems(table) == []
+    # Whole image first, then top to bottom, left to right (numbers compared as numbers, not as text).
+    assert table["compound"].tolist() == ["b", "c", "d", "a"]
+    assert [None if pd.isna(r) else r for r in table["region"]] == [None, "y9:50,x20:60", "y10:50,x3:60", "y10:50,x20:60"]
+    assert standardize(_boxes().iloc[::-1], source).equals(table)  # same idx whatever the parser's order
+
+
+def test_a_malformed_region_fails_the_source_naming_file_and_row():
+    source = load_catalog("demo").source("demo_bbbc021")
+    draft = _draft()
+    draft["region"] = [None, "object 3 y0:5,x0:5", None]
+    with pytest.raises(ParseError, match=r"demo_bbbc021: a.csv row 2: malformed region 'object 3 y0:5,x0:5': expected y<top>:<bottom>"):
+        standardize(draft, source)
+    table = standardize(_draft(), source)
+    table.loc[1, "region"] = "y9:3,x0:5"
+    assert table_problems(table) == ["column region has 1 malformed values (first: malformed region 'y9:3,x0:5': an empty or reversed "
+                                     "range; expected y<top>:<bottom>,x<left>:<right> (non-negative integers, top < bottom, left < right))"]

@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, partition_changes
@@ -19,7 +20,7 @@ from cytoimagenet_assets.storage import atomic_path, read_parquet, read_parquet_
 GROUP = "images"
 CLASS_IMAGES_KEY = dg.AssetKey("class_images")
 DATASET_KEY = dg.AssetKey("cytoimagenet_dataset")
-IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "database", "name", "organism", "cell_type", "cell_visible",
+IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "region", "database", "name", "organism", "cell_type", "cell_visible",
                  "phenotype", "compound", "sirna", "gene", "microscopy"]
 
 
@@ -50,7 +51,12 @@ def class_images(context: dg.AssetExecutionContext, config: ClassImagesConfig, d
         raise dg.Failure(description=f"class {key} is not in the current class table; the sensor removes such partitions")
     info = classes.loc[key]
     labels = pd.read_parquet(labels_path, columns=["idx", "class_key"], filters=[("class_key", "==", key)])
-    merged = pd.read_parquet(home.table_path("merged_metadata"), columns=IMAGE_COLUMNS, filters=[("idx", "in", labels["idx"].tolist())])
+    merged_path = home.table_path("merged_metadata")
+    absent = [c for c in IMAGE_COLUMNS if c not in pq.read_schema(merged_path).names]
+    if absent:  # a table written before a column was added (region): rebuilding it is the fix, not retrying
+        raise dg.Failure(description=f"merged_metadata lacks column(s) {', '.join(absent)}: it predates them; materialize the "
+                                     f"source_metadata assets and merged_metadata again", allow_retries=False)
+    merged = pd.read_parquet(merged_path, columns=IMAGE_COLUMNS, filters=[("idx", "in", labels["idx"].tolist())])
     raw_dirs = {d: home.raw_dir(d) for d in merged["dir_name"].unique()}
     try:
         result = build_class(key, info["label"], info["category"], merged, raw_dirs, home.class_dir(key),

@@ -6,6 +6,11 @@ hidden sibling folder and moved onto ``dataset/<class_key>`` only when the class
 crash never leaves half a class and a rerun replaces it whole. Every random choice is seeded from
 (seed, class_key, idx), and files are numbered in idx order after the pool finishes, so the same
 inputs give byte-identical PNGs however the work was scheduled.
+
+A row with a ``region`` (BBBC041's boxes, BBBC045's montage corner) is that part of its files: each
+channel is cut to the region before it is normalized and merged, and a region that does not fit in
+the image drops that image (with the reason), never the class. The release's x_min, x_max, y_min
+and y_max are the slice of the source file each PNG shows, so they include the region's offset.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from PIL import Image
 
 from cytoimagenet_assets.imaging.process import merge, normalize, plan_crops, quality_problem, to_uint8
 from cytoimagenet_assets.imaging.readers import ImageReadError, read_channels
+from cytoimagenet_assets.sources.regions import parse_region
 from cytoimagenet_assets.storage import atomic_path
 
 RELEASE_COLUMNS = [
@@ -49,6 +55,7 @@ class ImageTask:
     crops: int
     seed: tuple[int, int]
     stage: str
+    region: str | None = None  # the standardized table's region (y<top>:<bottom>,x<left>:<right>); None = whole image
 
 
 @dataclass
@@ -86,14 +93,41 @@ def save_png(image: np.ndarray, path) -> None:
     Image.fromarray(image).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
+def cut_region(channels: list[np.ndarray], region: tuple[int, int, int, int]) -> list[np.ndarray] | None:
+    """Each channel cut to ``region`` (top, bottom, left, right); None when it does not fit in a channel."""
+    top, bottom, left, right = region
+    if any(bottom > c.shape[0] or right > c.shape[1] for c in channels):
+        return None
+    return [c[top:bottom, left:right] for c in channels]
+
+
+def _drop(task: ImageTask, stage: str, reason: str) -> tuple[list[dict], list[dict]]:
+    return [], [{"idx": task.idx, "crop": None, "stage": stage, "reason": reason}]
+
+
 def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
-    """One source image → its merged image and crops as staged PNGs; returns (written, dropped)."""
+    """One source image (or its region) → its merged image and crops as staged PNGs; returns (written, dropped)."""
     written, dropped = [], []
     try:
+        region = parse_region(task.region)
+    except ValueError:
+        return _drop(task, "region", f"malformed region: {task.region!r} (expected y<top>:<bottom>,x<left>:<right>)")
+    try:
         channels = [c for path in task.paths for c in _read(path)]
-        merged = merge(channels)
     except (ImageReadError, OSError, ValueError) as exc:
-        return [], [{"idx": task.idx, "crop": None, "stage": "read", "reason": f"unreadable: {exc}"}]
+        return _drop(task, "read", f"unreadable: {exc}")
+    top = left = 0
+    if region is not None:
+        cut = cut_region(channels, region)
+        if cut is None:
+            sizes = sorted({f"{c.shape[0]}x{c.shape[1]}" for c in channels})
+            return _drop(task, "region", f"region outside the image: {task.region} does not fit in the {' / '.join(sizes)} image "
+                                         f"({', '.join(Path(p).name for p in task.paths)})")
+        channels, top, left = cut, region[0], region[2]
+    try:
+        merged = merge(channels)
+    except ValueError as exc:
+        return _drop(task, "read", f"unreadable: {exc}")
     h, w = merged.shape
     rng = np.random.default_rng(list(task.seed))
     outputs = [(0, None, to_uint8(merged))]
@@ -109,8 +143,9 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
         written.append({
             "ordinal": task.ordinal, "n": n, "idx": task.idx, "crop": crop is not None,
             "scaling": crop.scaling if crop else 1.0,
-            "x_min": crop.x_min if crop else 0, "x_max": crop.x_max if crop else w,
-            "y_min": crop.y_min if crop else 0, "y_max": crop.y_max if crop else h,
+            # in the source file's pixels: the crop (or the whole image) shifted by the region's corner
+            "x_min": left + (crop.x_min if crop else 0), "x_max": left + (crop.x_max if crop else w),
+            "y_min": top + (crop.y_min if crop else 0), "y_max": top + (crop.y_max if crop else h),
         })
     return written, dropped
 
@@ -119,10 +154,11 @@ def build_class(class_key: str, label: str, category: str, rows: pd.DataFrame, r
                 target: int, threshold: int, seed: int, workers: int = 1) -> ClassResult:
     """Write the images of one class to ``out_dir`` (= dataset/<class_key>), atomically.
 
-    ``rows`` are the class's rows of the merged table (idx, dir_name, channel_paths and the label
-    columns); ``raw_dirs`` maps each dir_name to its raw folder. Image-level failures are dropped
-    and reported; the class fails only when fewer than ``threshold`` images are left or a source's
-    raw folder is missing.
+    ``rows`` are the class's rows of the merged table (idx, dir_name, channel_paths, region when
+    the table has it, and the label columns); ``raw_dirs`` maps each dir_name to its raw folder.
+    Image-level failures (unreadable, a region outside its image, quality) are dropped and
+    reported; the class fails only when fewer than ``threshold`` images are left or a source's raw
+    folder is missing.
     """
     started = time.perf_counter()
     rows = rows.sort_values("idx", kind="stable").reset_index(drop=True)
@@ -131,10 +167,11 @@ def build_class(class_key: str, label: str, category: str, rows: pd.DataFrame, r
         if folder is None or not Path(folder).is_dir():
             raise ClassBuildError(f"class {class_key}: raw folder of source {dir_name!r} is missing ({folder}); materialize raw/{dir_name} first")
     crops = crops_per_image(len(rows), target)
+    regions = [None if pd.isna(r) else str(r) for r in rows["region"]] if "region" in rows else [None] * len(rows)
     with atomic_path(out_dir, is_dir=True) as stage:
         tasks = [
             ImageTask(i, row.idx, tuple(str(raw_dirs[row.dir_name] / p) for p in row.channel_paths), crops[i],
-                      (seed, zlib.crc32(f"{class_key}\x1f{row.idx}".encode())), str(stage))
+                      (seed, zlib.crc32(f"{class_key}\x1f{row.idx}".encode())), str(stage), regions[i])
             for i, row in enumerate(rows.itertuples(index=False))
         ]
         written, dropped = [], []

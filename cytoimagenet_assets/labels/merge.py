@@ -28,14 +28,14 @@ def merge_sources(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return merged
 
 
-OVERLAP_KEY = ("plate", "well", "field", "microscopy")
+OVERLAP_KEY = ("plate", "well", "field", "region", "microscopy")
 
 
 def drop_overlaps(merged: pd.DataFrame, overlaps: dict[str, tuple[str, ...]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Drop rows that show an image another source also lists (BBBC022's plates are inside idr0016).
 
     ``overlaps`` maps a source to the sources holding the same images (the catalog's ``overlaps``).
-    Two rows are the same image when plate, well, field and microscopy agree (case and surrounding
+    Two rows are the same image when plate, well, field, region and microscopy agree (case and surrounding
     blanks ignored; rows without plate or well never match). Of each pair the row with image files
     is kept, the other source's when both have them; the kept row takes any label it lacks from the
     dropped one, so no label is lost. Returns the table and one summary row per source pair.

@@ -5,10 +5,10 @@
 "objects": [{"category": "trophozoite", "bounding_box": {"minimum": {"r", "c"}, "maximum": {"r", "c"}}}, ...]}``,
 ``pathname`` relative to the JSON's folder. As in the original, every box is cropped out as an
 image of its own whose category (red blood cell, trophozoite, ring, schizont, gametocyte, leukocyte,
-difficult) is its label, in ``cell_type``. The box is the row's region (see :mod:`regions`):
-``field`` = ``object <n> y<r_min>:<r_max>,x<c_min>:<c_max>``. ``source_row`` is the image's
-position in its JSON list; a box that cannot be used (no category, coordinates missing, empty or
-outside the image) is rejected with its object number.
+difficult) is its label, in ``cell_type``. The box is the row's ``region`` (see :mod:`regions`),
+``y<r_min>:<r_max>,x<c_min>:<c_max>``; ``field`` stays null (a smear is one field of view).
+``source_row`` is the image's position in its JSON list; a box that cannot be used (no category,
+coordinates missing, empty or outside the image) is rejected with its object number.
 
 Options::
 
@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.sources.common import channel_rows, find_file, frame
-from cytoimagenet_assets.sources.regions import region_field
+from cytoimagenet_assets.sources.regions import format_region
 from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, ParseError, rejects_frame
 
 
@@ -97,7 +97,6 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
                     rejects.append((source_file, i, f"{pathname} object {n}: {found}"))
                     continue
                 category, (top, bottom, left, right) = found
-                base = {"source_file": source_file, "source_row": i, target: category,
-                        "field": region_field(top, bottom, left, right, prefix=f"object {n:04d}")}
+                base = {"source_file": source_file, "source_row": i, target: category, "region": format_region(top, bottom, left, right)}
                 rows.extend(channel_rows(base, {key: image_path}, source.channels))
     return ParsedSource(frame(rows), rejects_frame(rejects))

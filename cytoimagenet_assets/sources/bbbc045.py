@@ -3,9 +3,9 @@ file per cell type, sample and channel, sorted into folders (dated folders for 2
 
 Each montage is an image of its own (brightfield and darkfield are never merged with
 fluorescence); as in the original, only its top-left ``crop`` pixels (rows, columns) are used,
-recorded as the row's region in ``field`` (see :mod:`regions`). The cell type comes from the
-folder (b-cell, t-cell, eosinophil, monocyte, neutrophil; the vocabulary merges them into
-"white blood cell", as the original did); the channel from the file name's last token
+recorded as the row's ``region`` (``y0:715,x0:825``, see :mod:`regions`). The cell type comes
+from the folder (b-cell, t-cell, eosinophil, monocyte, neutrophil; the vocabulary merges them
+into "white blood cell", as the original did); the channel from the file name's last token
 (``..._Ch1.tif``), translated to the catalog's channel keys by ``channel_keys`` (case-insensitive,
 leading zeros ignored: ``Ch01`` = ``ch1``). Every TIFF that does not match, or whose channel is not
 listed, is a reject with its reason.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.sources.common import channel_rows, frame, source_files
-from cytoimagenet_assets.sources.regions import region_field
+from cytoimagenet_assets.sources.regions import format_region
 from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, ParseError, rejects_frame
 
 TIFF = re.compile(r"\.tiff?$", re.IGNORECASE)
@@ -76,7 +76,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         for name, value in found.items():
             base[name] = values.get(name, {}).get(value.lower(), value) if value is not None else None
         if crop:
-            base["field"] = region_field(0, crop[0], 0, crop[1], prefix=base.get("field"))
+            base["region"] = format_region(0, crop[0], 0, crop[1])
         rows.extend(channel_rows(base, {key: relative}, source.channels))
     if not rows:
         raise ParseError(f"{source.dir_name}: no montage under {raw_dir} matches the pattern {pattern.pattern!r}"

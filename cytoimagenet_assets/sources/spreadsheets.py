@@ -1,30 +1,25 @@
 """Spreadsheet metadata (BBBC017's ``.xls``, BBBC038's ``.xlsx``) read like the CSV tables: every
 value a string, blanks kept as '', the first non-empty row the header.
 
-``.xls`` is read with xlrd; ``.xlsx`` with the standard library (it is a zip of XML parts), so no
-extra dependency is needed. Numbers that are whole print without a decimal point (Excel stores
-BBBC017's plate numbers as 1.0), other numbers with up to 15 significant digits; ``.xls`` dates
-print in ISO format (``.xlsx`` dates, which need the styles part, stay serial numbers). Any other
-suffix is read as CSV/TSV by :func:`read_table`.
+``.xls`` is read with xlrd, ``.xlsx``/``.xlsm`` with openpyxl (cached values of formulas; error
+cells such as ``#N/A`` are blank). Numbers that are whole print without a decimal point (Excel
+stores BBBC017's plate numbers as 1.0), other numbers with up to 15 significant digits; dates
+print in ISO format; booleans as TRUE/FALSE. Any other suffix is read as CSV/TSV by
+:func:`read_table`.
 """
 
 from __future__ import annotations
 
-import re
-import zipfile
-from pathlib import Path, PurePosixPath
+import datetime
+import warnings
+from pathlib import Path
 from typing import Iterable
-from xml.etree import ElementTree
 
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.sources.common import read_table
 from cytoimagenet_assets.sources.table import ParseError
-
-MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-RELATIONSHIP = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
-CELL_REF = re.compile(r"^([A-Z]+)(\d+)$")
 
 
 def read_spreadsheet(source: Source, path: Path, required: Iterable[str] = (), sheet: str | int | None = None) -> pd.DataFrame:
@@ -114,61 +109,41 @@ def _xls_rows(source: Source, path: Path, sheet: str | int | None) -> list[list[
         book.release_resources()
 
 
-def _column(letters: str) -> int:
-    n = 0
-    for ch in letters:
-        n = n * 26 + ord(ch) - 64
-    return n - 1
-
-
-def _text(element) -> str:
-    """The text of a shared or inline string: its <t>, or the <t> of each rich-text run (no phonetics)."""
-    direct = element.find(f"{MAIN}t")
-    if direct is not None:
-        return direct.text or ""
-    return "".join(t.text or "" for run in element.findall(f"{MAIN}r") for t in run.findall(f"{MAIN}t"))
+def _xlsx_cell(cell) -> str:
+    value = cell.value
+    if value is None or getattr(cell, "data_type", None) == "e":  # empty, or an error such as #N/A
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
 
 
 def _xlsx_rows(source: Source, path: Path, sheet: str | int | None) -> list[list[str]]:
+    import openpyxl
+
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
-            sheets = [(s.get("name"), s.get(RELATIONSHIP)) for s in workbook.iter(f"{MAIN}sheet")]
-            index = _pick(source, path, [name for name, _ in sheets], sheet)
-            relations = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
-            targets = {r.get("Id"): r.get("Target") for r in relations}
-            target = targets[sheets[index][1]]
-            part = target.lstrip("/") if target.startswith("/") else str(PurePosixPath("xl") / target)
-            shared = []
-            if "xl/sharedStrings.xml" in names:
-                shared = [_text(si) for si in ElementTree.fromstring(archive.read("xl/sharedStrings.xml")).findall(f"{MAIN}si")]
-            root = ElementTree.fromstring(archive.read(part))
-            rows: dict[int, dict[int, str]] = {}
-            for n, row in enumerate(root.iter(f"{MAIN}row")):
-                r = int(row.get("r", n + 1)) - 1
-                cells = rows.setdefault(r, {})
-                for k, cell in enumerate(row.findall(f"{MAIN}c")):
-                    ref = CELL_REF.match(cell.get("r", ""))
-                    c = _column(ref.group(1)) if ref else k
-                    kind, value = cell.get("t", "n"), cell.find(f"{MAIN}v")
-                    text = value.text if value is not None and value.text is not None else ""
-                    if kind == "s":
-                        cells[c] = shared[int(text)] if text else ""
-                    elif kind == "inlineStr":
-                        inline = cell.find(f"{MAIN}is")
-                        cells[c] = _text(inline) if inline is not None else ""
-                    elif kind == "b":
-                        cells[c] = "TRUE" if text == "1" else "FALSE"
-                    elif kind == "n" and text:
-                        cells[c] = _number(float(text))
-                    elif kind == "e":
-                        cells[c] = ""
-                    else:
-                        cells[c] = text
-    except (zipfile.BadZipFile, KeyError, IndexError, ValueError, ElementTree.ParseError, OSError) as exc:
+        with warnings.catch_warnings():  # "no default style", unsupported extensions: noise for reading values
+            warnings.simplefilter("ignore", UserWarning)
+            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl signals broken files with BadZipFile, InvalidFileException, KeyError, XML errors ...
         raise ParseError(f"{source.dir_name}: cannot read {path}: {type(exc).__name__}: {exc}") from exc
-    if not rows:
-        return []
-    width = max((max(cells) + 1 for cells in rows.values() if cells), default=0)
-    return [[rows.get(r, {}).get(c, "") for c in range(width)] for r in range(max(rows) + 1)]
+    try:
+        index = _pick(source, path, book.sheetnames, sheet)
+        data = book[book.sheetnames[index]]
+        if not hasattr(data, "iter_rows"):
+            raise ParseError(f"{source.dir_name}: sheet {book.sheetnames[index]!r} of {path.name} is a chart, not a table")
+        try:
+            data.reset_dimensions()  # the stored dimension can be missing or wrong: read every row there is
+            rows = [[_xlsx_cell(cell) for cell in row] for row in data.iter_rows()]
+        except Exception as exc:
+            raise ParseError(f"{source.dir_name}: cannot read sheet {index} of {path}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        book.close()
+    width = max((len(row) for row in rows), default=0)
+    return [row + [""] * (width - len(row)) for row in rows]

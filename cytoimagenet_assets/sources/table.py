@@ -1,9 +1,9 @@
 """The standardized metadata table every parser produces, and the label normalization it applies.
 
-One row per (multi-channel) image. Parsers return a *draft* frame with whatever columns their
-source knows; :func:`standardize` fills the catalog's defaults, normalizes labels, orders rows
-deterministically and assigns ``idx``. :func:`table_problems` is the contract the asset checks
-enforce.
+One row per (multi-channel) image, or per ``region`` of one (see :mod:`regions`). Parsers return
+a *draft* frame with whatever columns their source knows; :func:`standardize` fills the catalog's
+defaults, normalizes labels, validates regions, orders rows deterministically and assigns ``idx``.
+:func:`table_problems` is the contract the asset checks enforce.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import pandas as pd
 import yaml
 
 from cytoimagenet_assets.catalog import BUILTIN_DIR, Source
+from cytoimagenet_assets.sources.regions import order_key, region_problem
 
 LABEL_CATEGORIES = ("organism", "cell_type", "cell_visible", "phenotype", "compound", "sirna", "gene")
 STRING_COLUMNS = (
-    "idx", "database", "name", "dir_name", *LABEL_CATEGORIES, "microscopy", "plate", "well", "field", "source_file",
+    "idx", "database", "name", "dir_name", *LABEL_CATEGORIES, "microscopy", "plate", "well", "field", "region",
+    "source_file",
 )
 LIST_COLUMNS = ("channel_names", "channel_paths")
 COLUMNS = (*STRING_COLUMNS, *LIST_COLUMNS, "source_row")
@@ -109,13 +111,13 @@ def standardize(draft: pd.DataFrame, source: Source) -> pd.DataFrame:
 
     The draft must hold ``source_file``, ``source_row``, ``channel_names`` and ``channel_paths``;
     label columns it lacks are filled from the catalog's defaults. Rows are ordered by
-    (source_file, source_row, field, paths) so that ``idx = <dir_name>-<n>`` is the same on every
-    rerun over the same inputs.
+    (source_file, source_row, field, region, paths) so that ``idx = <dir_name>-<n>`` is the same on
+    every rerun over the same inputs. A malformed ``region`` fails the source naming file and row.
     """
     missing = [c for c in ("source_file", "source_row", "channel_names", "channel_paths") if c not in draft]
     if missing:
         raise ParseError(f"{source.dir_name}: parser {source.parser!r} returned no {', '.join(missing)} column")
-    df = draft.copy()
+    df = draft.reset_index(drop=True)  # a copy, with unique labels
     for column in COLUMNS:
         if column not in df:
             df[column] = None
@@ -140,10 +142,16 @@ def standardize(draft: pd.DataFrame, source: Source) -> pd.DataFrame:
         row = df.loc[escaping.notna()].iloc[0]
         raise ParseError(f"{source.dir_name}: {row['source_file']} row {row['source_row']}: image path {escaping[row.name]!r} "
                          f"is absolute or climbs out of the source's raw folder; paths must stay inside it")
+    regions = df["region"].dropna()  # most sources have none: only their rows are parsed
+    malformed = regions.map(region_problem).dropna()
+    if len(malformed):
+        row = df.loc[malformed.index[0]]
+        raise ParseError(f"{source.dir_name}: {row['source_file']} row {row['source_row']}: {malformed.iloc[0]}")
     df["channel_names"] = df["channel_names"].map(lambda v: [str(p) for p in v])
     df["source_row"] = df["source_row"].astype("int64")
+    df["_region"] = regions.map(order_key).reindex(df.index, fill_value="")  # numeric: top to bottom, then left to right
     df["_order"] = df["channel_paths"].map("/".join)
-    df = df.sort_values(["source_file", "source_row", "field", "_order"], kind="stable", na_position="first")
+    df = df.sort_values(["source_file", "source_row", "field", "_region", "_order"], kind="stable", na_position="first")
     df["idx"] = [f"{source.dir_name}-{i}" for i in range(len(df))]
     df = df[list(COLUMNS)].reset_index(drop=True)
     return df.astype({c: "string" for c in STRING_COLUMNS})
@@ -171,6 +179,9 @@ def table_problems(df: pd.DataFrame) -> list[str]:
         bad = int((~df[column].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str))).sum())
         if bad:
             problems.append(f"column {column} has {bad} values that are not lists")
+    malformed = df["region"].dropna().map(region_problem).dropna()
+    if len(malformed):
+        problems.append(f"column region has {len(malformed)} malformed values (first: {malformed.iloc[0]})")
     if not problems:
         mismatched = int((df["channel_names"].map(len) != df["channel_paths"].map(len)).sum())
         if mismatched:
