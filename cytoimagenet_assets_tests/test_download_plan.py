@@ -118,14 +118,17 @@ def test_a_folder_filled_by_hand_is_used_without_network(bbbc, remote, tmp_path)
     (raw / "Week1_22123" / "Week1_150607_B02_s1_w1.tif").write_bytes(b"by hand")
     report = fetch_source(source, raw)
     assert remote.log == [] and "filled by hand" in report.notes[0]
+    missing = fetch_missing(source, raw, ["Week1_22123/Week1_150607_B02_s1_w1.tif", "Week1_22123/Week1_150607_B02_s1_w2.tif"])
+    assert remote.log == [] and missing.unavailable == ["Week1_22123/Week1_150607_B02_s1_w2.tif"]
 
 
-def test_files_neither_on_disk_nor_indexed_name_the_source_and_what_to_do(bbbc, tmp_path):
+def test_files_no_remote_holds_are_reported_not_fatal(bbbc, remote, tmp_path):
     source, _ = bbbc
     raw = tmp_path / "raw" / source.dir_name
     fetch_source(source, raw)
-    with pytest.raises(DownloadError, match=r"bbbc_test: 1 file\(s\) are neither under .* nor in its remote index \(plate9/x.tif\)"):
-        fetch_missing(source, raw, ["plate9/x.tif"])
+    report = fetch_missing(source, raw, ["plate9/x.tif", "Week1_22123/Week1_150607_C02_s1_w1.tif"])
+    assert report.unavailable == ["plate9/x.tif"] and report.files_fetched == 1
+    assert "1 file(s) are neither under" in report.notes[0] and "(plate9/x.tif)" in report.notes[0]
     with pytest.raises(ValueError, match="points outside"):
         fetch_missing(source, raw, ["../elsewhere.tif"])
 

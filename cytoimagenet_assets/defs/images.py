@@ -11,7 +11,9 @@ import pyarrow.parquet as pq
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, partition_changes
 from cytoimagenet_assets.defs.metadata import png_markdown
-from cytoimagenet_assets.defs.resources import DataHomeResource, redacted
+from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource, redacted
+from cytoimagenet_assets.download import ArchiveError, DownloadError
+from cytoimagenet_assets.download.plan import FetchReport, fetch_missing
 from cytoimagenet_assets.imaging.classes import ClassBuildError, build_class, drop_summary, thumbnail_grid
 from cytoimagenet_assets.imaging.dataset import assemble_dataset, composition_png, dataset_card
 from cytoimagenet_assets.markdown import markdown_table
@@ -30,58 +32,81 @@ class ClassImagesConfig(dg.Config):
     workers: int = 0
 
 
-@dg.asset(
-    key=CLASS_IMAGES_KEY,
-    deps=[LABELS_KEY, MERGED_KEY],
-    partitions_def=CLASS_PARTITIONS,
-    group_name=GROUP,
-    kinds={"png"},
-    pool="io",
-    retry_policy=dg.RetryPolicy(max_retries=1, delay=10),  # systemic, transient errors (I/O); not a ClassBuildError
-    description="The PNGs of one class (merged channels, crops to reach the target, quality-checked) under "
-                "dataset/<class_key>/, with its metadata.csv. One partition per class: each fails and reruns on its own.",
-)
-def class_images(context: dg.AssetExecutionContext, config: ClassImagesConfig, data: DataHomeResource) -> dg.MaterializeResult:
-    home = data.home()
-    key = context.partition_key
-    labels_path = home.table_path("cytoimagenet_labels")
-    settings = read_parquet_metadata(labels_path)["settings"]
-    classes = read_parquet(home.table_path("cytoimagenet_classes")).set_index("class_key")
-    if key not in classes.index:
-        raise dg.Failure(description=f"class {key} is not in the current class table; the sensor removes such partitions")
-    info = classes.loc[key]
-    labels = pd.read_parquet(labels_path, columns=["idx", "class_key"], filters=[("class_key", "==", key)])
-    merged_path = home.table_path("merged_metadata")
-    absent = [c for c in IMAGE_COLUMNS if c not in pq.read_schema(merged_path).names]
-    if absent:  # a table written before a column was added (region): rebuilding it is the fix, not retrying
-        raise dg.Failure(description=f"merged_metadata lacks column(s) {', '.join(absent)}: it predates them; materialize the "
-                                     f"source_metadata assets and merged_metadata again", allow_retries=False)
-    merged = pd.read_parquet(merged_path, columns=IMAGE_COLUMNS, filters=[("idx", "in", labels["idx"].tolist())])
-    raw_dirs = {d: home.raw_dir(d) for d in merged["dir_name"].unique()}
-    try:
-        result = build_class(key, info["label"], info["category"], merged, raw_dirs, home.class_dir(key),
-                             target=settings["target"], threshold=settings["threshold"], seed=settings["seed"],
-                             workers=config.workers or os.cpu_count() or 1)
-    except ClassBuildError as exc:  # deterministic: retrying would fail the same way
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    folder = home.class_dir(key)
-    meta = result.metadata
-    context.log.info(f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(result.drops)}")
-    return dg.MaterializeResult(metadata={
-        "label": str(info["label"]),
-        "category": str(info["category"]),
-        "images": len(meta),
-        "originals": int((~meta["crop"]).sum()),
-        "crops": int(meta["crop"].sum()),
-        "source_rows": result.images_in,
-        "dropped": len(result.drops),
-        "dropped_by_reason": dg.MetadataValue.json(drop_summary(result.drops)),
-        "dropped_images": dg.MetadataValue.md(markdown_table(result.drops, max_rows=50) if len(result.drops) else "none"),
-        "images_per_second": round(result.images_in / max(result.seconds, 1e-9), 1),
-        "fingerprint": str(info["fingerprint"]),
-        "path": dg.MetadataValue.path(str(folder)),
-        "samples": png_markdown(thumbnail_grid([folder / f for f in meta["filename"]]), f"{key} samples"),
-    })
+def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
+    """The per-class image asset; the catalog says which sources can fetch missing images (metadata first)."""
+    fetchable = {s.dir_name: s for s in catalog.sources if s.download.method not in ("demo", "manual")}
+
+    @dg.asset(
+        key=CLASS_IMAGES_KEY,
+        deps=[LABELS_KEY, MERGED_KEY],
+        partitions_def=CLASS_PARTITIONS,
+        group_name=GROUP,
+        kinds={"png"},
+        pool="io",
+        retry_policy=dg.RetryPolicy(max_retries=1, delay=10),  # systemic, transient errors (I/O); not a ClassBuildError
+        description="The PNGs of one class (merged channels, crops to reach the target, quality-checked) under "
+                    "dataset/<class_key>/, with its metadata.csv. One partition per class: each fails and reruns on its own.",
+    )
+    def class_images(context: dg.AssetExecutionContext, config: ClassImagesConfig, data: DataHomeResource,
+                     downloads: DownloadsResource) -> dg.MaterializeResult:
+        home = data.home()
+        key = context.partition_key
+        labels_path = home.table_path("cytoimagenet_labels")
+        settings = read_parquet_metadata(labels_path)["settings"]
+        classes = read_parquet(home.table_path("cytoimagenet_classes")).set_index("class_key")
+        if key not in classes.index:
+            raise dg.Failure(description=f"class {key} is not in the current class table; the sensor removes such partitions")
+        info = classes.loc[key]
+        labels = pd.read_parquet(labels_path, columns=["idx", "class_key"], filters=[("class_key", "==", key)])
+        merged_path = home.table_path("merged_metadata")
+        absent = [c for c in IMAGE_COLUMNS if c not in pq.read_schema(merged_path).names]
+        if absent:  # a table written before a column was added (region): rebuilding it is the fix, not retrying
+            raise dg.Failure(description=f"merged_metadata lacks column(s) {', '.join(absent)}: it predates them; materialize the "
+                                         f"source_metadata assets and merged_metadata again", allow_retries=False)
+        merged = pd.read_parquet(merged_path, columns=IMAGE_COLUMNS, filters=[("idx", "in", labels["idx"].tolist())])
+        raw_dirs = {d: home.raw_dir(d) for d in merged["dir_name"].unique()}
+        fetched = FetchReport(key)
+        for dir_name, rows in merged.groupby("dir_name", sort=True):
+            if dir_name in fetchable:  # metadata first: bring the images this class needs, only those
+                paths = [p for files in rows["channel_paths"] for p in files]
+                try:
+                    report = fetch_missing(fetchable[dir_name], raw_dirs[dir_name], paths, fetching=downloads.fetching(context.log.info))
+                except (DownloadError, ArchiveError) as exc:
+                    raise dg.Failure(description=f"class {key}: fetching the images of {dir_name} failed: {exc}") from exc
+                for note in report.notes:
+                    context.log.warning(f"{dir_name}: {note}")
+                fetched.bytes_downloaded += report.bytes_downloaded
+                fetched.files_fetched += report.files_fetched
+                fetched.unavailable += report.unavailable
+        try:
+            result = build_class(key, info["label"], info["category"], merged, raw_dirs, home.class_dir(key),
+                                 target=settings["target"], threshold=settings["threshold"], seed=settings["seed"],
+                                 workers=config.workers or os.cpu_count() or 1)
+        except ClassBuildError as exc:  # deterministic: retrying would fail the same way
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        folder = home.class_dir(key)
+        meta = result.metadata
+        context.log.info(f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(result.drops)}")
+        return dg.MaterializeResult(metadata={
+            "label": str(info["label"]),
+            "category": str(info["category"]),
+            "images": len(meta),
+            "originals": int((~meta["crop"]).sum()),
+            "crops": int(meta["crop"].sum()),
+            "source_rows": result.images_in,
+            "dropped": len(result.drops),
+            "dropped_by_reason": dg.MetadataValue.json(drop_summary(result.drops)),
+            "dropped_images": dg.MetadataValue.md(markdown_table(result.drops, max_rows=50) if len(result.drops) else "none"),
+            "images_per_second": round(result.images_in / max(result.seconds, 1e-9), 1),
+            "bytes_fetched": fetched.bytes_downloaded,
+            "files_fetched": fetched.files_fetched,
+            "files_unavailable": len(fetched.unavailable),
+            "fingerprint": str(info["fingerprint"]),
+            "path": dg.MetadataValue.path(str(folder)),
+            "samples": png_markdown(thumbnail_grid([folder / f for f in meta["filename"]]), f"{key} samples"),
+        })
+
+    return class_images
 
 
 class_images_job = dg.define_asset_job("class_images_job", selection=[CLASS_IMAGES_KEY])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
+import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
 TABLE_MARKERS = (".csv.", ".tsv.", ".txt.")  # a compressed table (x.csv.zip) is read as is, not extracted
 EXTRACT_RATIO = 100  # an archive may expand to at most this many times its size (zip bombs)
 FETCHED_MARK = Path(RECORD_DIR) / "fetched-by-cytoimagenet"  # set before the first byte: the folder is ours
+LOCK_STRIPES = 64
 RANGE_METHODS = (0, 8)  # stored, deflate
 ENCRYPTED = 0x1
 INDEX_COLUMNS = ("path", "url", "member", "header_offset", "compressed_size", "file_size", "compress_type", "crc32", "flags")
@@ -71,6 +73,7 @@ class FetchReport:
     files_indexed: int = 0
     transports: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)  # wanted, but no remote holds them
 
     def add(self, result: FetchResult) -> None:
         self.bytes_downloaded += result.bytes_downloaded
@@ -135,27 +138,38 @@ def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching:
 
 
 def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetching: Fetching | None = None) -> FetchReport:
-    """Fetch the files among ``paths`` (relative to ``raw_dir``) that are not on disk yet."""
+    """Fetch the files among ``paths`` (relative to ``raw_dir``) that are not on disk yet.
+
+    Files that no remote holds (not in the index of a source whose images come as archives, or any
+    file of a folder filled by hand) are listed in ``unavailable``: the image step then drops those
+    images with their reason instead of failing the whole class.
+    """
     fetching = fetching or Fetching()
     report = FetchReport(source.dir_name)
     raw_dir = Path(raw_dir)
     missing = sorted({p for p in paths if not contained(raw_dir, p).is_file()})
     if not missing:
         return report
+    if filled_by_hand(raw_dir):
+        report.unavailable = missing
+        report.notes.append(f"{len(missing)} file(s) missing from {raw_dir}, which was filled by hand; nothing downloaded")
+        return report
     index = _read_index(raw_dir)
     indexed = index[index["path"].isin(missing)]
     rest = sorted(set(missing) - set(indexed["path"]))
     if rest and source.download.method != "idr":
+        report.unavailable = rest
         shown = ", ".join(rest[:5]) + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
-        raise DownloadError(f"{source.dir_name}: {len(rest)} file(s) are neither under {raw_dir} nor in its remote index ({shown}). "
-                            f"Materialize raw/{source.dir_name} again, or provide them by hand: {source.download.instructions()}")
+        report.notes.append(f"{len(rest)} file(s) are neither under {raw_dir} nor in its remote index ({shown}); materialize "
+                            f"raw/{source.dir_name} again, or provide them by hand: {source.download.instructions()}")
+        rest = []
     with session_scope(fetching.session) as session:
         fetching = _with_session(fetching, session)
         for url, members in indexed.groupby("url", sort=True):
             _fetch_indexed(source, url, members, raw_dir, fetching, report)
         for path in rest:
             dest = contained(raw_dir, path)
-            with _locked(dest):
+            with _locked(raw_dir, dest):
                 report.add(fetch_idr_file(source.download.accession, path, dest, label=source.dir_name, mirror=fetching.idr_mirror,
                                           session=session, progress=fetching.progress))
     return report
@@ -208,7 +222,7 @@ def _index_zip(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetc
         dest = contained(raw_dir, m.name)  # refuse an index entry that would later write outside the raw folder
         wanted_now = any(fnmatch.fnmatchcase(m.name, pattern) for pattern in remote.metadata_members)
         if wanted_now and not (dest.is_file() and dest.stat().st_size == m.file_size):
-            with _locked(dest):
+            with _locked(raw_dir, dest):
                 report.bytes_downloaded += fetch_member(remote.url, m, dest, label=source.dir_name, session=fetching.session)
             report.files_fetched += 1
             report.transports["range"] += 1
@@ -241,7 +255,7 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
                 member = ZipMember(row.member, int(row.header_offset), int(row.compressed_size), int(row.file_size),
                                    int(row.compress_type), int(row.crc32), int(row.flags))
                 dest = contained(raw_dir, row.path)
-                with _locked(dest):
+                with _locked(raw_dir, dest):
                     if dest.is_file():
                         continue  # another class's run fetched it meanwhile
                     report.bytes_downloaded += fetch_member(url, member, dest, label=source.dir_name, session=fetching.session)
@@ -291,9 +305,11 @@ def _mirror_study(source: Source, raw_dir: Path, fetching: Fetching, report: Fet
 
 
 @contextmanager
-def _locked(dest: Path) -> Iterator[None]:
-    """One fetch of a file at a time across processes: classes built in parallel may share a file."""
-    lock = dest.parent / RECORD_DIR / f"{dest.name}.lock"
+def _locked(raw_dir: Path, dest: Path) -> Iterator[None]:
+    """One fetch of a file at a time across processes: classes built in parallel may share a file.
+    Files share LOCK_STRIPES lock files by hash, so locking never litters the image folders."""
+    stripe = zlib.crc32(str(dest).encode()) % LOCK_STRIPES
+    lock = raw_dir / RECORD_DIR / "locks" / f"{stripe:02d}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -301,3 +317,4 @@ def _locked(dest: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
