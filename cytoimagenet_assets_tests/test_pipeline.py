@@ -92,13 +92,20 @@ def test_a_rerun_gives_identical_tables_and_images(demo_build, tmp_path):
             assert path.read_bytes() == (tmp_path / path.relative_to(home)).read_bytes(), path
 
 
-def test_a_missing_real_source_fails_saying_what_to_fetch_from_where(tmp_path):
-    defs = build_definitions(load_catalog("cytoimagenet"), data_home=str(tmp_path))
+def test_a_real_source_that_cannot_be_fetched_fails_saying_what_to_fetch_from_where(tmp_path, remote):
+    """The download's error (here a 404 from the loopback server) and how to provide the files by hand."""
+    real = load_catalog("cytoimagenet")
+    rxrx1 = real.source("rec_rxrx1")
+    moved = [f.model_copy(update={"url": f"{remote.base}/rxrx/{f.url.rsplit('/', 1)[-1]}"}) for f in rxrx1.download.files]
+    source = rxrx1.model_copy(update={"download": rxrx1.download.model_copy(update={"files": tuple(moved)})})
+    catalog = real.model_copy(update={"sources": (source,)})
+    defs = build_definitions(catalog, data_home=str(tmp_path))
     result = _materialize(defs, dg.DagsterInstance.ephemeral(), selection="raw/rec_rxrx1")
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.message
-    assert "https://storage.googleapis.com/rxrx/rxrx1/rxrx1-images.zip" in message
+    assert f"rec_rxrx1: {remote.base}/rxrx/rxrx1-metadata.zip returned 404" in message
+    assert f"To provide rec_rxrx1 by hand instead: download {remote.base}/rxrx/rxrx1-images.zip" in message
     assert str(tmp_path / "raw" / "rec_rxrx1") in message
 
 

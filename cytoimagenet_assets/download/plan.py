@@ -119,7 +119,7 @@ def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching:
         fetching = _with_session(fetching, session)
         if spec.method in ("https", "idr"):
             index = []
-            for remote in spec.files:
+            for remote in sorted(spec.files, key=lambda f: f.role != "metadata"):  # metadata first: the cheap part
                 if remote.role == "metadata" or full or not remote.url.lower().endswith(".zip"):
                     if remote.role == "images" and not full:
                         report.notes.append(f"{url_name(remote.url)} is not a zip, so it cannot be read by range: downloaded whole")
