@@ -1,9 +1,7 @@
 """Change detection: fingerprints of raw folders and download URLs, the sensor and the schedule."""
 
-import http.server
 import json
 import os
-import threading
 
 import dagster as dg
 import pytest
@@ -13,34 +11,9 @@ from cytoimagenet_assets.catalog import BUILTIN_DIR, parse_catalog
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.operations import remote_check_schedule, source_change_sensor
 from cytoimagenet_assets.defs.resources import DataHomeResource
+from cytoimagenet_assets.download import DownloadError
+from cytoimagenet_assets.download.plan import FETCHED_MARK
 from cytoimagenet_assets.sources.fingerprint import local_fingerprint, remote_fingerprint
-
-
-class _Server(http.server.BaseHTTPRequestHandler):
-    etag = '"v1"'
-
-    def do_HEAD(self):
-        if self.path == "/missing.zip":
-            self.send_response(404)
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("ETag", _Server.etag)
-        self.send_header("Content-Length", "1234")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Server)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    _Server.etag = '"v1"'
 
 
 def _catalog(url: str):
@@ -63,10 +36,11 @@ def test_local_fingerprint_follows_names_sizes_and_times(tmp_path):
     assert local_fingerprint(tmp_path) != second
 
 
-def test_remote_fingerprint_reads_etag_and_size(server):
-    assert remote_fingerprint([f"{server}/data.zip"]) == {f"{server}/data.zip": '"v1"||1234'}
-    with pytest.raises(ConnectionError, match="missing.zip"):
-        remote_fingerprint([f"{server}/missing.zip"])
+def test_remote_fingerprint_reads_etag_and_size(remote):
+    url = remote.put("/data.zip", b"x" * 1234, etag='"v1"')
+    assert remote_fingerprint([url], "my_leukemia") == {url: '"v1"||1234'}
+    with pytest.raises(DownloadError, match=r"my_leukemia: .*/missing.zip returned 404"):
+        remote_fingerprint([f"{remote.base}/missing.zip"], "my_leukemia")
 
 
 def test_the_sensor_requests_only_sources_whose_files_changed(tmp_path):
@@ -81,19 +55,26 @@ def test_the_sensor_requests_only_sources_whose_files_changed(tmp_path):
     (folder / "x.bmp").write_bytes(b"1")
     second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources))
     assert [sorted(k.to_user_string() for k in r.asset_selection) for r in second.run_requests] == [["raw/my_leukemia", "source_metadata/my_leukemia"]]
+    (folder / ".download").mkdir()
+    (folder / ".download" / "x.bmp.json").write_text("{}")  # bookkeeping is not a change
     third = sensor(dg.build_sensor_context(instance=instance, cursor=second.cursor, resources=resources))
     assert third.run_requests == []
+    (folder / FETCHED_MARK).touch()  # from now on the package downloads into it: the server is watched instead
+    (folder / "y.bmp").write_bytes(b"2")
+    fourth = sensor(dg.build_sensor_context(instance=instance, cursor=third.cursor, resources=resources))
+    assert fourth.run_requests == []
     assert "demo_leukemia" not in json.loads(third.cursor)  # generated sources are not watched
 
 
-def test_the_weekly_schedule_refreshes_sources_changed_on_their_server(server, tmp_path):
-    catalog = _catalog(server)
+def test_the_weekly_schedule_refreshes_sources_changed_on_their_server(remote, tmp_path):
+    remote.put("/data.zip", b"version 1", etag='"v1"')
+    catalog = _catalog(remote.base)
     schedule = remote_check_schedule(catalog)
     resources = {"data": DataHomeResource(root=str(tmp_path))}
     baseline = schedule(dg.build_schedule_context(resources=resources))
     assert isinstance(baseline, dg.SkipReason)  # the first check records what the servers hold
     assert isinstance(schedule(dg.build_schedule_context(resources=resources)), dg.SkipReason)
-    _Server.etag = '"v2"'
+    remote.put("/data.zip", b"version 2", etag='"v2"')
     requests = schedule(dg.build_schedule_context(resources=resources))
     assert [sorted(k.to_user_string() for k in r.asset_selection) for r in requests] == [["raw/my_leukemia", "source_metadata/my_leukemia"]]
 

@@ -9,6 +9,8 @@ import dagster as dg
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import raw_key, table_key
+from cytoimagenet_assets.download import DownloadError
+from cytoimagenet_assets.download.plan import filled_by_hand
 from cytoimagenet_assets.sources.fingerprint import local_fingerprint, remote_fingerprint
 from cytoimagenet_assets.storage import write_text
 
@@ -37,11 +39,14 @@ def source_change_sensor(catalog: Catalog) -> dg.SensorDefinition:
 
     @dg.sensor(name="source_change_sensor", minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED,
                asset_selection=dg.AssetSelection.assets(*[raw_key(s) for s in watched], *[table_key(s) for s in watched if s.parser]),
-               description="Fingerprints every real source's raw folder (file list, sizes, mtimes) and requests a refresh "
-                           "of the sources whose files changed since the last tick (the first tick records a baseline).")
+               description="Fingerprints the raw folder of every real source filled by hand (file list, sizes, mtimes) and "
+                           "requests a refresh of the sources whose files changed since the last tick (the first tick records a "
+                           "baseline). Downloaded sources are watched on their server by weekly_remote_source_check.")
     def sensor(context: dg.SensorEvaluationContext, data: DataHomeResource):
         home = data.home()
-        current = {s.dir_name: local_fingerprint(home.raw_dir(s.dir_name)) for s in watched}
+        # Folders this package downloads into change whenever a class fetches its images; their
+        # sources change on the server, which the weekly schedule watches. Hand-filled ones are watched here.
+        current = {s.dir_name: local_fingerprint(home.raw_dir(s.dir_name)) for s in watched if filled_by_hand(home.raw_dir(s.dir_name))}
         if context.cursor is None:  # the first tick records what is on disk now
             return dg.SensorResult(run_requests=[], cursor=json.dumps(current, sort_keys=True))
         seen = json.loads(context.cursor)
@@ -65,8 +70,8 @@ def remote_check_schedule(catalog: Catalog) -> dg.ScheduleDefinition:
         current, errors = dict(seen), []
         for source in remote:
             try:
-                current[source.dir_name] = remote_fingerprint([f.url for f in source.download.files])
-            except ConnectionError as exc:
+                current[source.dir_name] = remote_fingerprint([f.url for f in source.download.files], source.dir_name)
+            except DownloadError as exc:
                 errors.append(f"{source.dir_name}: {exc}")
         for error in errors:
             context.log.warning(error)

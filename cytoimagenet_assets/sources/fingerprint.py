@@ -1,24 +1,25 @@
 """Fingerprints that tell whether a source changed: of its raw folder on disk, and of its download
-URLs on the server (ETag, Last-Modified, Content-Length from HEAD requests)."""
+URLs on the server (ETag, Last-Modified, size from HEAD requests)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from cytoimagenet_assets.download import head
 
 
 def local_fingerprint(folder: Path) -> str | None:
-    """A hash of every file's relative path, size and modification time; None if the folder is absent."""
+    """A hash of every file's relative path, size and modification time; None if the folder is absent.
+    Hidden entries (download records, the remote index, staging) are bookkeeping, not the source."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
     h = hashlib.sha1()
     for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(f for f in files if not f.startswith(".")):
             path = Path(root) / name
             try:
                 stat = path.stat()
@@ -28,15 +29,10 @@ def local_fingerprint(folder: Path) -> str | None:
     return h.hexdigest()[:16]
 
 
-def remote_fingerprint(urls: list[str], timeout: float = 30.0) -> dict[str, str]:
-    """Per URL, "etag|last-modified|size" from a HEAD request; a failure is an error naming the URL."""
+def remote_fingerprint(urls: list[str], label: str) -> dict[str, str]:
+    """Per URL, "etag|last-modified|size" from a HEAD request; a failure is a DownloadError naming the URL."""
     found = {}
     for url in urls:
-        request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "cytoimagenet-assets"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                headers = response.headers
-                found[url] = "|".join(headers.get(k, "") for k in ("ETag", "Last-Modified", "Content-Length"))
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise ConnectionError(f"HEAD {url} failed: {exc}") from exc
+        info = head(url, label=label)
+        found[url] = "|".join("" if v is None else str(v) for v in (info.etag, info.last_modified, info.size))
     return found
