@@ -163,19 +163,43 @@ def test_kaggle_needs_credentials_and_never_shows_them(remote, tmp_path):
     assert "wrong-key" not in str(failure.value) and "s3cret" not in str(failure.value) and "401" in str(failure.value)
 
 
-def test_idr_images_come_one_by_one_from_the_mirror(remote, tmp_path):
-    annotation = b"Plate,Well,Gene Symbol\nP1,A01,TP53\n"
-    source = _source({"method": "idr", "accession": "idr0099-test-study",
-                      "files": [{"url": remote.put("/github/idr0099-screenA-annotation.csv", annotation), "role": "metadata"}]})
-    image = payload(5_000, seed=9)
-    remote.put("/idr/idr0099-test-study/plates/P1/r01c01f01p01-ch1sk1fk1fl1.tiff", image)
+def _index_page(*names: str) -> bytes:
+    links = "".join(f'<a href="{n}">{n}</a>\n' for n in ("../", *names))
+    return f"<html><body><h1>Index</h1><pre>{links}</pre></body></html>".encode()
+
+
+def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(remote, tmp_path):
+    study = "/idr/idr0099-test-study"
+    annotation = b"Plate,Well,Gene Symbol\nP1,A1,TP53\nP1,A2,KRAS\n"
+    plates = b"P1\t/uod/idr/filesets/idr0099-test-study/plates/P1\n"
+    images = {f"plates/P1/r01c0{c}f01p01-ch{ch}sk1fk1fl1.tiff": payload(5_000, seed=10 * c + ch) for c in (1, 2) for ch in (1, 2)}
+    remote.put(study + "/", _index_page("plates/"))
+    remote.put(study + "/plates/", _index_page("P1/"))
+    remote.put(study + "/plates/P1/", _index_page(*(name.rsplit("/", 1)[1] for name in images)))
+    for name, data in images.items():
+        remote.put(f"{study}/{name}", data)
+    source = Source.model_validate({
+        "dir_name": "idr0099", "name": "Test screen", "database": "Image Data Resource", "landing_page": "https://idr.openmicroscopy.org",
+        "license": "CC BY 4.0", "approx_size_gb": 0, "channels": [{"name": "nucleus", "key": "1"}, {"name": "actin", "key": "2"}],
+        "download": {"method": "idr", "accession": "idr0099-test-study", "files": [
+            {"url": remote.put("/github/idr0099-screenA-annotation.csv", annotation), "role": "metadata"},
+            {"url": remote.put("/github/idr0099-screenA-plates.tsv", plates), "role": "metadata"}]},
+        "parser": "idr", "parser_options": {"annotation": "idr0099-screenA-annotation.csv", "plates": "idr0099-screenA-plates.tsv",
+                                            "layout": "operetta", "columns": {"gene": "Gene Symbol"}},
+    })
     raw = tmp_path / "raw" / source.dir_name
     fetching = Fetching(idr_mirror=remote.base + "/idr")
-    fetch_source(source, raw, fetching=fetching)
+    report = fetch_source(source, raw, fetching=fetching)
     assert (raw / "idr0099-screenA-annotation.csv").read_bytes() == annotation
-    report = fetch_missing(source, raw, ["plates/P1/r01c01f01p01-ch1sk1fk1fl1.tiff"], fetching=fetching)
-    assert (raw / "plates/P1/r01c01f01p01-ch1sk1fk1fl1.tiff").read_bytes() == image
-    assert (report.files_fetched, report.bytes_downloaded, report.transports) == (1, len(image), {"https": 1})
+    assert report.files_indexed == len(images) and not (raw / "plates").exists()
+    # The Operetta layout is read from the index: fields with their channel files, before any image is here.
+    table = parse_source(source, raw).table
+    assert table["gene"].tolist() == ["tp53 targeted", "kras targeted"]
+    assert table["channel_paths"].map(list).tolist() == [sorted(n for n in images if "c01" in n), sorted(n for n in images if "c02" in n)]
+    wanted = list(table["channel_paths"][0])
+    fetched = fetch_missing(source, raw, wanted, fetching=fetching)
+    assert all((raw / n).read_bytes() == images[n] for n in wanted) and not (raw / table["channel_paths"][1][0]).exists()
+    assert (fetched.files_fetched, fetched.bytes_downloaded, fetched.transports) == (2, 10_000, {"https": 2})
 
 
 def test_an_idr_source_lists_only_metadata_files():

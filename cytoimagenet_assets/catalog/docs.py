@@ -41,8 +41,9 @@ def what_is_fetched(source: Source) -> list[str]:
     if whole:
         lines.append(f"Archives that cannot be read by range (not zip), downloaded and extracted whole: {_listing(whole)}.")
     if spec.method == "idr":
-        lines.append(f"Images: single files from the IDR mirror https://ftp.ebi.ac.uk/pub/databases/IDR/{spec.accession}/ "
-                     "(Aspera when `ascp` and its key are installed), fetched on demand.")
+        lines.append(f"Images: the study's file list is read from the folder listings of the IDR mirror "
+                     f"https://ftp.ebi.ac.uk/pub/databases/IDR/{spec.accession}/; single files are fetched on demand "
+                     "(Aspera when `ascp` and its key are installed).")
     if spec.method in ("kaggle_dataset", "kaggle_competition"):
         kind = "dataset" if spec.method == "kaggle_dataset" else "competition"
         lines.append(f"The whole Kaggle {kind} `{spec.slug}` through the Kaggle API, extracted; needs `KAGGLE_USERNAME` and "

@@ -126,8 +126,11 @@ def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching:
                     _download(source, remote, raw_dir, fetching, report)
                 else:
                     index.extend(_index_zip(source, remote, raw_dir, fetching, report))
-            if spec.method == "idr" and full:
-                _mirror_study(source, raw_dir, fetching, report)
+            if spec.method == "idr":
+                if full:
+                    _mirror_study(source, raw_dir, fetching, report)
+                else:
+                    index.extend(_index_study(source, raw_dir, fetching))
             _write_index(raw_dir, index)
             report.files_indexed = len(index)
         elif spec.method in ("kaggle_dataset", "kaggle_competition"):
@@ -157,17 +160,20 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
     index = _read_index(raw_dir)
     indexed = index[index["path"].isin(missing)]
     rest = sorted(set(missing) - set(indexed["path"]))
-    if rest and source.download.method != "idr":
+    on_mirror = list(indexed.loc[indexed["member"].isna(), "path"])
+    if source.download.method == "idr":
+        on_mirror += rest  # IDR's mirror holds every file of a study at its path, indexed or not
+    elif rest:
         report.unavailable = rest
         shown = ", ".join(rest[:5]) + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
         report.notes.append(f"{len(rest)} file(s) are neither under {raw_dir} nor in its remote index ({shown}); materialize "
                             f"raw/{source.dir_name} again, or provide them by hand: {source.download.instructions()}")
-        rest = []
     with session_scope(fetching.session) as session:
         fetching = _with_session(fetching, session)
-        for url, members in indexed.groupby("url", sort=True):
+        in_zips = indexed[indexed["member"].notna()]
+        for url, members in in_zips.groupby("url", sort=True):
             _fetch_indexed(source, url, members, raw_dir, fetching, report)
-        for path in rest:
+        for path in on_mirror:
             dest = contained(raw_dir, path)
             with _locked(raw_dir, dest):
                 report.add(fetch_idr_file(source.download.accession, path, dest, label=source.dir_name, mirror=fetching.idr_mirror,
@@ -288,20 +294,35 @@ def _download_kaggle(source: Source, raw_dir: Path, fetching: Fetching, report: 
     _extract(source, dest, raw_dir, report)
 
 
-def _mirror_study(source: Source, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
-    """Every file of an IDR study from its mirror, folder by folder (``full`` mode)."""
-    accession = source.download.accession
+def _study_files(source: Source, fetching: Fetching) -> Iterator[str]:
+    """Every file of an IDR study, relative to its root, by walking the mirror's folder listings."""
     pending = [""]
     while pending:
         folder = pending.pop()
-        url = idr_file_url(accession, folder + "/" if folder else "", fetching.idr_mirror)
+        url = idr_file_url(source.download.accession, folder + "/" if folder else "", fetching.idr_mirror)
         for entry in list_idr_folder(url, label=source.dir_name, session=fetching.session):
             path = f"{folder}/{entry.name}" if folder else entry.name
             if entry.is_dir:
                 pending.append(path)
             else:
-                report.add(fetch_idr_file(accession, path, contained(raw_dir, path), label=source.dir_name, mirror=fetching.idr_mirror,
-                                          session=fetching.session, progress=fetching.progress))
+                yield path
+
+
+def _index_study(source: Source, raw_dir: Path, fetching: Fetching) -> list[dict]:
+    """The files of an IDR study as index rows (no member: each is one file on the mirror)."""
+    rows = []
+    for path in _study_files(source, fetching):
+        contained(raw_dir, path)
+        rows.append({"path": path, "url": idr_file_url(source.download.accession, path, fetching.idr_mirror)})
+    fetching.log(f"{source.dir_name}: indexed {len(rows)} files of {source.download.accession} on the IDR mirror")
+    return rows
+
+
+def _mirror_study(source: Source, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
+    """Every file of an IDR study from its mirror (``full`` mode)."""
+    for path in _study_files(source, fetching):
+        report.add(fetch_idr_file(source.download.accession, path, contained(raw_dir, path), label=source.dir_name,
+                                  mirror=fetching.idr_mirror, session=fetching.session, progress=fetching.progress))
 
 
 @contextmanager

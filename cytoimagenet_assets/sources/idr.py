@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table
+from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table, source_files
 from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
 
 OPERETTA = re.compile(r"^r(\d+)c(\d+)f(\d+)p(\d+)-ch(\d+)sk\d+fk\d+fl\d+\.tiff?$", re.IGNORECASE)
@@ -71,17 +71,17 @@ def _labels(record: dict, columns: dict) -> dict:
     return out
 
 
-def _operetta_fields(raw_dir: Path, plate_dir: str) -> dict[str, dict[str, dict[str, str]]]:
-    """well → field → {channel: relative path} for the Operetta TIFFs of one plate folder."""
-    wells: dict[str, dict[str, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
-    folder = raw_dir / plate_dir
-    if folder.is_dir():
-        for path in sorted(folder.iterdir()):
-            match = OPERETTA.match(path.name)
-            if match:
-                r, c, f, _, ch = (int(g) for g in match.groups())
-                wells[well_name(r, c)][str(f)][str(ch)] = f"{plate_dir}/{path.name}"
-    return wells
+def _operetta_fields(files: list[str]) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
+    """plate folder → well → field → {channel: relative path} for the Operetta TIFFs among ``files``
+    (the source's files, on disk or only in its remote index)."""
+    plates: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for relative in files:
+        folder, _, name = relative.rpartition("/")
+        match = OPERETTA.match(name)
+        if match:
+            r, c, f, _, ch = (int(g) for g in match.groups())
+            plates[folder][well_name(r, c)][str(f)][str(ch)] = relative
+    return plates
 
 
 def parse(source: Source, raw_dir: Path) -> ParsedSource:
@@ -100,7 +100,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         raise ParseError(f"{source.dir_name}: unknown IDR layout {layout!r} (known: operetta)")
 
     rows, rejects = [], []
-    plate_fields: dict[str, dict] = {}
+    operetta = _operetta_fields(source_files(raw_dir)) if layout == "operetta" else {}
     for i, record in enumerate(table.to_dict("records")):
         outside = [f"{k}={record[k]!r}" for k, allowed in options.get("keep", {}).items() if record[k] not in allowed]
         if outside:
@@ -117,9 +117,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         plate, well = record["Plate"].strip(), canonical_well(record["Well"])
         base.update(plate=plate, well=well)
         if layout == "operetta" and plate in plates:
-            if plate not in plate_fields:
-                plate_fields[plate] = _operetta_fields(raw_dir, plates[plate])
-            found = plate_fields[plate].get(well, {})
+            found = operetta.get(plates[plate], {}).get(well, {})
             if found:
                 for field, files in sorted(found.items(), key=lambda item: int(item[0])):
                     rows.extend(channel_rows({**base, "field": field}, files, source.channels))
