@@ -87,3 +87,31 @@ def test_classes_fetch_only_their_own_images_from_the_indexed_zip(remote, tmp_pa
     fetched = sorted(p.relative_to(raw).as_posix() for p in (raw / "plate1").iterdir() if not p.name.startswith("."))
     assert fetched == sorted(n for n in files if not n.startswith("plate1/dmso"))
     assert all((raw / name).read_bytes() == files[name] for name in fetched)
+
+
+def test_kaggle_credentials_come_from_the_environment_and_never_show(remote, tmp_path, monkeypatch):
+    """KAGGLE_USERNAME / KAGGLE_KEY become EnvVars of the resource: the download authenticates with
+    them, and neither the run's events, its metadata nor its stored config holds the key."""
+    from cytoimagenet_assets.catalog import load_catalog as load
+    from cytoimagenet_assets.defs.resources import downloads_from_env
+
+    secret = "kaggle-secret-0123456789"
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_KEY", secret)
+    remote.auth = ("alice", secret)
+    archive, files = _archive()
+    remote.put("/api/v1/datasets/download/andrewmvd/leukemia-classification", archive)
+    real = load("cytoimagenet")
+    catalog = real.model_copy(update={"sources": (real.source("kag_leukemia"),)})
+    defs = build_definitions(catalog, data_home=str(tmp_path))
+    downloads = downloads_from_env(kaggle_api=remote.base + "/api/v1")
+    assert (downloads.kaggle_username, downloads.kaggle_key) == ("KAGGLE_USERNAME", "KAGGLE_KEY")  # EnvVars: names, not values
+    resources = {**defs.resources, "downloads": downloads}
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([*defs.assets], resources=resources, instance=instance, selection="raw/kag_leukemia")
+    assert result.success
+    raw = DataHome(tmp_path).raw_dir("kag_leukemia")
+    assert all((raw / name).read_bytes() == data for name, data in files.items())
+    logged = [str(event) for event in instance.all_logs(result.run_id)]
+    stored = str(instance.get_run_by_id(result.run_id).run_config)
+    assert logged and not any(secret in text for text in logged) and secret not in stored

@@ -37,19 +37,20 @@ class DownloadsResource(dg.ConfigurableResource):
 
     kaggle_username: str | None = None
     kaggle_key: str | None = None
+    kaggle_api: str | None = None  # Kaggle's API by default; a proxy or a test server otherwise
     idr_mirror: str = IDR_MIRROR
 
     def fetching(self, log: Callable[[str], None]) -> Fetching:
         return Fetching(progress=throttled(log), log=log, kaggle_username=self.kaggle_username, kaggle_key=self.kaggle_key,
-                        idr_mirror=self.idr_mirror)
+                        kaggle_api=self.kaggle_api, idr_mirror=self.idr_mirror)
 
 
-def downloads_from_env() -> DownloadsResource:
+def downloads_from_env(**settings) -> DownloadsResource:
     """Kaggle credentials from KAGGLE_USERNAME / KAGGLE_KEY when both are set; none otherwise
     (Kaggle sources then fail saying what to set, the others are unaffected)."""
     if all(os.environ.get(name) for name in KAGGLE_ENV):
-        return DownloadsResource(kaggle_username=dg.EnvVar(KAGGLE_ENV[0]), kaggle_key=dg.EnvVar(KAGGLE_ENV[1]))
-    return DownloadsResource()
+        return DownloadsResource(kaggle_username=dg.EnvVar(KAGGLE_ENV[0]), kaggle_key=dg.EnvVar(KAGGLE_ENV[1]), **settings)
+    return DownloadsResource(**settings)
 
 
 def throttled(log: Callable[[str], None], interval_s: float = PROGRESS_LOG_INTERVAL_S) -> Callable[[Progress], None]:
