@@ -41,3 +41,25 @@ def demo_raw(tmp_path_factory, demo_catalog) -> Path:
     for source in demo_catalog.sources:
         generate(source, root / source.dir_name, demo_catalog.seed)
     return root
+
+
+# Modules whose tests share one expensive module fixture (a running `dagster dev`, the demo build,
+# a PostgreSQL server): under
+# `pytest -n N` (xdist's "load" distribution) all of a module's tests go to the same worker, so the
+# fixture is set up once. (xdist's own `--dist loadgroup` cannot do this here: with pytest 9.2 and xdist 3.8 its
+# group suffix on node ids has no effect.) Every other test is scheduled one by one, as with "load".
+ONE_WORKER_MODULES = ("test_ui_browser.py", "test_pipeline.py", "test_instance_profiles.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadKeepingModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.endswith(ONE_WORKER_MODULES) else nodeid
+
+    return LoadKeepingModulesTogether(config, log)

@@ -1,14 +1,22 @@
 """Build the whole asset graph headless, recording every run in the Dagster instance
 (``DAGSTER_HOME``), so that ``dagster dev`` on the same instance shows them.
 
-    python -m cytoimagenet_assets.defs.build
+    python -m cytoimagenet_assets.defs.build                        # everything
+    python -m cytoimagenet_assets.defs.build --failed-and-missing   # only the classes that failed or were never built
 
 First everything that does not depend on the class images (sources, tables, class table) in one
 run; then one run per class partition of ``class_images`` — each class has its own status and
 error, as the sensor would launch them; then everything downstream of the class images. A class
 that fails does not stop the others; the exit status says whether all succeeded.
+
+``--failed-and-missing`` does what the UI's "Materialize → failed and missing" does for
+``class_images``: it asks the instance for each class partition's status and launches one run per
+partition that failed or has never been materialized — nothing else (classes already built and
+runs in progress are left alone; rebuild the downstream assets afterwards if the dataset should
+include the repaired classes).
 """
 
+import argparse
 import sys
 import time
 
@@ -17,34 +25,72 @@ import dagster as dg
 from cytoimagenet_assets.defs.images import CLASS_IMAGES_KEY
 from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS
 
+LAUNCHED_BY = {"cytoimagenet/launched_by": "build"}
+
+
+def _run(defs: dg.Definitions, instance: dg.DagsterInstance, selection, **kwargs) -> bool:
+    """One in-process run of ``selection`` recorded in ``instance``; True when it succeeded."""
+    return dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection,
+                          raise_on_error=False, tags=LAUNCHED_BY, **kwargs).success
+
+
+def _build_classes(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], log) -> list[str]:
+    """One run per class partition in ``keys``; returns the keys whose run failed."""
+    images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
+    failed = [key for key in keys if not _run(defs, instance, images, partition_key=key)]
+    log(f"class images: {len(keys) - len(failed)} of {len(keys)} classes built" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return failed
+
 
 def build_all(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> bool:
-    everything = [*defs.assets, *defs.asset_checks]
     images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
     downstream = images.downstream() - images
     upstream = dg.AssetSelection.all() - images - downstream
 
-    def run(selection, **kwargs) -> bool:
-        return dg.materialize(everything, resources=defs.resources, instance=instance, selection=selection,
-                              raise_on_error=False, tags={"cytoimagenet/launched_by": "build"}, **kwargs).success
-
     started = time.perf_counter()
-    if not run(upstream):
+    if not _run(defs, instance, upstream):
         log("the tables upstream of the class images failed; see the run in the UI")
         return False
-    keys = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
-    failed = [key for key in keys if not run(images, partition_key=key)]
-    log(f"class images: {len(keys) - len(failed)} of {len(keys)} classes built" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    ok = run(downstream) and not failed
+    failed = _build_classes(defs, instance, instance.get_dynamic_partitions(CLASS_PARTITIONS.name), log)
+    ok = _run(defs, instance, downstream) and not failed
     log(f"{'built' if ok else 'finished with failures'} in {time.perf_counter() - started:.0f} s")
     return ok
 
 
-def main() -> int:
+def failed_and_missing_classes(instance: dg.DagsterInstance) -> list[str]:
+    """The class partitions whose latest attempt failed or that were never materialized (in
+    partition order), as the UI's "failed and missing" selection; in-progress ones are excluded."""
+    keys = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
+    status = instance.get_status_by_partition(CLASS_IMAGES_KEY, keys, CLASS_PARTITIONS)
+    if status is None:  # no status cache for this partitioning: fall back to materialized or not
+        done = instance.get_materialized_partitions(CLASS_IMAGES_KEY)
+        return [k for k in keys if k not in done]
+    return [k for k in keys if status.get(k) in (None, dg.AssetPartitionStatus.FAILED)]
+
+
+def rebuild_failed_and_missing(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> bool:
+    """One run per failed or missing class partition, nothing else; True when all of them succeeded."""
+    keys = failed_and_missing_classes(instance)
+    if not keys:
+        log("class images: no failed or missing classes")
+        return True
+    failed = _build_classes(defs, instance, keys, log)
+    if len(failed) < len(keys):
+        log("rebuild cytoimagenet_dataset and what follows it (or run the full build) so the dataset includes the rebuilt classes")
+    return not failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cytoimagenet_assets.defs.build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--failed-and-missing", action="store_true",
+                        help="launch one run per class_images partition that failed or was never built, nothing else")
+    args = parser.parse_args(argv)
+
     from cytoimagenet_assets.definitions import defs
 
     with dg.DagsterInstance.get() as instance:
-        return 0 if build_all(defs, instance) else 1
+        ok = rebuild_failed_and_missing(defs, instance) if args.failed_and_missing else build_all(defs, instance)
+        return 0 if ok else 1
 
 
 if __name__ == "__main__":
