@@ -464,8 +464,16 @@ def test_idr_experiment_annotations(tmp_path):
               ["Dataset Name", "Image Name", "Characteristics [Cell Cycle Phase]", "Comment [Gene Symbol]", "Channels"],
               [["CDK5RAP2-C", "CDK5RAP2-C_1_SIR_PRJ.dv", "interphase", "CDK5RAP2", "442:CENT2; 525:PCNT; 615:CDK5RAP2-C"],
                ["PCNT-C", "PCNT-C_2_SIR_PRJ.dv", "mitosis", "PCNT", "442:CENT2; 525:PCNT"]])
+    # SOURCES.md: DeltaVision files Raw-files/<Dataset>/<session>/*_SIR_PRJ.dv; the session folder is not in the annotation.
+    session = "Raw-files/CDK5RAP2-C/Centrin_PCNT_Cep215_20110506"
+    touch(tmp_path, f"{session}/CDK5RAP2-C_1_SIR_PRJ.dv",
+          f"{session}/CDK5RAP2-C_1_SIR.dv",  # not a projection: no match
+          f"{session}/CDK5RAP2-C_9_SIR_PRJ.dv",  # not annotated: ignored
+          "Raw-files/PCNT-C/PCNT-C_2_SIR_PRJ.dv")  # no session folder: not the documented layout
     table = parse("idr0021", tmp_path).table
     assert len(table) == 2 and values(table["plate"]) == ["CDK5RAP2-C", "PCNT-C"]
+    assert lists(table["channel_paths"]) == [[f"{session}/CDK5RAP2-C_1_SIR_PRJ.dv"], []]  # PCNT-C stays metadata only
+    assert lists(table["channel_names"]) == [["centrosome"], []]
     assert values(table["gene"]) == ["cdk5rap2 targeted", "pcnt targeted"] and values(table["phenotype"]) == ["interphase", "mitosis"]
     assert set(table["cell_visible"]) == {"centrosome"} and set(table["microscopy"]) == {"super_resolution"}
 
@@ -473,6 +481,19 @@ def test_idr_experiment_annotations(tmp_path):
               [["Figure 1", "a_R3D_D3D.dv", "Hsp104", "FITC = Hsp104-eGFP, mCherry = Htb1-mCherry"], ["Figure 2", "b_R3D.dv", "Nup170", ""]])
     table = parse("idr0067", tmp_path).table
     assert len(table) == 2 and values(table["cell_visible"]) == ["hsp104", "nup170"] and set(table["organism"]) == {"yeast"}
+    assert table["channel_paths"].map(len).sum() == 0  # metadata only: the Figure <n>/<panel>/ mapping is not documented
+
+
+@covers("idr0021")
+def test_idr0021_files_found_in_the_remote_index_before_download(tmp_path):
+    write_csv(tmp_path / "idr0021-experimentA-annotation.csv", ["Dataset Name", "Image Name", "Characteristics [Cell Cycle Phase]",
+              "Comment [Gene Symbol]"], [["CEP152", "Cep152_gTub_1_SIR_PRJ.dv", "interphase", "CEP152"]])
+    index = tmp_path / ".remote" / "files.parquet"
+    index.parent.mkdir()
+    remote = "incoming/idr0021-lawo-pericentriolarmaterial/Raw-files/CEP152/Cep152_gTub_20111105/Cep152_gTub_1_SIR_PRJ.dv"
+    pd.DataFrame({"path": [remote]}).to_parquet(index)
+    table = parse("idr0021", tmp_path).table
+    assert len(table) == 1 and lists(table["channel_paths"]) == [[remote]] and values(table["gene"]) == ["cep152 targeted"]
 
 
 @covers("idr0072")
@@ -500,6 +521,8 @@ def test_idr0080_operetta_fields_found_through_plates_tsv(tmp_path):
     write_csv(tmp_path / "idr0080-screenA-annotation.csv", ["Plate", "Well", "Characteristics [Cell Line]", "Gene Symbol", "Control Type"],
               [["SQ00014613", "A01", "A549", "TP53", ""], ["SQ00014613", "B02", "ES2", "EMPTY", "negative control"]])
     touch(tmp_path, *[f"{plate_dir}/r01c01f0{f}p01-ch{c}sk1fk1fl1.tiff" for f in (1, 2) for c in range(1, 6)])
+    touch(tmp_path, f"{plate_dir}/r03c03f01p01-ch1sk1fk1fl1.tiff",  # C3 is not annotated: ignored
+          f"{plate_dir}/thumbs/r02c02f01p01-ch1sk1fk1fl1.tiff")  # not in the plate folder itself: no match
     parsed = parse("idr0080", tmp_path)
     table = parsed.table
     assert len(table) == 3 and values(table["well"]) == ["A1", "A1", "B2"] and values(table["field"]) == ["1", "2", None]
@@ -507,6 +530,65 @@ def test_idr0080_operetta_fields_found_through_plates_tsv(tmp_path):
     assert lists(table["channel_paths"])[1][4] == f"{plate_dir}/r01c01f02p01-ch5sk1fk1fl1.tiff" and list(table["channel_paths"][2]) == []
     assert values(table["gene"]) == ["tp53 targeted", "tp53 targeted", None]  # EMPTY: the negative control, not a gene
     assert values(table["cell_type"]) == ["a549", "a549", "es2"]
+
+
+def test_idr_file_pattern_with_plates_tsv_for_incell_names(tmp_path):
+    # idr0017's documented InCell names, with a plates.tsv mapping plates to source/<run>/ folders (see its catalog notes).
+    source = CATALOG.source("idr0017")
+    pattern = r"^(?P<row>[A-P]) - (?P<column>\d+)\(fld (?P<field>\d+) wv (?P<channel>[^ ]+) - [^)]+\)\.tif$"
+    source = source.model_copy(update={"parser_options": {**source.parser_options, "plates": "idr0017-screenA-plates.tsv", "file_pattern": pattern}})
+    run = "20151124/14_X-Man_10x/source/2011-11-17_X-Man_LOPAC_X01_LP_S01_1"
+    plate = "AKT1-/-_&_AKT2-/-_LOPAC_Plate_1_Replicate_1"
+    (tmp_path / "idr0017-screenA-plates.tsv").write_text(f"{plate}\t/uod/idr/filesets/idr0017-breinig-drugscreen/{run}/run.xdce\n")
+    write_csv(tmp_path / "idr0017-screenA-annotation.csv", ["Plate", "Well", "Characteristics [Cell Line]", "Compound Name"],
+              [[plate, "B02", "104-004", "Brefeldin A"], [plate, "C1", "104-004", ""]])
+    touch(tmp_path, *[f"{run}/B - 02(fld {f} wv {c} - {c}).tif" for f in (1, 2) for c in ("DAPI", "Cy3")],
+          f"{run}/D - 04(fld 1 wv DAPI - DAPI).tif", f"{run}/run.xdce")
+    table = parse("idr0017", tmp_path, source).table
+    assert len(table) == 3 and values(table["well"]) == ["B2", "B2", "C1"] and values(table["field"]) == ["1", "2", None]
+    assert lists(table["channel_names"]) == [["nucleus", "actin"], ["nucleus", "actin"], []]
+    assert lists(table["channel_paths"])[1] == [f"{run}/B - 02(fld 2 wv DAPI - DAPI).tif", f"{run}/B - 02(fld 2 wv Cy3 - Cy3).tif"]
+    assert values(table["compound"]) == ["brefeldin a", "brefeldin a", None] and set(table["cell_type"]) == {"104-004"}
+
+
+def test_idr_file_pattern_plate_group_without_plates_tsv(tmp_path):
+    # No plates.tsv: the pattern runs on the path from the study root and its plate group names the plate (a test-only layout).
+    source = CATALOG.source("idr0093")
+    pattern = r"^20200910-rsync/[^/]+/(?P<plate>\d{3})/(?P<row>[A-P])(?P<column>\d{2})_s(?P<field>\d)_(?P<channel>\d)\.tif$"
+    source = source.model_copy(update={"parser_options": {**source.parser_options, "file_pattern": pattern}})
+    text = ("Plate,Well,Control Type,Gene Identifier,Gene Symbol,siRNA Pool Identifier 1\n"
+            "001,A1,,ENSG00000141510,TP53,s605\n002,A1,negative control,,,\n")
+    (tmp_path / "idr0093-screenA-annotation.csv.gz").write_bytes(gzip.compress(text.encode()))
+    touch(tmp_path, *[f"20200910-rsync/batch1/001/A01_s{f}_{c}.tif" for f in (1, 2) for c in range(1, 6)],
+          "20200910-rsync/batch1/003/A01_s1_1.tif")  # plate 003 is not annotated: ignored
+    table = parse("idr0093", tmp_path, source).table
+    assert len(table) == 3 and values(table["plate"]) == ["001", "001", "002"] and values(table["field"]) == ["1", "2", None]
+    assert lists(table["channel_names"])[0] == ["nucleus", "pcna", "rna", "protein"]  # channel 5 is not in the catalog
+    assert lists(table["channel_paths"])[1][3] == "20200910-rsync/batch1/001/A01_s2_4.tif" and list(table["channel_paths"][2]) == []
+    assert values(table["sirna"]) == ["s605", "s605", None]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"file_pattern": r"^(?P<well>[A-P]\d+)_(?P<channel>\d)\.tif$"}, r"idr0093: file_pattern .* lacks the named group\(s\) field, plate"),
+    ({"file_pattern": r"^(?P<plate>\d+)/(?P<row>[A-P])_f(?P<field>\d)_(?P<channel>\d)\.tif$"}, r"idr0093: file_pattern .* lacks .* well \(or row and column\)"),
+    ({"file_pattern": r"(?P<plate>"}, r"idr0093: file_pattern '\(\?P<plate>' is not a valid regular expression"),
+    ({"layout": "scanr"}, r"idr0093: unknown IDR layout 'scanr' \(known: operetta\)"),
+    ({"layout": "operetta", "file_pattern": "x"}, r"idr0093: give either layout or file_pattern"),
+], ids=["field-and-plate", "well", "invalid", "unknown-layout", "both"])
+def test_idr_bad_file_pattern_names_source_and_option(tmp_path, options, message):
+    (tmp_path / "idr0093-screenA-annotation.csv.gz").write_bytes(gzip.compress(b"Plate,Well,Gene Symbol,siRNA Pool Identifier 1\n001,A1,TP53,s605\n"))
+    source = CATALOG.source("idr0093")
+    with pytest.raises(ParseError, match=message):
+        parse_source(source.model_copy(update={"parser_options": {**source.parser_options, **options}}), tmp_path)
+
+
+def test_idr_experiment_file_pattern_needs_dataset_and_image(tmp_path):
+    write_csv(tmp_path / "idr0021-experimentA-annotation.csv", ["Dataset Name", "Image Name", "Characteristics [Cell Cycle Phase]",
+              "Comment [Gene Symbol]"], [["CEP152", "a_SIR_PRJ.dv", "interphase", "CEP152"]])
+    source = CATALOG.source("idr0021")
+    bad = source.model_copy(update={"parser_options": {**source.parser_options, "file_pattern": r"Raw-files/(?P<dataset>[^/]+)/.*\.dv$"}})
+    with pytest.raises(ParseError, match=r"idr0021: file_pattern .* lacks the named group\(s\) image"):
+        parse_source(bad, tmp_path)
 
 
 @covers("idr0088")

@@ -144,7 +144,9 @@ def test_idr0041_experiment_annotation_with_keep_filter(real):
     kept = [r for r in rows if r["Comment [Image File Type]"] == "original images"]
     assert len(table) == len(kept) == 280 and len(parsed.rejects) == len(rows) - 280
     assert set(table["gene"]) == {"mad2l1 targeted"}
-    assert list(table["channel_paths"][0]) == ["170428_MAD2L1gfpcM11-B11_MitoSys1_raw/cell0001_R0041_T0001.tif"]
+    # SOURCES.md: .../idr0041-cai-mitoticatlas/20180710-ftp/<dataset>/cell<NNNN>_R<NNNN>_T<NNNN>.tif
+    assert list(table["channel_paths"][0]) == ["20180710-ftp/170428_MAD2L1gfpcM11-B11_MitoSys1_raw/cell0001_R0041_T0001.tif"]
+    assert list(table["channel_names"][0]) == ["protein|nucleus"]  # one 4D TIFF holds both channels
     assert parsed.rejects["reason"].str.contains("keep filter").all()
 
 

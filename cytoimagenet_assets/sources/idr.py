@@ -8,14 +8,29 @@ file server (``/uod/idr/filesets/<fileset>/...``; the same tree sits under ``raw
 Options::
 
     annotation: idr0037-screenA-annotation.csv    # also .csv.gz / .csv.zip
-    plates: idr0037-screenA-plates.tsv            # screens with a file layout
+    plates: idr0037-screenA-plates.tsv            # screens: plate → plate folder
     columns: {cell_type: Characteristics [Cell Line], compound: [Compound Name], ...}
     keep: {Comment [Image File Type]: [original images]}   # rows outside are rejected, with reason
-    layout: operetta                               # screens: r<RR>c<CC>f<FF>p<PP>-ch<C>sk1fk1fl1.tiff
-    image_path: "{Dataset Name}/{Image Name}.tif"  # experiments: one file per annotation row
+    file_pattern: '^(?P<row>[A-P]) - (?P<column>\\d+)\\(fld (?P<field>\\d+) wv (?P<channel>\\w+) - \\w+\\)\\.tif$'
+    layout: operetta                               # a named file_pattern (LAYOUTS): r<RR>c<CC>f<FF>p<PP>-ch<C>sk1fk1fl1.tiff
+    image_path: "{Dataset Name}/{Image Name}.tif"  # experiments: the one file of each annotation row
 
-A screen without image files on disk gives one row per well (metadata-only); with them, one row
-per field of view. Column values listed for one category are joined as a multi-label.
+``file_pattern`` (or the preset ``layout``) is a regular expression searched in the relative path
+of each of the study's files (:func:`source_files`: on disk or only in the remote index), whose
+named groups say what a file holds:
+
+* screens: ``channel`` (a catalog channel key; digits also match unpadded, ``ch01`` → ``1``),
+  ``field``, and the well as ``well`` (``A01``/``A1``) or ``row`` + ``column`` (letters or numbers).
+  With ``plates`` the path is taken relative to the plate's folder from plates.tsv; without it the
+  path is relative to the study root and a ``plate`` group must name the annotation's ``Plate``.
+* experiments: ``dataset`` and ``image`` (matched with ``Dataset Name`` and ``Image Name``), for
+  files whose folder the annotation does not fully name (use ``image_path`` when it does); an
+  optional ``channel`` group splits channels over files, otherwise one file holds every channel.
+
+A screen gives one row per field of view of each annotated well with files, and one metadata-only
+row (no image files) per annotated well without; files of wells not in the annotation are ignored.
+An experiment gives one row per annotation row, with its file when found. Column values listed for
+one category are joined as a multi-label.
 """
 
 from __future__ import annotations
@@ -28,7 +43,10 @@ from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table, source_files
 from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
 
-OPERETTA = re.compile(r"^r(\d+)c(\d+)f(\d+)p(\d+)-ch(\d+)sk\d+fk\d+fl\d+\.tiff?$", re.IGNORECASE)
+# Named file patterns (``layout``): PerkinElmer Operetta/Phenix TIFFs directly in the plate folder.
+LAYOUTS = {
+    "operetta": r"(?i)^r(?P<row>\d+)c(?P<column>\d+)f(?P<field>\d+)p\d+-ch(?P<channel>\d+)sk\d+fk\d+fl\d+\.tiff?$",
+}
 WELL = re.compile(r"^([A-Za-z]+)0*(\d+)$")
 SERVER_PREFIX = PurePosixPath("/uod/idr/filesets")
 
@@ -71,17 +89,90 @@ def _labels(record: dict, columns: dict) -> dict:
     return out
 
 
-def _operetta_fields(files: list[str]) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
-    """plate folder → well → field → {channel: relative path} for the Operetta TIFFs among ``files``
-    (the source's files, on disk or only in its remote index)."""
-    plates: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+def _file_pattern(source: Source, screen: bool, has_plates: bool) -> re.Pattern | None:
+    """The compiled ``file_pattern`` (or ``layout`` preset), its named groups checked."""
+    options = source.parser_options
+    layout, text = options.get("layout"), options.get("file_pattern")
+    if layout is not None and text is not None:
+        raise ParseError(f"{source.dir_name}: give either layout or file_pattern, not both")
+    if layout is not None:
+        if layout not in LAYOUTS:
+            raise ParseError(f"{source.dir_name}: unknown IDR layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        option, text = "layout", LAYOUTS[layout]
+    elif text is None:
+        return None
+    else:
+        option = "file_pattern"
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        raise ParseError(f"{source.dir_name}: {option} {text!r} is not a valid regular expression: {exc}") from exc
+    groups = set(pattern.groupindex)
+    if screen:
+        missing = [g for g in ("channel", "field") if g not in groups]
+        if "well" not in groups and not {"row", "column"} <= groups:
+            missing.append("well (or row and column)")
+        if not has_plates and "plate" not in groups:
+            missing.append("plate (or a plates.tsv in the plates option)")
+    else:
+        missing = [g for g in ("dataset", "image") if g not in groups]
+        if options.get("image_path"):
+            raise ParseError(f"{source.dir_name}: give either image_path or {option}, not both")
+    if missing:
+        raise ParseError(f"{source.dir_name}: {option} {text!r} lacks the named group(s) {', '.join(missing)}")
+    return pattern
+
+
+def _channel_key(value: str, keys: set[str]) -> str:
+    """The catalog channel key a file's channel group names (``01`` matches the key ``1``)."""
+    return str(int(value)) if value not in keys and value.isdigit() else value
+
+
+def _well(groups: dict) -> str:
+    if groups.get("well") is not None:
+        return canonical_well(groups["well"])
+    row, column = groups["row"].strip(), groups["column"].strip()
+    return well_name(int(row), int(column)) if row.isdigit() else canonical_well(f"{row}{column}")
+
+
+def _screen_files(pattern: re.Pattern, files: list[str], plates: dict[str, str] | None, keys: set[str]) -> dict:
+    """(plate, well) → field → {channel key: relative path} for the files matching ``pattern``.
+
+    With ``plates`` (plate → folder), a file is matched by its path inside each plate folder that
+    holds it; otherwise by its path from the study root, its ``plate`` group naming the plate.
+    """
+    folders: dict[str, list[str]] = defaultdict(list)
+    for plate, folder in (plates or {}).items():
+        folders[folder.strip("/")].append(plate)
+    found: dict = defaultdict(lambda: defaultdict(dict))
     for relative in files:
-        folder, _, name = relative.rpartition("/")
-        match = OPERETTA.match(name)
+        if plates is None:
+            candidates = [(None, relative)]
+        else:
+            parts = relative.split("/")
+            candidates = [(plate, "/".join(parts[i:])) for i in range(len(parts) - 1, -1, -1)
+                          for plate in folders.get("/".join(parts[:i]), [])]
+        for plate, inside in candidates:
+            match = pattern.search(inside)
+            if not match:
+                continue
+            groups = match.groupdict()
+            key = (plate if plate is not None else groups["plate"].strip(), _well(groups))
+            field = str(int(groups["field"])) if groups["field"].isdigit() else groups["field"]
+            found[key][field].setdefault(_channel_key(groups["channel"], keys), relative)
+    return found
+
+
+def _experiment_files(pattern: re.Pattern, files: list[str], keys: set[str]) -> dict:
+    """(dataset, image) → {channel key or None: relative path} for the files matching ``pattern``."""
+    found: dict = defaultdict(dict)
+    for relative in files:
+        match = pattern.search(relative)
         if match:
-            r, c, f, _, ch = (int(g) for g in match.groups())
-            plates[folder][well_name(r, c)][str(f)][str(ch)] = relative
-    return plates
+            groups = match.groupdict()
+            channel = groups.get("channel")
+            found[groups["dataset"], groups["image"]].setdefault(None if channel is None else _channel_key(channel, keys), relative)
+    return found
 
 
 def parse(source: Source, raw_dir: Path) -> ParsedSource:
@@ -94,13 +185,16 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     screen = {"Plate", "Well"} <= set(table.columns)
     if not screen and not {"Dataset Name", "Image Name"} <= set(table.columns):
         raise ParseError(f"{source.dir_name}: {source_file} has neither Plate/Well (screen) nor Dataset Name/Image Name (experiment) columns")
-    plates = read_plates(source, find_file(source, raw_dir, options["plates"])) if options.get("plates") else {}
-    layout = options.get("layout")
-    if layout not in (None, "operetta"):
-        raise ParseError(f"{source.dir_name}: unknown IDR layout {layout!r} (known: operetta)")
+    plates = read_plates(source, find_file(source, raw_dir, options["plates"])) if options.get("plates") else None
+    pattern = _file_pattern(source, screen, plates is not None)
+    keys = {c.key for c in source.channels}
+    found = {}
+    if pattern is not None:
+        files = source_files(raw_dir)
+        found = _screen_files(pattern, files, plates, keys) if screen else _experiment_files(pattern, files, keys)
+    all_channels = "|".join(c.name for c in source.channels)
 
     rows, rejects = [], []
-    operetta = _operetta_fields(source_files(raw_dir)) if layout == "operetta" else {}
     for i, record in enumerate(table.to_dict("records")):
         outside = [f"{k}={record[k]!r}" for k, allowed in options.get("keep", {}).items() if record[k] not in allowed]
         if outside:
@@ -108,20 +202,26 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
             continue
         base = {**_labels(record, columns), "source_file": source_file, "source_row": i + 1}
         if not screen:
-            template = options.get("image_path")
-            paths = [template.format(**record)] if template else []
-            # One file holds every channel of an experiment image (IDR's 4D TIFFs).
-            names = ["|".join(c.name for c in source.channels)] if paths else []
-            rows.append({**base, "plate": record["Dataset Name"], "channel_names": names, "channel_paths": paths})
+            base["plate"] = record["Dataset Name"]
+            files = found.get((record["Dataset Name"].strip(), record["Image Name"].strip()), {})
+            if options.get("image_path"):
+                files = {None: options["image_path"].format(**record)}
+            if None in files:
+                # One file holds every channel of an experiment image (IDR's 4D TIFFs, DeltaVision .dv).
+                rows.append({**base, "channel_names": [all_channels], "channel_paths": [files[None]]})
+            elif files and (split := channel_rows(base, files, source.channels)):
+                rows.extend(split)
+            else:
+                rows.append({**base, "channel_names": [], "channel_paths": []})
             continue
         plate, well = record["Plate"].strip(), canonical_well(record["Well"])
         base.update(plate=plate, well=well)
-        if layout == "operetta" and plate in plates:
-            found = operetta.get(plates[plate], {}).get(well, {})
-            if found:
-                for field, files in sorted(found.items(), key=lambda item: int(item[0])):
-                    rows.extend(channel_rows({**base, "field": field}, files, source.channels))
-                continue
+        fields = found.get((plate, well), {})
+        order = sorted(fields, key=lambda f: (0, int(f), "") if f.isdigit() else (1, 0, f))
+        split = [r for field in order for r in channel_rows({**base, "field": field}, fields[field], source.channels)]
+        if split:
+            rows.extend(split)
+            continue
         # Metadata only (no image files on disk yet): the row still shows the study's stains.
         stains = "|".join(c.name for c in source.channels if c.microscopy == "fluorescence")
         rows.append({"cell_visible": stains, **base, "channel_names": [], "channel_paths": []})
