@@ -32,6 +32,7 @@ class Remote:
     etags: dict[str, str] = field(default_factory=dict)
     honour_range: bool = True
     cut_first_get: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the connection is cut
+    cut_every_get: dict[str, int] = field(default_factory=dict)  # the same, on every GET
     fail: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses answered before the file is
     forbidden: set[str] = field(default_factory=set)
     redirects: dict[str, str] = field(default_factory=dict)
@@ -114,7 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._reply(path, 200, body, headers)
 
     def _reply(self, path: str, status: int, body: bytes = b"", headers: dict | None = None) -> None:
-        cut = self.remote.cut_first_get.pop(path, None) if self.command == "GET" and status in (200, 206) else None
+        cut = None
+        if self.command == "GET" and status in (200, 206):
+            cut = self.remote.cut_first_get.pop(path, None) or self.remote.cut_every_get.get(path)
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)

@@ -518,3 +518,28 @@ def test_fetch_idr_file_uses_aspera_when_set_up_and_falls_back_to_https(remote, 
     assert fetch_idr_file("idr0016-wawer", "plates/x.tif", tmp_path / "d" / "x.tif", label="idr0016", mirror=mirror,
                           use_aspera=False).transport == "https"
     assert len(calls) == 3
+
+
+def test_restarting_from_zero_again_and_again_is_not_progress(remote, tmp_path):
+    """A server that ignores Range and cuts every transfer halfway never lets the file grow past
+    half: the retries run out instead of looping forever."""
+    body = payload(1 << 20)
+    url = remote.put("/flaky.bin", body)
+    remote.honour_range = False
+    remote.cut_every_get["/flaky.bin"] = len(body) // 2
+    sleeps = Sleeps()
+    with pytest.raises(DownloadError, match="failed after 4 attempts in a row"):
+        fetch_file(url, tmp_path / "flaky.bin", label="src", retries=3, sleep=sleeps, chunk_size=1 << 16)
+    assert len(remote.gets("/flaky.bin")) == 4 and not (tmp_path / "flaky.bin").exists()
+
+
+def test_a_completed_download_is_kept_when_its_server_cannot_be_reached(remote, tmp_path):
+    body = payload(10_000)
+    url = remote.put("/meta.csv", body)
+    dest = tmp_path / "meta.csv"
+    fetch_file(url, dest, label="src")
+    remote.fail["/meta.csv"] = [503] * 10  # the node is offline now, as far as this file is concerned
+    again = fetch_file(url, dest, label="src", retries=2, sleep=Sleeps())
+    assert again.reused and again.bytes_downloaded == 0 and dest.read_bytes() == body
+    assert "could not re-check it on the server" in again.notes[0]
+    assert len(remote.gets("/meta.csv")) == 1  # no new download

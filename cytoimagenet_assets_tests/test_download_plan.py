@@ -129,8 +129,31 @@ def test_files_no_remote_holds_are_reported_not_fatal(bbbc, remote, tmp_path):
     report = fetch_missing(source, raw, ["plate9/x.tif", "Week1_22123/Week1_150607_C02_s1_w1.tif"])
     assert report.unavailable == ["plate9/x.tif"] and report.files_fetched == 1
     assert "1 file(s) are neither under" in report.notes[0] and "(plate9/x.tif)" in report.notes[0]
-    with pytest.raises(ValueError, match="points outside"):
-        fetch_missing(source, raw, ["../elsewhere.tif"])
+    outside = fetch_missing(source, raw, ["../elsewhere.tif"])
+    assert outside.unavailable == ["../elsewhere.tif"] and not (tmp_path / "raw" / "elsewhere.tif").exists()
+
+
+def test_files_put_by_hand_after_a_failed_download_are_used(remote, tmp_path):
+    source = _source({"method": "https", "files": [{"url": f"{remote.base}/gone.zip"}]})
+    raw = tmp_path / "raw" / source.dir_name
+    with pytest.raises(DownloadError, match="404"):
+        fetch_source(source, raw)
+    (raw / "plate1").mkdir(parents=True)
+    (raw / "plate1" / "a_A01_s1_w1.tif").write_bytes(b"by hand")
+    requests_so_far = len(remote.log)
+    assert "filled by hand" in fetch_source(source, raw).notes[0] and len(remote.log) == requests_so_far
+
+
+def test_hand_filled_folders_may_link_to_other_disks(bbbc, remote, tmp_path):
+    source, _ = bbbc
+    elsewhere = tmp_path / "disk2" / "plate1"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "a.tif").write_bytes(b"x")
+    raw = tmp_path / "raw" / source.dir_name
+    raw.mkdir(parents=True)
+    (raw / "plate1").symlink_to(elsewhere)
+    report = fetch_missing(source, raw, ["plate1/a.tif", "plate1/b.tif"])
+    assert report.unavailable == ["plate1/b.tif"] and remote.log == []
 
 
 def test_an_index_entry_escaping_the_raw_folder_is_refused(remote, tmp_path):
@@ -200,6 +223,10 @@ def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(
     fetched = fetch_missing(source, raw, wanted, fetching=fetching)
     assert all((raw / n).read_bytes() == images[n] for n in wanted) and not (raw / table["channel_paths"][1][0]).exists()
     assert (fetched.files_fetched, fetched.bytes_downloaded, fetched.transports) == (2, 10_000, {"https": 2})
+    # A file the listing lacks is not asked for; one the mirror no longer has (404) is dropped, not fatal.
+    del remote.files[f"{study}/{table['channel_paths'][1][0]}"]
+    gone = fetch_missing(source, raw, [*table["channel_paths"][1], "plates/P1/not-listed.tiff"], fetching=fetching)
+    assert gone.unavailable == ["plates/P1/not-listed.tiff", table["channel_paths"][1][0]] and gone.files_fetched == 1
 
 
 def test_an_idr_source_lists_only_metadata_files():

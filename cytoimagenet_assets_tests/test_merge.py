@@ -59,3 +59,28 @@ def test_dropping_does_not_depend_on_row_order():
     first, _ = drop_overlaps(merged, {"bbbc022": ("idr0016",)})
     second, _ = drop_overlaps(merged.iloc[::-1].reset_index(drop=True), {"bbbc022": ("idr0016",)})
     assert first.sort_values("idx").reset_index(drop=True).equals(second.sort_values("idx").reset_index(drop=True))
+
+
+def test_an_overlap_declared_on_both_sides_is_handled_once():
+    merged = _merged()
+    one, one_report = drop_overlaps(merged, {"bbbc022": ("idr0016",)})
+    both, both_report = drop_overlaps(merged, {"bbbc022": ("idr0016",), "idr0016": ("bbbc022",)})
+    assert both.equals(one) and both_report.equals(one_report)
+
+
+def test_a_well_annotated_without_files_stands_for_the_fields_shown_elsewhere():
+    """idr0016 as parsed before its file layout is known: one metadata-only row per well. BBBC022
+    shows that well's fields; the well row goes, its compound reaches every field."""
+    bbbc022 = _table("bbbc022", [
+        {"plate": "20585", "well": "D04", "field": str(f), "channel_paths": [f"20585/d04_s{f}.tif"]} for f in (1, 2, 3)
+    ] + [{"plate": "20585", "well": "E05", "field": "1", "channel_paths": ["20585/e05_s1.tif"]}])
+    idr0016 = _table("idr0016", [
+        {"plate": "20585", "well": "D04", "channel_paths": [], "channel_names": [], "compound": "BRD-K0001"},
+        {"plate": "20585", "well": "F06", "channel_paths": [], "channel_names": [], "compound": "BRD-K0002"},  # not in BBBC022
+    ])
+    table, report = drop_overlaps(merge_sources({"bbbc022": bbbc022, "idr0016": idr0016}),
+                                  {"bbbc022": ("idr0016",), "idr0016": ("bbbc022",)})
+    assert sorted(table["well"]) == ["D04", "D04", "D04", "E05", "F06"]
+    assert table.loc[table["well"] == "D04", "compound"].tolist() == ["brd-k0001"] * 3
+    assert table.loc[table["well"] == "E05", "compound"].isna().all()
+    assert report[["duplicate_rows", "dropped_from_source", "dropped_from_inside", "labels_carried_over"]].values.tolist() == [[1, 0, 1, 3]]

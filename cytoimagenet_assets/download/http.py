@@ -309,8 +309,9 @@ def verified_copy(dest: Path, url: str, *, label: str, size: int | None, md5: st
     try:
         info = head(url, label=label, session=session, auth=auth, sleep=sleep)
     except DownloadError as exc:
-        if exc.status is None:
-            raise
+        if exc.status is None:  # server unreachable (an offline node): trust the record of a completed download
+            return FetchResult(dest, 0, stat.st_size, reused=True, resumed_from=0, md5=record.get("md5"),
+                               notes=(f"{label}: kept {dest.name} as downloaded before; could not re-check it on the server: {exc}",))
         return None  # the GET that follows reports the refusal with its own message
     if info.size is not None and info.size != stat.st_size:
         return None
@@ -343,18 +344,21 @@ class _Transfer:
         self.part = part_path(dest)
         self.hasher, self.hashed = hashlib.md5(), 0
         self.total: int | None = size
-        self.received = 0
-        self.received_at_attempt_start = 0
+        self.received = 0  # bytes over the network, discarded restarts included
+        self.furthest = 0  # the longest the .part has been: what counts as progress
+        self.furthest_at_attempt_start = 0
         self.resumed_from = 0
         self.meter: ProgressMeter | None = None
         record = read_record(dest)
         self.validators = record if not record.get("complete") and record.get("url") == redact(url) else {}
 
     def made_progress(self) -> bool:
-        return self.received > self.received_at_attempt_start
+        """Whether the last attempt grew the file further than any before it (a server that ignores
+        Range and keeps cutting the connection restarts from zero each time: no progress)."""
+        return self.furthest > self.furthest_at_attempt_start
 
     def attempt(self) -> None:
-        self.received_at_attempt_start = self.received
+        self.furthest_at_attempt_start = self.furthest
         offset = self.part.stat().st_size if self.part.exists() else 0
         if offset and not (self.validators.get("etag") or self.validators.get("last_modified")):
             offset = self._restart()  # nothing to tell whether the remote changed since the .part began
@@ -416,6 +420,7 @@ class _Transfer:
                     done += len(chunk)
                     self.hashed = done
                     self.received += len(chunk)
+                    self.furthest = max(self.furthest, done)
                     self.meter.update(done)
             finally:
                 out.flush()

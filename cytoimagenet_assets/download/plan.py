@@ -42,6 +42,7 @@ TABLE_MARKERS = (".csv.", ".tsv.", ".txt.")  # a compressed table (x.csv.zip) is
 EXTRACT_RATIO = 100  # an archive may expand to at most this many times its size (zip bombs)
 FETCHED_MARK = Path(RECORD_DIR) / "fetched-by-cytoimagenet"  # set before the first byte: the folder is ours
 LOCK_STRIPES = 64
+GONE = (404, 410)  # a file the server says it does not have: that image is dropped, the class goes on
 RANGE_METHODS = (0, 8)  # stored, deflate
 ENCRYPTED = 0x1
 INDEX_COLUMNS = ("path", "url", "member", "header_offset", "compressed_size", "file_size", "compress_type", "crc32", "flags")
@@ -55,8 +56,8 @@ class Fetching:
     session: requests.Session | None = None
     progress: Callable[[Progress], None] | None = None
     log: Callable[[str], None] = print
-    kaggle_username: str | None = None
-    kaggle_key: str | None = None
+    kaggle_username: str | None = field(default=None, repr=False)
+    kaggle_key: str | None = field(default=None, repr=False)
     kaggle_api: str | None = None
     idr_mirror: str = IDR_MIRROR
 
@@ -113,8 +114,21 @@ def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching:
     spec = source.download
     if spec.method == "manual":
         raise DownloadError(f"{source.dir_name}: cannot be downloaded automatically; {spec.instructions()}, into {raw_dir}")
-    (raw_dir / FETCHED_MARK).parent.mkdir(parents=True, exist_ok=True)
-    (raw_dir / FETCHED_MARK).touch()
+    mark = raw_dir / FETCHED_MARK
+    first_fetch = not mark.exists()
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.touch()
+    try:
+        _fetch_source(source, raw_dir, full, fetching, report)
+    except BaseException:
+        if first_fetch and not report.files_fetched and not report.files_indexed and not (raw_dir / REMOTE_INDEX).exists():
+            mark.unlink()  # nothing of ours landed: files put here by hand after this failure must count as such
+        raise
+    return report
+
+
+def _fetch_source(source: Source, raw_dir: Path, full: bool, fetching: Fetching, report: FetchReport) -> None:
+    spec = source.download
     with session_scope(fetching.session) as session:
         fetching = _with_session(fetching, session)
         if spec.method in ("https", "idr"):
@@ -137,7 +151,6 @@ def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching:
             _download_kaggle(source, raw_dir, fetching, report)
         else:
             raise DownloadError(f"{source.dir_name}: download method {spec.method!r} is not fetched over the network")
-    return report
 
 
 def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetching: Fetching | None = None) -> FetchReport:
@@ -150,7 +163,7 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
     fetching = fetching or Fetching()
     report = FetchReport(source.dir_name)
     raw_dir = Path(raw_dir)
-    missing = sorted({p for p in paths if not contained(raw_dir, p).is_file()})
+    missing = sorted({p for p in paths if not (raw_dir / p).is_file()})
     if not missing:
         return report
     if filled_by_hand(raw_dir):
@@ -161,10 +174,11 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
     indexed = index[index["path"].isin(missing)]
     rest = sorted(set(missing) - set(indexed["path"]))
     on_mirror = list(indexed.loc[indexed["member"].isna(), "path"])
-    if source.download.method == "idr":
-        on_mirror += rest  # IDR's mirror holds every file of a study at its path, indexed or not
-    elif rest:
-        report.unavailable = rest
+    if source.download.method == "idr" and index.empty:
+        on_mirror += rest  # no listing of the mirror yet: every file of a study lies at its path there
+        rest = []
+    if rest:
+        report.unavailable += rest
         shown = ", ".join(rest[:5]) + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
         report.notes.append(f"{len(rest)} file(s) are neither under {raw_dir} nor in its remote index ({shown}); materialize "
                             f"raw/{source.dir_name} again, or provide them by hand: {source.download.instructions()}")
@@ -176,8 +190,14 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
         for path in on_mirror:
             dest = contained(raw_dir, path)
             with _locked(raw_dir, dest):
-                report.add(fetch_idr_file(source.download.accession, path, dest, label=source.dir_name, mirror=fetching.idr_mirror,
-                                          session=session, progress=fetching.progress))
+                try:
+                    report.add(fetch_idr_file(source.download.accession, path, dest, label=source.dir_name, mirror=fetching.idr_mirror,
+                                              session=session, progress=fetching.progress))
+                except DownloadError as exc:
+                    if exc.status not in GONE:
+                        raise
+                    report.unavailable.append(path)
+                    report.notes.append(str(exc))
     return report
 
 
@@ -273,9 +293,13 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
     else:
         report.notes.append(f"{url_name(url)}: members compressed in a way a range read cannot undo; fetched through the whole archive")
     remote = next((f for f in source.download.files if f.url == url), None)
-    result = fetch_members(url, members["member"].tolist(), raw_dir, label=source.dir_name, archive_cache_dir=raw_dir / ARCHIVE_DIR,
-                           size=remote.size if remote else None, md5=remote.md5 if remote else None, session=fetching.session,
-                           progress=fetching.progress)
+    with _locked(raw_dir, raw_dir / ARCHIVE_DIR / url_name(url)):  # one download and extraction of an archive at a time
+        still_missing = [m for m, p in zip(members["member"], members["path"]) if not (raw_dir / p).is_file()]
+        if not still_missing:
+            return  # another class's run brought them meanwhile
+        result = fetch_members(url, still_missing, raw_dir, label=source.dir_name, archive_cache_dir=raw_dir / ARCHIVE_DIR,
+                               size=remote.size if remote else None, md5=remote.md5 if remote else None, session=fetching.session,
+                               progress=fetching.progress)
     report.bytes_downloaded += result.bytes_transferred
     report.files_fetched += len(result.paths) - result.already_present
     report.transports[result.method] += 1
@@ -321,8 +345,10 @@ def _index_study(source: Source, raw_dir: Path, fetching: Fetching) -> list[dict
 def _mirror_study(source: Source, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
     """Every file of an IDR study from its mirror (``full`` mode)."""
     for path in _study_files(source, fetching):
-        report.add(fetch_idr_file(source.download.accession, path, contained(raw_dir, path), label=source.dir_name,
-                                  mirror=fetching.idr_mirror, session=fetching.session, progress=fetching.progress))
+        dest = contained(raw_dir, path)
+        with _locked(raw_dir, dest):
+            report.add(fetch_idr_file(source.download.accession, path, dest, label=source.dir_name, mirror=fetching.idr_mirror,
+                                      session=fetching.session, progress=fetching.progress))
 
 
 @contextmanager
