@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog, RemoteFile, Source
+from cytoimagenet_assets.download.plan import indexed_remotely
 from cytoimagenet_assets.markdown import markdown_table
 
 
@@ -28,8 +29,8 @@ def what_is_fetched(source: Source) -> list[str]:
     spec = source.download
     metadata = [f for f in spec.files if f.role == "metadata"]
     images = [f for f in spec.files if f.role == "images"]
-    zips = [f for f in images if f.url.lower().endswith(".zip")]
-    whole = [f for f in images if not f.url.lower().endswith(".zip")]
+    zips = [f for f in images if indexed_remotely(f)]
+    whole = [f for f in images if not indexed_remotely(f)]
     lines = []
     if spec.method in ("https", "idr") and metadata:
         lines.append(f"Metadata, downloaded whole: {_listing(metadata)}.")

@@ -20,7 +20,7 @@ import fnmatch
 import zlib
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -34,7 +34,7 @@ from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_fil
 from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
 from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
 from cytoimagenet_assets.sources.common import REMOTE_INDEX
-from cytoimagenet_assets.storage import contained, write_parquet
+from cytoimagenet_assets.storage import contained, write_parquet, write_text
 
 ARCHIVE_DIR = ".archives"  # downloaded archives, kept so that a rerun verifies instead of downloading again
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
@@ -96,6 +96,11 @@ def is_archive(name: str) -> bool:
     return lower.endswith(ARCHIVE_SUFFIXES) and not any(marker in lower for marker in TABLE_MARKERS)
 
 
+def indexed_remotely(remote: RemoteFile) -> bool:
+    """Whether metadata-first leaves ``remote`` on its server, read by range: image zips only."""
+    return remote.role == "images" and remote.url.lower().endswith(".zip")
+
+
 def filled_by_hand(raw_dir: Path) -> bool:
     """Files in the raw folder, yet no mark that this package ever fetched into it."""
     if not raw_dir.is_dir():
@@ -130,11 +135,11 @@ def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching:
 def _fetch_source(source: Source, raw_dir: Path, full: bool, fetching: Fetching, report: FetchReport) -> None:
     spec = source.download
     with session_scope(fetching.session) as session:
-        fetching = _with_session(fetching, session)
+        fetching = replace(fetching, session=session)
         if spec.method in ("https", "idr"):
             index = []
             for remote in sorted(spec.files, key=lambda f: f.role != "metadata"):  # metadata first: the cheap part
-                if remote.role == "metadata" or full or not remote.url.lower().endswith(".zip"):
+                if full or not indexed_remotely(remote):
                     if remote.role == "images" and not full:
                         report.notes.append(f"{url_name(remote.url)} is not a zip, so it cannot be read by range: downloaded whole")
                     _download(source, remote, raw_dir, fetching, report)
@@ -170,11 +175,10 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
         report.unavailable = missing
         report.notes.append(f"{len(missing)} file(s) missing from {raw_dir}, which was filled by hand; nothing downloaded")
         return report
-    index = _read_index(raw_dir)
-    indexed = index[index["path"].isin(missing)]
+    indexed = _read_index(raw_dir, missing)
     rest = sorted(set(missing) - set(indexed["path"]))
     on_mirror = list(indexed.loc[indexed["member"].isna(), "path"])
-    if source.download.method == "idr" and index.empty:
+    if source.download.method == "idr" and not (raw_dir / REMOTE_INDEX).is_file():
         on_mirror += rest  # no listing of the mirror yet: every file of a study lies at its path there
         rest = []
     if rest:
@@ -183,7 +187,7 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
         report.notes.append(f"{len(rest)} file(s) are neither under {raw_dir} nor in its remote index ({shown}); materialize "
                             f"raw/{source.dir_name} again, or provide them by hand: {source.download.instructions()}")
     with session_scope(fetching.session) as session:
-        fetching = _with_session(fetching, session)
+        fetching = replace(fetching, session=session)
         in_zips = indexed[indexed["member"].notna()]
         for url, members in in_zips.groupby("url", sort=True):
             _fetch_indexed(source, url, members, raw_dir, fetching, report)
@@ -201,11 +205,6 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
     return report
 
 
-def _with_session(fetching: Fetching, session: requests.Session) -> Fetching:
-    return Fetching(session, fetching.progress, fetching.log, fetching.kaggle_username, fetching.kaggle_key, fetching.kaggle_api,
-                    fetching.idr_mirror)
-
-
 def _download(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
     """One listed file, whole: a table lands at the top of the raw folder, an archive is kept under
     .archives/ and extracted into the raw folder."""
@@ -219,16 +218,14 @@ def _download(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetch
         _extract(source, dest, raw_dir, report)
 
 
-def _extract(source: Source, archive: Path, raw_dir: Path, report: FetchReport, members: list[str] | None = None) -> None:
+def _extract(source: Source, archive: Path, raw_dir: Path, report: FetchReport) -> None:
     done = archive.parent / f".{archive.name}.extracted"
     stamp = f"{archive.stat().st_size}:{archive.stat().st_mtime_ns}"
-    if members is None and done.is_file() and done.read_text() == stamp:
+    if done.is_file() and done.read_text() == stamp:
         return  # this exact archive was extracted before
-    extracted = safe_extract(archive, raw_dir, label=source.dir_name, max_bytes=EXTRACT_RATIO * max(archive.stat().st_size, 1 << 20),
-                             members=members)
+    extracted = safe_extract(archive, raw_dir, label=source.dir_name, max_bytes=EXTRACT_RATIO * max(archive.stat().st_size, 1 << 20))
     report.files_extracted += len(extracted)
-    if members is None:
-        done.write_text(stamp)
+    write_text(done, stamp)
 
 
 def _index_zip(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetching, report: FetchReport) -> list[dict]:
@@ -266,9 +263,12 @@ def _write_index(raw_dir: Path, rows: list[dict]) -> None:
         path.unlink()  # everything is on disk now
 
 
-def _read_index(raw_dir: Path) -> pd.DataFrame:
-    path = raw_dir / REMOTE_INDEX
-    return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=list(INDEX_COLUMNS))
+def _read_index(raw_dir: Path, paths: list[str]) -> pd.DataFrame:
+    """The index rows of ``paths`` only: a class needs a few of a source's hundreds of thousands."""
+    index = raw_dir / REMOTE_INDEX
+    if not index.is_file():
+        return pd.DataFrame(columns=list(INDEX_COLUMNS))
+    return pd.read_parquet(index, filters=[("path", "in", paths)])
 
 
 def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.sources.common import channel_rows, frame, source_files
+from cytoimagenet_assets.sources.file_pattern import compile_pattern, field_values
 from cytoimagenet_assets.sources.regions import format_region
-from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, ParseError, rejects_frame
+from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
 
 TIFF = re.compile(r"\.tiff?$", re.IGNORECASE)
-FIELD_GROUPS = (*LABEL_CATEGORIES, "plate", "well", "field")
 
 
 def _token(text: str) -> str:
@@ -38,13 +38,7 @@ def _token(text: str) -> str:
 
 def parse(source: Source, raw_dir: Path) -> ParsedSource:
     options = source.parser_options
-    try:
-        pattern = re.compile(options["pattern"], re.IGNORECASE)
-    except (KeyError, re.error) as exc:
-        raise ParseError(f"{source.dir_name}: parser_options.pattern is missing or invalid: {exc}") from exc
-    unknown = set(pattern.groupindex) - {*FIELD_GROUPS, "channel"}
-    if unknown:
-        raise ParseError(f"{source.dir_name}: pattern groups {sorted(unknown)} are not columns; use {', '.join(FIELD_GROUPS)} or channel")
+    pattern = compile_pattern(source)
     crop = options.get("crop")
     if crop is not None and not (isinstance(crop, list) and len(crop) == 2 and all(isinstance(v, int) and v > 0 for v in crop)):
         raise ParseError(f"{source.dir_name}: parser_options.crop must be [rows, columns] (positive integers), got {crop!r}")
@@ -72,9 +66,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         if key is None:
             rejects.append((relative, 1, f"channel {token!r} is not in parser_options.channel_keys"))
             continue
-        base = {"source_file": relative, "source_row": 1}
-        for name, value in found.items():
-            base[name] = values.get(name, {}).get(value.lower(), value) if value is not None else None
+        base = {"source_file": relative, "source_row": 1, **field_values(found, values)}
         if crop:
             base["region"] = format_region(0, crop[0], 0, crop[1])
         rows.extend(channel_rows(base, {key: relative}, source.channels))

@@ -25,15 +25,26 @@ from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, Pa
 FIELD_GROUPS = (*LABEL_CATEGORIES, "plate", "well", "field")
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
+def compile_pattern(source: Source) -> re.Pattern:
+    """``parser_options.pattern``, checked: its named groups must be columns or ``channel``."""
     try:
-        pattern = re.compile(options["pattern"], re.IGNORECASE)
+        pattern = re.compile(source.parser_options["pattern"], re.IGNORECASE)
     except (KeyError, re.error) as exc:
         raise ParseError(f"{source.dir_name}: parser_options.pattern is missing or invalid: {exc}") from exc
     unknown = set(pattern.groupindex) - {*FIELD_GROUPS, "channel"}
     if unknown:
         raise ParseError(f"{source.dir_name}: pattern groups {sorted(unknown)} are not columns; use {', '.join(FIELD_GROUPS)} or channel")
+    return pattern
+
+
+def field_values(found: dict[str, str | None], values: dict) -> dict[str, str | None]:
+    """The matched groups as column values, through ``parser_options.values`` (e.g. well → phenotype)."""
+    return {name: values.get(name, {}).get(value.lower(), value) if value is not None else None for name, value in found.items()}
+
+
+def parse(source: Source, raw_dir: Path) -> ParsedSource:
+    options = source.parser_options
+    pattern = compile_pattern(source)
     values: dict = options.get("values", {})
     if not raw_dir.is_dir():
         raise ParseError(f"{source.dir_name}: {raw_dir} does not exist; this source's metadata is its file names")
@@ -56,9 +67,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     rows, rejects = [], []
     single = source.channels[:1]
     for group in groups.values():
-        base = {"source_file": group["first"], "source_row": 1}
-        for name, value in group["fields"].items():
-            base[name] = values.get(name, {}).get(value.lower(), value) if value is not None else None
+        base = {"source_file": group["first"], "source_row": 1, **field_values(group["fields"], values)}
         files = group["files"]
         if "_" in files:  # no channel group: one file is the whole image
             if not single:
