@@ -13,9 +13,20 @@ import pytest
 import tifffile
 from PIL import Image
 
-from cytoimagenet_assets.imaging.classes import ClassBuildError, build_class, crops_per_image
+from cytoimagenet_assets.imaging.classes import (
+    NOT_A_NUMBER,
+    ClassBuildError,
+    ImageTask,
+    build_class,
+    original_crops_per_image,
+    process_image,
+    top_up_crops_per_image,
+    trim_to_target,
+)
 from cytoimagenet_assets.imaging.process import (
     MIN_CROP,
+    SCALES,
+    crop_problem,
     merge,
     normalize,
     percentiles,
@@ -93,6 +104,16 @@ def test_other_formats_written_here(tmp_path):
     assert len(read_channels(tmp_path / "o.flex")) == 3
 
 
+def test_two_samples_per_pixel_are_two_channels(tmp_path):
+    rng = np.random.default_rng(3)
+    samples = rng.integers(0, 4000, (64, 80, 2)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "contig.tif", samples, photometric="minisblack", planarconfig="contig")  # axes YXS
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(samples, -1, 0), photometric="minisblack", planarconfig="separate")  # SYX
+    for name in ("contig.tif", "planar.tif"):
+        channels = read_channels(tmp_path / name)
+        assert len(channels) == 2 and all(np.array_equal(c, samples[..., i]) for i, c in enumerate(channels)), name
+
+
 def test_broken_and_unknown_files_name_the_file(tmp_path):
     (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
@@ -157,11 +178,18 @@ def test_quality_filters():
     assert to_uint8(np.array([[0.0, 1.0]], np.float32)).tolist() == [[0, 255]]
 
 
-def test_crops_per_image_reaches_target_when_it_can():
-    assert crops_per_image(40, 80) == [1] * 40
-    assert sum(crops_per_image(30, 100)) == 70 and max(crops_per_image(30, 100)) == 3
-    assert crops_per_image(10, 1000) == [4] * 10
-    assert crops_per_image(100, 80) == [0] * 100
+def test_top_up_crops_per_image_reaches_target_when_it_can():
+    assert top_up_crops_per_image(40, 80) == [1] * 40
+    assert sum(top_up_crops_per_image(30, 100)) == 70 and max(top_up_crops_per_image(30, 100)) == 3
+    assert top_up_crops_per_image(10, 1000) == [4] * 10
+    assert top_up_crops_per_image(100, 80) == [0] * 100
+
+
+def test_original_crops_per_image_by_class_size_scaled_to_the_target():
+    # the original's supplement_label at its target of 1000: 1 at 1000, 2 from 550, 3 from 400, else 4
+    assert [original_crops_per_image(n, 1000) for n in (1000, 999, 550, 549, 400, 399, 287)] == [1, 2, 2, 3, 3, 4, 4]
+    # the demo's target of 80: the bounds become 44 (55%) and 32 (40%)
+    assert [original_crops_per_image(n, 80) for n in (80, 79, 44, 43, 32, 31)] == [1, 2, 2, 3, 3, 4]
 
 
 def _class_rows(raw: Path, n: int, broken: int = 0) -> pd.DataFrame:
@@ -194,11 +222,14 @@ def test_build_class_upsamples_drops_bad_images_and_is_deterministic(tmp_path):
     raw.mkdir()
     rows = _class_rows(raw, 12, broken=2)
     out = tmp_path / "dataset" / "compound-x"
-    result = build_class("compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, workers=2)
+    result = build_class("compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, upsampling="top_up",
+                         workers=2)
     meta = result.metadata
     assert list(meta.columns)[:8] == ["label", "category", "database", "name", "dir_name", "path", "filename", "idx"]
-    # 12 rows: 2 unreadable; crops were planned for all 12 to reach 30 (18 crops), so the 10 readable give 10 + their crops.
-    assert (~meta["crop"]).sum() == 10 and meta["crop"].sum() == sum(crops_per_image(12, 30)[2:]) - int((result.drops["stage"] == "quality").sum())
+    # 12 rows, 2 of them corrupt files: those are on disk, so crops are planned for all 12 (18 to reach 30, as the original
+    # counted every file present); the 10 that decode are kept whole with their crops.
+    assert (~meta["crop"]).sum() == 10
+    assert meta["crop"].sum() == sum(top_up_crops_per_image(12, 30)[2:]) - int((result.drops["stage"] == "quality").sum())
     assert set(result.drops.loc[result.drops["stage"] == "read", "idx"]) == {"s-0", "s-1"}
     assert result.drops["reason"].str.contains("broken|f0_w0.tif|f1_w0.tif").all()
     assert meta["filename"].tolist() == [f"compound-x-{i:08d}.png" for i in range(1, len(meta) + 1)]
@@ -207,9 +238,88 @@ def test_build_class_upsamples_drops_bad_images_and_is_deterministic(tmp_path):
     crops = meta[meta["crop"]]
     assert ((crops["x_max"] - crops["x_min"]) >= MIN_CROP).all()
     first = _digest(out)
-    again = build_class("compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, workers=1)
+    again = build_class("compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, upsampling="top_up",
+                        workers=1)
     assert _digest(out) == first and again.metadata.equals(meta)  # 1 or 2 workers: same bytes
     assert [p.name for p in out.parent.iterdir()] == ["compound-x"]  # no staging left
+
+
+def test_original_upsampling_replaces_each_large_image_by_its_crops_and_trims_to_the_target(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = _class_rows(raw, 9)  # 160 px: cropped
+    rng = np.random.default_rng(8)
+    for i in range(2):  # 120 px on one side: below the original's 140, kept as they are
+        for c in range(2):
+            tifffile.imwrite(raw / f"small{i}_w{c}.tif", (rng.random((120, 200)) * 3000).astype(np.uint16))
+    small = _class_rows(raw, 2).assign(idx=["t-0", "t-1"], channel_paths=[[f"small{i}_w0.tif", f"small{i}_w1.tif"] for i in range(2)])
+    absent = _class_rows(raw, 2).assign(idx=["u-0", "u-1"], channel_paths=[["gone_w0.tif", "gone_w1.tif"]] * 2)  # not on disk
+    rows = pd.concat([rows, small, absent], ignore_index=True)
+    out = tmp_path / "dataset" / "k"
+    result = build_class("k", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0)
+    meta = result.metadata
+    large = meta[meta["idx"].str.startswith("s-")]
+    assert large["crop"].all() and set(large["scaling"]) <= set(SCALES)  # no large original survives
+    assert not meta.loc[meta["idx"].str.startswith("t-"), "crop"].any()
+    # 11 images on disk (the 2 absent ones do not count): k = 4 (11 < 12); 9 × 4 crops + 2 originals = 38, trimmed by 8,
+    # at most one per image. Counting the 13 rows would have given k = 3 and 29 images.
+    assert original_crops_per_image(11, 30) == 4 and original_crops_per_image(13, 30) == 3
+    assert sorted(result.drops["idx"]) == ["u-0", "u-1"] and result.drops["reason"].str.contains("no such file").all()
+    assert len(meta) == 30 and result.trimmed == 8
+    assert large.groupby("idx").size().min() >= 3
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(meta["filename"])
+    again = build_class("k", "x", "compound", rows, {"s": raw}, tmp_path / "again" / "k", target=30, threshold=10, seed=0)
+    assert again.metadata.drop(columns="path").equals(meta.drop(columns="path"))
+
+
+def test_trimming_removes_one_output_per_source_image_before_any_second():
+    outputs = pd.DataFrame({"idx": ["a"] * 4 + ["b"] * 4 + ["c"] * 2})
+    removed = trim_to_target(outputs, 8, np.random.default_rng(0))
+    assert len(removed) == 2 and outputs["idx"].iloc[removed].nunique() == 2
+    removed = trim_to_target(outputs, 5, np.random.default_rng(0))  # 5 to remove, only 3 images: one each, then 2 more
+    assert len(removed) == 5 and set(outputs["idx"].iloc[removed]) == {"a", "b", "c"}
+    assert np.array_equal(removed, trim_to_target(outputs, 5, np.random.default_rng(0)))
+    assert len(trim_to_target(outputs, 10, np.random.default_rng(0))) == 0
+
+
+def _task(tmp_path: Path, image: np.ndarray, crops: int, replace: bool = True) -> ImageTask:
+    path = tmp_path / f"im-{crops}-{replace}.tif"
+    tifffile.imwrite(path, image)
+    stage = tmp_path / f"stage-{crops}-{replace}"
+    stage.mkdir()
+    return ImageTask(0, "s-0", (str(path),), crops, (0, 1), str(stage), replace_with_crops=replace)
+
+
+def test_a_crop_is_checked_on_the_merged_image_before_it_is_renormalized(tmp_path):
+    rng = np.random.default_rng(2)
+    image = rng.choice(np.array([0, 1, 3], np.uint8), size=(160, 160), p=[0.6, 0.3, 0.1])  # dark: mean 0.6 on the 8-bit scale
+    image[:80, :80] = rng.integers(0, 256, (80, 80))  # one quadrant of real structure spans 0-255, so the image maps to itself
+    image[:4, :80] = 255
+    assert np.array_equal(to_uint8(normalize(image)), image)
+    dark = image[80:, 80:]
+    assert crop_problem(dark) == "dark crop"
+    assert quality_problem(to_uint8(normalize(dark))) is None  # renormalized first, the dark corner would pass
+    written, dropped = process_image(_task(tmp_path, image, crops=4))  # 160 px: four 80 px crops, one per quadrant
+    assert [w["crop"] for w in written] == [True] and written[0]["x_max"] == 80 and written[0]["y_max"] == 80
+    assert sorted(d["reason"] for d in dropped) == ["dark crop"] * 3
+    assert crop_problem(np.full((80, 80), 254, np.uint8)) == "saturated crop"
+    assert crop_problem(np.where(np.arange(6400).reshape(80, 80) % 5 == 0, 200, 0).astype(np.uint8)) == "dim crop"
+
+
+def test_an_image_none_of_whose_crops_pass_is_kept_whole(tmp_path):
+    image = np.zeros((160, 160), np.uint8)
+    image[:80, 80:], image[80:, :80], image[80:, 80:] = 100, 150, 200  # four flat quadrants: each crop renormalizes to a flat image
+    written, dropped = process_image(_task(tmp_path, image, crops=4))
+    assert [w["crop"] for w in written] == [False] and len(dropped) == 4
+    written, _ = process_image(_task(tmp_path, image, crops=4, replace=False))
+    assert [w["crop"] for w in written] == [False]
+
+
+def test_pixels_that_are_not_numbers_have_their_own_drop_reason(tmp_path):
+    image = np.random.default_rng(0).random((100, 100)).astype(np.float32)
+    image[3, 4] = np.nan
+    written, dropped = process_image(_task(tmp_path, image, crops=0))
+    assert written == [] and [d["reason"] for d in dropped] == [NOT_A_NUMBER]
 
 
 def test_a_class_below_threshold_or_without_its_source_fails_with_the_reason(tmp_path):

@@ -7,6 +7,12 @@ crash never leaves half a class and a rerun replaces it whole. Every random choi
 (seed, class_key, idx), and files are numbered in idx order after the pool finishes, so the same
 inputs give byte-identical PNGs however the work was scheduled.
 
+Upsampling, ``original`` by default (the original's ``supplement_label``): every image of at
+least 140 px a side is *replaced* by up to k crops that pass the crop check (kept whole when none
+does), k by the class's size, then a class over its target is trimmed back to it. ``top_up`` keeps
+every image and adds crops only to bring a small class towards its target (see README,
+"Deviations from the original").
+
 A row with a ``region`` (BBBC041's boxes, BBBC045's montage corner) is that part of its files: each
 channel is cut to the region before it is normalized and merged, and a region that does not fit in
 the image drops that image (with the reason), never the class. The release's x_min, x_max, y_min
@@ -16,6 +22,7 @@ and y_max are the slice of the source file each PNG shows, so they include the r
 from __future__ import annotations
 
 import io
+import math
 import time
 import zlib
 from collections import Counter
@@ -27,7 +34,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cytoimagenet_assets.imaging.process import merge, normalize, plan_crops, quality_problem, to_uint8
+from cytoimagenet_assets.imaging.process import crop_problem, merge, normalize, plan_crops, quality_problem, to_uint8
 from cytoimagenet_assets.imaging.readers import ImageReadError, read_channels
 from cytoimagenet_assets.sources.regions import parse_region
 from cytoimagenet_assets.storage import atomic_path
@@ -41,6 +48,8 @@ READ_ATTEMPTS = 3
 # zlib level 3: a 1024² merged image encodes in ~57 ms instead of ~190 ms at Pillow's default 6,
 # for ~13% more bytes (measured on 12-bit fluorescence; see benchmarks/bench_images.py).
 PNG_COMPRESS_LEVEL = 3
+UPSAMPLING = ("original", "top_up")
+NOT_A_NUMBER = "not a number in pixels"
 
 
 class ClassBuildError(RuntimeError):
@@ -56,6 +65,7 @@ class ImageTask:
     seed: tuple[int, int]
     stage: str
     region: str | None = None  # the standardized table's region (y<top>:<bottom>,x<left>:<right>); None = whole image
+    replace_with_crops: bool = True  # "original" upsampling: crops that pass QC stand in for the image
 
 
 @dataclass
@@ -64,10 +74,25 @@ class ClassResult:
     drops: pd.DataFrame  # idx, path, stage, reason
     images_in: int
     seconds: float
+    trimmed: int = 0  # outputs removed to bring the class back to its target ("original" upsampling)
 
 
-def crops_per_image(n_images: int, target: int) -> list[int]:
-    """Crops to take from each image so a class of ``n_images`` approaches ``target`` (≤ 4 each)."""
+def original_crops_per_image(n_images: int, target: int) -> int:
+    """Crops per image under "original" upsampling: the original's 1 / 2 / 3 / 4 for a class of
+    1000 / ≥ 550 / ≥ 400 / fewer images at its target of 1000, with the bounds scaled to ``target``
+    (≥ 55% and ≥ 40% of it, rounded up), so a demo class of 44 at target 80 takes 2 as a real class
+    of 550 would."""
+    if n_images >= target:
+        return 1
+    if n_images >= math.ceil(0.55 * target):
+        return 2
+    if n_images >= math.ceil(0.40 * target):
+        return 3
+    return 4
+
+
+def top_up_crops_per_image(n_images: int, target: int) -> list[int]:
+    """Crops to add to each image so a class of ``n_images`` approaches ``target`` (≤ 4 each)."""
     missing = max(0, target - n_images)
     if n_images == 0 or missing == 0:
         return [0] * n_images
@@ -106,7 +131,12 @@ def _drop(task: ImageTask, stage: str, reason: str) -> tuple[list[dict], list[di
 
 
 def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
-    """One source image (or its region) → its merged image and crops as staged PNGs; returns (written, dropped)."""
+    """One source image (or its region) → its staged PNGs (the merged image and/or its crops); returns (written, dropped).
+
+    The whole image is checked first. Each crop is checked on the 8-bit merged image, then
+    renormalized and checked like a whole image. Under "original" upsampling an image that fails
+    gives nothing, and the crops that pass replace it; under "top_up" they are added to it.
+    """
     written, dropped = [], []
     try:
         region = parse_region(task.region)
@@ -116,6 +146,8 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
         channels = [c for path in task.paths for c in _read(path)]
     except (ImageReadError, OSError, ValueError) as exc:
         return _drop(task, "read", f"unreadable: {exc}")
+    if any(c.dtype.kind == "f" and np.isnan(c).any() for c in channels):
+        return _drop(task, "quality", NOT_A_NUMBER)
     top = left = 0
     if region is not None:
         cut = cut_region(channels, region)
@@ -129,16 +161,27 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
     except ValueError as exc:
         return _drop(task, "read", f"unreadable: {exc}")
     h, w = merged.shape
+    whole = to_uint8(merged)
+    whole_problem = quality_problem(whole)
+    if whole_problem and task.replace_with_crops:
+        return _drop(task, "quality", whole_problem)
     rng = np.random.default_rng(list(task.seed))
-    outputs = [(0, None, to_uint8(merged))]
-    for n, crop in enumerate(plan_crops((h, w), task.crops, rng), start=1):
-        window = merged[crop.y_min : crop.y_max, crop.x_min : crop.x_max]
-        outputs.append((n, crop, to_uint8(normalize(window))))  # each crop renormalized
-    for n, crop, image in outputs:
-        problem = quality_problem(image)
+    crops = []
+    for n, crop in enumerate(plan_crops((h, w), task.crops, rng), start=1):  # none below 140 px a side (70 px at 1/2)
+        window = (slice(crop.y_min, crop.y_max), slice(crop.x_min, crop.x_max))
+        problem = crop_problem(whole[window])
+        image = None if problem else to_uint8(normalize(merged[window]))  # renormalized only once it passed
+        problem = problem or quality_problem(image)
         if problem:
             dropped.append({"idx": task.idx, "crop": n, "stage": "quality", "reason": problem})
-            continue
+        else:
+            crops.append((n, crop, image))
+    if whole_problem:
+        dropped.append({"idx": task.idx, "crop": 0, "stage": "quality", "reason": whole_problem})
+        outputs = crops
+    else:
+        outputs = crops if task.replace_with_crops and crops else [(0, None, whole), *crops]
+    for n, crop, image in outputs:
         save_png(image, Path(task.stage) / f"{task.ordinal:08d}-{n}.png")
         written.append({
             "ordinal": task.ordinal, "n": n, "idx": task.idx, "crop": crop is not None,
@@ -150,29 +193,52 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
     return written, dropped
 
 
+def trim_to_target(outputs: pd.DataFrame, target: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of ``outputs`` (one row per written image, with its source ``idx``) to remove so
+    that ``target`` remain: first at most one per source image, then any (the original's order)."""
+    excess = len(outputs) - target
+    if excess <= 0:
+        return np.zeros(0, np.int64)
+    shuffled = rng.permutation(len(outputs))
+    one_each = shuffled[~outputs["idx"].iloc[shuffled].duplicated().to_numpy()]  # a random output of every source image
+    if len(one_each) >= excess:
+        return np.sort(rng.choice(one_each, excess, replace=False))
+    rest = np.setdiff1d(np.arange(len(outputs)), one_each)
+    return np.sort(np.concatenate([one_each, rng.choice(rest, excess - len(one_each), replace=False)]))
+
+
 def build_class(class_key: str, label: str, category: str, rows: pd.DataFrame, raw_dirs: dict[str, Path], out_dir: Path,
-                target: int, threshold: int, seed: int, workers: int = 1) -> ClassResult:
+                target: int, threshold: int, seed: int, upsampling: str = "original", workers: int = 1) -> ClassResult:
     """Write the images of one class to ``out_dir`` (= dataset/<class_key>), atomically.
 
     ``rows`` are the class's rows of the merged table (idx, dir_name, channel_paths, region when
     the table has it, and the label columns); ``raw_dirs`` maps each dir_name to its raw folder.
-    Image-level failures (unreadable, a region outside its image, quality) are dropped and
-    reported; the class fails only when fewer than ``threshold`` images are left or a source's raw
-    folder is missing.
+    The crops per image follow from the rows whose files are all on disk (the images that can be
+    read), not from every row. Image-level failures (unreadable, a region outside its image,
+    quality) are dropped and reported; the class fails only when fewer than ``threshold`` images
+    are left or a source's raw folder is missing.
     """
+    if upsampling not in UPSAMPLING:
+        raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLING)}, not {upsampling!r}")
     started = time.perf_counter()
     rows = rows.sort_values("idx", kind="stable").reset_index(drop=True)
     for dir_name in rows["dir_name"].unique():
         folder = raw_dirs.get(dir_name)
         if folder is None or not Path(folder).is_dir():
             raise ClassBuildError(f"class {class_key}: raw folder of source {dir_name!r} is missing ({folder}); materialize raw/{dir_name} first")
-    crops = crops_per_image(len(rows), target)
+    paths = [tuple(str(raw_dirs[d] / p) for p in files) for d, files in zip(rows["dir_name"], rows["channel_paths"])]
+    readable = [bool(files) and all(Path(f).is_file() for f in files) for files in paths]
+    if upsampling == "original":
+        crops = [original_crops_per_image(sum(readable), target)] * len(rows)
+    else:
+        plan = iter(top_up_crops_per_image(sum(readable), target))
+        crops = [next(plan) if ok else 0 for ok in readable]
     regions = [None if pd.isna(r) else str(r) for r in rows["region"]] if "region" in rows else [None] * len(rows)
     with atomic_path(out_dir, is_dir=True) as stage:
         tasks = [
-            ImageTask(i, row.idx, tuple(str(raw_dirs[row.dir_name] / p) for p in row.channel_paths), crops[i],
-                      (seed, zlib.crc32(f"{class_key}\x1f{row.idx}".encode())), str(stage), regions[i])
-            for i, row in enumerate(rows.itertuples(index=False))
+            ImageTask(i, idx, paths[i], crops[i], (seed, zlib.crc32(f"{class_key}\x1f{idx}".encode())), str(stage), regions[i],
+                      replace_with_crops=upsampling == "original")
+            for i, idx in enumerate(rows["idx"])
         ]
         written, dropped = [], []
         empty = [t for t in tasks if not t.paths]
@@ -195,15 +261,19 @@ def build_class(class_key: str, label: str, category: str, rows: pd.DataFrame, r
                 f"(threshold {threshold}); dropped: {dict(reasons)}"
                 + (f"; first: {drops['reason'].iloc[0]}" if len(drops) else "")
             )
-        metadata = _number_outputs(written, rows, class_key, label, category, Path(stage))
+        outputs = pd.DataFrame(written).sort_values(["ordinal", "n"], kind="stable").reset_index(drop=True)
+        trimmed = trim_to_target(outputs, target, np.random.default_rng([seed, zlib.crc32(f"{class_key}\x1ftrim".encode())]))
+        for ordinal, n in zip(outputs["ordinal"].iloc[trimmed], outputs["n"].iloc[trimmed]):
+            (Path(stage) / f"{ordinal:08d}-{n}.png").unlink()
+        metadata = _number_outputs(outputs.drop(index=trimmed), rows, class_key, label, category, Path(stage))
         metadata.to_csv(Path(stage) / "metadata.csv", index=False)
         drops.to_csv(Path(stage) / "dropped.csv", index=False)
-    return ClassResult(metadata, drops, len(rows), time.perf_counter() - started)
+    return ClassResult(metadata, drops, len(rows), time.perf_counter() - started, len(trimmed))
 
 
-def _number_outputs(written: list[dict], rows: pd.DataFrame, class_key: str, label: str, category: str, stage: Path) -> pd.DataFrame:
+def _number_outputs(outputs: pd.DataFrame, rows: pd.DataFrame, class_key: str, label: str, category: str, stage: Path) -> pd.DataFrame:
     """Rename staged files to <class_key>-<8 digits>.png in (idx, crop) order; the release table."""
-    out = pd.DataFrame(written).sort_values(["ordinal", "n"], kind="stable").reset_index(drop=True)
+    out = outputs.reset_index(drop=True)
     out["filename"] = [f"{class_key}-{i:08d}.png" for i in range(1, len(out) + 1)]
     for ordinal, n, filename in zip(out["ordinal"], out["n"], out["filename"]):
         (stage / f"{ordinal:08d}-{n}.png").rename(stage / filename)

@@ -1,6 +1,11 @@
 """Normalize, merge, crop and quality-check images (methods: "Image Data Cleaning &
 Standardization", "Upsampling Classes", "Quality Control").
 
+Two quality checks, as the original (``prepare_dataset.py``): :func:`quality_problem` on a whole
+merged image (uniform, binary, dim), and :func:`crop_problem` on a crop window *before* it is
+renormalized, on the 8-bit scale of the normalized merged image (mean ≤ 1 or ≥ 254, or 75th
+percentile 0) — a dark corner renormalized would otherwise pass as a bright, noisy image.
+
 Percentiles of integer images come from a histogram (one pass, no sort), which is what keeps the
 per-image cost near the cost of decoding and encoding.
 """
@@ -109,6 +114,20 @@ def plan_crops(shape: tuple[int, int], count: int, rng: np.random.Generator) -> 
         x = x0 + int(rng.integers(0, x1 - x0 - side + 1))
         crops.append(Crop(scaling, x, x + side, y, y + side))
     return crops
+
+
+def crop_problem(window: np.ndarray) -> str | None:
+    """Why a crop window of the 8-bit merged image must not become an image, or None (the
+    original's test: keep when 1 < mean < 254 and the 75th percentile is not 0)."""
+    counts = np.bincount(window.ravel(), minlength=256)
+    mean = float(counts @ np.arange(len(counts))) / window.size
+    if mean <= 1:
+        return "dark crop"
+    if mean >= 254:
+        return "saturated crop"
+    if _histogram_percentiles(counts, window.size, np.array([75.0]))[0] == 0:
+        return "dim crop"
+    return None
 
 
 def quality_problem(image: np.ndarray) -> str | None:

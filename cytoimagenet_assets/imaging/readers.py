@@ -4,7 +4,8 @@ TIFF (8/16-bit, either byte order, palette, multi-page, OME axes) and Opera FLEX
 PNG (8/16-bit), JPEG, BMP/DIB through Pillow; NPY through numpy. Colour images become one gray
 channel (ITU-R 601 luma, as Pillow's "L"); palette images are looked up in their colour map first.
 Z-stacks are reduced by maximum projection, time series to their first frame; an explicit channel
-axis (OME ``C``, the last axis of an ``.npy`` crop, a FLEX file's pages) gives one array per channel.
+axis (OME ``C``, TIFF samples that are not RGB colours such as 2 samples per pixel, the last axis of
+an ``.npy`` crop, a FLEX file's pages) gives one array per channel.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from PIL import Image
 TIFF = {".tif", ".tiff", ".flex"}
 PILLOW = {".png", ".jpg", ".jpeg", ".bmp", ".dib"}
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+COLOUR = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
 
 
 class ImageReadError(Exception):
@@ -77,9 +79,13 @@ def _tiff(path: Path, flex: bool) -> list[np.ndarray]:
             colormap = np.asarray(page.colormap)  # (3, 2**bits) uint16
             data = _gray((colormap[:, data].transpose(*range(1, data.ndim + 1), 0) / 257).astype(np.uint8))
             return [data] if data.ndim == 2 else [_reduce(data, axes[:-2] + "YX")]
-    if "S" in axes and data.shape[axes.index("S")] in (3, 4):  # RGB samples, contiguous or planar
+    if "S" in axes and page.photometric in COLOUR and data.shape[axes.index("S")] in (3, 4):  # RGB samples, contiguous or planar
         data = _gray(np.moveaxis(data, axes.index("S"), -1))
         axes = axes.replace("S", "")
+    elif "S" in axes:  # samples that are not colours (2 per pixel, or gray "extra samples"): one channel each
+        if "C" in axes:
+            raise ImageReadError(path, f"both a channel and a sample axis ({axes}, shape {data.shape}): ambiguous channels")
+        axes = axes.replace("S", "C")
     if flex and "C" not in axes and data.ndim == 3:
         axes = "C" + axes[1:]  # an Opera FLEX file holds one page per channel
     if "C" in axes:
