@@ -30,7 +30,9 @@ def test_labels_cli_writes_the_class_table(tmp_path):
     from cytoimagenet_assets_tests.test_labels import generated
 
     merged = tmp_path / "merged.parquet"
-    generated().to_parquet(merged)
+    table = generated()
+    table["channel_paths"] = [[] if i < 100 else [f"f{i}.tif"] for i in range(len(table))]  # 100 metadata-only rows
+    table.to_parquet(merged)
     out = tmp_path / "classes.parquet"
     run = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.labels", str(merged), "--out", str(out),
                           "--threshold", "30", "--target", "60", "--cap", "200", "--seed", "3"], capture_output=True, text=True, timeout=300)
@@ -38,7 +40,8 @@ def test_labels_cli_writes_the_class_table(tmp_path):
     classes = pd.read_parquet(out)
     assert list(classes.columns) == ["idx", "label", "category", "class_key"]
     n_classes = classes["class_key"].nunique()
-    assert run.stdout.startswith(f"{n_classes} classes, {len(classes)} images from 6000 rows")
+    assert run.stdout.startswith(f"{n_classes} classes, {len(classes)} images from 6000 rows (100 metadata-only left out)")
+    assert not set(classes["idx"]) & set(table["idx"][:100])
     bad = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.labels", str(merged), "--out", str(out), "--threshold", "900", "--target", "10"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "threshold <= target <= cap" in bad.stderr

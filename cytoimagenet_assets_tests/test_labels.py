@@ -1,9 +1,14 @@
 """Weak-label assignment: hand-made tables with known answers, and properties on generated tables."""
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
+from cytoimagenet_assets.catalog import load_catalog
+from cytoimagenet_assets.definitions import build_definitions
+from cytoimagenet_assets.defs.labels import CANDIDATES_KEY, LABELS_KEY
+from cytoimagenet_assets.download.plan import FETCHED_MARK, obtainable_files
 from cytoimagenet_assets.labels.assign import (
     CATEGORIES,
     AssignConfig,
@@ -16,6 +21,9 @@ from cytoimagenet_assets.labels.assign import (
     water_fill,
     with_class_keys,
 )
+from cytoimagenet_assets.labels.availability import NO_FILES, NOT_OBTAINABLE, unavailable_reasons, unavailable_summary
+from cytoimagenet_assets.sources.common import REMOTE_INDEX
+from cytoimagenet_assets.storage import DataHome, read_parquet, write_parquet
 
 
 def table(**columns) -> pd.DataFrame:
@@ -192,3 +200,57 @@ def test_config_is_validated():
         AssignConfig(categories=("colour",))
     with pytest.raises(ValueError, match="lacks column"):
         assign_labels(pd.DataFrame({"idx": ["a"]}))
+
+
+def test_rows_without_obtainable_images_are_left_out_with_their_reason():
+    merged = table(compound=["x"] * 5).assign(channel_paths=[["a.png"], [], ["gone.png"], ["b.png", "c.png"], ["z.tif"]],
+                                              dir_name=["s", "s", "s", "s", "idr"])
+    reasons = unavailable_reasons(merged, {"s": {"a.png", "b.png", "c.png"}, "idr": None})  # None: an unlisted IDR mirror
+    assert reasons.isna().tolist() == [True, False, False, True, True]
+    assert reasons[1] == NO_FILES and reasons[2] == NOT_OBTAINABLE
+    assert unavailable_summary(merged, reasons).values.tolist() == [["s", NOT_OBTAINABLE, 1], ["s", NO_FILES, 1]]  # by reason
+    assert unavailable_reasons(merged, {}).notna().sum() == 5  # a source nobody can provide
+
+
+def test_obtainable_files_are_those_on_disk_or_indexed_and_any_for_an_unlisted_idr_mirror(tmp_path):
+    catalog = load_catalog("cytoimagenet")
+    zipped = next(s for s in catalog.sources if s.download.method == "https")
+    raw = tmp_path / zipped.dir_name
+    (raw / "images").mkdir(parents=True)
+    (raw / "images" / "a.tif").write_bytes(b"x")
+    (raw / FETCHED_MARK).parent.mkdir(parents=True)
+    (raw / FETCHED_MARK).write_text("")
+    write_parquet(pd.DataFrame({"path": ["images/b.tif"]}), raw / REMOTE_INDEX)
+    assert obtainable_files(zipped, raw) == {"images/a.tif", "images/b.tif"}
+    study = next(s for s in catalog.sources if s.download.method == "idr")
+    assert obtainable_files(study, tmp_path / study.dir_name) is None
+    write_parquet(pd.DataFrame({"path": ["plate/x.tif"]}), tmp_path / study.dir_name / REMOTE_INDEX)
+    assert obtainable_files(study, tmp_path / study.dir_name) == {"plate/x.tif"}
+
+
+def test_label_assets_count_and_assign_only_rows_that_can_become_images(tmp_path):
+    """Two metadata-only rows would lift 'y' over the threshold and a missing file would add an image
+    to 'x'; neither may count."""
+    catalog = load_catalog("demo")
+    catalog = catalog.model_copy(update={"labels": catalog.labels.model_copy(update={"threshold": 3, "target": 5, "cap": 10})})
+    home = DataHome(tmp_path)
+    raw = home.raw_dir("demo_hpa")
+    raw.mkdir(parents=True)
+    for name in ("x0", "x1", "x2", "x3", "y0", "y1"):
+        (raw / f"{name}.png").write_bytes(b"png")
+    paths = [["x0.png"], ["x1.png"], ["x2.png"], ["x3.png"], ["gone.png"], ["y0.png"], ["y1.png"], [], []]
+    merged = table(compound=["x"] * 5 + ["y"] * 4).assign(channel_paths=paths, dir_name="demo_hpa")
+    write_parquet(merged, home.table_path("merged_metadata"))
+    defs = build_definitions(catalog, data_home=str(tmp_path))
+    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=dg.DagsterInstance.ephemeral(),
+                            selection=[CANDIDATES_KEY, LABELS_KEY], raise_on_error=False)
+    assert result.success
+    candidates = read_parquet(home.table_path("label_candidates")).set_index("label")
+    assert candidates.loc["x", "count"] == 4 and candidates.loc["y", "count"] == 2 and not candidates.loc["y", "candidate"]
+    labels = read_parquet(home.table_path("cytoimagenet_labels"))
+    assert sorted(labels["idx"]) == ["t-0", "t-1", "t-2", "t-3"]
+    for key in (CANDIDATES_KEY, LABELS_KEY):
+        metadata = result.asset_materializations_for_node(key.path[-1])[0].metadata
+        assert metadata["rows_without_images"].value == 3
+        shown = metadata["rows_without_images_per_source"].value
+        assert f"| demo_hpa | {NO_FILES} | 2 |" in shown and f"| demo_hpa | {NOT_OBTAINABLE} | 1 |" in shown

@@ -155,11 +155,14 @@ class Source(_Strict):
 
 
 class LabelConfig(_Strict):
-    """Thresholds of the weak-label assignment (the original's 287 / 1000 / 10,000)."""
+    """Thresholds of the weak-label assignment (the original's 287 / 1000 / 10,000) and how classes
+    are upsampled to the target: ``original`` (crops replace the images, as the original) or
+    ``top_up`` (images kept, crops only for classes under the target)."""
 
     threshold: int = Field(287, ge=1)
     target: int = Field(1000, ge=1)
     cap: int = Field(10_000, ge=1)
+    upsampling: Literal["original", "top_up"] = "original"
 
     @model_validator(mode="after")
     def _ordered(self) -> "LabelConfig":

@@ -53,6 +53,8 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
         key = context.partition_key
         labels_path = home.table_path("cytoimagenet_labels")
         settings = read_parquet_metadata(labels_path)["settings"]
+        if "upsampling" not in settings:  # a class table from before the setting existed
+            raise dg.Failure(description="cytoimagenet_labels predates the upsampling setting; materialize it again", allow_retries=False)
         classes = read_parquet(home.table_path("cytoimagenet_classes")).set_index("class_key")
         if key not in classes.index:
             raise dg.Failure(description=f"class {key} is not in the current class table; the sensor removes such partitions")
@@ -81,7 +83,7 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
         try:
             result = build_class(key, info["label"], info["category"], merged, raw_dirs, home.class_dir(key),
                                  target=settings["target"], threshold=settings["threshold"], seed=settings["seed"],
-                                 workers=config.workers or os.cpu_count() or 1)
+                                 upsampling=settings["upsampling"], workers=config.workers or os.cpu_count() or 1)
         except ClassBuildError as exc:  # deterministic: retrying would fail the same way
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         folder = home.class_dir(key)
@@ -93,6 +95,8 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "images": len(meta),
             "originals": int((~meta["crop"]).sum()),
             "crops": int(meta["crop"].sum()),
+            "upsampling": settings["upsampling"],
+            "trimmed_to_target": result.trimmed,
             "source_rows": result.images_in,
             "dropped": len(result.drops),
             "dropped_by_reason": dg.MetadataValue.json(drop_summary(result.drops)),

@@ -11,6 +11,7 @@ from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.metadata import png_markdown, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource, redacted
 from cytoimagenet_assets.defs.sources import table_key
+from cytoimagenet_assets.download.plan import obtainable_files
 from cytoimagenet_assets.labels import report
 from cytoimagenet_assets.labels.assign import (
     CATEGORIES,
@@ -21,16 +22,38 @@ from cytoimagenet_assets.labels.assign import (
     membership_changes,
     with_class_keys,
 )
+from cytoimagenet_assets.labels.availability import unavailable_reasons, unavailable_summary
 from cytoimagenet_assets.labels.merge import drop_overlaps, merge_sources
 from cytoimagenet_assets.markdown import markdown_table
-from cytoimagenet_assets.storage import read_parquet, write_bytes, write_parquet, write_sql_table
+from cytoimagenet_assets.storage import DataHome, read_parquet, write_bytes, write_parquet, write_sql_table
 
 GROUP = "labels"
 MERGED_KEY = dg.AssetKey("merged_metadata")
 CANDIDATES_KEY = dg.AssetKey("label_candidates")
 LABELS_KEY = dg.AssetKey("cytoimagenet_labels")
 CLASS_PARTITIONS = dg.DynamicPartitionsDefinition(name="cytoimagenet_class")
-ASSIGNMENT_COLUMNS = ["idx", "database", "dir_name", *CATEGORIES]
+ASSIGNMENT_COLUMNS = ["idx", "database", "dir_name", "channel_paths", *CATEGORIES]
+WHY_LEFT_OUT = ("Rows that cannot become images take no part in label assignment: metadata-only rows (no image file named) "
+                "and rows whose files are neither on disk nor in the source's remote index would fill classes that then "
+                "shrink or fail when their images are built.")
+
+
+def rows_with_images(catalog: Catalog, home: DataHome) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The merged rows (assignment columns) that can become images, and per source and reason how
+    many cannot."""
+    merged = pd.read_parquet(home.table_path("merged_metadata"), columns=ASSIGNMENT_COLUMNS)
+    sources = catalog.by_dir_name
+    obtainable = {d: obtainable_files(sources[d], home.raw_dir(d)) for d in merged["dir_name"].unique() if d in sources}
+    reasons = unavailable_reasons(merged, obtainable)
+    return merged[reasons.isna()].reset_index(drop=True), unavailable_summary(merged, reasons)
+
+
+def left_out_metadata(left_out: pd.DataFrame) -> dict:
+    return {
+        "rows_without_images": int(left_out["rows"].sum()),
+        "rows_without_images_per_source": dg.MetadataValue.md(
+            WHY_LEFT_OUT + "\n\n" + (markdown_table(left_out, max_rows=len(left_out)) if len(left_out) else "none")),
+    }
 
 
 def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -79,12 +102,13 @@ def label_candidates_asset(catalog: Catalog) -> dg.AssetsDefinition:
         deps=[MERGED_KEY],
         group_name=GROUP,
         kinds={"pandas", "parquet"},
-        description=f"Images per (category, label) over merged_metadata, multi-labels split on '|'; "
-                    f"candidates are those with at least the catalog's threshold ({threshold}).",
+        description=f"Images per (category, label) over the rows of merged_metadata that can become images (with files on "
+                    f"disk or in a remote index), multi-labels split on '|'; candidates are those with at least the catalog's "
+                    f"threshold ({threshold}). The rows left out are counted per source.",
     )
     def label_candidates(data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
-        merged = pd.read_parquet(home.table_path("merged_metadata"), columns=list(CATEGORIES))
+        merged, left_out = rows_with_images(catalog, home)
         counts = label_counts_table(merged).assign(candidate=lambda t: t["count"] >= threshold)
         path = write_parquet(counts, home.table_path("label_candidates"))
         per_category = counts[counts["candidate"]].groupby("category").size().reindex(CATEGORIES, fill_value=0)
@@ -92,6 +116,7 @@ def label_candidates_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "dagster/row_count": len(counts),
             "path": dg.MetadataValue.path(str(path)),
             "candidates": int(counts["candidate"].sum()),
+            **left_out_metadata(left_out),
             "candidates_per_category": dg.MetadataValue.md(markdown_table(per_category.rename("candidates").reset_index(), max_rows=10)),
             "most_frequent": dg.MetadataValue.md(markdown_table(counts, max_rows=15)),
         })
@@ -106,6 +131,7 @@ class LabelAssignmentConfig(dg.Config):
     target: Optional[int] = None
     cap: Optional[int] = None
     seed: Optional[int] = None
+    upsampling: Optional[str] = None  # "original" or "top_up"
     categories: list[str] = list(CATEGORIES)
 
 
@@ -118,17 +144,18 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
         deps=[MERGED_KEY, CANDIDATES_KEY],
         group_name=GROUP,
         kinds={"pandas", "parquet", "sql"},
-        description="Weak labels: each image assigned to at most one class, least frequent labels first, large "
-                    "classes stratified-sampled down to the target. Registers each class as a cytoimagenet_class partition.",
+        description="Weak labels: each image that can become one (files on disk or in a remote index) assigned to at most "
+                    "one class, least frequent labels first, large classes stratified-sampled down to the target. Registers "
+                    "each class as a cytoimagenet_class partition.",
     )
     def cytoimagenet_labels(context: dg.AssetExecutionContext, config: LabelAssignmentConfig, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
         settings = AssignConfig(
             threshold=config.threshold or defaults.threshold, target=config.target or defaults.target,
             cap=config.cap or defaults.cap, seed=catalog.seed if config.seed is None else config.seed,
-            categories=tuple(config.categories),
+            categories=tuple(config.categories), upsampling=config.upsampling or defaults.upsampling,
         )
-        merged = pd.read_parquet(home.table_path("merged_metadata"), columns=ASSIGNMENT_COLUMNS)
+        merged, left_out = rows_with_images(catalog, home)
         assigned = with_class_keys(assign_labels(merged, settings))
         summary = class_summary(assigned, merged, settings)
         labels_path = home.table_path("cytoimagenet_labels")
@@ -153,6 +180,7 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "dagster/row_count": len(assigned),
             "classes": len(summary),
             "images": len(assigned),
+            **left_out_metadata(left_out),
             "classes_needing_upsampling": int(summary["needs_upsampling"].sum()),
             "settings": dg.MetadataValue.json(_settings_json(settings)),
             "classes_per_category": dg.MetadataValue.md(markdown_table(report.classes_per_category(summary), max_rows=10)),
@@ -172,7 +200,7 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
 def _settings_json(settings: AssignConfig) -> dict:
     return {"threshold": settings.threshold, "target": settings.target, "cap": settings.cap, "seed": settings.seed,
-            "categories": list(settings.categories)}
+            "categories": list(settings.categories), "upsampling": settings.upsampling}
 
 
 def partition_changes(existing: list[str], keys: list[str]) -> tuple[list[str], list[str]]:

@@ -33,7 +33,7 @@ from cytoimagenet_assets.download.http import RECORD_DIR, DownloadError, FetchRe
 from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_file_url, list_idr_folder
 from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
 from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
-from cytoimagenet_assets.sources.common import REMOTE_INDEX
+from cytoimagenet_assets.sources.common import REMOTE_INDEX, source_files
 from cytoimagenet_assets.storage import contained, write_parquet, write_text
 
 ARCHIVE_DIR = ".archives"  # downloaded archives, kept so that a rerun verifies instead of downloading again
@@ -108,6 +108,17 @@ def filled_by_hand(raw_dir: Path) -> bool:
     return any(not p.name.startswith(".") for p in raw_dir.iterdir()) and not (raw_dir / FETCHED_MARK).exists()
 
 
+def mirror_unlisted(source: Source, raw_dir: Path) -> bool:
+    """An IDR study whose mirror folders have not been listed yet: every file of it lies at its path there."""
+    return source.download.method == "idr" and not filled_by_hand(raw_dir) and not (raw_dir / REMOTE_INDEX).is_file()
+
+
+def obtainable_files(source: Source, raw_dir: Path) -> set[str] | None:
+    """The files (relative to ``raw_dir``) the image step can read or fetch for ``source``: those on
+    disk and those in its remote index; None when any path can be fetched (:func:`mirror_unlisted`)."""
+    return None if mirror_unlisted(source, raw_dir) else set(source_files(raw_dir))
+
+
 def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching: Fetching | None = None) -> FetchReport:
     """Bring ``source`` into ``raw_dir``: its metadata and an index of its images, or (``full``) everything."""
     fetching = fetching or Fetching()
@@ -178,8 +189,8 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
     indexed = _read_index(raw_dir, missing)
     rest = sorted(set(missing) - set(indexed["path"]))
     on_mirror = list(indexed.loc[indexed["member"].isna(), "path"])
-    if source.download.method == "idr" and not (raw_dir / REMOTE_INDEX).is_file():
-        on_mirror += rest  # no listing of the mirror yet: every file of a study lies at its path there
+    if mirror_unlisted(source, raw_dir):
+        on_mirror += rest
         rest = []
     if rest:
         report.unavailable += rest

@@ -3,7 +3,8 @@
     python -m cytoimagenet_assets.labels <merged.parquet> --out classes.parquet [--threshold 287 --target 1000 --cap 10000 --seed 0]
 
 Writes one row per assigned image (idx, label, category, class_key) and prints the number of
-classes and images.
+classes and images. Rows that name no image file (metadata only) take no part and are counted;
+whether the files named can be had is the pipeline's question (it knows the raw folders).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cytoimagenet_assets.labels.assign import CATEGORIES, AssignConfig, assign_labels, with_class_keys
+from cytoimagenet_assets.labels.availability import unavailable_reasons
 from cytoimagenet_assets.storage import write_parquet
 
 
@@ -32,17 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = AssignConfig(args.threshold, args.target, args.cap, args.seed, tuple(c.strip() for c in args.categories.split(",")))
-        columns = ["idx", "dir_name", "organism", "cell_type", "cell_visible", "phenotype", "compound", "gene", "sirna"]
         started = time.perf_counter()
-        merged = pd.read_parquet(args.merged, columns=columns)
-        assigned = assign_labels(merged, config)
+        merged = pd.read_parquet(args.merged, columns=["idx", "dir_name", "channel_paths", *CATEGORIES])
+        reasons = unavailable_reasons(merged, dict.fromkeys(merged["dir_name"].unique()))
+        assigned = assign_labels(merged[reasons.isna()].reset_index(drop=True), config)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     assigned = with_class_keys(assigned)
     write_parquet(assigned, args.out)
     classes = assigned.groupby(["category", "label"]).size()
-    print(f"{len(classes)} classes, {len(assigned)} images from {len(merged)} rows in {time.perf_counter() - started:.1f} s -> {args.out}")
+    print(f"{len(classes)} classes, {len(assigned)} images from {len(merged)} rows ({int(reasons.notna().sum())} metadata-only left out) "
+          f"in {time.perf_counter() - started:.1f} s -> {args.out}")
     for category, n in assigned.drop_duplicates(["category", "label"])["category"].value_counts().items():
         print(f"  {category}: {n} classes")
     return 0

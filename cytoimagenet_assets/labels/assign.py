@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cytoimagenet_assets.imaging.classes import UPSAMPLING
+
 CATEGORIES = ("organism", "cell_type", "cell_visible", "phenotype", "compound", "gene", "sirna")
 CAP_STRATA = ("dir_name", "organism", "cell_type")
 TARGET_STRATA = ("organism", "cell_type", "cell_visible", "sirna", "compound", "phenotype")
@@ -49,10 +51,13 @@ class AssignConfig:
     cap: int = 10_000
     seed: int = 0
     categories: tuple[str, ...] = CATEGORIES
+    upsampling: str = "original"  # how the image step fills classes (imaging.classes.UPSAMPLING); part of each class's fingerprint
 
     def __post_init__(self):
         if not 1 <= self.threshold <= self.target <= self.cap:
             raise ValueError(f"need 1 <= threshold <= target <= cap, got {self.threshold}, {self.target}, {self.cap}")
+        if self.upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLING)}, not {self.upsampling!r}")
         unknown = set(self.categories) - set(CATEGORIES)
         if unknown:
             raise ValueError(f"unknown label categories {sorted(unknown)}; known: {', '.join(CATEGORIES)}")
@@ -259,7 +264,7 @@ def with_class_keys(assigned: pd.DataFrame) -> pd.DataFrame:
 def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, settings: AssignConfig) -> pd.DataFrame:
     """One row per class of ``assigned`` (with class keys): key, category, label, images, source
     datasets, databases, needs_upsampling (fewer images than the target), and a fingerprint of
-    everything its images depend on (its rows, the target and the seed)."""
+    everything its images depend on (its rows, the target, the seed and the upsampling)."""
     joined = assigned.merge(metadata[["idx", "dir_name", "database"]], on="idx", how="left", validate="one_to_one")
     grouped = joined.groupby(["class_key", "category", "label"], sort=False, observed=True)
     summary = grouped.agg(
@@ -273,7 +278,7 @@ def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, settings: Assi
     summary["needs_upsampling"] = summary["images"] < settings.target
     members = assigned.groupby("class_key", sort=False)["idx"].agg(lambda s: "\n".join(sorted(s)))
     summary["fingerprint"] = summary["class_key"].map(
-        lambda k: hashlib.sha1(f"{settings.target}\x1f{settings.seed}\x1f{members[k]}".encode()).hexdigest()[:16])
+        lambda k: hashlib.sha1(f"{settings.target}\x1f{settings.seed}\x1f{settings.upsampling}\x1f{members[k]}".encode()).hexdigest()[:16])
     return summary
 
 
