@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from cytoimagenet_assets.evaluation import protocols
+from cytoimagenet_assets.evaluation import benchmarks, profiles, protocols
 from cytoimagenet_assets.evaluation.features import (
     METHODS,
     BackboneUnavailable,
@@ -75,7 +75,7 @@ def test_bbbc021_treatment_table_on_the_real_metadata(real):
     run = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.evaluation", "bbbc021-treatments",
                           str(real / "bbbc021" / "BBBC021_v1_image.csv"), str(real / "bbbc021" / "BBBC021_v1_moa.csv")],
                          capture_output=True, text=True, timeout=120)
-    assert run.stdout.strip() == "treatments=103 compounds=38 moas=12"
+    assert run.stdout.strip() == "treatments=103 compounds=38 moas=12 nscb_treatments=92"
 
 
 def test_treatment_profiles_are_means():
@@ -140,3 +140,137 @@ def test_the_four_methods_shapes_and_normalization():
 def test_missing_imagenet_weights_say_how_to_get_them(tmp_path):
     with pytest.raises(BackboneUnavailable, match="IMAGENET1K_V1"):
         imagenet_backbone(str(tmp_path / "absent.pth"))
+
+
+def test_nscb_leaves_out_moas_found_in_one_batch_only():
+    treatments = _treatments([
+        ("a", 1.0, "m1", ("w1",)), ("b", 1.0, "m1", ("w2",)),
+        ("c", 1.0, "m2", ("w1",)), ("d", 1.0, "m2", ("w1",)),  # m2 only in w1: no other-batch answer exists
+        ("e", 1.0, "m3", ("w2",)), ("f", 1.0, "m3", ("w3",)),
+    ])
+    profiles = np.array([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1.0, 0], [0, 0.9, 0.1], [0, 0, 1.0], [0.1, 0, 0.9]])
+    assert protocols.nscb_eligible(treatments).tolist() == [True, True, False, False, True, True]
+    score, predicted = protocols.nscb(treatments, profiles)
+    assert score.n == 4 and score.accuracy == 1.0 and score.interval == "bootstrap"
+    assert predicted.tolist() == ["m1", "m1", None, None, "m3", "m3"]
+
+
+def test_nscb_on_the_real_metadata_scores_92_treatments(real):
+    images = protocols.bbbc021_images(real / "bbbc021" / "BBBC021_v1_image.csv", real / "bbbc021" / "BBBC021_v1_moa.csv", controls=True)
+    assert images["control"].sum() == 1320 and (images.loc[images["control"], "moa"] == "DMSO").all()
+    features = np.random.default_rng(0).normal(size=(len(images), 8))
+    scores, details = protocols.bbbc021_scores(images, [features])
+    assert scores["BBBC021 NSC"].n == 103 and scores["BBBC021 NSCB"].n == 92
+    assert details["nscb_excluded_moas"] == ["Cholesterol-lowering", "Kinase inhibitors"]
+    tvn_scores, tvn_details = protocols.bbbc021_scores(images, [features], protocols.BBBC021Variant(tvn=True))
+    assert tvn_scores["BBBC021 NSCB"].n == 92 and "1320 control profiles" in tvn_details["tvn"]
+
+
+def _bbbc021_images(per_treatment=3):
+    """Four compounds, two MOAs, each treatment in its own batch."""
+    rows = [(c, 1.0, moa, batch, False) for c, moa, batch in (("a", "m1", "w1"), ("b", "m1", "w2"), ("c", "m2", "w1"), ("d", "m2", "w2"))
+            for _ in range(per_treatment)]
+    return pd.DataFrame(rows, columns=["compound", "concentration", "moa", "batch", "control"])
+
+
+def test_standardization_changes_the_neighbour_an_unscaled_dimension_decided():
+    images = _bbbc021_images()
+    rng = np.random.default_rng(0)
+    # Dimension 0: large, varies a lot, and pairs a with c and b with d (different MOAs).
+    misleading = {"a": 300.0, "c": 290.0, "b": -300.0, "d": -290.0}
+    # Dimensions 1-4: small, but they carry the MOA.
+    signal = {"m1": np.array([1.0, 1.0, -1.0, 1.0]), "m2": np.array([-1.0, -1.0, 1.0, -1.0])}
+    features = np.array([[misleading[c] + rng.normal(0, 5), *(signal[m] + rng.normal(0, 0.1, 4))]
+                         for c, m in zip(images["compound"], images["moa"])])
+    raw, _ = protocols.bbbc021_scores(images, [features], protocols.BBBC021Variant(standardize=False))
+    standardized, _ = protocols.bbbc021_scores(images, [features])
+    assert raw["BBBC021 NSC"].accuracy == 0.0 and standardized["BBBC021 NSC"].accuracy == 1.0
+
+
+def test_fusion_standardizes_each_backbone_before_concatenating():
+    images = _bbbc021_images()
+    rng = np.random.default_rng(1)
+    loud = np.array([[{"a": 1e4, "c": 0.9e4, "b": -1e4, "d": -0.9e4}[c] + rng.normal(0, 100), rng.normal(0, 100)] for c in images["compound"]])
+    quiet = np.array([np.array({"m1": [1.0, -1.0, 1.0, 1.0], "m2": [-1.0, 1.0, -1.0, -1.0]}[m]) + rng.normal(0, 0.1, 4) for m in images["moa"]])
+    fused, _ = protocols.bbbc021_scores(images, [loud, quiet])
+    unscaled, _ = protocols.bbbc021_scores(images, [loud, quiet], protocols.BBBC021Variant(standardize=False))
+    assert fused["BBBC021 NSC"].accuracy == 1.0 and unscaled["BBBC021 NSC"].accuracy == 0.0
+    both = profiles.standardize_parts([loud, quiet])
+    assert both.shape == (12, 6) and np.allclose(both.std(0), 1)
+
+
+def test_tvn_makes_the_controls_identity_covariance_per_batch():
+    rng = np.random.default_rng(2)
+    mixing = rng.normal(size=(6, 6))
+    batches = np.repeat(["w1", "w2"], 400)
+    features = rng.normal(size=(800, 6)) @ mixing + np.where(batches == "w1", 0.0, 5.0)[:, None]  # a batch shift
+    features[batches == "w2"] *= 1.5  # and a batch scale
+    controls = np.arange(800) % 2 == 0
+    out, info = profiles.tvn(features, controls, batches)
+    assert info.components == 6 and info.batches_whitened == ["w1", "w2"]
+    for batch in ("w1", "w2"):
+        own = out[controls & (batches == batch)]
+        assert np.allclose(np.cov(own, rowvar=False), np.eye(6), atol=1e-8) and np.allclose(own.mean(0), 0, atol=1e-8)
+    pooled, info = profiles.tvn(features, controls)  # one whitening for all: the pooled controls are white
+    assert np.allclose(np.cov(pooled[controls], rowvar=False), np.eye(6), atol=1e-8) and info.batches_whitened == []
+    few = np.isin(np.arange(800), [0, 2, 4, 400, 402])  # 3 and 2 controls per batch: centred, not whitened
+    _, info = profiles.tvn(features, few, batches)
+    assert info.components == 4 and info.batches_centred == ["w1", "w2"]
+
+
+def test_tvn_variant_needs_controls_and_median_aggregation():
+    images = _bbbc021_images(per_treatment=3)
+    features = np.arange(len(images) * 2, dtype=float).reshape(-1, 2) ** 2
+    with pytest.raises(ValueError, match="DMSO control"):
+        protocols.bbbc021_profiles(images, [features], protocols.BBBC021Variant(tvn=True))
+    _, median = protocols.treatment_profiles(images, features, how="median")
+    assert median[0].tolist() == features[1].tolist()  # a's rows are 0, 1, 2: the median is row 1
+    _, mean = protocols.treatment_profiles(images, features)
+    assert mean[0].tolist() == features[:3].mean(0).tolist() != median[0].tolist()
+
+
+def test_bootstrap_interval_over_treatments():
+    correct = np.array([True] * 83 + [False] * 20)
+    score = protocols.Score.bootstrap(correct, seed=0)
+    assert score.accuracy == pytest.approx(83 / 103) and score.interval == "bootstrap"
+    assert 0.70 < score.low < 0.76 and 0.85 < score.high < 0.89
+    assert protocols.Score.bootstrap(correct, seed=0) == score  # seeded: the same every run
+
+
+def test_bad_bbbc021_metadata_names_file_and_row(tmp_path):
+    header = ("Image_FileName_DAPI,Image_PathName_DAPI,Image_FileName_Tubulin,Image_PathName_Tubulin,Image_FileName_Actin,"
+              "Image_PathName_Actin,Image_Metadata_Plate_DAPI,Image_Metadata_Compound,Image_Metadata_Concentration\n")
+    (tmp_path / "image.csv").write_text(header + "a.tif,Week1/P,b.tif,Week1/P,c.tif,Week1/P,Week1_1,taxol,0.3\n"
+                                                 "d.tif,Week1/P,e.tif,Week1/P,f.tif,Week1/P,Week1_1,taxol,lots\n")
+    (tmp_path / "moa.csv").write_text("compound,concentration,moa\ntaxol,0.3,Microtubule stabilizers\n")
+    with pytest.raises(ValueError, match=r"image.csv: data row 2: Image_Metadata_Concentration 'lots' is not a number"):
+        protocols.bbbc021_images(tmp_path / "image.csv", tmp_path / "moa.csv")
+    (tmp_path / "image.csv").write_text(header + "a.tif,Week1/P,b.tif,Week1/P,c.tif,Week1/P,Week1_1,taxol,0.3\n")
+    with pytest.raises(FileNotFoundError, match=r"image.csv data row 1: image file .*Week1/P/a.tif not found"):
+        benchmarks.load_bbbc021(tmp_path, {"image_table": "image.csv", "moa_table": "moa.csv"})
+    with pytest.raises(benchmarks.BenchmarkMissing, match="absent.csv not found"):
+        benchmarks.load_bbbc021(tmp_path, {"image_table": "absent.csv", "moa_table": "moa.csv"})
+
+
+def test_every_chunk_of_a_deeploc_style_file_is_read(tmp_path):
+    names = np.array([b"ACTIN", b"NUCLEI", b"SPINDLEPOLE", b"DEAD"])
+    picks = {1: [0, 1, 2, 3], 2: [1, 1, 0], 3: [2, 0]}
+    with h5py.File(tmp_path / "Chong_train_set.hdf5", "w") as f:
+        for k, chunk in picks.items():
+            f[f"data{k}"] = np.full((len(chunk), 2 * 64 * 64), k, np.float32)
+            f[f"Index{k}"] = np.eye(4)[chunk]
+        f["Index1_columns"] = names
+    images, labels, classes = protocols.read_cyclops([tmp_path / "Chong_train_set.hdf5"])
+    assert classes == ["ACTIN", "NUCLEI", "SPINDLE"] and len(images) == 8  # 9 cells, the DEAD one dropped
+    assert sorted(images[:, 0, 0, 0].tolist()) == [1, 1, 1, 2, 2, 2, 3, 3]
+    assert np.bincount(labels).tolist() == [3, 3, 2]
+    with h5py.File(tmp_path / "COOS7_v1.1_train.hdf5", "w") as f:  # COOS-7 in chunks: data1/labels1, data2/labels2
+        f["data1"], f["labels1"] = np.zeros((3, 2, 8, 8), np.uint16), [0, 1, 2]
+        f["data2"], f["labels2"] = np.ones((2, 2, 8, 8), np.uint16), [3, 4]
+    data, coos_labels = protocols.read_coos7(tmp_path / "COOS7_v1.1_train.hdf5")
+    assert data.shape == (5, 2, 8, 8) and coos_labels.tolist() == [0, 1, 2, 3, 4] and data[3:].min() == 1
+    with h5py.File(tmp_path / "gap.hdf5", "w") as f:
+        f["data1"], f["Index1"], f["data3"], f["Index3"] = np.zeros((1, 8192), np.float32), np.eye(4)[[0]], np.zeros((1, 8192)), np.eye(4)[[0]]
+        f["Index1_columns"] = names
+    with pytest.raises(ValueError, match="data3 also exist: a chunk is missing"):
+        protocols.read_cyclops([tmp_path / "gap.hdf5"])

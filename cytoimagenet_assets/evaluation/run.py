@@ -1,0 +1,206 @@
+"""The whole transfer evaluation: backbones × benchmarks × extraction methods → a report.
+
+``run_evaluation`` is what the ``evaluation_report`` asset and ``python -m
+cytoimagenet_assets.evaluation run`` both call: it loads the backbones it can (saying why for the
+others), reads each benchmark folder (skipping, with what to download, those that are absent),
+extracts features once per sample for every method and backbone (with a progress bar), scores
+each backbone and the ImageNet ⊕ CytoImageNet fusion, and renders the report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cytoimagenet_assets.evaluation.benchmarks import DEFAULT_VARIANTS, NAMES, Benchmark, BenchmarkMissing, load_benchmark
+from cytoimagenet_assets.evaluation.features import (
+    METHODS,
+    BackboneUnavailable,
+    FeatureExtractor,
+    cytoimagenet_backbone,
+    extract_all,
+    imagenet_backbone,
+    random_backbone,
+)
+from cytoimagenet_assets.evaluation.protocols import BBBC021Variant
+from cytoimagenet_assets.evaluation.report import BACKBONES, comparison_table, umap_png
+from cytoimagenet_assets.markdown import markdown_table
+from cytoimagenet_assets.storage import atomic_path, write_bytes
+
+COLUMNS = ["benchmark", "variant", "aggregation", "backbone", "method", "accuracy", "low", "high", "n", "interval"]
+
+
+@dataclass
+class EvaluationSettings:
+    backbones: Sequence[str] = BACKBONES
+    methods: Sequence[str] = tuple(METHODS)
+    imagenet_weights: str | None = None  # a file; default: the torch cache (never downloaded here)
+    batch_size: int = 64
+    tvn: bool = True  # report BBBC021 with TVN beside the raw figure
+    aggregations: Sequence[str] = ("mean",)  # BBBC021 treatment aggregation(s): mean (the original), median
+    tvn_components: int | None = None
+    seed: int = 0
+    umap: bool = True
+    device: str | None = None  # default: cuda when present
+
+    def variants(self) -> list[BBBC021Variant]:
+        out = [BBBC021Variant(aggregate=a) for a in self.aggregations]
+        if self.tvn:
+            out += [BBBC021Variant(tvn=True, aggregate=a, tvn_components=self.tvn_components) for a in self.aggregations]
+        return out or list(DEFAULT_VARIANTS)
+
+    def check(self) -> None:
+        for name, given, known in (("backbone", self.backbones, BACKBONES), ("method", self.methods, METHODS),
+                                   ("aggregation", self.aggregations, ("mean", "median"))):
+            unknown = [g for g in given if g not in known]
+            if unknown:
+                raise ValueError(f"unknown {name}(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+
+@dataclass
+class BenchmarkInput:
+    kind: str  # bbbc021, coos7, cyclops
+    folder: Path
+    options: dict | None = None
+    how_to_get: str = ""  # said when the folder lacks the files
+
+
+@dataclass
+class Evaluation:
+    results: pd.DataFrame
+    unavailable: dict[str, str] = field(default_factory=dict)  # backbone → why
+    skipped: dict[str, str] = field(default_factory=dict)  # benchmark → why, and what to download
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, bytes] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def comparison(self) -> pd.DataFrame:
+        return comparison_table(self.results)
+
+    def markdown(self) -> str:
+        comparison = self.comparison
+        parts = ["## Accuracy (%) [95% interval] beside the published figures", "",
+                 "Each cell is the best of the extraction methods evaluated, **chosen on the test data itself** (so it is "
+                 "optimistic); every method is listed under *Every method*. BBBC021 rows are raw (the original's protocol) and "
+                 "TVN (typical variation normalization on DMSO) side by side; the published figures are for the raw protocol.", "",
+                 markdown_table(comparison, max_rows=len(comparison)), ""]
+        if self.notes:
+            parts += ["## Protocols", ""] + [f"- {n}" for n in self.notes] + [""]
+        if len(self.results):
+            per_method = self.results.assign(accuracy=(100 * self.results["accuracy"]).round(2), low=(100 * self.results["low"]).round(1),
+                                              high=(100 * self.results["high"]).round(1))
+            parts += ["## Every method", "", markdown_table(per_method, max_rows=len(per_method)), ""]
+        for title, entries in (("Backbones unavailable", self.unavailable), ("Benchmarks skipped", self.skipped)):
+            if entries:
+                parts += [f"## {title}", ""] + [f"- **{k}**: {v}" for k, v in entries.items()] + [""]
+        return "\n".join(parts)
+
+    def to_json(self) -> str:
+        return json.dumps({"results": self.results.replace({np.nan: None}).to_dict("records"), "unavailable_backbones": self.unavailable,
+                           "skipped_benchmarks": self.skipped, "notes": self.notes, "settings": self.settings}, indent=1)
+
+    def write(self, out: Path) -> Path:
+        """evaluation_report.{md,json,csv} and the UMAP PNGs under ``out``, each written atomically."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in {"evaluation_report.md": self.markdown(), "evaluation_report.json": self.to_json()}.items():
+            with atomic_path(out / name) as stage:
+                stage.write_text(content, encoding="utf-8")
+        with atomic_path(out / "evaluation_report.csv") as stage:
+            self.results.to_csv(stage, index=False)
+        for name, png in self.figures.items():
+            write_bytes(out / f"{name}.png", png)
+        return out
+
+
+def device_for(settings: EvaluationSettings) -> torch.device:
+    return torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load_backbones(settings: EvaluationSettings, model: Path | None, device: torch.device) -> tuple[dict[str, FeatureExtractor], dict[str, str]]:
+    """The wanted backbones as feature extractors, and why each unavailable one is missing."""
+    extractors, unavailable = {}, {}
+    wanted = set(settings.backbones) | ({"imagenet", "cytoimagenet"} if "fusion" in settings.backbones else set())
+    if "random" in wanted:
+        extractors["random"] = FeatureExtractor(random_backbone(settings.seed), device, settings.batch_size)
+    if "imagenet" in wanted:
+        try:
+            extractors["imagenet"] = FeatureExtractor(imagenet_backbone(settings.imagenet_weights), device, settings.batch_size)
+        except BackboneUnavailable as exc:
+            unavailable["imagenet"] = str(exc)
+    if "cytoimagenet" in wanted:
+        if model is None:
+            unavailable["cytoimagenet"] = "no CytoImageNet model given (--model, or materialize pretrained_model)"
+        elif not Path(model).is_file():
+            unavailable["cytoimagenet"] = f"model file {model} not found"
+        else:
+            extractors["cytoimagenet"] = FeatureExtractor(cytoimagenet_backbone(Path(model)), device, settings.batch_size)
+    if "fusion" in settings.backbones and not {"imagenet", "cytoimagenet"} <= set(extractors):
+        unavailable["fusion"] = "needs both the ImageNet and the CytoImageNet backbone"
+    return extractors, unavailable
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", disable=not enabled, dynamic_ncols=True)
+
+
+def score_benchmark(bench: Benchmark, extractors: dict[str, FeatureExtractor], settings: EvaluationSettings,
+                    progress: bool = True) -> tuple[list[dict], dict[str, bytes]]:
+    """Result rows of every backbone (and the fusion) × method on one benchmark, and its UMAPs."""
+    rows, figures = [], {}
+    if not extractors:
+        return rows, figures
+    features: dict[str, dict[str, dict[str, np.ndarray]]] = {b: {m: {} for m in settings.methods} for b in extractors}
+    for split, samples in bench.samples.items():
+        with _progress_bar(len(samples), f"{bench.name} {split}: features", progress) as bar:
+            by_backbone = extract_all(extractors, samples, settings.methods, chunk=settings.batch_size, progress=bar.update)
+        for backbone, by_method in by_backbone.items():
+            for method, array in by_method.items():
+                features[backbone][method][split] = array
+    combos = {b: [b] for b in extractors if b in settings.backbones}
+    if "fusion" in settings.backbones and {"imagenet", "cytoimagenet"} <= set(extractors):
+        combos["fusion"] = ["imagenet", "cytoimagenet"]
+    for backbone, members in combos.items():
+        for method in settings.methods:
+            for row in bench.score([features[m][method] for m in members]):
+                rows.append({**row, "backbone": backbone, "method": method})
+        if settings.umap and "concat_normalized" in settings.methods and len(members) == 1:
+            figures[f"umap_{bench.kind}_{backbone}"] = umap_png(features[backbone]["concat_normalized"][bench.umap_split], bench.colours,
+                                                                 f"{bench.name}, {backbone} features", settings.seed)
+    return rows, figures
+
+
+def run_evaluation(benchmarks: Sequence[BenchmarkInput], model: Path | None, settings: EvaluationSettings = EvaluationSettings(),
+                   progress: bool = True, log: Callable[[str], None] = lambda _: None) -> Evaluation:
+    """Evaluate the backbones on every benchmark that is present; see the module docstring."""
+    settings.check()
+    device = device_for(settings)
+    extractors, unavailable = load_backbones(settings, model, device)
+    for name, why in unavailable.items():
+        log(f"backbone {name} unavailable: {why}")
+    rows, figures, notes, skipped = [], {}, [], {}
+    for given in benchmarks:
+        name = NAMES.get(given.kind, given.kind)
+        try:
+            bench = load_benchmark(given.kind, Path(given.folder), given.options, settings.variants(), settings.seed)
+        except BenchmarkMissing as exc:
+            skipped[name] = f"{exc}." + (f" To provide it: {given.how_to_get}" if given.how_to_get else "")
+            log(f"benchmark {name} skipped: {skipped[name]}")
+            continue
+        log(f"{name}: {bench.size} samples from {bench.folder}, backbones {', '.join(extractors) or 'none'} on {device}")
+        bench_rows, bench_figures = score_benchmark(bench, extractors, settings, progress)
+        rows += bench_rows
+        figures.update(bench_figures)
+        notes += bench.notes
+    results = pd.DataFrame(rows, columns=COLUMNS)
+    settings_record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
+    return Evaluation(results, unavailable, skipped, notes, figures, {**settings_record, "model": str(model) if model else None})

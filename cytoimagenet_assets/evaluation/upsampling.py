@@ -1,0 +1,53 @@
+"""The methods file's "Upsampling Classes" figure: features of random upsampled classes before
+(original images only) and after (originals and crops) upsampling, in one UMAP embedding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cytoimagenet_assets.evaluation.features import BackboneUnavailable, FeatureExtractor, cytoimagenet_backbone, extract, imagenet_backbone
+from cytoimagenet_assets.evaluation.report import before_after_umap_png
+from cytoimagenet_assets.imaging.readers import read_channels
+
+
+@dataclass
+class UpsamplingFigure:
+    png: bytes | None  # None when no class needed upsampling
+    classes: int
+    images: int
+    backbone: str
+    note: str
+
+
+def figure_backbone(imagenet_weights: str | None, model: Path | None) -> tuple[torch.nn.Module, str, str]:
+    """ImageNet features as the paper's figure; the CytoImageNet model when ImageNet weights are absent."""
+    try:
+        return imagenet_backbone(imagenet_weights), "imagenet", "ImageNet features"
+    except BackboneUnavailable as exc:
+        if model is None or not Path(model).is_file():
+            raise BackboneUnavailable(f"{exc}; and no CytoImageNet model to fall back on") from exc
+        return cytoimagenet_backbone(Path(model)), "cytoimagenet", f"ImageNet weights unavailable ({exc}); CytoImageNet features instead"
+
+
+def upsampling_figure(dataset_dir: Path, imagenet_weights: str | None = None, model: Path | None = None, classes: int = 20,
+                      images_per_class: int = 30, seed: int = 0) -> UpsamplingFigure:
+    """UMAP of ``classes`` random upsampled classes of the published dataset (``dataset/metadata.csv``)."""
+    metadata = pd.read_csv(Path(dataset_dir) / "metadata.csv")
+    upsampled = sorted(metadata.loc[metadata["crop"].astype(bool), "path"].unique())
+    if not upsampled:
+        return UpsamplingFigure(None, 0, 0, "", "no class needed upsampling: nothing to compare")
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(upsampled, size=min(classes, len(upsampled)), replace=False))
+    net, backbone, note = figure_backbone(imagenet_weights, model)
+    extractor = FeatureExtractor(net, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    rows = metadata[metadata["path"].isin(chosen)].sample(frac=1.0, random_state=seed)
+    rows = rows.groupby("path").head(images_per_class).sort_values(["path", "filename"])
+    images = [read_channels(Path(dataset_dir) / p / f)[0] for p, f in zip(rows["path"], rows["filename"])]
+    features = extract(extractor, [[image] for image in images], "merge_normalized")
+    png = before_after_umap_png(features, rows["path"].tolist(), rows["crop"].to_numpy(bool), f"{backbone} features", seed)
+    return UpsamplingFigure(png, len(chosen), len(rows), backbone, note)
