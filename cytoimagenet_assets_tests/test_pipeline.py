@@ -40,7 +40,8 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     partitions = instance.get_dynamic_partitions("cytoimagenet_class")
     assert len(runs) == 1 + len(partitions) + 1  # tables, one run per class, then the dataset and the model
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
-    expected = {dg.AssetKey([kind, s.dir_name]) for s in catalog.sources for kind in ("raw", "source_metadata")}
+    expected = {dg.AssetKey(["raw", s.dir_name]) for s in catalog.sources}
+    expected |= {dg.AssetKey(["source_metadata", s.dir_name]) for s in catalog.sources if s.parser is not None}
     expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels", "class_images", "cytoimagenet_dataset",
                                           "training_shards", "pretrained_model", "evaluation_report", "upsampling_umap")}
     assert {k for k in expected if instance.get_latest_materialization_event(k) is None} == set()
@@ -49,7 +50,8 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     evaluations = [
         e.asset_check_evaluation for run in runs for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     ]
-    assert len(evaluations) == 4 * (len(catalog.sources) + 1) + 1 + 3
+    parsed = [s for s in catalog.sources if s.parser is not None]  # the HDF5 evaluation sets have no table, no checks
+    assert len(evaluations) == 4 * (len(parsed) + 1) + 1 + 3
     assert [(str(e.asset_key), e.check_name) for e in evaluations if not e.passed] == []
 
 
@@ -58,7 +60,7 @@ def test_merged_table_holds_every_pretraining_row_and_no_evaluation_row(demo_bui
     data = DataHome(home)
     catalog = DEMO
     merged = pd.read_parquet(data.table_path("merged_metadata"))
-    sizes = {s.dir_name: len(pd.read_parquet(data.table_path("source_metadata", s.dir_name))) for s in catalog.sources}
+    sizes = {s.dir_name: len(pd.read_parquet(data.table_path("source_metadata", s.dir_name))) for s in catalog.sources if s.parser}
     assert len(merged) == sum(n for d, n in sizes.items() if not catalog.source(d).evaluation_only)
     assert "demo_bbbc021" not in set(merged["dir_name"]) and sizes["demo_bbbc021"] > 0
     with sqlite3.connect(home / "catalog.db") as db:
@@ -237,15 +239,24 @@ def test_the_model_trained_on_the_dataset_and_shows_its_history(demo_build):
 def test_the_evaluation_runs_offline_on_the_demo(demo_build):
     home, _, instance, _ = demo_build
     metadata = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report")).asset_materialization.metadata
-    results = pd.read_csv(home / "reports" / "evaluation" / "evaluation_report.csv")
+    results = pd.read_csv(home / "reports" / "evaluation" / "evaluation_report.csv", keep_default_na=False)
     assert set(results["backbone"]) == {"random", "cytoimagenet"}
-    assert set(results["benchmark"]) == {"BBBC021 NSC", "BBBC021 NSCB"} and set(results["method"]) == {
-        "concat_normalized", "concat_raw", "merge_normalized", "merge_raw"}
-    assert (results.loc[results["benchmark"] == "BBBC021 NSC", "n"] == 16).all()
+    assert set(results["benchmark"]) == {"BBBC021 NSC", "BBBC021 NSCB", "COOS-7 test1", "COOS-7 test2", "COOS-7 test3", "COOS-7 test4", "CyCLoPs"}
+    assert set(results["method"]) == {"concat_normalized", "concat_raw", "merge_normalized", "merge_raw"}
+    bbbc021 = results[results["benchmark"].str.startswith("BBBC021")]
+    assert set(zip(bbbc021["benchmark"], bbbc021["variant"])) == {(b, v) for b in ("BBBC021 NSC", "BBBC021 NSCB") for v in ("raw", "TVN")}
+    assert (bbbc021["n"] == 16).all() and (bbbc021["interval"] == "bootstrap").all()  # every demo MOA spans batches: NSCB scores all 16
+    others = results[~results["benchmark"].str.startswith("BBBC021")]
+    assert (others["interval"] == "wilson").all() and (others.loc[others["benchmark"] == "COOS-7 test1", "n"] == 42).all()
+    assert (others.loc[others["benchmark"] == "CyCLoPs", "n"] == 81).all()  # 87 cells, 3 DEAD and 3 GHOST dropped
+    assert len(results) == 2 * 4 * (4 + 4 + 1)  # backbones × methods × (BBBC021 NSC/NSCB raw/TVN, COOS-7 × 4, CyCLoPs)
     assert results["accuracy"].between(0, 1).all() and (results["low"] <= results["accuracy"]).all()
-    assert "imagenet" in metadata["unavailable_backbones"].value  # offline: said, not failed
-    assert set(metadata["skipped_benchmarks"].value) == {"COOS-7", "CyCLoPs"}
-    assert "| BBBC021 NSC |" in metadata["report"].value
+    assert "imagenet" in metadata["unavailable_backbones"].value and "fusion" in metadata["unavailable_backbones"].value
+    assert metadata["skipped_benchmarks"].value == {}
+    report = metadata["report"].value
+    assert "| BBBC021 NSC |" in report and "| BBBC021 NSC (TVN) |" in report and "| CyCLoPs |" in report
+    assert "chosen on the test data itself" in report and "5 classes after dropping DEAD and GHOST" in report
+    assert "NSCB scores the 16 whose MOA occurs in more than one batch" in report
 
 
 def test_upsampling_umap_compares_classes_before_and_after_crops(demo_build):

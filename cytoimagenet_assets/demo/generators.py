@@ -17,6 +17,7 @@ import tifffile
 from PIL import Image
 
 from cytoimagenet_assets.demo.cells import Morphology, render_field, stable_hash, to_rgb, to_uint
+from cytoimagenet_assets.demo.hdf5 import write_coos7, write_cyclops
 
 BASE = Morphology()
 
@@ -217,6 +218,8 @@ def write_cell_cycle(raw: Path, seed: int, size: int = 160, per_class: int = 50)
 
 GENERATORS = {
     "bbbc021": write_bbbc021,
+    "coos7": write_coos7,
+    "cyclops": write_cyclops,
     "rxrx1": write_rxrx1,
     "idr_screen": write_idr_screen,
     "hpa": write_hpa,
