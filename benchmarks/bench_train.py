@@ -39,7 +39,7 @@ def make_shards(folder: Path, images: int, size: int, classes: int) -> Shards:
     array.flush()
     np.save(folder / "labels.npy", rng.integers(0, classes, images).astype(np.int64))
     (folder / "classes.json").write_text("[" + ",".join('{"class_key": "c%d"}' % c for c in range(classes)) + "]")
-    pd.DataFrame({"class_key": [], "filename": []}).to_csv(folder / "index.csv", index=False)
+    pd.DataFrame({"class_key": [], "filename": [], "idx": []}).to_csv(folder / "index.csv", index=False)
     return Shards(folder)
 
 

@@ -12,7 +12,17 @@ import torch
 from PIL import Image
 
 from cytoimagenet_assets.demo.cells import Morphology, render_field
-from cytoimagenet_assets.training.loop import DeviceAugment, TrainConfig, build_model, stratified_split, train, train_one_epoch
+from cytoimagenet_assets.training.loop import (
+    DeviceAugment,
+    TrainConfig,
+    _set_rng_state,
+    build_model,
+    load_checkpoint,
+    shared_sources,
+    stratified_split,
+    train,
+    train_one_epoch,
+)
 from cytoimagenet_assets.training.shards import pack
 
 TINY = TrainConfig(epochs=2, batch_size=8, input_size=32, max_steps_per_epoch=4, seed=0)
@@ -20,7 +30,8 @@ TINY = TrainConfig(epochs=2, batch_size=8, input_size=32, max_steps_per_epoch=4,
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    """Three demo-style classes (different morphologies), 24 images each, packed at 32 px."""
+    """Three demo-style classes (different morphologies), 24 images each (two crops of each of 12
+    source images), packed at 32 px."""
     root = tmp_path_factory.mktemp("train")
     rows = []
     for k, label in enumerate(("round", "elongated", "dense")):
@@ -31,7 +42,7 @@ def shards(tmp_path_factory):
             image = render_field(np.random.default_rng([k, i]), morphology, ["nucleus"], (48, 48))["nucleus"]
             name = f"phenotype-{label}-{i + 1:08d}.png"
             Image.fromarray((image * 255).astype(np.uint8)).save(folder / name)
-            rows.append({"path": f"phenotype-{label}", "filename": name, "label": label, "category": "phenotype"})
+            rows.append({"path": f"phenotype-{label}", "filename": name, "idx": f"{label}-{i // 2}", "label": label, "category": "phenotype"})
     return pack(pd.DataFrame(rows), root / "dataset", root / "shards", 32, workers=2)
 
 
@@ -44,9 +55,19 @@ def test_pack_writes_a_memory_mapped_array_with_labels(shards):
 
 def test_stratified_split_keeps_every_class_in_both_parts():
     labels = np.repeat([0, 1, 2], [50, 10, 2])
-    train_rows, val_rows = stratified_split(labels, 0.1, 0)
+    train_rows, val_rows = stratified_split(labels, np.arange(62).astype(str), 0.1, 0)
     assert sorted(np.concatenate([train_rows, val_rows]).tolist()) == list(range(62))
     assert np.bincount(labels[val_rows]).tolist() == [5, 1, 1] and set(labels[train_rows]) == {0, 1, 2}
+
+
+def test_the_crops_of_one_source_image_stay_on_one_side_of_the_split():
+    labels = np.repeat([0, 1], [400, 40])
+    groups = np.array([f"img-{i // 4}" for i in range(440)])  # four crops of each source image
+    train_rows, val_rows = stratified_split(labels, groups, 0.1, 0)
+    assert shared_sources(groups, train_rows, val_rows) == 0
+    assert np.bincount(labels[val_rows]).tolist() == [40, 4] and set(labels[train_rows]) == {0, 1}
+    rows = np.random.default_rng(0).permutation(440)  # a row-level split, as the original's, leaks
+    assert shared_sources(groups, rows[44:], rows[:44]) > 30
 
 
 def test_rotation_is_reproducible_and_fills_by_reflection():
@@ -79,7 +100,8 @@ def test_a_few_steps_lower_the_loss(shards):
     before = loss()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    totals = train_one_epoch(model, optimizer, scaler, iter([(x_u8, y)] * 12), augment, 0, 0, 0, device, amp=False)
+    unrotated = lambda batch, seed: augment(batch, None)  # noqa: E731 - rotation has its own test; 12 random rotations of 24 tiny images are too hard to fit
+    totals = train_one_epoch(model, optimizer, scaler, iter([(x_u8, y)] * 12), unrotated, 0, 0, 0, device, amp=False)
     assert totals[3] == 12 * len(y)
     assert loss() < 0.7 * before
 
@@ -96,6 +118,21 @@ def test_resuming_after_an_epoch_gives_the_same_weights(shards, tmp_path):
     pd.testing.assert_frame_equal(straight.history.drop(columns=["seconds", "images_per_s"]), second.history.drop(columns=["seconds", "images_per_s"]))
 
 
+def test_a_checkpoint_loads_for_another_device_with_its_rng_states_on_the_cpu(shards, tmp_path):
+    """On CUDA, mapping the whole checkpoint to the GPU moved the RNG byte tensors there and
+    ``torch.set_rng_state`` refused them; the meta device reproduces that on a CPU machine."""
+    train(TrainConfig(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    mapped = torch.load(path, map_location="meta", weights_only=False)
+    with pytest.raises((TypeError, RuntimeError)):
+        torch.set_rng_state(mapped["rng"]["torch"])
+    state = load_checkpoint(path, torch.device("meta"))
+    assert all(t.device.type == "meta" for t in state["model"].values())
+    assert state["rng"]["torch"].device.type == "cpu"
+    _set_rng_state(state["rng"])
+    assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
+
+
 def test_a_checkpoint_of_another_recipe_is_refused(shards, tmp_path):
     train(TrainConfig(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
     with pytest.raises(ValueError, match="made with another configuration"):
@@ -110,6 +147,7 @@ def test_model_card_and_history_are_written(shards, tmp_path):
     card = json.loads((tmp_path / "run" / "model_card.json").read_text())
     assert len(card["classes"]) == 3 and card["recipe"]["batch_size"] == 8 and card["data"]["images"] == 72
     assert card["data"]["train"] + card["data"]["validation"] == 72 and len(card["data"]["fingerprint"]) == 16
+    assert card["data"]["val_images_sharing_source_with_train"] == 0 and card["data"]["validation"] == 3 * 2  # one source image a class
     assert (tmp_path / "run" / "model_card.md").read_text().startswith("# CytoImageNet EfficientNet-B0")
     model = build_model(3)
     model.load_state_dict(torch.load(result.weights))

@@ -1,7 +1,8 @@
 """Train EfficientNet-B0 from scratch on the packed dataset (methods: "Model Training").
 
 The original recipe by default: torchvision ``efficientnet_b0`` from random initialization, one
-output per class, a 90/10 train/validation split stratified by class, batches of 64, random
+output per class, a 90/10 train/validation split stratified by class (grouped by source image, so no
+crop of a validation image is trained on), batches of 64, random
 rotation 0-360° (reflect fill), Adam at 1e-3, cross-entropy, 24 epochs, 224×224 input with the gray
 image replicated to 3 channels (so ImageNet weights stay interchangeable).
 
@@ -64,18 +65,34 @@ class TrainConfig:
         return dataclasses.replace(self, epochs=0) == dataclasses.replace(other, epochs=0)
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) row indices: ``fraction`` of every class (at least one image of any
-    class with two or more) goes to validation."""
+def stratified_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) row indices: about ``fraction`` of every class goes to validation, whole
+    ``groups`` (source images) at a time, so the crops of one image never sit on both sides.
+
+    Per class, its source images in a seeded random order go to validation until it holds at least
+    round(fraction × class size) rows (at least one image of a class with two source images or
+    more; never all of them). Deviation from the original, whose row-level split put crops of one
+    image in both parts and so scored validation on near-copies of training images.
+    """
     rng = np.random.default_rng(seed)
     train, val = [], []
     for label in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        n_val = int(round(fraction * len(rows)))
-        n_val = min(max(n_val, 1 if len(rows) > 1 and fraction > 0 else 0), len(rows) - 1) if len(rows) > 1 else 0
-        val.append(rows[:n_val])
-        train.append(rows[n_val:])
+        rows = np.flatnonzero(labels == label)
+        codes, uniques = pd.factorize(groups[rows])
+        order = rng.permutation(len(uniques))
+        filled = np.cumsum(np.bincount(codes, minlength=len(uniques))[order])
+        wanted = int(round(fraction * len(rows)))
+        n_groups = int(np.searchsorted(filled, wanted)) + 1 if wanted > 0 else 0
+        n_groups = min(max(n_groups, 1 if fraction > 0 else 0), len(uniques) - 1)
+        in_val = np.isin(codes, order[:n_groups])
+        val.append(rows[in_val])
+        train.append(rows[~in_val])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def shared_sources(groups: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray) -> int:
+    """Validation rows whose source image also gives a training row (0 for a leak-free split)."""
+    return int(np.isin(groups[val_rows], groups[train_rows]).sum())
 
 
 def build_model(num_classes: int) -> torch.nn.Module:
@@ -240,6 +257,25 @@ def _rng_state() -> dict:
     return state
 
 
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    """A checkpoint with its tensors on ``device``, except the RNG states, which stay on the CPU
+    (``torch.set_rng_state`` takes only CPU byte tensors; mapping them to a GPU broke resuming there)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    for part in ("model", "optimizer", "scheduler", "scaler"):
+        state[part] = _to_device(state[part], device)
+    return state
+
+
+def _to_device(value, device: torch.device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
@@ -274,8 +310,9 @@ def train(config: TrainConfig, shards: Shards, out_dir: Path, log: Callable[[str
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     classes = shards.classes
-    labels = shards.labels
-    train_rows, val_rows = stratified_split(labels, config.val_fraction, config.seed)
+    labels, sources = shards.labels, shards.sources
+    train_rows, val_rows = stratified_split(labels, sources, config.val_fraction, config.seed)
+    leak = shared_sources(sources, train_rows, val_rows)
 
     torch.manual_seed(config.seed)  # same initial weights on every rank and every run
     model = build_model(len(classes)).to(device)
@@ -290,7 +327,7 @@ def train(config: TrainConfig, shards: Shards, out_dir: Path, log: Callable[[str
     history: list[dict] = []
     start_epoch, resumed = 0, None
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint_path, device)
         saved = TrainConfig(**state["config"])
         if not config.resumable_with(saved):
             raise ValueError(f"{checkpoint_path} was made with another configuration ({saved}); use a new output folder")
@@ -331,7 +368,7 @@ def train(config: TrainConfig, shards: Shards, out_dir: Path, log: Callable[[str
         ddp.barrier()
     weights = out_dir / "model.pt"
     if ddp.main:
-        _write_outputs(out_dir, model, config, shards, classes, history, len(train_rows), len(val_rows))
+        _write_outputs(out_dir, model, config, shards, classes, history, len(train_rows), len(val_rows), leak)
     ddp.barrier()
     return TrainResult(pd.DataFrame(history), weights, resumed, seen / seconds if seconds else 0.0)
 
@@ -351,7 +388,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int
 
 
 def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: Shards, classes: list[dict], history: list[dict],
-                   n_train: int, n_val: int) -> None:
+                   n_train: int, n_val: int, leak: int) -> None:
     stage = out_dir / "model.pt.partial"
     torch.save(model.state_dict(), stage)
     os.replace(stage, out_dir / "model.pt")
@@ -363,7 +400,8 @@ def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: Shards, cl
         "class_labels": [{"category": c["category"], "label": c["label"]} for c in classes],
         "recipe": dataclasses.asdict(config) | {"optimizer": "Adam", "loss": "cross-entropy", "augmentation": "random rotation 0-360°, reflect fill",
                                                 "input": "gray replicated to 3 channels, ImageNet mean/std"},
-        "data": {"fingerprint": data_fingerprint(shards), "images": int(shards.images.shape[0]), "train": n_train, "validation": n_val},
+        "data": {"fingerprint": data_fingerprint(shards), "images": int(shards.images.shape[0]), "train": n_train, "validation": n_val,
+                 "split": "stratified by class, grouped by source image", "val_images_sharing_source_with_train": leak},
         "metrics": {k: last[k] for k in ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5") if k in last},
         "epochs_trained": len(history),
         "torch": torch.__version__,
@@ -372,7 +410,8 @@ def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: Shards, cl
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in card["metrics"].items())
     write_text(out_dir / "model_card.md", 
         f"# CytoImageNet EfficientNet-B0\n\n{card['architecture']}, {len(classes)} classes, trained {len(history)} epochs "
-        f"on {n_train} images (validation {n_val}); data fingerprint `{card['data']['fingerprint']}`.\n\n"
+        f"on {n_train} images (validation {n_val}, split by source image: {leak} validation images share a source image "
+        f"with training); data fingerprint `{card['data']['fingerprint']}`.\n\n"
         f"Recipe: {json.dumps(card['recipe'])}\n\n| metric | value |\n|---|---|\n{metrics}\n\n"
         "Load: `m = torchvision.models.efficientnet_b0(num_classes=N); m.load_state_dict(torch.load('model.pt'))`; "
         "class order in model_card.json.\n"

@@ -5,7 +5,8 @@ Layout of a shard folder::
     images.npy    uint8 (N, size, size), memory-mappable (numpy .npy format)
     labels.npy    int64 (N,), index into classes.json
     classes.json  [{"class_key", "label", "category", "images"}, ...] by class key; labels.npy indexes it
-    index.csv     filename and class_key of each row (provenance)
+    index.csv     class_key, filename and idx (the source image) of each row: provenance, and the groups
+                  that keep all crops of one source image on one side of the validation split
 
 Written atomically (staged folder, renamed when complete).
 """
@@ -40,6 +41,14 @@ class Shards:
     def classes(self) -> list[dict]:
         return json.loads((self.folder / "classes.json").read_text())
 
+    @property
+    def sources(self) -> np.ndarray:
+        """The source image (idx) of each row."""
+        index = pd.read_csv(self.folder / "index.csv", dtype=str, keep_default_na=False)
+        if "idx" not in index.columns:
+            raise ValueError(f"{self.folder / 'index.csv'} has no idx column (packed by an older version); materialize training_shards again")
+        return index["idx"].to_numpy()
+
 
 def _load(path: str, size: int) -> np.ndarray:
     with Image.open(path) as image:
@@ -59,7 +68,7 @@ def _pack_chunk(args) -> int:
 
 
 def pack(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, size: int, workers: int = 1) -> Shards:
-    """Pack every image listed in ``metadata`` (the release table: path, filename, label, category)."""
+    """Pack every image listed in ``metadata`` (the release table: path, filename, idx, label, category)."""
     metadata = metadata.sort_values(["path", "filename"], kind="stable").reset_index(drop=True)
     keys = sorted(metadata["path"].unique())
     index = {k: i for i, k in enumerate(keys)}
@@ -80,5 +89,5 @@ def pack(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, size: int, wo
                 _pack_chunk(job)
         np.save(stage / "labels.npy", metadata["path"].map(index).to_numpy(np.int64))
         (stage / "classes.json").write_text(json.dumps(classes, indent=1))
-        metadata[["path", "filename"]].rename(columns={"path": "class_key"}).to_csv(stage / "index.csv", index=False)
+        metadata[["path", "filename", "idx"]].rename(columns={"path": "class_key"}).to_csv(stage / "index.csv", index=False)
     return Shards(out_dir)
