@@ -23,6 +23,7 @@ from cytoimagenet_assets.imaging.classes import (
     top_up_crops_per_image,
     trim_to_target,
 )
+from cytoimagenet_assets.imaging.dataset import class_folder_problems, dataset_problems, upsampling_figures
 from cytoimagenet_assets.imaging.process import (
     MIN_CROP,
     SCALES,
@@ -403,3 +404,25 @@ def test_signed_and_float_images_use_exact_percentiles():
     signed = np.array([[-300, -10], [0, 900]], dtype=np.int16)
     assert np.allclose(normalize(signed), np.clip((signed - np.percentile(signed, 0.1)) / np.ptp(np.percentile(signed, [0.1, 99.9])), 0, 1))
     assert np.allclose(percentiles(signed, [50]), np.percentile(signed, [50]))
+
+
+def test_the_class_folder_check_finds_stray_colour_and_out_of_bounds_images(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    out = tmp_path / "dataset" / "k"
+    meta = build_class("k", "x", "compound", _class_rows(raw, 6), {"s": raw}, out, target=30, threshold=5, seed=0).metadata
+    assert class_folder_problems(out, meta, 5, 30) == []
+    assert class_folder_problems(out, meta, len(meta) + 1, 100) == [f"{len(meta)} images, outside [{len(meta) + 1}, 100]"]
+    Image.new("RGB", (8, 8)).save(out / meta["filename"].iloc[0])
+    Image.new("L", (8, 8)).save(out / "stray.png")
+    problems = class_folder_problems(out, meta, 5, 30)
+    assert len(problems) == 2 and "unlisted: ['stray.png']" in problems[0] and "(RGB)" in problems[1]
+
+
+def test_the_dataset_check_finds_unlisted_classes_and_images_in_two_classes():
+    metadata = pd.DataFrame({"path": ["a", "a", "b"], "idx": ["s-1", "s-1", "s-2"], "crop": [True, True, False], "scaling": [0.5, 0.25, 1.0]})
+    assert dataset_problems(metadata, ["a", "b"]) == []
+    assert dataset_problems(metadata, ["a", "b", "c"]) == ["1 built classes missing from metadata.csv: c"]
+    shared = metadata.assign(idx=["s-1", "s-2", "s-2"])
+    assert dataset_problems(shared, ["a", "b"]) == ["1 source images in two or more classes: s-2"]
+    assert upsampling_figures(metadata) == {"crop_share": round(2 / 3, 4), "scaling_histogram": {"1": 1, "0.5": 1, "0.25": 1}}

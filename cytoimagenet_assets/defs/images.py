@@ -15,7 +15,14 @@ from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResour
 from cytoimagenet_assets.download import ArchiveError, DownloadError
 from cytoimagenet_assets.download.plan import FetchReport, fetch_missing
 from cytoimagenet_assets.imaging.classes import ClassBuildError, build_class, drop_summary, thumbnail_grid
-from cytoimagenet_assets.imaging.dataset import assemble_dataset, composition_png, dataset_card
+from cytoimagenet_assets.imaging.dataset import (
+    assemble_dataset,
+    class_folder_problems,
+    composition_png,
+    dataset_card,
+    dataset_problems,
+    upsampling_figures,
+)
 from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.storage import atomic_path, read_parquet, read_parquet_metadata, write_sql_table
 
@@ -44,6 +51,9 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
         kinds={"png"},
         pool="io",
         retry_policy=dg.RetryPolicy(max_retries=1, delay=10),  # systemic, transient errors (I/O); not a ClassBuildError
+        check_specs=[dg.AssetCheckSpec("class_folder", asset=CLASS_IMAGES_KEY,
+                                       description="The class folder holds exactly the PNGs of its metadata.csv, all 8-bit gray, "
+                                                   "between the threshold and the target in number.")],
         description="The PNGs of one class (merged channels, crops to reach the target, quality-checked) under "
                     "dataset/<class_key>/, with its metadata.csv. One partition per class: each fails and reruns on its own.",
     )
@@ -88,6 +98,7 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         folder = home.class_dir(key)
         meta = result.metadata
+        problems = class_folder_problems(folder, pd.read_csv(folder / "metadata.csv"), settings["threshold"], settings["target"])
         context.log.info(f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(result.drops)}")
         return dg.MaterializeResult(metadata={
             "label": str(info["label"]),
@@ -108,7 +119,9 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "fingerprint": str(info["fingerprint"]),
             "path": dg.MetadataValue.path(str(folder)),
             "samples": png_markdown(thumbnail_grid([folder / f for f in meta["filename"]]), f"{key} samples"),
-        })
+        }, check_results=[dg.AssetCheckResult(check_name="class_folder", passed=not problems,
+                                              metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
+                                                        "images": len(meta)})])
 
     return class_images
 
@@ -160,6 +173,8 @@ def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
         kinds={"csv", "sql"},
         description="The published dataset: dataset/metadata.csv over every built class (the release's columns), "
                     "a dataset card (dataset/README.md), the SQL table images, and composition figures.",
+        check_specs=[dg.AssetCheckSpec("classes_listed_once", asset=DATASET_KEY,
+                                       description="Every built class is in metadata.csv and no source image (idx) is in two classes.")],
     )
     def cytoimagenet_dataset(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
@@ -175,18 +190,25 @@ def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
         with atomic_path(home.dataset_dir() / "README.md") as stage:
             stage.write_text(card, encoding="utf-8")
         rows = write_sql_table(metadata, "images", home.db_url)
+        built = [k for k in classes["class_key"] if (home.class_dir(k) / "metadata.csv").is_file()]
+        problems = dataset_problems(metadata, built)
+        upsampling = upsampling_figures(metadata)
         per_category = metadata.drop_duplicates("path")["category"].value_counts().rename("classes").rename_axis("category").reset_index()
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(metadata),
             "classes": int(metadata["path"].nunique()),
             "classes_missing": dg.MetadataValue.json(missing[:50]),
             "crops": int(metadata["crop"].sum()),
+            "crop_share": upsampling["crop_share"],
+            "scaling_histogram": dg.MetadataValue.json(upsampling["scaling_histogram"]),
             "classes_per_category": dg.MetadataValue.md(markdown_table(per_category, max_rows=10)),
             "card": dg.MetadataValue.md(card),
             "composition": png_markdown(composition_png(metadata), "composition"),
             "sql_catalog": redacted(home.db_url),
             "sql_rows": rows,
             "path": dg.MetadataValue.path(str(home.dataset_dir())),
-        })
+        }, check_results=[dg.AssetCheckResult(check_name="classes_listed_once", passed=not problems, metadata={
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"), "classes_built": len(built),
+            "crop_share": upsampling["crop_share"], "scaling_histogram": dg.MetadataValue.json(upsampling["scaling_histogram"])})])
 
     return cytoimagenet_dataset

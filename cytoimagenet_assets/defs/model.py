@@ -75,7 +75,10 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
     @dg.asset(key=MODEL_KEY, deps=[SHARDS_KEY], group_name=GROUP, kinds={"pytorch"}, pool="gpu", op_tags=GPU_POD,
               description="EfficientNet-B0 trained from scratch on the dataset (the original recipe). Checkpoints every "
-                          "epoch under models/<run>/; a rerun of the same data and recipe resumes from the last one.")
+                          "epoch under models/<run>/; a rerun of the same data and recipe resumes from the last one.",
+              check_specs=[dg.AssetCheckSpec("card_matches_dataset", asset=MODEL_KEY,
+                                             description="The model card's classes are the dataset's, and no validation image "
+                                                         "shares a source image with training.")])
     def pretrained_model(context: dg.AssetExecutionContext, config: PretrainConfig, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
         shards = Shards(home.root / "shards" / f"{defaults.input_size}px")
@@ -94,6 +97,8 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
             train(recipe, shards, out, log=context.log.info)
         history = pd.read_csv(out / "history.csv")
         card = json.loads((out / "model_card.json").read_text())
+        dataset_classes = sorted(pd.read_csv(home.dataset_dir() / "metadata.csv", usecols=["path"])["path"].unique())
+        leak = card["data"]["val_images_sharing_source_with_train"]
         return dg.MaterializeResult(metadata={
             "run": run,
             "path": dg.MetadataValue.path(str(out)),
@@ -103,7 +108,12 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "history": dg.MetadataValue.md(markdown_table(history.round(4), max_rows=100)),
             "curves": png_markdown(history_png(history), "training curves"),
             "model_card": dg.MetadataValue.md((out / "model_card.md").read_text()),
-        })
+            "val_images_sharing_source_with_train": leak,
+        }, check_results=[dg.AssetCheckResult(check_name="card_matches_dataset", passed=card["classes"] == dataset_classes and leak == 0,
+                                              metadata={"card_classes": len(card["classes"]), "dataset_classes": len(dataset_classes),
+                                                        "classes_only_in_card": dg.MetadataValue.json(sorted(set(card["classes"]) - set(dataset_classes))[:20]),
+                                                        "classes_only_in_dataset": dg.MetadataValue.json(sorted(set(dataset_classes) - set(card["classes"]))[:20]),
+                                                        "val_images_sharing_source_with_train": leak})])
 
     return pretrained_model
 

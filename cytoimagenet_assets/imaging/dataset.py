@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
 from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.labels.assign import CATEGORIES
@@ -59,3 +60,45 @@ def composition_png(metadata: pd.DataFrame) -> bytes:
     ax.legend()
     ax.tick_params(axis="x", rotation=30)
     return png_bytes(fig)
+
+
+def class_folder_problems(folder: Path, metadata: pd.DataFrame, threshold: int, target: int) -> list[str]:
+    """What is wrong with a built class folder (empty when sound): its PNGs are exactly those of its
+    metadata.csv, every one 8-bit gray, and it holds between ``threshold`` and ``target`` images."""
+    problems = []
+    on_disk = {p.name for p in folder.glob("*.png")}
+    listed = set(metadata["filename"])
+    if on_disk != listed:
+        problems.append(f"{len(on_disk)} PNGs on disk, {len(listed)} in metadata.csv; unlisted: {sorted(on_disk - listed)[:5]}, "
+                        f"absent: {sorted(listed - on_disk)[:5]}")
+    not_gray = []
+    for name in sorted(on_disk & listed):
+        with Image.open(folder / name) as image:  # reads the header only
+            if image.mode != "L":
+                not_gray.append(f"{name} ({image.mode})")
+    if not_gray:
+        problems.append(f"{len(not_gray)} images are not 8-bit gray: {', '.join(not_gray[:5])}")
+    if not threshold <= len(metadata) <= target:
+        problems.append(f"{len(metadata)} images, outside [{threshold}, {target}]")
+    return problems
+
+
+def dataset_problems(metadata: pd.DataFrame, built: list[str]) -> list[str]:
+    """What is wrong with the published table (empty when sound): every built class (``built``:
+    class keys with a folder) is listed, and no source image (idx) is in two classes."""
+    problems = []
+    unlisted = sorted(set(built) - set(metadata["path"]))
+    if unlisted:
+        problems.append(f"{len(unlisted)} built classes missing from metadata.csv: {', '.join(unlisted[:5])}")
+    classes_per_image = metadata.groupby("idx")["path"].nunique()
+    shared = classes_per_image[classes_per_image > 1]
+    if len(shared):
+        problems.append(f"{len(shared)} source images in two or more classes: {', '.join(shared.index[:5])}")
+    return problems
+
+
+def upsampling_figures(metadata: pd.DataFrame) -> dict:
+    """Share of crops and how many images at each scaling (1.0: a whole image)."""
+    scaling = metadata["scaling"].astype(float).value_counts().sort_index(ascending=False)
+    return {"crop_share": round(float(metadata["crop"].mean()), 4) if len(metadata) else 0.0,
+            "scaling_histogram": {f"{k:g}": int(v) for k, v in scaling.items()}}
