@@ -426,3 +426,26 @@ def test_the_dataset_check_finds_unlisted_classes_and_images_in_two_classes():
     shared = metadata.assign(idx=["s-1", "s-2", "s-2"])
     assert dataset_problems(shared, ["a", "b"]) == ["1 source images in two or more classes: s-2"]
     assert upsampling_figures(metadata) == {"crop_share": round(2 / 3, 4), "scaling_histogram": {"1": 1, "0.5": 1, "0.25": 1}}
+
+
+@pytest.mark.parametrize("step", [256, 257])
+def test_a_gray_ramp_palette_tiff_reproduces_its_indices_exactly(tmp_path, step):
+    """A palette TIFF whose colour map is a gray ramp (level i stored as i << 8, as ImageJ and
+    libtiff's tools write it, or as i * 257) is its indices: no two neighbouring levels merge."""
+    indices = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    ramp = np.arange(256, dtype=np.uint16) * step
+    path = tmp_path / "ramp.tif"
+    tifffile.imwrite(path, indices, photometric="palette", colormap=np.stack([ramp, ramp, ramp]))
+    (image,) = read_channels(path)
+    assert image.dtype == np.uint8 and np.array_equal(image, indices)
+
+
+def test_a_garbage_tiff_is_dropped_with_the_decoders_complaint(tmp_path):
+    """A file with a TIFF header and garbage after it: tifffile finds no page and says why (an
+    invalid offset); the reason quotes that, not an IndexError from an empty page list."""
+    path = tmp_path / "garbage.tif"
+    path.write_bytes(b"II*\x00" + bytes(range(256)) * 8)
+    with pytest.raises(ImageReadError) as caught:
+        read_channels(path)
+    assert "IndexError" not in caught.value.reason
+    assert "invalid offset" in caught.value.reason and "garbage.tif" in str(caught.value)

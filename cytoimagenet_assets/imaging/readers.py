@@ -10,6 +10,8 @@ an ``.npy`` crop, a FLEX file's pages) gives one array per channel.
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -69,15 +71,47 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
     return np.round(gray).astype(rgb.dtype) if rgb.dtype.kind in "ui" else gray
 
 
+@contextmanager
+def _tifffile_complaints():
+    """Collect what tifffile logs while it reads (it logs, rather than raises, about bad page
+    offsets and the like), so that a file it cannot read is dropped with tifffile's own words."""
+    complaints: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            complaints.append(record.getMessage())
+
+    logger, handler = logging.getLogger("tifffile"), Collect(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield complaints
+    finally:
+        logger.removeHandler(handler)
+
+
+def _palette_levels(colormap: np.ndarray) -> np.ndarray:
+    """A TIFF colour map (uint16 entries) to 8-bit levels without merging neighbours: writers store
+    level ``v`` as ``v * 257`` (full range) or ``v << 8``; both map back to ``v`` exactly."""
+    colormap = colormap.astype(np.int64)
+    scale = 256 if not (colormap % 256).any() else 257
+    return np.clip(np.rint(colormap / scale), 0, 255).astype(np.uint8)
+
+
 def _tiff(path: Path, flex: bool) -> list[np.ndarray]:
-    with tifffile.TiffFile(path) as tif:
+    with _tifffile_complaints() as complaints, tifffile.TiffFile(path) as tif:
+        if not tif.pages or not tif.series:
+            said = "; ".join(dict.fromkeys(complaints)) or "no image pages"
+            raise ImageReadError(path, f"cannot decode: tifffile found no image in the file ({said})")
         series = tif.series[0]
         page = tif.pages[0]
         data = series.asarray()
         axes = series.axes
         if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
-            colormap = np.asarray(page.colormap)  # (3, 2**bits) uint16
-            data = _gray((colormap[:, data].transpose(*range(1, data.ndim + 1), 0) / 257).astype(np.uint8))
+            levels = _palette_levels(np.asarray(page.colormap))  # (3, 2**bits)
+            if (levels[0] == levels[1]).all() and (levels[1] == levels[2]).all():
+                data = levels[0][data]  # a gray colour map: its levels, exactly (no luma rounding)
+            else:
+                data = _gray(levels[:, data].transpose(*range(1, data.ndim + 1), 0))
             return [data] if data.ndim == 2 else [_reduce(data, axes[:-2] + "YX")]
     if "S" in axes and page.photometric in COLOUR and data.shape[axes.index("S")] in (3, 4):  # RGB samples, contiguous or planar
         data = _gray(np.moveaxis(data, axes.index("S"), -1))
