@@ -11,6 +11,7 @@ import pytest
 from cytoimagenet_assets.catalog import TrainingDefaults, load_catalog
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.build import build_all
+from cytoimagenet_assets.imaging.readers import read_channels
 from cytoimagenet_assets.storage import DataHome
 
 # The demo catalog with a token training schedule: these tests are about the graph, not the model.
@@ -51,7 +52,8 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
         e.asset_check_evaluation for run in runs for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     ]
     parsed = [s for s in catalog.sources if s.parser is not None]  # the HDF5 evaluation sets have no table, no checks
-    assert len(evaluations) == 4 * (len(parsed) + 1) + 1 + 3
+    # 4 per table, the merged table's leak check, 3 on the class table, one per class folder, the dataset's and the model's
+    assert len(evaluations) == 4 * (len(parsed) + 1) + 1 + 3 + len(partitions) + 2
     assert [(str(e.asset_key), e.check_name) for e in evaluations if not e.passed] == []
 
 
@@ -265,3 +267,22 @@ def test_upsampling_umap_compares_classes_before_and_after_crops(demo_build):
     assert metadata["classes"].value == 20 and metadata["backbone"].value == "cytoimagenet"  # offline: no ImageNet weights
     assert "ImageNet weights unavailable" in metadata["note"].value
     assert metadata["umap"].value.startswith("![before and after upsampling](data:image/png;base64,")
+
+
+def test_the_demo_dataset_is_upsampled_as_the_original_and_trains_without_a_validation_leak(demo_build):
+    home, _, instance, _ = demo_build
+    data = DataHome(home)
+    metadata = pd.read_csv(data.dataset_dir() / "metadata.csv")
+    labels = DEMO.labels
+    sizes = metadata.groupby("path").size()
+    assert sizes.between(labels.threshold, labels.target).all()
+    crops = metadata[metadata["crop"]]
+    assert set(crops["scaling"]) <= {0.5, 0.25, 0.125, 0.0625}
+    merged = pd.read_parquet(data.table_path("merged_metadata"), columns=["dir_name", "channel_paths"]).drop_duplicates("dir_name")
+    side = {d: min(read_channels(data.raw_dir(d) / paths[0])[0].shape) for d, paths in zip(merged["dir_name"], merged["channel_paths"])}
+    large = metadata[metadata["dir_name"].map(side) >= 140]
+    assert len(large) > 0.5 * len(metadata) and large["crop"].mean() >= 0.9
+    event = instance.get_latest_materialization_event(dg.AssetKey("pretrained_model"))
+    assert event.asset_materialization.metadata["val_images_sharing_source_with_train"].value == 0
+    dataset = instance.get_latest_materialization_event(dg.AssetKey("cytoimagenet_dataset")).asset_materialization.metadata
+    assert dataset["crop_share"].value == round(float(metadata["crop"].mean()), 4)
