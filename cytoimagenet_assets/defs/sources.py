@@ -94,6 +94,9 @@ def _table_asset(source: Source) -> dg.AssetsDefinition:
         no_files = int((parsed.table["channel_paths"].map(len) == 0).sum())
         if len(parsed.rejects):
             context.log.warning(f"{source.dir_name}: {len(parsed.rejects)} rows could not be used; see the 'rejected_rows' metadata")
+        if len(parsed.join_misses):
+            context.log.warning(f"{source.dir_name}: {int(parsed.join_misses['rows'].sum())} rows have keys no annotation table holds; "
+                                "see the 'annotation_join_misses' metadata")
         return dg.MaterializeResult(metadata={
             **table_metadata(parsed.table, path),
             "rejected_rows": len(parsed.rejects),
@@ -101,6 +104,10 @@ def _table_asset(source: Source) -> dg.AssetsDefinition:
             "referenced_files": parsed.referenced_files,
             "missing_files": len(missing),
             "rows_without_image_files": no_files,
+            # Keys of this source's rows that an annotation table it joins lacks: the rows stay, unlabelled by it.
+            "annotation_join_misses": int(parsed.join_misses["rows"].sum()),
+            "annotation_join_misses_sample": dg.MetadataValue.md(
+                markdown_table(parsed.join_misses, max_rows=20) if len(parsed.join_misses) else "none"),
         })
 
     return source_metadata

@@ -36,4 +36,4 @@ def parse_source(source, raw_dir: Path) -> ParsedSource:
     if not raw_dir.is_dir():
         raise ParseError(f"{source.dir_name}: raw folder {raw_dir} does not exist. To provide it: {source.download.instructions()}, into {raw_dir}")
     parsed = PARSERS[source.parser](source, raw_dir)
-    return ParsedSource(standardize(parsed.table, source), parsed.rejects)
+    return ParsedSource(standardize(parsed.table, source), parsed.rejects, parsed.join_misses)

@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rejected rows: {len(parsed.rejects)}")
     for reason, count in parsed.rejects["reason"].value_counts().head(5).items():
         print(f"  {count} x {reason}")
+    if len(parsed.join_misses):
+        print(f"rows whose key an annotation table lacks: {int(parsed.join_misses['rows'].sum())}")
+        for miss in parsed.join_misses.head(5).itertuples(index=False):
+            print(f"  {miss.rows} x {miss.key} not in {miss.table}")
     counts, distinct = label_counts(table, top=args.top), distinct_labels(table)
     for category in LABEL_CATEGORIES:
         labels = counts[category]

@@ -26,7 +26,7 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table
-from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
+from cytoimagenet_assets.sources.table import JOIN_MISS_COLUMNS, ParsedSource, ParseError, escapes, rejects_frame
 
 SITE = re.compile(r"_s(\d+)", re.IGNORECASE)
 
@@ -66,6 +66,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     columns: dict = options.get("columns", {})
     channel_columns = [f"Image_{kind}_{c.key}" for c in source.channels for kind in ("FileName", "PathName")]
     table = read_table(source, path, required=[*channel_columns, *columns.values()])
+    misses = []
     for spec in options.get("annotations", []):
         annotation = read_annotation(source, raw_dir, spec)
         left = table.copy()
@@ -74,7 +75,14 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
                 left[annotation_column] = _numbers(source, path, table[image_column])
             else:
                 left[annotation_column] = table[image_column]
-        joined = left.merge(annotation, how="left", on=list(spec["join"].values()), validate="many_to_one")
+        joined = left.merge(annotation, how="left", on=list(spec["join"].values()), validate="many_to_one", indicator=True)
+        # Rows whose key the annotation lacks (BBBC022's MOA table keys short Broad ids, some image
+        # tables long ones): kept, without its labels, and counted per key, never silently.
+        missed = left.loc[(joined["_merge"] == "left_only").to_numpy(), list(spec["join"])]
+        missed = missed[missed.ne("").any(axis=1)]
+        for key, count in missed.value_counts(sort=True).items():
+            shown = ", ".join(f"{c}={v!r}" for c, v in zip(spec["join"], key if isinstance(key, tuple) else (key,)))
+            misses.append((spec["table"], shown, int(count)))
         for category, annotation_column in spec["columns"].items():
             table[category] = joined[annotation_column].to_numpy()
 
@@ -85,6 +93,9 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         for channel in source.channels:
             name, folder = record[f"Image_FileName_{channel.key}"].strip(), record[f"Image_PathName_{channel.key}"].strip()
             if name:
+                if escapes(folder) or escapes(name):
+                    raise ParseError(f"{source.dir_name}: {source_file} row {i + 1}: image path {folder!r} / {name!r} of channel "
+                                     f"{channel.key} is absolute or climbs out of the source's raw folder; paths must stay inside it")
                 files[channel.key] = f"{folder.strip('/')}/{name}" if folder else name
         if not files:
             rejects.append((source_file, i + 1, "no channel file names"))
@@ -98,4 +109,4 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         site = SITE.search(next(iter(files.values())))
         base.setdefault("field", site.group(1) if site else None)
         rows.extend(channel_rows(base, files, source.channels))
-    return ParsedSource(frame(rows), rejects_frame(rejects))
+    return ParsedSource(frame(rows), rejects_frame(rejects), pd.DataFrame(misses, columns=list(JOIN_MISS_COLUMNS)))

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -42,19 +48,72 @@ def find_file(source: Source, raw_dir: Path, name: str) -> Path:
     return found[0]
 
 
+class EmptyTableWarning(UserWarning):
+    """A metadata table with a header and no rows: the source is parsed, but loudly."""
+
+
+# What reading a damaged file raises: pandas' parser, a truncated or corrupt compressed stream
+# (EOFError, gzip.BadGzipFile and zipfile.BadZipFile, zlib/lzma errors), bytes that are not text.
+UNREADABLE = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, EOFError, OSError,
+              zlib.error, lzma.LZMAError, zipfile.BadZipFile)
+
+
+def _opener(path: Path):
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".bz2":
+        return bz2.open(path, "rb")
+    if suffix in (".xz", ".lzma"):
+        return lzma.open(path, "rb")
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            name = archive.namelist()[0]
+        return zipfile.ZipFile(path).open(name)
+    return open(path, "rb")
+
+
+def where_it_breaks(path: Path, exc: BaseException) -> str:
+    """Where in ``path`` reading stops: the decompressed byte and line a truncated or corrupt
+    stream ends at, the byte of an undecodable character, or the row pandas names."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"at byte {exc.start} of the text"
+    if isinstance(exc, pd.errors.ParserError):
+        return ""  # pandas names the line itself
+    text_bytes = lines = 0
+    try:
+        with _opener(path) as stream:
+            while chunk := stream.read(1 << 20):
+                text_bytes += len(chunk)
+                lines += chunk.count(b"\n")
+    except Exception:  # noqa: BLE001 - the failure being located
+        return f"after byte {text_bytes:,} of the text (line {lines + 1})"
+    return ""
+
+
 def read_table(source: Source, path: Path, required: Iterable[str] = (), sep: str | None = None) -> pd.DataFrame:
     """Read a CSV/TSV (optionally .gz/.zip) as text, every value a string, blanks kept as ''.
 
-    Universal newlines, so old-Mac CR-only files (BBBC021's moa.csv) read like any other.
+    Universal newlines, so old-Mac CR-only files (BBBC021's moa.csv) read like any other. A damaged
+    file (truncated download, corrupt archive, bytes that are not UTF-8) is a :class:`ParseError`
+    naming the source, the file and where it breaks; a header without rows is an
+    :class:`EmptyTableWarning` naming the file.
     """
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep or ("\t" if ".tsv" in path.suffixes else ","),
                          encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise ParseError(f"{source.dir_name}: cannot read {path}: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ParseError(f"{source.dir_name}: cannot read {path}: no such file") from exc
+    except UNREADABLE as exc:
+        where = where_it_breaks(path, exc)
+        raise ParseError(f"{source.dir_name}: cannot read {path}{' ' + where if where else ''}: "
+                         f"{type(exc).__name__}: {exc or 'the file ends early (truncated?)'}") from exc
     absent = [c for c in required if c not in df.columns]
     if absent:
         raise ParseError(f"{source.dir_name}: {path.name} lacks column(s) {', '.join(map(repr, absent))}; it has {', '.join(df.columns)}")
+    if df.empty:
+        warnings.warn(EmptyTableWarning(f"{source.dir_name}: {path} has a header ({len(df.columns)} columns) and no rows"),
+                      stacklevel=2)
     return df
 
 

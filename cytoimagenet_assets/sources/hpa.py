@@ -17,6 +17,15 @@ Options::
     drop_from_multilabels: [nucleus, er, golgi, nucleoli, mitochondria, actin]
     image_dir: train
     extension: png
+    cell_line_column: CellLine     # default: the first of CellLine, Cell line, cell_line the table has
+    organism_column: Organism      # default: the first of Organism, Species the table has
+    cell_line_organisms: {NIH 3T3: mouse}
+
+Lists that name each image's cell line (the HPA v18 list behind the 2018 competition's external
+data: 27 cell lines, among them the mouse NIH 3T3) give each row its own cell type, and its
+organism from an organism column or else from ``cell_line_organisms``; the catalog's defaults
+fill only rows whose file says nothing. HPA's cell lines are human apart from NIH 3T3, as far as
+we know; extend ``cell_line_organisms`` if a list holds another non-human line.
 """
 
 from __future__ import annotations
@@ -25,7 +34,23 @@ from pathlib import Path
 
 from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.sources.common import find_file, frame, read_table
-from cytoimagenet_assets.sources.table import ParsedSource, normalize_label, rejects_frame
+from cytoimagenet_assets.sources.table import ParsedSource, ParseError, normalize_label, rejects_frame
+
+CELL_LINE_COLUMNS = ("CellLine", "Cell line", "Cell Line", "cell_line")
+ORGANISM_COLUMNS = ("Organism", "Species", "organism")
+CELL_LINE_ORGANISMS = {"NIH 3T3": "mouse"}
+
+
+def _squash(text: str) -> str:
+    return " ".join(str(text).split()).lower()
+
+
+def _column(source: Source, options: dict, key: str, candidates, columns, source_file: str) -> str | None:
+    if key in options:
+        if options[key] not in columns:
+            raise ParseError(f"{source.dir_name}: {source_file} lacks the {key} {options[key]!r}; it has {', '.join(columns)}")
+        return options[key]
+    return next((c for c in candidates if c in columns), None)
 
 
 def parse(source: Source, raw_dir: Path) -> ParsedSource:
@@ -41,6 +66,13 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     source_file = path.relative_to(raw_dir).as_posix()
     table = read_table(source, path, required=[id_column, target_column])
 
+    cell_line_column = _column(source, options, "cell_line_column", CELL_LINE_COLUMNS, table.columns, source_file)
+    organism_column = _column(source, options, "organism_column", ORGANISM_COLUMNS, table.columns, source_file)
+    line_organisms = {_squash(k): v for k, v in options.get("cell_line_organisms", CELL_LINE_ORGANISMS).items()}
+    blank = [""] * len(table)
+    cell_lines = table[cell_line_column].str.strip().tolist() if cell_line_column else blank
+    organisms = table[organism_column].str.strip().tolist() if organism_column else blank
+
     rows, rejects = [], []
     for i, (image_id, target) in enumerate(zip(table[id_column].str.strip(), table[target_column])):
         codes = [t for t in target.replace(separator, " ").split() if t]
@@ -52,11 +84,14 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         labels = [label for label in dict.fromkeys(labels) if label]
         if len(labels) > 1:
             labels = [label for label in labels if label not in drop] or labels
+        cell_line = cell_lines[i] or None
+        organism = organisms[i] or (line_organisms.get(_squash(cell_line)) if cell_line else None)
         for channel in source.channels:
             # '' (not None) for a protein channel without a localization: no default stain fills it in.
             shows = "|".join(labels) if channel.key == protein else channel.name
             rows.append({
                 "source_file": source_file, "source_row": i + 1, "field": channel.key, "cell_visible": shows,
+                "cell_type": cell_line, "organism": organism,
                 "channel_names": [channel.name], "channel_paths": [f"{image_dir}/{image_id}_{channel.key}.{extension}"],
             })
     return ParsedSource(frame(rows), rejects_frame(rejects))

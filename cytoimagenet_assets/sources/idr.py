@@ -66,15 +66,24 @@ def canonical_well(well: str) -> str:
 
 
 def read_plates(source: Source, path: Path) -> dict[str, str]:
-    """Plate name → plate folder relative to the study's file tree, from a plates.tsv."""
+    """Plate name → plate folder relative to the study's file tree, from a plates.tsv: lines of
+    ``<plate>\t<server path>``, path first (``<server path>\t<plate>``), or a path alone (idr0081's)."""
     plates = {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         name, _, server_path = line.partition("\t")
+        if name.strip().startswith(str(SERVER_PREFIX)) and not server_path.strip().startswith(str(SERVER_PREFIX)):
+            name, server_path = server_path, name  # path first
+        if not name.strip() or (not server_path.strip() and name.strip().startswith(str(SERVER_PREFIX))):
+            # A path alone (idr0081's plates.tsv, IDR/idr0081-georgi-adenovirus screenA): the plate is
+            # named after its screen file (``.../HAdV-pre.HTD`` → ``HAdV-pre``). That IDR names such plates
+            # by the file's stem is our reading, not documented; the annotation's Plate column decides.
+            server_path = (server_path.strip() or name.strip())
+            name = PurePosixPath(server_path).stem
         server = PurePosixPath(server_path.strip())
         if not server_path or not server.is_relative_to(SERVER_PREFIX) or len(server.parts) < 6:
-            raise ParseError(f"{source.dir_name}: {path.name} line {n}: expected '<plate>\\t/uod/idr/filesets/<fileset>/<path>', got {line!r}")
+            raise ParseError(f"{source.dir_name}: {path.name} line {n}: expected '<plate>\\t/uod/idr/filesets/<fileset>/<path>' (or path first, or a path alone), got {line!r}")
         relative = PurePosixPath(*server.parts[5:])
         plates[name.strip()] = str(relative.parent if relative.suffix else relative)
     return plates

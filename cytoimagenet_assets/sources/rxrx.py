@@ -5,11 +5,29 @@ Images live at ``<image_root>/<experiment>/Plate<plate>/<well>_s<site>_w<channel
 Kaggle tables have one row per well and no site column, so each well gives one row per site in
 ``sites`` (two in RxRx1). The cell type is the experiment's prefix there (``HEPG2-01`` → hepg2).
 
+RxRx1 comes in three label releases, recognised from their columns and values:
+
+* ``metadata.csv`` (rxrx.ai, 2020): ``sirna`` holds ThermoFisher siRNA names, ``sirna_id`` integers,
+  ``well_type`` treatment / negative_control / positive_control.
+* the original Kaggle release (June 2019): ``train.csv`` / ``test.csv`` / ``train_controls.csv`` /
+  ``test_controls.csv`` with *integer* ``sirna`` ids (0–1107 treatments; in the controls files,
+  with ``well_type``, 1108–1137 positive controls and 1138 the untreated negative control).
+* a later copy of the Kaggle tables with *named* ids (``sirna_250``, ``UNTREATED`` for the negative
+  control; its positive controls are numbered differently, e.g. ``sirna_852``).
+
+No table maps the integer ids to either named vocabulary (the later copy renumbered the controls,
+so ``250`` and ``sirna_250`` need not be the same siRNA), so integer ids keep a distinct form,
+``kaggle sirna <id>`` (option ``integer_sirna_label``), and one source never mixes integer and
+named ids (an error naming both files). Negative controls — ``well_type`` negative_control, or
+id 1138 in the integer release — are never siRNA labels; positive controls are real siRNAs and
+keep theirs. ``test.csv`` has no siRNA column: its wells still give rows (cell type, site).
+
 Options::
 
     image_roots: [images, images/train, train]   # the first holding an experiment folder
     columns: {sirna: sirna, compound: treatment, phenotype: disease_condition}
     sites: [1, 2]                                 # Kaggle tables only
+    integer_sirna_label: "kaggle sirna {id}"      # the original Kaggle release's integer ids
 """
 
 from __future__ import annotations
@@ -22,8 +40,12 @@ from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table
 from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
 
-KAGGLE_TABLES = ("train.csv", "train_controls.csv")
+KAGGLE_TABLES = ("train.csv", "train_controls.csv", "test.csv", "test_controls.csv")
+KAGGLE_TEST = ("test.csv",)  # no siRNA column: the competition's hidden answers
 DEFAULT_ROOTS = ("images", "images/train", "train")
+NEGATIVE_CONTROL = "negative_control"
+INTEGER_NEGATIVE_CONTROL = "1138"  # the untreated wells of the integer release (its controls files' well_type agrees)
+INTEGER_LABEL = "kaggle sirna {id}"
 
 
 def _tables(source: Source, raw_dir: Path) -> list[tuple[Path, pd.DataFrame, bool]]:
@@ -39,7 +61,8 @@ def _tables(source: Source, raw_dir: Path) -> list[tuple[Path, pd.DataFrame, boo
             path = find_file(source, raw_dir, name)
         except ParseError:
             continue
-        found.append((path, read_table(source, path, required=["id_code", "experiment", "plate", "well", "sirna"]), True))
+        required = ["id_code", "experiment", "plate", "well"] + ([] if name in KAGGLE_TEST else ["sirna"])
+        found.append((path, read_table(source, path, required=required), True))
     if not found:
         raise ParseError(f"{source.dir_name}: neither metadata.csv nor the Kaggle {' / '.join(KAGGLE_TABLES)} found under {raw_dir}")
     return found
@@ -53,17 +76,37 @@ def _image_root(raw_dir: Path, roots, experiments: set[str]) -> str:
     return roots[0]
 
 
+def _integer_release(source: Source, tables, raw_dir: Path, column: str) -> bool:
+    """Whether the Kaggle tables carry integer siRNA ids (the original release) rather than names.
+    Integer and named ids in one source are an error naming the files and rows, never a mix."""
+    kinds: dict[bool, tuple[str, int, str]] = {}
+    for path, table, kaggle in tables:
+        if not kaggle or column not in table.columns:
+            continue
+        for i, value in enumerate(table[column].str.strip(), start=1):
+            if value:
+                kinds.setdefault(value.isdigit(), (path.relative_to(raw_dir).as_posix(), i, value))
+    if len(kinds) == 2:
+        (f1, r1, v1), (f2, r2, v2) = kinds[True], kinds[False]
+        raise ParseError(f"{source.dir_name}: integer siRNA ids ({f1} row {r1}: {v1!r}, the original Kaggle release) and named ones "
+                         f"({f2} row {r2}: {v2!r}, a later release) in one source; keep the tables of one release")
+    return kinds.keys() == {True}
+
+
 def parse(source: Source, raw_dir: Path) -> ParsedSource:
     options = source.parser_options
     columns: dict = options.get("columns", {"sirna": "sirna"})
     sites = [str(s) for s in options.get("sites", [1, 2])]
     tables = _tables(source, raw_dir)
+    sirna_column = columns.get("sirna")
+    integers = sirna_column is not None and _integer_release(source, tables, raw_dir, sirna_column)
+    integer_label = str(options.get("integer_sirna_label", INTEGER_LABEL))
     experiments = {e.strip() for _, table, _ in tables for e in table["experiment"].unique()}
     root = _image_root(raw_dir, options.get("image_roots", DEFAULT_ROOTS), experiments)
     rows, rejects = [], []
     for path, table, kaggle in tables:
         source_file = path.relative_to(raw_dir).as_posix()
-        absent = [c for c in columns.values() if c not in table.columns]
+        absent = [c for c in columns.values() if c not in table.columns and not (kaggle and path.name in KAGGLE_TEST)]
         if absent:
             raise ParseError(f"{source.dir_name}: {source_file} lacks column(s) {', '.join(absent)}")
         for i, record in enumerate(table.to_dict("records")):
@@ -71,7 +114,11 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
             if not (plate.isdigit() and well and experiment):
                 rejects.append((source_file, i + 1, f"incomplete location experiment={experiment!r} plate={plate!r} well={well!r}"))
                 continue
-            base = {category: record[column] for category, column in columns.items()}
+            base = {category: record.get(column) for category, column in columns.items()}
+            if sirna_column is not None:
+                sirna = (record.get(sirna_column) or "").strip()
+                control = record.get("well_type", "").strip() == NEGATIVE_CONTROL or (integers and sirna == INTEGER_NEGATIVE_CONTROL)
+                base["sirna"] = None if control or not sirna else integer_label.format(id=sirna) if integers else sirna
             base.update(source_file=source_file, source_row=i + 1, plate=f"{experiment}_{plate}", well=well)
             base["cell_type"] = record["cell_type"] if "cell_type" in record else experiment.split("-")[0]
             for site in ([record["site"].strip()] if not kaggle else sites):

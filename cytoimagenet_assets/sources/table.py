@@ -29,16 +29,20 @@ LIST_COLUMNS = ("channel_names", "channel_paths")
 COLUMNS = (*STRING_COLUMNS, *LIST_COLUMNS, "source_row")
 REQUIRED = ("idx", "database", "name", "dir_name", "microscopy", "source_file")
 REJECT_COLUMNS = ("source_file", "source_row", "reason")
+JOIN_MISS_COLUMNS = ("table", "key", "rows")
 GENE_SUFFIX = " targeted"
 FLUORESCENT = ("fluorescence", "confocal", "super_resolution")
 
 
 @dataclass
 class ParsedSource:
-    """A parser's result: the standardized table and the rows it could not use, with reasons."""
+    """A parser's result: the standardized table, the rows it could not use (with reasons), and the
+    keys of its rows that an annotation table it joins does not hold (``join_misses``: the table,
+    the key, how many rows carry it) — those rows are kept, without the annotation's labels."""
 
     table: pd.DataFrame
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(REJECT_COLUMNS)))
+    join_misses: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(JOIN_MISS_COLUMNS)))
 
     @property
     def referenced_files(self) -> int:
