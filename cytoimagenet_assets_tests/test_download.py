@@ -543,3 +543,15 @@ def test_a_completed_download_is_kept_when_its_server_cannot_be_reached(remote, 
     assert again.reused and again.bytes_downloaded == 0 and dest.read_bytes() == body
     assert "could not re-check it on the server" in again.notes[0]
     assert len(remote.gets("/meta.csv")) == 1  # no new download
+
+
+def test_a_link_that_breaks_before_every_chunk_boundary_still_completes(remote, tmp_path):
+    """With 1 MiB chunks, a server that cuts every GET after 300 kB (a flaky link, Range honoured):
+    what arrived before each cut is kept, so every attempt advances the .part and the file
+    completes, verified, in as many attempts as it takes — an advancing attempt is no failure."""
+    body = payload(2 << 20)
+    url = remote.put("/flaky.bin", body)
+    remote.cut_every_get["/flaky.bin"] = 300_000
+    result = fetch_file(url, tmp_path / "flaky.bin", label="src", md5=md5(body), retries=2, sleep=Sleeps())
+    assert (tmp_path / "flaky.bin").read_bytes() == body and result.md5 == md5(body)
+    assert len(remote.gets("/flaky.bin")) == -(-len(body) // 300_000)  # one GET per 300 kB: nothing fetched twice

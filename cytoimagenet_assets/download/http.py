@@ -10,6 +10,7 @@ and MD5, or by the record ``.download/<name>.json`` written at completion matche
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from cytoimagenet_assets.storage import write_text
 
@@ -186,10 +188,19 @@ def send(session: requests.Session, method: str, url: str, *, label: str, header
 
 
 def body_chunks(response: requests.Response, chunk_size: int) -> Iterator[bytes]:
-    """The response body in chunks; a broken connection becomes :class:`TransientError`."""
+    """The response body in chunks of at most ``chunk_size``, each yielded as soon as bytes arrive
+    (``read1``), so a connection cut before a chunk fills still leaves what arrived on disk: every
+    attempt advances the ``.part``, however short the link stays up. A broken connection becomes
+    :class:`TransientError`."""
+    raw = response.raw
     try:
-        yield from response.iter_content(chunk_size)
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        if hasattr(raw, "read1") and not getattr(raw, "chunked", False):
+            while chunk := raw.read1(chunk_size, decode_content=True):
+                yield chunk
+        else:  # chunked transfer encoding: requests' reader already yields chunk by chunk
+            yield from response.iter_content(chunk_size)
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
         raise TransientError(f"connection broke mid-body: {type(exc).__name__}") from None
 
 
