@@ -449,3 +449,53 @@ def test_a_garbage_tiff_is_dropped_with_the_decoders_complaint(tmp_path):
         read_channels(path)
     assert "IndexError" not in caught.value.reason
     assert "invalid offset" in caught.value.reason and "garbage.tif" in str(caught.value)
+
+
+POOL_KILLED = """
+import os, sys, pandas as pd
+from pathlib import Path
+from cytoimagenet_assets.imaging import classes
+original = classes.process_image
+def slow(task):
+    import time
+    if task.ordinal == 5:
+        print(f"worker {os.getpid()}", flush=True)
+        time.sleep(60)
+    return original(task)
+classes.process_image = slow
+rows = pd.read_pickle(sys.argv[1])
+classes.build_class("k", "x", "compound", rows, {"s": Path(sys.argv[2])}, Path(sys.argv[3]), target=20, threshold=5, seed=0, workers=2)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_the_class_image_pool_workers_die_with_their_run(tmp_path):
+    """A class run killed by the OS (SIGKILL, as the OOM killer sends) takes its pool workers with it:
+    none is left orphaned, still holding its memory."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _class_rows(raw, 10).to_pickle(tmp_path / "rows.pkl")
+    child = subprocess.Popen([sys.executable, "-c", POOL_KILLED, str(tmp_path / "rows.pkl"), str(raw), str(tmp_path / "out" / "k")],
+                             stdout=subprocess.PIPE, text=True)
+    line = child.stdout.readline().split()
+    assert line[0] == "worker", line
+    worker = int(line[1])
+    assert _alive(worker)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    import time
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = _alive(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)  # do not leave the orphan behind this test
+    assert not alive, "the pool worker outlived its killed run"

@@ -39,6 +39,26 @@ from cytoimagenet_assets.imaging.readers import ImageReadError, read_channels
 from cytoimagenet_assets.sources.regions import parse_region
 from cytoimagenet_assets.storage import atomic_path
 
+
+def die_with_parent() -> None:
+    """Pool worker initializer: on Linux the kernel sends this worker SIGKILL when the process that
+    started it dies (``prctl(PR_SET_PDEATHSIG)``), so a class run killed by the OS leaves no workers
+    behind holding their memory. Elsewhere a no-op (the executor's own checks remain)."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the signal was armed
+        os._exit(1)
+
 RELEASE_COLUMNS = [
     "label", "category", "database", "name", "dir_name", "path", "filename", "idx", "organism", "cell_type",
     "cell_visible", "phenotype", "compound", "sirna", "gene", "microscopy", "crop", "scaling", "x_min", "x_max", "y_min", "y_max",
@@ -246,7 +266,7 @@ def build_class(class_key: str, label: str, category: str, rows: pd.DataFrame, r
             dropped.append({"idx": task.idx, "crop": None, "stage": "read", "reason": "no image files referenced (metadata only)"})
         tasks = [t for t in tasks if t.paths]
         if workers > 1 and len(tasks) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
                 results = list(pool.map(process_image, tasks, chunksize=max(1, min(16, len(tasks) // (4 * workers)))))
         else:
             results = [process_image(t) for t in tasks]
