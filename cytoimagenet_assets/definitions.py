@@ -7,7 +7,13 @@ import dagster as dg
 from cytoimagenet_assets.catalog import Catalog, load_catalog
 from cytoimagenet_assets.defs.checks import table_checks
 from cytoimagenet_assets.defs.evaluation import evaluation_report_asset, upsampling_umap
-from cytoimagenet_assets.defs.images import class_images_asset, class_images_job, class_partitions_sensor, dataset_asset
+from cytoimagenet_assets.defs.images import (
+    class_images_asset,
+    class_images_job,
+    class_partitions_sensor,
+    dataset_asset,
+    dataset_shards_asset,
+)
 from cytoimagenet_assets.defs.labels import cytoimagenet_labels_asset, label_candidates_asset, merged_metadata_asset
 from cytoimagenet_assets.defs.model import pretrained_model_asset, training_shards_asset
 from cytoimagenet_assets.defs.operations import change_detection
@@ -38,6 +44,7 @@ def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
         assets=[
             *source_assets(catalog), merged_metadata_asset(catalog), label_candidates_asset(catalog),
             cytoimagenet_labels_asset(catalog), class_images_asset(catalog), dataset_asset(catalog),
+            dataset_shards_asset(catalog),
             training_shards_asset(catalog), pretrained_model_asset(catalog), evaluation_report_asset(catalog),
             upsampling_umap,
         ],

@@ -61,6 +61,10 @@ class DataHome:
         """A class's folder in the dataset; the key comes from a partition, so it is checked."""
         return self.dataset_dir() / _safe_name(class_key)
 
+    def webdataset_dir(self) -> Path:
+        """The dataset as WebDataset shards with their index and card (``dataset_shards``)."""
+        return self.root / "release" / "webdataset"
+
     def report_dir(self, name: str) -> Path:
         return self.root / "reports" / _safe_name(name)
 

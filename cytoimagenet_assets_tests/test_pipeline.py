@@ -44,7 +44,7 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     expected = {dg.AssetKey(["raw", s.dir_name]) for s in catalog.sources}
     expected |= {dg.AssetKey(["source_metadata", s.dir_name]) for s in catalog.sources if s.parser is not None}
     expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels", "class_images", "cytoimagenet_dataset",
-                                          "training_shards", "pretrained_model", "evaluation_report", "upsampling_umap")}
+                                          "training_shards", "pretrained_model", "evaluation_report", "upsampling_umap", "dataset_shards")}
     assert {k for k in expected if instance.get_latest_materialization_event(k) is None} == set()
     materialized = instance.get_materialized_partitions(dg.AssetKey("class_images"))
     assert materialized == set(partitions)

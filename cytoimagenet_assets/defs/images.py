@@ -23,12 +23,14 @@ from cytoimagenet_assets.imaging.dataset import (
     dataset_problems,
     upsampling_figures,
 )
+from cytoimagenet_assets.imaging.release import DEFAULT_SHARD_BYTES, write_release
 from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.storage import atomic_path, read_parquet, read_parquet_metadata, write_sql_table
 
 GROUP = "images"
 CLASS_IMAGES_KEY = dg.AssetKey("class_images")
 DATASET_KEY = dg.AssetKey("cytoimagenet_dataset")
+RELEASE_KEY = dg.AssetKey("dataset_shards")
 IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "region", "database", "name", "organism", "cell_type", "cell_visible",
                  "phenotype", "compound", "sirna", "gene", "microscopy"]
 
@@ -212,3 +214,32 @@ def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "crop_share": upsampling["crop_share"], "scaling_histogram": dg.MetadataValue.json(upsampling["scaling_histogram"])})])
 
     return cytoimagenet_dataset
+
+
+class DatasetShardsConfig(dg.Config):
+    shard_bytes: int = DEFAULT_SHARD_BYTES  # at most this many bytes per tar shard
+
+
+def dataset_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
+    licenses = {s.dir_name: (s.name, s.license) for s in catalog.sources}
+
+    @dg.asset(key=RELEASE_KEY, deps=[DATASET_KEY], group_name=GROUP, kinds={"webdataset", "parquet"},
+              description="The published dataset as WebDataset tar shards (PNG + JSON of the release's columns + class index per "
+                          "sample), a Parquet index, SHA-256 checksums and a dataset card with the Hugging Face YAML header, under "
+                          "release/webdataset/: what multi-node training streams and the Hub reads.")
+    def dataset_shards(context: dg.AssetExecutionContext, config: DatasetShardsConfig, data: DataHomeResource) -> dg.MaterializeResult:
+        home = data.home()
+        metadata = pd.read_csv(home.dataset_dir() / "metadata.csv")
+        step = max(1, len(metadata) // 10)
+        release = write_release(metadata, home.dataset_dir(), home.webdataset_dir(), licenses, catalog.name, config.shard_bytes,
+                                progress=lambda n, total: n % step == 0 and context.log.info(f"{n} of {total} images written"))
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": release.samples,
+            "shards": len(release.shards),
+            "bytes": int(release.shards["bytes"].sum()),
+            "shard_table": dg.MetadataValue.md(markdown_table(release.shards, max_rows=50)),
+            "card": dg.MetadataValue.md((home.webdataset_dir() / "README.md").read_text(encoding="utf-8")),
+            "path": dg.MetadataValue.path(str(home.webdataset_dir())),
+        })
+
+    return dataset_shards

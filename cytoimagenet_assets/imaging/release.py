@@ -1,0 +1,156 @@
+"""The dataset as WebDataset tar shards: the form multi-node training streams and the Hugging Face
+Hub reads (``load_dataset("webdataset", ...)``).
+
+Layout of the release folder::
+
+    cytoimagenet-000000.tar ...   samples in (class key, file name) order: <key>.png, <key>.json, <key>.cls
+    index.parquet                 one row per sample: shard, key, idx, label, category, class_index, source, crop, scaling
+    classes.json                  the class of each class_index (class_key, category, label), in class-key order
+    SHA256SUMS                    a checksum per shard (``sha256sum -c SHA256SUMS``)
+    README.md                     the dataset card, with the Hub's YAML header (configs, features, licenses, citation)
+
+A sample's key is its PNG's file name without the suffix (``<class_key>-<8 digits>``), unique across
+the dataset. Tar members carry a fixed time stamp, so the same dataset gives the same bytes. Written
+atomically (a staged folder, renamed when complete).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import webdataset as wds
+import yaml
+
+from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.storage import atomic_path, write_parquet
+
+SHARD_PATTERN = "cytoimagenet-%06d.tar"
+DEFAULT_SHARD_BYTES = 1_000_000_000
+INDEX_COLUMNS = ["shard", "key", "idx", "label", "category", "class_index", "source", "crop", "scaling"]
+JSON_TYPES = {"crop": "bool", "scaling": "float64", "x_min": "int64", "x_max": "int64", "y_min": "int64", "y_max": "int64",
+              "class_index": "int64"}  # the rest are strings
+CITATION = """@article{hua2021cytoimagenet,
+  title = {CytoImageNet: A large-scale pretraining dataset for bioimage transfer learning},
+  author = {Hua, Stanley Bryan Z. and Lu, Alex X. and Moses, Alan M.},
+  journal = {arXiv preprint arXiv:2111.11646},
+  year = {2021}
+}"""
+
+
+@dataclass
+class Release:
+    folder: Path
+    shards: pd.DataFrame  # shard, samples, bytes, sha256
+    samples: int
+
+
+def class_table(metadata: pd.DataFrame) -> list[dict]:
+    """The classes in class-key order (the order of ``class_index``, as the packed training shards)."""
+    first = metadata.drop_duplicates("path").sort_values("path")
+    return [{"class_key": k, "category": c, "label": lbl} for k, c, lbl in zip(first["path"], first["category"], first["label"])]
+
+
+def write_release(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, licenses: dict[str, tuple[str, str]], catalog: str,
+                  shard_bytes: int = DEFAULT_SHARD_BYTES, progress: Callable[[int, int], None] | None = None) -> Release:
+    """Write every image of the published table ``metadata`` (dataset/metadata.csv) into shards of at
+    most ``shard_bytes``; ``licenses`` maps each source's dir_name to (name, license) for the card."""
+    metadata = metadata.sort_values(["path", "filename"], kind="stable").reset_index(drop=True)
+    classes = class_table(metadata)
+    class_index = {c["class_key"]: i for i, c in enumerate(classes)}
+    rows = []
+    with atomic_path(out_dir, is_dir=True) as stage:
+        with wds.ShardWriter(str(stage / SHARD_PATTERN), maxsize=shard_bytes, maxcount=10**9, verbose=0, mtime=0.0) as writer:
+            for n, record in enumerate(metadata[RELEASE_COLUMNS].to_dict("records")):
+                key = Path(record["filename"]).stem
+                png = (dataset_dir / record["path"] / record["filename"]).read_bytes()
+                label = class_index[record["path"]]
+                fields = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+                writer.write({"__key__": key, "png": png, "json": {**fields, "class_index": label}, "cls": label})
+                rows.append((Path(writer.fname).name, key, record["idx"], record["label"], record["category"], label,
+                             record["dir_name"], bool(record["crop"]), float(record["scaling"])))
+                if progress:
+                    progress(n + 1, len(metadata))
+        index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+        shards = _checksums(stage, index)
+        write_parquet(index, stage / "index.parquet")
+        (stage / "classes.json").write_text(json.dumps(classes, indent=1), encoding="utf-8")
+        (stage / "SHA256SUMS").write_text("".join(f"{s}  {f}\n" for f, s in zip(shards["shard"], shards["sha256"])), encoding="utf-8")
+        (stage / "README.md").write_text(dataset_card(index, classes, shards, licenses, catalog), encoding="utf-8")
+    return Release(Path(out_dir), shards, len(index))
+
+
+def _checksums(folder: Path, index: pd.DataFrame) -> pd.DataFrame:
+    counts = index.groupby("shard").size()
+    records = []
+    for name in sorted(counts.index):
+        digest = hashlib.sha256()
+        with open(folder / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        records.append((name, int(counts[name]), (folder / name).stat().st_size, digest.hexdigest()))
+    return pd.DataFrame(records, columns=["shard", "samples", "bytes", "sha256"])
+
+
+def verify_release(folder: Path) -> list[str]:
+    """Shards whose bytes no longer match SHA256SUMS (empty when the release is intact)."""
+    bad = []
+    for line in (Path(folder) / "SHA256SUMS").read_text(encoding="utf-8").splitlines():
+        expected, name = line.split(maxsplit=1)
+        digest = hashlib.sha256((Path(folder) / name).read_bytes()).hexdigest() if (Path(folder) / name).is_file() else "missing"
+        if digest != expected:
+            bad.append(name)
+    return bad
+
+
+def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame, licenses: dict[str, tuple[str, str]], catalog: str) -> str:
+    """README.md with the Hugging Face YAML header: the WebDataset config, the features of a sample,
+    each source's license, the citation; then what the release holds and how to load it."""
+    per_source = index.groupby("source").size()
+    header = {
+        "license": "other",
+        "license_name": "per-source",
+        "license_details": "Each image keeps the license of its source dataset; see the table below.",
+        "task_categories": ["image-classification", "image-feature-extraction"],
+        "tags": ["microscopy", "biology", "cell-biology", "bioimage", "cytoimagenet", "webdataset"],
+        "pretty_name": f"CytoImageNet-style dataset ({catalog})",
+        "size_categories": [_size_category(len(index))],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "cytoimagenet-*.tar"}]}],
+        "dataset_info": {"features": [
+            {"name": "png", "dtype": "image"},
+            {"name": "json", "struct": [{"name": c, "dtype": JSON_TYPES.get(c, "string")} for c in [*RELEASE_COLUMNS, "class_index"]]},
+            {"name": "cls", "dtype": "int64"},
+        ], "splits": [{"name": "train", "num_examples": int(len(index))}]},
+    }
+    licence_rows = "\n".join(f"| {d} | {licenses.get(d, ('', 'unknown'))[0]} | {licenses.get(d, ('', 'unknown'))[1]} | {n} |"
+                             for d, n in per_source.items())
+    return "\n".join([
+        "---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
+        f"# CytoImageNet-style dataset (catalog: {catalog})", "",
+        f"{len(index):,} weakly labelled 8-bit gray microscopy images in {len(classes):,} classes, {len(shards)} WebDataset shards "
+        f"({int(shards['bytes'].sum()):,} bytes). Each sample: `<key>.png`, `<key>.json` (the release's columns: label, category, "
+        "source, idx, crop, scaling, ...) and `<key>.cls` (the class index; `classes.json` names it). `index.parquet` lists every "
+        "sample with its shard; `SHA256SUMS` checks the shards.", "",
+        "```python",
+        "import webdataset as wds",
+        'dataset = wds.WebDataset("cytoimagenet-{000000..%06d}.tar", shardshuffle=False).decode("pil").to_tuple("png", "cls")'
+        % (len(shards) - 1),
+        "",
+        "from datasets import load_dataset",
+        'hub = load_dataset("webdataset", data_files={"train": "cytoimagenet-*.tar"}, split="train")',
+        "```", "",
+        "## Sources and licenses", "", "| source | name | license | images |", "|---|---|---|---|", licence_rows, "",
+        "## Citation", "", "```bibtex", CITATION, "```", "",
+    ])
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"

@@ -1,0 +1,100 @@
+"""The dataset as WebDataset shards: read back by webdataset and by Hugging Face datasets, offline."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.imaging.release import verify_release, write_release
+from cytoimagenet_assets.storage import DataHome
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """Three classes of 6 PNGs (with crops and a missing gene) in the release layout."""
+    root = tmp_path_factory.mktemp("dataset")
+    rng = np.random.default_rng(0)
+    rows = []
+    for c, (category, label) in enumerate((("compound", "taxol"), ("phenotype", "mitosis"), ("organism", "yeast"))):
+        key = f"{category}-{label}-000000000{c}"
+        (root / key).mkdir()
+        for i in range(6):
+            name = f"{key}-{i + 1:08d}.png"
+            Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(root / key / name)
+            rows.append({"label": label, "category": category, "database": "db", "name": "Source", "dir_name": f"src{c % 2}",
+                         "path": key, "filename": name, "idx": f"src{c % 2}-{c}-{i // 2}", "organism": "human", "cell_type": None,
+                         "cell_visible": None, "phenotype": None, "compound": None, "sirna": None, "gene": None,
+                         "microscopy": "fluorescence", "crop": bool(i % 2), "scaling": 0.5 if i % 2 else 1.0,
+                         "x_min": 0, "x_max": 48, "y_min": 0, "y_max": 48})
+    metadata = pd.DataFrame(rows)[RELEASE_COLUMNS]
+    metadata.to_csv(root / "metadata.csv", index=False)
+    return root, pd.read_csv(root / "metadata.csv")
+
+
+LICENSES = {"src0": ("Source zero", "CC0 1.0"), "src1": ("Source one", "CC BY 4.0")}
+
+
+def test_shards_hold_every_image_once_with_its_label_and_are_deterministic(dataset, tmp_path):
+    import webdataset as wds
+
+    root, metadata = dataset
+    release = write_release(metadata, root, tmp_path / "release", LICENSES, "test", shard_bytes=20_000)
+    assert release.samples == len(metadata) and len(release.shards) >= 3  # small shards: several
+    urls = [str(tmp_path / "release" / name) for name in release.shards["shard"]]
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode().to_tuple("__key__", "png", "json", "cls"))  # PNGs stay bytes
+    assert [k for k, *_ in samples] == [Path(f).stem for f in metadata.sort_values(["path", "filename"])["filename"]]
+    by_key = metadata.assign(key=metadata["filename"].str[:-4]).set_index("key")
+    classes = json.loads((tmp_path / "release" / "classes.json").read_text())
+    for key, png, meta, cls in samples:
+        assert classes[cls]["class_key"] == by_key.loc[key, "path"] and meta["label"] == by_key.loc[key, "label"]
+        assert png == (root / by_key.loc[key, "path"] / f"{key}.png").read_bytes()  # the published PNG, byte for byte
+        assert meta["crop"] == bool(by_key.loc[key, "crop"]) and meta["gene"] is None
+    index = pd.read_parquet(tmp_path / "release" / "index.parquet")
+    assert index.groupby("shard").size().to_dict() == dict(zip(release.shards["shard"], release.shards["samples"]))
+    assert verify_release(tmp_path / "release") == []
+    again = write_release(metadata, root, tmp_path / "again", LICENSES, "test", shard_bytes=20_000)
+    assert again.shards["sha256"].tolist() == release.shards["sha256"].tolist()  # same dataset, same bytes
+    first = tmp_path / "release" / release.shards["shard"][0]
+    first.write_bytes(first.read_bytes()[:-10] + b"0123456789")
+    assert verify_release(tmp_path / "release") == [first.name]
+
+
+def test_hugging_face_datasets_loads_the_shards_offline_and_the_card_has_the_hub_header(dataset, tmp_path, monkeypatch):
+    import yaml
+    from datasets import load_dataset
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root, metadata = dataset
+    write_release(metadata, root, tmp_path / "release", LICENSES, "test", shard_bytes=20_000)
+    hub = load_dataset("webdataset", data_files={"train": str(tmp_path / "release" / "cytoimagenet-*.tar")}, split="train",
+                       cache_dir=str(tmp_path / "cache"))
+    assert len(hub) == len(metadata)
+    assert sorted(hub["cls"]) == sorted(metadata["path"].map({k: i for i, k in enumerate(sorted(metadata["path"].unique()))}))
+    assert hub[0]["png"].mode == "L" and hub[0]["json"]["label"] in set(metadata["label"])
+    card = (tmp_path / "release" / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["configs"][0]["data_files"][0]["path"] == "cytoimagenet-*.tar"
+    assert "| src1 | Source one | CC BY 4.0 | 6 |" in card and "arXiv:2111.11646" in card
+
+
+def test_the_readme_snippet_for_the_dataset_runs(dataset, tmp_path, monkeypatch):
+    import datasets
+
+    root, metadata = dataset
+    write_release(metadata, root, DataHome(tmp_path).webdataset_dir(), LICENSES, "test", shard_bytes=20_000)
+    section = README.read_text().split("## Using the dataset", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.setenv("CYTOIMAGENET_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    namespace: dict = {}
+    exec(code, namespace)
+    assert namespace["images"] == len(metadata) and namespace["image"].size == (48, 48) and namespace["label"] in (0, 1, 2)
