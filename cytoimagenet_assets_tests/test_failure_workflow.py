@@ -149,3 +149,57 @@ def test_a_failed_class_shows_its_reason_and_failed_and_missing_reruns_only_it(h
     assert main(["--failed-and-missing"]) == 0  # nothing left to do: no new run
     with dg.DagsterInstance.get() as instance:
         assert runs_per_partition(instance, keys) == after
+
+
+TOY_CLASS_IMAGES = """
+import os, time
+import dagster as dg
+from cytoimagenet_assets.defs.images import CLASS_IMAGES_KEY
+from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS
+
+@dg.asset(key=CLASS_IMAGES_KEY, partitions_def=CLASS_PARTITIONS)
+def class_images(context):
+    if os.environ.get("TOY_HANG"):
+        print("running", flush=True)
+        time.sleep(120)
+    return None
+
+toy_defs = dg.Definitions(assets=[class_images], asset_checks=[], resources={})
+"""
+
+KILLED_RUN = TOY_CLASS_IMAGES + """
+from cytoimagenet_assets.defs.build import _run
+with dg.DagsterInstance.get() as instance:
+    _run(toy_defs, instance, dg.AssetSelection.assets(CLASS_IMAGES_KEY), partition_key="killed")
+"""
+
+
+def test_a_class_whose_run_was_killed_by_the_os_is_rebuilt_by_failed_and_missing(homes, monkeypatch):
+    """A class run killed by the OS (SIGKILL mid-step, as the OOM killer does) stays STARTED in the
+    instance; --failed-and-missing marks it failed (its process is gone) and rebuilds it, instead of
+    skipping it as in progress and exiting 0 without it. A toy class_images asset keeps this fast."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from cytoimagenet_assets.defs.build import rebuild_failed_and_missing
+
+    namespace: dict = {}
+    exec(TOY_CLASS_IMAGES, namespace)
+    toy_defs = namespace["toy_defs"]
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("cytoimagenet_class", ["killed", "built"])
+    child = subprocess.Popen([sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "TOY_HANG": "1"})
+    assert child.stdout.readline().strip() == "running"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "killed"}))
+        assert run.status == dg.DagsterRunStatus.STARTED  # what the OS kill leaves behind
+        assert dg.materialize([namespace["class_images"]], instance=instance, partition_key="built").success
+        assert rebuild_failed_and_missing(toy_defs, instance, log=lambda _: None)
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_materialized_partitions(CLASS_IMAGES) == {"killed", "built"}
+        assert runs_per_partition(instance, ["killed", "built"]) == {"killed": 2, "built": 1}

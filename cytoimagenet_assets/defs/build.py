@@ -13,12 +13,18 @@ that fails does not stop the others; the exit status says whether all succeeded.
 ``class_images``: it asks the instance for each class partition's status and launches one run per
 partition that failed or has never been materialized — nothing else (classes already built and
 runs in progress are left alone; rebuild the downstream assets afterwards if the dataset should
-include the repaired classes).
+include the repaired classes). A run this build started whose process is gone (killed by the OS:
+OOM, reboot) is not in progress: it is marked failed first, and so rebuilt. Each run records the
+host, process id and process start time it runs in; runs launched by the daemon or the UI are
+left to the instance's run monitoring (``dagster.yaml``).
 """
 
 import argparse
+import os
+import socket
 import sys
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -26,12 +32,58 @@ from cytoimagenet_assets.defs.images import CLASS_IMAGES_KEY
 from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS
 
 LAUNCHED_BY = {"cytoimagenet/launched_by": "build"}
+HOST_TAG, PID_TAG, STARTED_TAG = "cytoimagenet/host", "cytoimagenet/pid", "cytoimagenet/process_started"
+UNFINISHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def _process_started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22): with the pid,
+    it tells a live process from a later one that reuses a dead run's pid. None if there is no such
+    process (or no /proc: then liveness alone decides)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _process_started(pid)
+    return now is None or not started or now == "" or now == started
+
+
+def _process_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), STARTED_TAG: _process_started(os.getpid()) or ""}
 
 
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, selection, **kwargs) -> bool:
     """One in-process run of ``selection`` recorded in ``instance``; True when it succeeded."""
     return dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection,
-                          raise_on_error=False, tags=LAUNCHED_BY, **kwargs).success
+                          raise_on_error=False, tags={**LAUNCHED_BY, **_process_tags()}, **kwargs).success
+
+
+def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
+    """Mark failed the unfinished runs this build started on this host whose process is gone
+    (killed by the OS), so their partitions count as failed, not in progress. Returns their ids."""
+    host, dead = socket.gethostname(), []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED, tags=LAUNCHED_BY)):
+        if run.tags.get(HOST_TAG) != host or not run.tags.get(PID_TAG, "").isdigit():
+            continue
+        if _alive(int(run.tags[PID_TAG]), run.tags.get(STARTED_TAG)):
+            continue
+        partition = run.tags.get("dagster/partition")
+        instance.report_run_failed(run, message=f"the process of this run (pid {run.tags[PID_TAG]} on {host}) is gone: killed "
+                                                 "by the operating system or a reboot; marked failed by the build")
+        log(f"run {run.run_id}{' (class ' + partition + ')' if partition else ''}: its process is gone; marked failed")
+        dead.append(run.run_id)
+    return dead
 
 
 def _build_classes(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], log) -> list[str]:
@@ -69,7 +121,9 @@ def failed_and_missing_classes(instance: dg.DagsterInstance) -> list[str]:
 
 
 def rebuild_failed_and_missing(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> bool:
-    """One run per failed or missing class partition, nothing else; True when all of them succeeded."""
+    """One run per failed or missing class partition, nothing else; True when all of them succeeded.
+    Runs whose process is gone are marked failed first, so their classes are rebuilt too."""
+    fail_dead_runs(instance, log)
     keys = failed_and_missing_classes(instance)
     if not keys:
         log("class images: no failed or missing classes")
