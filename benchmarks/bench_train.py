@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Training throughput of EfficientNet-B0: the real input pipeline against the device's ceiling.
 
-  end to end   batches gathered from packed uint8 shards (memory-mapped) by the prefetch thread,
-               copied to the device, rotated and normalized there, forward + backward + Adam step
-               (AMP and channels_last on CUDA) — exactly what `pretrained_model` runs;
+  end to end   batches gathered from packed uint8 shards (memory-mapped) by the prefetch thread
+               (``--input memmap``), or decoded from WebDataset tar shards of PNGs (``--input
+               webdataset``, what `pretrained_model` streams with ``stream: true``), copied to the
+               device, rotated and normalized there, forward + backward + Adam step (AMP and
+               channels_last on CUDA) — exactly what `pretrained_model` runs;
   ceiling      the same steps on a synthetic batch already in device memory (no input pipeline).
 
 Targets on one H100: >= 2,500 images/s end to end (NVIDIA's published EfficientNet-B0 AMP figure on
 one A100 is 2,489) and the input pipeline >= 90% of the ceiling.
 
-    python benchmarks/bench_train.py --device {cpu,cuda} [--batch-size 64 --steps 50 --warmup 10 --images 8192]
+    python benchmarks/bench_train.py --device {cpu,cuda} [--input {memmap,webdataset}] [--batch-size 64 --steps 50 --warmup 10 --images 8192]
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from cytoimagenet_assets.training.loop import Batches, DeviceAugment, _autocast, build_model
+from cytoimagenet_assets.imaging.release import write_release
+from cytoimagenet_assets.training.loop import DeviceAugment, _autocast, build_model
 from cytoimagenet_assets.training.shards import Shards
+from cytoimagenet_assets.training.stream import WebDatasetShards
 
 
 def make_shards(folder: Path, images: int, size: int, classes: int) -> Shards:
@@ -41,6 +45,26 @@ def make_shards(folder: Path, images: int, size: int, classes: int) -> Shards:
     (folder / "classes.json").write_text("[" + ",".join('{"class_key": "c%d"}' % c for c in range(classes)) + "]")
     pd.DataFrame({"class_key": [], "filename": [], "idx": []}).to_csv(folder / "index.csv", index=False)
     return Shards(folder)
+
+
+def make_release(folder: Path, images: int, size: int, classes: int) -> WebDatasetShards:
+    """A WebDataset release of the same images as PNGs (what `dataset_shards` writes), 256 MB shards."""
+    from PIL import Image
+
+    packed = make_shards(folder / "packed", images, size, classes)
+    dataset = folder / "dataset"
+    rows = []
+    for i, (image, label) in enumerate(zip(packed.images, packed.labels)):
+        key = f"c{label:04d}"
+        (dataset / key).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.asarray(image)).save(dataset / key / f"{key}-{i:08d}.png", compress_level=3)
+        rows.append({"label": key, "category": "compound", "database": "db", "name": "bench", "dir_name": "bench", "path": key,
+                     "filename": f"{key}-{i:08d}.png", "idx": str(i), "crop": False, "scaling": 1.0, "x_min": 0, "x_max": size,
+                     "y_min": 0, "y_max": size})
+    metadata = pd.DataFrame(rows).reindex(columns=[*rows[0], "organism", "cell_type", "cell_visible", "phenotype", "compound",
+                                                   "sirna", "gene", "microscopy"])
+    write_release(metadata, dataset, folder / "release", {}, "bench", shard_bytes=256_000_000)
+    return WebDatasetShards(folder / "release")
 
 
 def run(step, batches, warmup: int, steps: int, device: torch.device, batch_size: int) -> float:
@@ -60,6 +84,7 @@ def run(step, batches, warmup: int, steps: int, device: torch.device, batch_size
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--input", choices=["memmap", "webdataset"], default="memmap")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 50 on cuda, 4 on cpu)")
@@ -91,8 +116,9 @@ def main() -> None:
 
     needed = (steps + warmup) * args.batch_size
     with tempfile.TemporaryDirectory() as tmp:
-        shards = make_shards(Path(tmp) / "shards", max(args.images, needed), args.size, args.classes)
-        batches = Batches(shards, np.arange(len(shards.labels)), args.batch_size, device)
+        make = make_shards if args.input == "memmap" else make_release
+        shards = make(Path(tmp) / "shards", max(args.images, needed), args.size, args.classes)
+        batches = shards.batches(np.arange(len(shards.labels)), args.batch_size, device, args.size)
         plan = batches.plan(0, 0, True, 0, 1, steps + warmup)
         end_to_end = run(step, batches(plan), warmup, steps, device, args.batch_size)
 
@@ -101,12 +127,12 @@ def main() -> None:
     ceiling = run(lambda a, b: step(a, b, augmented=True), iter([(x, y)] * (steps + warmup)), warmup, steps, device, args.batch_size)
 
     gpu = torch.cuda.get_device_name(device).replace(" ", "_") if device.type == "cuda" else "none"
-    print(f"device {device} ({gpu}), batch {args.batch_size}, {args.size}px, {steps} timed steps after {warmup} warm-up, "
+    print(f"device {device} ({gpu}), input {args.input}, batch {args.batch_size}, {args.size}px, {steps} timed steps after {warmup} warm-up, "
           f"amp={amp}, channels_last={channels_last}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(f"end to end (shards -> device augment -> step): {end_to_end:.1f} images/s")
     print(f"ceiling (batch already on the device):        {ceiling:.1f} images/s")
     print(f"input pipeline: {end_to_end / ceiling:.2f} of the ceiling")
-    print(f"RESULT bench_train device={device.type} gpu={gpu} images_per_s={end_to_end:.1f} ceiling_images_per_s={ceiling:.1f} "
+    print(f"RESULT bench_train device={device.type} gpu={gpu} input={args.input} batch={args.batch_size} images_per_s={end_to_end:.1f} ceiling_images_per_s={ceiling:.1f} "
           f"of_ceiling={end_to_end / ceiling:.2f}")
 
 

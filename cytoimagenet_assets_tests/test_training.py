@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 
 from cytoimagenet_assets.demo.cells import Morphology, render_field
+from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.imaging.release import write_release
 from cytoimagenet_assets.training.loop import (
     DeviceAugment,
     TrainConfig,
@@ -24,6 +26,7 @@ from cytoimagenet_assets.training.loop import (
     train_one_epoch,
 )
 from cytoimagenet_assets.training.shards import pack
+from cytoimagenet_assets.training.stream import WebDatasetShards
 
 TINY = TrainConfig(epochs=2, batch_size=8, input_size=32, max_steps_per_epoch=4, seed=0)
 
@@ -43,7 +46,17 @@ def shards(tmp_path_factory):
             name = f"phenotype-{label}-{i + 1:08d}.png"
             Image.fromarray((image * 255).astype(np.uint8)).save(folder / name)
             rows.append({"path": f"phenotype-{label}", "filename": name, "idx": f"{label}-{i // 2}", "label": label, "category": "phenotype"})
+    metadata = pd.DataFrame(rows).reindex(columns=RELEASE_COLUMNS).assign(dir_name="demo", crop=True, scaling=0.5)
+    metadata.to_csv(root / "dataset" / "metadata.csv", index=False)
     return pack(pd.DataFrame(rows), root / "dataset", root / "shards", 32, workers=2)
+
+
+@pytest.fixture(scope="module")
+def release(shards):
+    """The same images as WebDataset shards (dataset_shards' layout), ~8 images a shard."""
+    dataset = shards.folder.parent / "dataset"
+    write_release(pd.read_csv(dataset / "metadata.csv"), dataset, shards.folder.parent / "release", {}, "test", shard_bytes=12_000)
+    return WebDatasetShards(shards.folder.parent / "release")
 
 
 def test_pack_writes_a_memory_mapped_array_with_labels(shards):
@@ -164,3 +177,42 @@ def test_two_process_ddp_with_gloo_completes(shards, tmp_path):
     history = pd.read_csv(tmp_path / "ddp" / "history.csv")
     assert len(history) == 1 and history["train_loss"].notna().all()
     assert (tmp_path / "ddp" / "model.pt").exists()
+
+
+def test_streamed_shards_give_the_packed_images_labels_and_split(shards, release):
+    assert [c["class_key"] for c in release.classes] == [c["class_key"] for c in shards.classes]
+    assert np.array_equal(release.labels, shards.labels) and np.array_equal(release.sources, shards.sources)
+    rows = np.arange(72)
+    streamed = release.batches(rows, 72, torch.device("cpu"), 32)
+    (x, y), = list(streamed(streamed.plan(0, 0, False, 0, 1, 0)))
+    assert torch.equal(y, torch.from_numpy(shards.labels)) and torch.equal(x, torch.from_numpy(np.array(shards.images)))
+
+
+def test_each_process_streams_its_own_shards_and_all_take_the_same_steps(release):
+    batches = release.batches(np.arange(72), 8, torch.device("cpu"), 32)
+    plans = [batches.plan(3, 0, True, rank, 2, 0) for rank in range(2)]
+    assert not set(plans[0].shards) & set(plans[1].shards)
+    assert set(plans[0].shards) | set(plans[1].shards) == {str(release.folder / s) for s in release.index["shard"].unique()}
+    assert plans[0].steps == plans[1].steps > 0
+    seen = [int(y.numel()) for plan in plans for _, y in batches(plan)]
+    assert seen == [8] * (2 * plans[0].steps)
+    assert batches.plan(4, 0, True, 0, 2, 0).shards != plans[0].shards or len(plans[0].shards) == 1  # reshuffled per epoch
+
+
+def test_training_streams_the_webdataset_release(release, tmp_path):
+    result = train(TINY, release, tmp_path / "run", log=lambda _: None)
+    card = json.loads((tmp_path / "run" / "model_card.json").read_text())
+    assert len(result.history) == 2 and result.history["train_loss"].notna().all()
+    assert card["data"]["fingerprint"] == release.fingerprint() and card["data"]["val_images_sharing_source_with_train"] == 0
+
+
+def test_two_process_ddp_with_gloo_streams_the_release(release, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cytoimagenet_assets.training",
+         str(release.folder), str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "4", "--input-size", "32", "--max-steps-per-epoch", "3"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    history = pd.read_csv(tmp_path / "ddp" / "history.csv")
+    assert len(history) == 1 and history["train_loss"].notna().all()

@@ -11,13 +11,14 @@ import dagster as dg
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.defs.images import DATASET_KEY
+from cytoimagenet_assets.defs.images import DATASET_KEY, RELEASE_KEY
 from cytoimagenet_assets.defs.metadata import png_markdown
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.markdown import markdown_table
-from cytoimagenet_assets.training.loop import TrainConfig, data_fingerprint, train
+from cytoimagenet_assets.training.loop import TrainConfig, train
 from cytoimagenet_assets.training.report import history_png
 from cytoimagenet_assets.training.shards import Shards, pack
+from cytoimagenet_assets.training.stream import WebDatasetShards
 
 GROUP = "model"
 SHARDS_KEY = dg.AssetKey("training_shards")
@@ -39,7 +40,7 @@ def training_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
         context.log.info(f"packed {images.shape[0]} images into {out}")
         return dg.MaterializeResult(metadata={
             "images": int(images.shape[0]), "classes": len(shards.classes), "size": size,
-            "bytes": int(images.nbytes), "fingerprint": data_fingerprint(shards), "path": dg.MetadataValue.path(str(out)),
+            "bytes": int(images.nbytes), "fingerprint": shards.fingerprint(), "path": dg.MetadataValue.path(str(out)),
         })
 
     return training_shards
@@ -60,6 +61,7 @@ class PretrainConfig(dg.Config):
     channels_last: bool = True
     max_steps_per_epoch: int = 0
     processes: int = 1
+    stream: bool = False  # read the WebDataset release (dataset_shards) instead of the packed array: many nodes, no packing
 
 
 # With the Kubernetes step executor (deploy/kubernetes), the training step runs in its own pod on a
@@ -73,7 +75,7 @@ GPU_POD = {"dagster-k8s/config": {
 def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
     defaults = catalog.training
 
-    @dg.asset(key=MODEL_KEY, deps=[SHARDS_KEY], group_name=GROUP, kinds={"pytorch"}, pool="gpu", op_tags=GPU_POD,
+    @dg.asset(key=MODEL_KEY, deps=[SHARDS_KEY, RELEASE_KEY], group_name=GROUP, kinds={"pytorch"}, pool="gpu", op_tags=GPU_POD,
               description="EfficientNet-B0 trained from scratch on the dataset (the original recipe). Checkpoints every "
                           "epoch under models/<run>/; a rerun of the same data and recipe resumes from the last one.",
               check_specs=[dg.AssetCheckSpec("card_matches_dataset", asset=MODEL_KEY,
@@ -81,14 +83,14 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
                                                          "shares a source image with training.")])
     def pretrained_model(context: dg.AssetExecutionContext, config: PretrainConfig, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
-        shards = Shards(home.root / "shards" / f"{defaults.input_size}px")
+        shards = WebDatasetShards(home.webdataset_dir()) if config.stream else Shards(home.root / "shards" / f"{defaults.input_size}px")
         recipe = TrainConfig(
             epochs=config.epochs or defaults.epochs, batch_size=config.batch_size or defaults.batch_size,
             lr=config.lr or defaults.lr, lr_schedule=config.lr_schedule, val_fraction=config.val_fraction,
             input_size=config.input_size or defaults.input_size, seed=config.seed, amp=config.amp,
             channels_last=config.channels_last, max_steps_per_epoch=config.max_steps_per_epoch,
         )
-        run = run_name(data_fingerprint(shards), recipe)
+        run = run_name(shards.fingerprint(), recipe)
         out = home.root / "models" / run
         out.mkdir(parents=True, exist_ok=True)
         if config.processes > 1:

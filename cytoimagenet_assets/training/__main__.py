@@ -3,7 +3,9 @@
     python -m cytoimagenet_assets.training <shards_dir> <out_dir> [--epochs 24 --batch-size 64 ...]
     torchrun --standalone --nproc_per_node=8 -m cytoimagenet_assets.training <shards_dir> <out_dir> ...
 
-Rerunning with the same out_dir resumes from its last checkpoint.
+<shards_dir> is the packed array (``shards/<size>px``, one node) or the WebDataset release
+(``release/webdataset``, streamed: each process reads its own shards). Rerunning with the same
+out_dir resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from cytoimagenet_assets.training.loop import TrainConfig, train
-from cytoimagenet_assets.training.shards import Shards
+from cytoimagenet_assets.training.loop import TrainConfig, train, training_data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     args.out.mkdir(parents=True, exist_ok=True)
-    result = train(config, Shards(args.shards), args.out)
+    result = train(config, training_data(args.shards), args.out)
     print(f"trained {len(result.history)} epochs ({result.images_per_second:.1f} images/s) -> {result.weights}")
     return 0
 

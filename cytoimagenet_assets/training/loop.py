@@ -22,9 +22,7 @@ import hashlib
 import json
 import math
 import os
-import queue
 import random
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,9 @@ import torchvision
 
 from cytoimagenet_assets.storage import write_text
 from cytoimagenet_assets.training.shards import Shards
+from cytoimagenet_assets.training.stream import WebDatasetShards
+
+TrainingData = Shards | WebDatasetShards  # the packed memory-mapped array (one node) or the streamed WebDataset release
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,51 +127,6 @@ class DeviceAugment:
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
-
-
-class Batches:
-    """Batches gathered from the memory-mapped images by a prefetch thread, copied asynchronously."""
-
-    def __init__(self, shards: Shards, rows: np.ndarray, batch_size: int, device: torch.device, prefetch: int = 6):
-        self.images, self.labels = shards.images, shards.labels
-        self.rows, self.batch_size, self.device, self.prefetch = rows, batch_size, device, prefetch
-
-    def plan(self, epoch: int, seed: int, shuffle: bool, rank: int, world: int, max_steps: int) -> list[np.ndarray]:
-        """This rank's batches of an epoch: a permutation seeded by (seed, epoch), dealt to ranks
-        round-robin and cut to the same number of full batches on every rank."""
-        order = np.random.default_rng([seed, epoch]).permutation(self.rows) if shuffle else self.rows
-        mine = order[rank::world][: len(order) // world]
-        steps = len(mine) // self.batch_size if shuffle else math.ceil(len(mine) / self.batch_size)
-        if max_steps:
-            steps = min(steps, max_steps)
-        return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(steps)]
-
-    def __call__(self, plan: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        pin = self.device.type == "cuda"
-        slots: queue.Queue = queue.Queue(maxsize=self.prefetch)
-
-        def produce():
-            try:
-                for rows in plan:
-                    rows = np.sort(rows)  # memory-map locality
-                    x = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
-                    y = torch.from_numpy(self.labels[rows])
-                    if pin:
-                        x, y = x.pin_memory(), y.pin_memory()
-                    slots.put((x, y))
-            except BaseException as exc:  # surfaced in the consumer
-                slots.put(exc)
-                return
-            slots.put(None)
-
-        thread = threading.Thread(target=produce, daemon=True)
-        thread.start()
-        while (item := slots.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            x, y = item
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        thread.join()
 
 
 @dataclass
@@ -284,14 +240,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def data_fingerprint(shards: Shards) -> str:
-    """What the model was trained on: the packed file list, classes and array shape."""
-    h = hashlib.sha1((shards.folder / "index.csv").read_bytes())
-    h.update((shards.folder / "classes.json").read_bytes())
-    h.update(str(shards.images.shape).encode())
-    return h.hexdigest()[:16]
-
-
 @dataclass
 class TrainResult:
     history: pd.DataFrame
@@ -300,7 +248,17 @@ class TrainResult:
     images_per_second: float
 
 
-def train(config: TrainConfig, shards: Shards, out_dir: Path, log: Callable[[str], None] = print) -> TrainResult:
+def training_data(folder: Path) -> TrainingData:
+    """A packed array folder (images.npy) or a WebDataset release folder (SHA256SUMS), by its contents."""
+    folder = Path(folder)
+    if (folder / "images.npy").is_file():
+        return Shards(folder)
+    if (folder / "SHA256SUMS").is_file():
+        return WebDatasetShards(folder)
+    raise ValueError(f"{folder} holds neither packed shards (images.npy) nor a WebDataset release (SHA256SUMS)")
+
+
+def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callable[[str], None] = print) -> TrainResult:
     """Train (or resume) under ``out_dir``: checkpoints/last.pt, model.pt, history.csv, model_card.{md,json}."""
     ddp = Distributed.from_env()
     device = torch.device(f"cuda:{ddp.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
@@ -342,8 +300,8 @@ def train(config: TrainConfig, shards: Shards, out_dir: Path, log: Callable[[str
 
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp.world > 1 else model
     augment = DeviceAugment(config.input_size, device, config.channels_last)
-    train_batches = Batches(shards, train_rows, config.batch_size, device)
-    val_batches = Batches(shards, val_rows, config.batch_size, device)
+    train_batches = shards.batches(train_rows, config.batch_size, device, config.input_size)
+    val_batches = shards.batches(val_rows, config.batch_size, device, config.input_size)
     seen, seconds = 0.0, 0.0
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
@@ -387,7 +345,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int
     os.replace(stage, path)
 
 
-def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: Shards, classes: list[dict], history: list[dict],
+def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: TrainingData, classes: list[dict], history: list[dict],
                    n_train: int, n_val: int, leak: int) -> None:
     stage = out_dir / "model.pt.partial"
     torch.save(model.state_dict(), stage)
@@ -400,7 +358,7 @@ def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: Shards, cl
         "class_labels": [{"category": c["category"], "label": c["label"]} for c in classes],
         "recipe": dataclasses.asdict(config) | {"optimizer": "Adam", "loss": "cross-entropy", "augmentation": "random rotation 0-360°, reflect fill",
                                                 "input": "gray replicated to 3 channels, ImageNet mean/std"},
-        "data": {"fingerprint": data_fingerprint(shards), "images": int(shards.images.shape[0]), "train": n_train, "validation": n_val,
+        "data": {"fingerprint": shards.fingerprint(), "images": n_train + n_val, "train": n_train, "validation": n_val,
                  "split": "stratified by class, grouped by source image", "val_images_sharing_source_with_train": leak},
         "metrics": {k: last[k] for k in ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5") if k in last},
         "epochs_trained": len(history),

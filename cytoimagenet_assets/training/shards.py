@@ -13,13 +13,19 @@ Written atomically (staged folder, renamed when complete).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import queue
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from cytoimagenet_assets.storage import atomic_path
@@ -41,6 +47,18 @@ class Shards:
     def classes(self) -> list[dict]:
         return json.loads((self.folder / "classes.json").read_text())
 
+    def fingerprint(self) -> str:
+        """What the model was trained on: the packed file list, classes and array shape."""
+        h = hashlib.sha1((self.folder / "index.csv").read_bytes())
+        h.update((self.folder / "classes.json").read_bytes())
+        h.update(str(self.images.shape).encode())
+        return h.hexdigest()[:16]
+
+    def batches(self, rows: np.ndarray, batch_size: int, device: torch.device, size: int) -> "Batches":
+        if self.images.shape[1:] != (size, size):
+            raise ValueError(f"{self.folder} holds {self.images.shape[1]} px images, the recipe asks for {size} px; pack them at that size")
+        return Batches(self, rows, batch_size, device)
+
     @property
     def sources(self) -> np.ndarray:
         """The source image (idx) of each row."""
@@ -48,6 +66,51 @@ class Shards:
         if "idx" not in index.columns:
             raise ValueError(f"{self.folder / 'index.csv'} has no idx column (packed by an older version); materialize training_shards again")
         return index["idx"].to_numpy()
+
+
+class Batches:
+    """Batches gathered from the memory-mapped images by a prefetch thread, copied asynchronously."""
+
+    def __init__(self, shards: "Shards", rows: np.ndarray, batch_size: int, device: torch.device, prefetch: int = 6):
+        self.images, self.labels = shards.images, shards.labels
+        self.rows, self.batch_size, self.device, self.prefetch = rows, batch_size, device, prefetch
+
+    def plan(self, epoch: int, seed: int, shuffle: bool, rank: int, world: int, max_steps: int) -> list[np.ndarray]:
+        """This rank's batches of an epoch: a permutation seeded by (seed, epoch), dealt to ranks
+        round-robin and cut to the same number of full batches on every rank."""
+        order = np.random.default_rng([seed, epoch]).permutation(self.rows) if shuffle else self.rows
+        mine = order[rank::world][: len(order) // world]
+        steps = len(mine) // self.batch_size if shuffle else math.ceil(len(mine) / self.batch_size)
+        if max_steps:
+            steps = min(steps, max_steps)
+        return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(steps)]
+
+    def __call__(self, plan: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        pin = self.device.type == "cuda"
+        slots: queue.Queue = queue.Queue(maxsize=self.prefetch)
+
+        def produce():
+            try:
+                for rows in plan:
+                    rows = np.sort(rows)  # memory-map locality
+                    x = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
+                    y = torch.from_numpy(self.labels[rows])
+                    if pin:
+                        x, y = x.pin_memory(), y.pin_memory()
+                    slots.put((x, y))
+            except BaseException as exc:  # surfaced in the consumer
+                slots.put(exc)
+                return
+            slots.put(None)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        while (item := slots.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            x, y = item
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        thread.join()
 
 
 def _load(path: str, size: int) -> np.ndarray:

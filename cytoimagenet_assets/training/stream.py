@@ -1,0 +1,178 @@
+"""Training input streamed from the WebDataset release (``dataset_shards``) instead of the packed
+memory-mapped array: what many nodes use when the dataset sits on object storage or a shared volume
+and packing it on every node is not an option.
+
+Each epoch the shards are put in a seeded order and dealt to the processes round-robin (rank r
+reads shards r, r + world, ...), so every process reads only its own files. A process decodes the
+PNGs of its shards in a prefetch thread, keeps the samples of its split (the same grouped,
+stratified split as the memory-mapped input, computed from ``index.parquet``), shuffles them through
+a seeded buffer and yields uint8 batches; every process runs the same number of steps (the smallest
+any of them can fill), as DistributedDataParallel requires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+import webdataset as wds
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """One process's epoch: its shards in reading order, the rows it may use, how many batches."""
+
+    shards: tuple[str, ...]
+    steps: int
+    seed: int
+    shuffle: bool
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+@dataclass(frozen=True)
+class WebDatasetShards:
+    """A release folder (``release/webdataset``) as training input: labels and source images from
+    its index, the samples from its tar shards."""
+
+    folder: Path
+
+    @property
+    def index(self) -> pd.DataFrame:
+        return pd.read_parquet(self.folder / "index.parquet")
+
+    @property
+    def classes(self) -> list[dict]:
+        return json.loads((self.folder / "classes.json").read_text())
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.index["class_index"].to_numpy(np.int64)
+
+    @property
+    def sources(self) -> np.ndarray:
+        return self.index["idx"].to_numpy()
+
+    def fingerprint(self) -> str:
+        """What the model was trained on: the shards' checksums and the classes."""
+        h = hashlib.sha1((self.folder / "SHA256SUMS").read_bytes())
+        h.update((self.folder / "classes.json").read_bytes())
+        return h.hexdigest()[:16]
+
+    def batches(self, rows: np.ndarray, batch_size: int, device: torch.device, size: int) -> "StreamedBatches":
+        return StreamedBatches(self, rows, batch_size, device, size)
+
+
+class StreamedBatches:
+    """Batches of the rows ``rows`` (positions in the index), read from the shards."""
+
+    def __init__(self, release: WebDatasetShards, rows: np.ndarray, batch_size: int, device: torch.device, size: int,
+                 buffer: int = 2048, prefetch: int = 6):
+        index = release.index
+        self.folder, self.size, self.batch_size, self.device = release.folder, size, batch_size, device
+        self.buffer, self.prefetch = buffer, prefetch
+        wanted = index.iloc[np.sort(rows)]
+        self.label_of = dict(zip(wanted["key"], wanted["class_index"].astype(np.int64)))
+        self.rows_per_shard = wanted.groupby("shard").size().to_dict()
+        self.shard_names = sorted(index["shard"].unique())
+
+    def plan(self, epoch: int, seed: int, shuffle: bool, rank: int, world: int, max_steps: int) -> StreamPlan:
+        if len(self.shard_names) < world:
+            raise ValueError(f"{self.folder}: {len(self.shard_names)} shards cannot be dealt to {world} processes; "
+                             f"write smaller shards (dataset_shards' shard_bytes)")
+        order = list(np.random.default_rng([seed, epoch]).permutation(self.shard_names)) if shuffle else list(self.shard_names)
+        dealt = [order[r::world] for r in range(world)]
+        counts = [sum(self.rows_per_shard.get(s, 0) for s in mine) for mine in dealt]
+        if shuffle:  # training: the same number of full batches on every process
+            steps = min(counts) // self.batch_size
+        else:
+            steps = math.ceil(counts[rank] / self.batch_size)
+        if max_steps:
+            steps = min(steps, max_steps)
+        return StreamPlan(tuple(str(self.folder / s) for s in dealt[rank]), steps, int(np.random.default_rng([seed, epoch, rank]).integers(2**31)),
+                          shuffle)
+
+    def _samples(self, plan: StreamPlan) -> Iterator[tuple[np.ndarray, int]]:
+        stream = wds.WebDataset(list(plan.shards), shardshuffle=False, empty_check=False,
+                                nodesplitter=_already_dealt).to_tuple("__key__", "png")
+        kept = ((key, png) for key, png in stream if key in self.label_of)
+        if plan.shuffle:
+            kept = _buffer_shuffle(kept, self.buffer, np.random.default_rng(plan.seed))
+        for key, png in kept:
+            yield _decode(png, self.size), self.label_of[key]
+
+    def __call__(self, plan: StreamPlan) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        pin = self.device.type == "cuda"
+        slots: queue.Queue = queue.Queue(maxsize=self.prefetch)
+
+        def produce():
+            try:
+                images, labels, made = [], [], 0
+                for image, label in self._samples(plan):
+                    images.append(image)
+                    labels.append(label)
+                    if len(images) == self.batch_size:
+                        slots.put(_tensors(images, labels, pin))
+                        images, labels, made = [], [], made + 1
+                        if made == plan.steps:
+                            break
+                if images and made < plan.steps:
+                    slots.put(_tensors(images, labels, pin))
+            except BaseException as exc:  # surfaced in the consumer
+                slots.put(exc)
+                return
+            slots.put(None)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        while (item := slots.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            x, y = item
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        thread.join()
+
+
+def _already_dealt(urls):
+    """The plan's shards are this process's already (see :meth:`StreamedBatches.plan`): no further split."""
+    return urls
+
+
+def _decode(png: bytes, size: int) -> np.ndarray:
+    """As the packed array holds it: 8-bit gray at size × size (bilinear)."""
+    with Image.open(io.BytesIO(png)) as image:
+        image = image.convert("L")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+        return np.asarray(image, np.uint8)
+
+
+def _tensors(images: list[np.ndarray], labels: list[int], pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
+    return (x.pin_memory(), y.pin_memory()) if pin else (x, y)
+
+
+def _buffer_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
+    """A seeded shuffle through a buffer of ``size`` items (the streaming form of a permutation)."""
+    buffer: list = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        k = int(rng.integers(size))
+        yield buffer[k]
+        buffer[k] = item
+    order = rng.permutation(len(buffer))
+    yield from (buffer[k] for k in order)
