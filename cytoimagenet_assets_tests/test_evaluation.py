@@ -1,5 +1,6 @@
 """Evaluation protocols, k-NN, readers and feature extraction."""
 
+import json
 import subprocess
 import sys
 
@@ -274,3 +275,46 @@ def test_every_chunk_of_a_deeploc_style_file_is_read(tmp_path):
         f["Index1_columns"] = names
     with pytest.raises(ValueError, match="data3 also exist: a chunk is missing"):
         protocols.read_cyclops([tmp_path / "gap.hdf5"])
+
+
+def test_the_cli_evaluates_a_saved_model_on_the_demo_benchmarks_without_dagster(demo_raw, tmp_path):
+    import torchvision
+
+    model = tmp_path / "model.pt"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.efficientnet_b0(weights=None, num_classes=7).state_dict(), model)
+    args = ["run", "--model", str(model), "--benchmark", f"bbbc021={demo_raw / 'demo_bbbc021'}",
+            "--benchmark", f"coos7={demo_raw / 'demo_coos7'}", "--benchmark", f"cyclops={demo_raw / 'demo_cyclops'}",
+            "--backbones", "cytoimagenet", "fusion", "--methods", "merge_normalized", "--aggregation", "mean", "median",
+            "--imagenet-weights", str(tmp_path / "absent.pth"), "--no-umap", "--out", str(tmp_path / "report")]
+    code = ("import sys; from cytoimagenet_assets.evaluation.__main__ import main; rc = main(sys.argv[1:]); "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'dagster'], 'dagster was imported'; sys.exit(rc)")
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "features: 100%" in run.stderr  # the progress bar
+    results = pd.read_csv(tmp_path / "report" / "evaluation_report.csv", keep_default_na=False)
+    assert set(results["backbone"]) == {"cytoimagenet"} and set(results["method"]) == {"merge_normalized"}
+    bbbc021 = results[results["benchmark"].str.startswith("BBBC021")]
+    assert sorted(set(zip(bbbc021["variant"], bbbc021["aggregation"]))) == [("TVN", "mean"), ("TVN", "median"), ("raw", "mean"), ("raw", "median")]
+    assert set(results["benchmark"]) >= {"COOS-7 test4", "CyCLoPs"} and (bbbc021["n"] == 16).all()
+    report = json.loads((tmp_path / "report" / "evaluation_report.json").read_text())
+    assert "fusion" in report["unavailable_backbones"] and "imagenet" in report["unavailable_backbones"]
+    assert report["skipped_benchmarks"] == {} and report["settings"]["aggregations"] == ["mean", "median"]
+    markdown = (tmp_path / "report" / "evaluation_report.md").read_text()
+    assert "chosen on the test data itself" in markdown and "| BBBC021 NSCB (TVN) |" in markdown and "| BBBC021 NSC (median) |" in markdown
+    assert "report:" in run.stdout and "BBBC021 NSC" in run.stdout
+
+
+def test_an_absent_benchmark_is_skipped_with_what_to_download(tmp_path):
+    from cytoimagenet_assets.evaluation.run import BenchmarkInput, EvaluationSettings, run_evaluation
+
+    evaluation = run_evaluation([BenchmarkInput("cyclops", tmp_path / "cyclops", how_to_get="download DeepLoc_full_datasets.zip")], None,
+                                EvaluationSettings(backbones=("random", "cytoimagenet")), progress=False)
+    assert evaluation.results.empty
+    assert evaluation.skipped == {"CyCLoPs": f"{tmp_path / 'cyclops'} does not exist. To provide it: download DeepLoc_full_datasets.zip"}
+    assert "no CytoImageNet model given" in evaluation.unavailable["cytoimagenet"]
+    (tmp_path / "cyclops").mkdir()
+    evaluation = run_evaluation([BenchmarkInput("cyclops", tmp_path / "cyclops")], None, EvaluationSettings(backbones=("random",)), progress=False)
+    assert "Chong_train_set.hdf5 not found" in evaluation.skipped["CyCLoPs"]
+    with pytest.raises(ValueError, match="unknown method"):
+        run_evaluation([], None, EvaluationSettings(methods=("concat",)))
