@@ -1,0 +1,273 @@
+"""Features of a user's own images with the CytoImageNet model: ``embed(samples, model, method, out)``.
+
+The same readers (``imaging.readers``), normalization and extraction (``evaluation.features``) as
+the transfer evaluation, so a lab's profiles are the evaluation's features of their images. Input:
+a folder (every image file under it, or those matching a glob, one sample per file) or a CSV whose
+columns are channels and whose cells are image paths (one sample per row). Output: a Parquet table,
+one row per sample — ``image`` (the file, or the row's channel paths joined by ``|``),
+``channel_names``, ``channel_paths``, ``method``, ``features`` (float32; 1280, or 1280 × channels
+for ``concat-*``) and any other CSV columns.
+
+Resumable: features are written every batch into ``.<out>.parts/`` (each part atomically) and
+merged into ``out`` at the end (atomically); a rerun skips every sample already in ``out`` or in
+a part, so a killed run loses at most one batch and a grown folder costs only its new images.
+Rows made with another model or method are recomputed, not mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from cytoimagenet_assets.evaluation.features import METHODS, FeatureExtractor, cytoimagenet_backbone, extract
+from cytoimagenet_assets.imaging.readers import PILLOW, TIFF, ImageReadError, read_channels
+from cytoimagenet_assets.storage import read_parquet_metadata, write_parquet
+
+METHOD_NAMES = {"concat-norm": "concat_normalized", "concat-raw": "concat_raw", "merge-norm": "merge_normalized", "merge-raw": "merge_raw"}
+IMAGE_SUFFIXES = TIFF | PILLOW | {".npy"}
+FORMAT = 1  # bump when the meaning of stored rows changes: older outputs are then recomputed
+CORE_COLUMNS = ["image", "channel_names", "channel_paths", "method", "features"]
+
+
+class EmbedError(ValueError):
+    """Inputs or a model that cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One row of the output: the image files of one sample (one per channel column, or one file)."""
+
+    image: str
+    channel_paths: tuple[str, ...]  # as listed: relative to ``root`` unless absolute
+    columns: tuple[str, ...] = ()  # the CSV columns the paths came from (empty for a folder)
+    extra: tuple[tuple[str, str], ...] = ()  # other CSV columns of the row
+
+
+@dataclass
+class Inputs:
+    root: Path
+    samples: list[Sample]
+
+
+@dataclass
+class EmbedResult:
+    out: Path
+    rows: int  # rows in the output
+    computed: int  # samples computed by this run
+    reused: int  # samples found already done (output or parts)
+    dims: list[int] = field(default_factory=list)  # distinct feature lengths in the output
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (image, reason) of samples that could not be read
+
+
+def method_name(method: str) -> str:
+    """``concat-norm`` (CLI spelling) or ``concat_normalized`` (the evaluation's) → the evaluation's name."""
+    if method in METHODS:
+        return method
+    if method in METHOD_NAMES:
+        return METHOD_NAMES[method]
+    raise EmbedError(f"unknown method {method!r}: expected one of {', '.join(METHOD_NAMES)}")
+
+
+def folder_inputs(folder: Path, glob: str = "**/*") -> Inputs:
+    """Every image file under ``folder`` matching ``glob`` (hidden files and folders skipped), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EmbedError(f"{folder}: not a folder")
+    files = sorted(p for p in folder.glob(glob) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not files:
+        raise EmbedError(f"{folder}: no image files matching {glob!r} (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return Inputs(folder, [Sample(p.relative_to(folder).as_posix(), (p.relative_to(folder).as_posix(),)) for p in files])
+
+
+def csv_inputs(path: Path, channels: Sequence[str] | None = None) -> Inputs:
+    """A CSV of channel paths: ``channels`` names its channel columns (default: every column); paths
+    are relative to the CSV's folder unless absolute; other columns are carried into the output."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise EmbedError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise EmbedError(f"{path}: not a readable CSV ({exc})") from exc
+    columns = list(channels) if channels else list(table.columns)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise EmbedError(f"{path}: no column {', '.join(map(repr, missing))}; it has {', '.join(table.columns)}")
+    if not columns or table.empty:
+        raise EmbedError(f"{path}: no channel columns or no rows")
+    others = [c for c in table.columns if c not in columns]
+    samples, seen = [], {}
+    for row_number, row in enumerate(table.itertuples(index=False), start=2):
+        values = dict(zip(table.columns, row))
+        paths = tuple(values[c] for c in columns)
+        blank = [c for c, p in zip(columns, paths) if not p.strip()]
+        if blank:
+            raise EmbedError(f"{path} line {row_number}: no path in column {', '.join(blank)}")
+        image = "|".join(paths)
+        if image in seen:
+            raise EmbedError(f"{path} line {row_number}: the same channel paths as line {seen[image]}")
+        seen[image] = row_number
+        samples.append(Sample(image, paths, tuple(columns), tuple((c, values[c]) for c in others)))
+    return Inputs(path.parent, samples)
+
+
+def inputs_from(source: Path, channels: Sequence[str] | None = None, glob: str = "**/*") -> Inputs:
+    """A folder or a ``.csv`` file of channel paths."""
+    source = Path(source)
+    if source.is_dir():
+        return folder_inputs(source, glob)
+    if source.suffix.lower() == ".csv":
+        return csv_inputs(source, channels)
+    raise EmbedError(f"{source}: expected a folder of images or a .csv of channel paths")
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    sha256: str  # of the state dict's bytes: rows made with other weights are recomputed
+    source: Path
+
+
+def load_model(path: Path) -> LoadedModel:
+    """A training's ``model.pt`` (state dict), or a bioimage.io package (folder with rdf.yaml, or its
+    zip) whose ``pytorch_state_dict`` weights are read."""
+    path = Path(path)
+    if path.is_dir():
+        rdf_path = path / "rdf.yaml"
+        if not rdf_path.is_file():
+            raise EmbedError(f"{path}: a folder without rdf.yaml is not a model package")
+        data = (path / _state_dict_file(rdf_path.read_text(encoding="utf-8"), rdf_path)).read_bytes()
+    elif zipfile.is_zipfile(path) and path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            try:
+                rdf = archive.read("rdf.yaml").decode("utf-8")
+                data = archive.read(_state_dict_file(rdf, path))
+            except KeyError as exc:
+                raise EmbedError(f"{path}: package lacks {exc}") from None
+    elif path.is_file():
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            return LoadedModel(cytoimagenet_backbone(path), sha, path)  # exactly the evaluation's loader
+        except Exception as exc:
+            raise EmbedError(f"{path}: not a CytoImageNet model.pt (state dict of efficientnet_b0): {type(exc).__name__}: {exc}") from exc
+    else:
+        raise EmbedError(f"{path}: no such model file or package")
+    from cytoimagenet_assets.model_release.package import load_model as package_model
+
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return LoadedModel(package_model(state), hashlib.sha256(data).hexdigest(), path)
+
+
+def _state_dict_file(rdf_text: str, where: Path) -> str:
+    try:
+        return yaml.safe_load(rdf_text)["weights"]["pytorch_state_dict"]["source"]
+    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        raise EmbedError(f"{where}: rdf.yaml has no weights.pytorch_state_dict.source ({exc})") from None
+
+
+def parts_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.parts"
+
+
+def _matches(path: Path, stamp: dict) -> bool:
+    try:
+        meta = read_parquet_metadata(path)
+    except Exception:  # an unreadable leftover is not ours to trust
+        return False
+    return all(meta.get(k) == v for k, v in stamp.items())
+
+
+def _read_channels(inputs: Inputs, sample: Sample) -> tuple[list[np.ndarray], list[str]]:
+    channels, names = [], []
+    for index, relative in enumerate(sample.channel_paths):
+        file = Path(relative) if Path(relative).is_absolute() else inputs.root / relative
+        read = read_channels(file)
+        base = sample.columns[index] if sample.columns else "gray"
+        channels += read
+        names += [base] if len(read) == 1 else [f"{base}_{i}" if sample.columns else f"c{i}" for i in range(len(read))]
+    return channels, names
+
+
+def embed(inputs: Inputs, model: Path, method: str, out: Path, batch_size: int = 64, device: str | None = None,
+          progress: bool = True, log: Callable[[str], None] = print) -> EmbedResult:
+    """Features of every sample of ``inputs`` by ``method`` into ``out`` (Parquet), resuming; see the module docstring."""
+    method, out = method_name(method), Path(out)
+    loaded = load_model(model)
+    stamp = {"model_sha256": loaded.sha256, "method": method, "embed_format": FORMAT}
+    wanted = {s.image for s in inputs.samples}
+
+    done: list[pd.DataFrame] = []
+    if out.exists():
+        if _matches(out, stamp):
+            done.append(pd.read_parquet(out))
+        else:
+            log(f"{out} was made with another model or method: recomputing every row")
+    parts = parts_dir(out)
+    part_files = sorted(parts.glob("part-*.parquet")) if parts.is_dir() else []
+    for part in part_files:
+        if _matches(part, stamp):
+            done.append(pd.read_parquet(part))
+        else:
+            part.unlink()
+    have = set().union(*(set(d["image"]) for d in done)) if done else set()
+    todo = [s for s in inputs.samples if s.image not in have]
+    reused = len(inputs.samples) - len(todo)
+    if reused:
+        log(f"{reused} of {len(inputs.samples)} samples already done; computing {len(todo)}")
+
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    extractor = FeatureExtractor(loaded.model, torch_device, batch_size)
+    failed: list[tuple[str, str]] = []
+    next_part = 1 + max((int(p.stem.split("-")[1]) for p in part_files if p.exists()), default=0)
+    from tqdm import tqdm
+
+    with tqdm(total=len(todo), desc=f"embed {method}", unit="image", disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(todo), batch_size):
+            rows = []
+            by_channels: dict[int, list[tuple[Sample, list[np.ndarray], list[str]]]] = {}
+            for sample in todo[start : start + batch_size]:
+                try:
+                    channels, names = _read_channels(inputs, sample)
+                except (ImageReadError, OSError) as exc:
+                    failed.append((sample.image, str(exc)))
+                    continue
+                by_channels.setdefault(len(channels), []).append((sample, channels, names))
+            for group in by_channels.values():
+                features = extract(extractor, [channels for _, channels, _ in group], method)
+                for (sample, _, names), vector in zip(group, features):
+                    rows.append({"image": sample.image, "channel_names": names, "channel_paths": list(sample.channel_paths),
+                                 "method": method, "features": vector.astype(np.float32), **dict(sample.extra)})
+            if rows:
+                part = pd.DataFrame(rows)
+                write_parquet(part, parts / f"part-{next_part:06d}.parquet", stamp)
+                done.append(part)
+                next_part += 1
+            bar.update(min(batch_size, len(todo) - start))
+
+    order = {s.image: i for i, s in enumerate(inputs.samples)}
+    table = pd.concat(done, ignore_index=True) if done else pd.DataFrame(columns=CORE_COLUMNS)
+    table = table[table["image"].isin(wanted)].drop_duplicates("image", keep="last")
+    table = table.iloc[np.argsort(table["image"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
+    dropped = len(have - wanted)
+    if dropped:
+        log(f"{dropped} rows of images no longer among the inputs left out of {out}")
+    write_parquet(table, out, stamp | {"samples": len(inputs.samples), "failed": len(failed)})
+    shutil.rmtree(parts, ignore_errors=True)
+    dims = sorted({len(f) for f in table["features"]}) if len(table) else []
+    return EmbedResult(out, len(table), len(todo) - len(failed), reused, dims, failed)
+
+
+def feature_matrix(table: pd.DataFrame) -> np.ndarray:
+    """The ``features`` column as an (N, D) float32 array (all rows of one length)."""
+    return np.stack(table["features"].to_numpy()).astype(np.float32) if len(table) else np.empty((0, 1280), np.float32)
