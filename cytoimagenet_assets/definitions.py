@@ -17,6 +17,7 @@ from cytoimagenet_assets.defs.images import (
 from cytoimagenet_assets.defs.labels import cytoimagenet_labels_asset, label_candidates_asset, merged_metadata_asset
 from cytoimagenet_assets.defs.model import pretrained_model_asset, training_shards_asset
 from cytoimagenet_assets.defs.operations import change_detection
+from cytoimagenet_assets.defs.release import embeddings_asset, model_package_asset
 from cytoimagenet_assets.defs.resources import DataHomeResource, downloads_from_env
 from cytoimagenet_assets.defs.sources import source_assets
 
@@ -46,7 +47,7 @@ def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
             cytoimagenet_labels_asset(catalog), class_images_asset(catalog), dataset_asset(catalog),
             dataset_shards_asset(catalog),
             training_shards_asset(catalog), pretrained_model_asset(catalog), evaluation_report_asset(catalog),
-            upsampling_umap,
+            upsampling_umap, model_package_asset(catalog), embeddings_asset(catalog),
         ],
         asset_checks=table_checks(catalog),
         jobs=[class_images_job],

@@ -180,6 +180,32 @@ class TrainingDefaults(_Strict):
     lr: float = Field(1e-3, gt=0)
 
 
+class EmbedTarget(_Strict):
+    """A folder (or CSV of channel paths) the ``embeddings`` asset featurizes with the latest model:
+    ``path`` (absolute, or relative to CYTOIMAGENET_HOME) or ``source`` (a catalog source's raw
+    folder), ``glob`` for a folder's files, ``channels`` for a CSV's channel columns."""
+
+    name: str
+    path: str | None = None
+    source: str | None = None
+    glob: str = "**/*"
+    channels: tuple[str, ...] | None = None
+    method: Literal["concat-norm", "concat-raw", "merge-norm", "merge-raw"] = "concat-norm"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not DIR_NAME.match(value):
+            raise ValueError(f"{value!r}: use lower-case letters, digits and _ (it names the output folder)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "EmbedTarget":
+        if (self.path is None) == (self.source is None):
+            raise ValueError(f"embed target {self.name!r}: give exactly one of path and source")
+        return self
+
+
 class Catalog(_Strict):
     name: str
     description: str = ""
@@ -187,6 +213,7 @@ class Catalog(_Strict):
     labels: LabelConfig = LabelConfig()
     training: TrainingDefaults = TrainingDefaults()
     sources: tuple[Source, ...]
+    embed: tuple[EmbedTarget, ...] = ()  # folders of users' images featurized by the `embeddings` asset
     path: Path | None = None
 
     @model_validator(mode="after")
@@ -200,6 +227,11 @@ class Catalog(_Strict):
             for other in source.overlaps:
                 if other not in seen:
                     raise ValueError(f"source {source.dir_name!r}: overlaps names unknown source {other!r}")
+        for target in self.embed:
+            if target.source is not None and target.source not in seen:
+                raise ValueError(f"embed target {target.name!r}: source {target.source!r} is not in the catalog")
+        if len({t.name for t in self.embed}) != len(self.embed):
+            raise ValueError("embed target names must be unique")
         return self
 
     @cached_property

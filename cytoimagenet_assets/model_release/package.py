@@ -100,7 +100,7 @@ def preprocess(raw: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_image(size: int, seed: int = 0) -> np.ndarray:
+def synthetic_image(size: int, seed: int = 0) -> np.ndarray:
     """A deterministic gray test image (16-bit range, blobs on background) when none is given."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -292,7 +292,7 @@ def build_package(model_dir: Path, out_dir: Path, image: np.ndarray | None = Non
     model = load_model(state)
 
     if image is None:
-        image = test_image(max(32, input_size))
+        image = synthetic_image(max(32, input_size))
     image = np.asarray(image, np.float32)
     if image.ndim != 2 or min(image.shape) < 32 or image.shape[0] % 32 or image.shape[1] % 32:
         raise PackageError(f"test image of shape {image.shape}: expected a 2-D image with sides multiples of 32 (at least 32)")
