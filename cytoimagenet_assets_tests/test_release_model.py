@@ -324,3 +324,27 @@ def test_the_readme_snippets_for_the_model_run(package, tmp_path, monkeypatch):
     exec("\n".join(python), namespace)
     assert namespace["features"].shape == (3, 1280) and namespace["status"] == "valid-format"
     assert namespace["predicted"] in CLASSES
+
+
+def test_the_release_assets_build_from_the_latest_model(model, tmp_path):
+    import dagster as dg
+
+    from cytoimagenet_assets.catalog import load_catalog
+    from cytoimagenet_assets.definitions import build_definitions
+
+    defs = build_definitions(load_catalog("demo"), data_home=str(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(dg.AssetMaterialization("pretrained_model", metadata={"path": dg.MetadataValue.path(str(model.parent))}))
+    selection = dg.AssetSelection.assets(dg.AssetKey(["raw", "demo_bbbc021"]), "model_package", "embeddings")
+    for _ in range(2):  # the second run reuses every feature row
+        result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection,
+                                raise_on_error=False)
+        assert result.success
+    package = instance.get_latest_materialization_event(dg.AssetKey("model_package")).asset_materialization.metadata
+    assert package["validation_status"].value == "valid-format" and "weights_torchscript.pt" in package["files"].value
+    assert (tmp_path / "release" / "model" / f"{PACKAGE_NAME}.zip").stat().st_size == package["zip_bytes"].value
+    embedded = instance.get_latest_materialization_event(dg.AssetKey("embeddings")).asset_materialization.metadata
+    table = pd.read_parquet(tmp_path / "embeddings" / "demo_bbbc021_week1" / "features.parquet")
+    week1_site1 = sorted((tmp_path / "raw" / "demo_bbbc021" / "Week1").glob("**/*_s1_*.tif"))
+    assert embedded["rows"].value == len(table) == len(week1_site1) > 0 and embedded["dims"].value == [1280]
+    assert "| demo_bbbc021_week1 |" in embedded["targets"].value and f"| {len(table)} | 1280 | 0 | {len(table)} | 0 |" in embedded["targets"].value
