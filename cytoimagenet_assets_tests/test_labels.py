@@ -1,5 +1,7 @@
 """Weak-label assignment: hand-made tables with known answers, and properties on generated tables."""
 
+import shutil
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -254,3 +256,8 @@ def test_label_assets_count_and_assign_only_rows_that_can_become_images(tmp_path
         assert metadata["rows_without_images"].value == 3
         shown = metadata["rows_without_images_per_source"].value
         assert f"| demo_hpa | {NO_FILES} | 2 |" in shown and f"| demo_hpa | {NOT_OBTAINABLE} | 1 |" in shown
+    shutil.rmtree(raw)  # nothing left that can become an image: a clear failure, not an empty class table
+    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=dg.DagsterInstance.ephemeral(),
+                            selection=[LABELS_KEY], raise_on_error=False)
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "no row of merged_metadata can become an image (9 rows left out: demo_hpa: 7 " in failure.event_specific_data.error.message

@@ -44,7 +44,8 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     expected = {dg.AssetKey(["raw", s.dir_name]) for s in catalog.sources}
     expected |= {dg.AssetKey(["source_metadata", s.dir_name]) for s in catalog.sources if s.parser is not None}
     expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels", "class_images", "cytoimagenet_dataset",
-                                          "training_shards", "pretrained_model", "evaluation_report", "upsampling_umap", "dataset_shards")}
+                                          "training_shards", "pretrained_model", "evaluation_report", "upsampling_umap", "dataset_shards",
+                                          "model_package", "embeddings")}
     assert {k for k in expected if instance.get_latest_materialization_event(k) is None} == set()
     materialized = instance.get_materialized_partitions(dg.AssetKey("class_images"))
     assert materialized == set(partitions)
@@ -141,6 +142,7 @@ def test_class_table_registers_partitions_and_reports_what_a_refresh_changed(dem
     # threshold, small classes removed and the partitions follow.
     copy = tmp_path / "home"
     shutil.copytree(home / "tables", copy / "tables")
+    (copy / "raw").symlink_to(home / "raw")  # labels count only rows whose files can be read
     defs = build_definitions(catalog, data_home=str(copy))
     instance = dg.DagsterInstance.ephemeral()
     assert _materialize(defs, instance, selection="cytoimagenet_labels").success
@@ -179,6 +181,7 @@ def test_a_class_whose_raw_files_are_missing_fails_alone(demo_build, tmp_path):
     home, _, _, _ = demo_build
     copy = tmp_path / "home"
     shutil.copytree(home / "tables", copy / "tables")
+    (copy / "raw").symlink_to(home / "raw")  # labels count only rows whose files can be read
     shutil.copytree(home / "raw", copy / "raw")
     classes = pd.read_parquet(DataHome(copy).table_path("cytoimagenet_classes"))
     leukemia = classes[classes["source_datasets"] == "demo_leukemia"]["class_key"].tolist()
@@ -207,6 +210,7 @@ def test_the_sensor_follows_the_class_table(demo_build, tmp_path):
     # One class's membership changes, one class vanishes, a new one appears.
     copy = tmp_path / "home"
     shutil.copytree(home / "tables", copy / "tables")
+    (copy / "raw").symlink_to(home / "raw")  # labels count only rows whose files can be read
     path = DataHome(copy).table_path("cytoimagenet_classes")
     classes = pd.read_parquet(path)
     classes.loc[0, "fingerprint"] = "changed"

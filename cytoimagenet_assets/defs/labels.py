@@ -156,6 +156,11 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
             categories=tuple(config.categories), upsampling=config.upsampling or defaults.upsampling,
         )
         merged, left_out = rows_with_images(catalog, home)
+        if merged.empty:
+            raise dg.Failure(description=f"no row of merged_metadata can become an image ({int(left_out['rows'].sum())} rows left out: "
+                                         f"{'; '.join(f'{d}: {n} {r}' for d, r, n in left_out.itertuples(index=False))}); materialize "
+                                         f"the raw/ assets of the sources, or provide their files by hand",
+                             metadata=left_out_metadata(left_out), allow_retries=False)
         assigned = with_class_keys(assign_labels(merged, settings))
         summary = class_summary(assigned, merged, settings)
         labels_path = home.table_path("cytoimagenet_labels")
