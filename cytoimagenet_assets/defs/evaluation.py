@@ -5,9 +5,11 @@ from pathlib import Path
 from typing import Optional
 
 import dagster as dg
+import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.images import DATASET_KEY
+from cytoimagenet_assets.defs.labels import MERGED_KEY
 from cytoimagenet_assets.defs.metadata import png_markdown
 from cytoimagenet_assets.defs.model import MODEL_KEY
 from cytoimagenet_assets.defs.resources import DataHomeResource
@@ -17,6 +19,7 @@ from cytoimagenet_assets.evaluation.features import METHODS, BackboneUnavailable
 from cytoimagenet_assets.evaluation.report import BACKBONES
 from cytoimagenet_assets.evaluation.run import BenchmarkInput, EvaluationSettings, run_evaluation
 from cytoimagenet_assets.evaluation.upsampling import upsampling_figure
+from cytoimagenet_assets.imaging.classes import source_image
 from cytoimagenet_assets.storage import write_bytes
 
 GROUP = "evaluation"
@@ -83,14 +86,20 @@ class UpsamplingUmapConfig(dg.Config):
     imagenet_weights: Optional[str] = None
 
 
-@dg.asset(key=UMAP_KEY, deps=[DATASET_KEY, MODEL_KEY], group_name=GROUP, kinds={"umap"},
-          description="UMAP of ImageNet features of random classes before upsampling (original images) and after "
-                      "(originals and crops), as in the methods file's 'Upsampling Classes' figure. Without ImageNet "
-                      "weights it uses the CytoImageNet backbone and says so.")
+@dg.asset(key=UMAP_KEY, deps=[DATASET_KEY, MODEL_KEY, MERGED_KEY], group_name=GROUP, kinds={"umap"},
+          description="UMAP of ImageNet features of random classes before upsampling (their source images) and after "
+                      "(the published crops and originals), as in the methods file's 'Upsampling Classes' figure. Without "
+                      "ImageNet weights it uses the CytoImageNet backbone and says so.")
 def upsampling_umap(context: dg.AssetExecutionContext, config: UpsamplingUmapConfig, data: DataHomeResource) -> dg.MaterializeResult:
     home = data.home()
+    rows = pd.read_parquet(home.table_path("merged_metadata"), columns=["idx", "dir_name", "channel_paths", "region"]).set_index("idx")
+
+    def source(idx: str):
+        row = rows.loc[idx]
+        return source_image([home.raw_dir(row["dir_name"]) / p for p in row["channel_paths"]], None if pd.isna(row["region"]) else row["region"])
+
     try:
-        figure = upsampling_figure(home.dataset_dir(), config.imagenet_weights, _latest_model(context), config.classes,
+        figure = upsampling_figure(home.dataset_dir(), source, config.imagenet_weights, _latest_model(context), config.classes,
                                    config.images_per_class, config.seed)
     except BackboneUnavailable as exc:
         raise dg.Failure(description=str(exc)) from exc

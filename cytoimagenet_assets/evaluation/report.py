@@ -71,15 +71,15 @@ def umap_png(features: np.ndarray, labels: list[str], title: str, seed: int = 0)
     return png_bytes(fig)
 
 
-def before_after_umap_png(features: np.ndarray, classes: list[str], crop: np.ndarray, title: str, seed: int = 0) -> bytes:
-    """Two UMAPs of one embedding: originals only (before upsampling) and originals + crops (after)."""
+def before_after_umap_png(features: np.ndarray, classes: list[str], before: np.ndarray, title: str, seed: int = 0) -> bytes:
+    """Two UMAPs of one embedding: the rows marked ``before`` (source images) and the others (the class after upsampling)."""
     import umap
 
     embedding = umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(features)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     names = sorted(set(classes))
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))
-    for ax, keep, name in ((axes[0], ~crop, "before upsampling"), (axes[1], np.ones_like(crop), "after upsampling")):
+    for ax, keep, name in ((axes[0], before, "before upsampling"), (axes[1], ~before, "after upsampling")):
         for colour, cls in zip(colours, names):
             mask = keep & (np.array(classes) == cls)
             ax.scatter(embedding[mask, 0], embedding[mask, 1], s=8, color=colour, label=cls[:30])

@@ -1,10 +1,13 @@
 """The methods file's "Upsampling Classes" figure: features of random upsampled classes before
-(original images only) and after (originals and crops) upsampling, in one UMAP embedding."""
+(their source images, merged as the image step merges them) and after (the class's published
+images: crops, and the originals kept whole) upsampling, in one UMAP embedding. The source images
+are read back because "original" upsampling replaces them by their crops in the dataset."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -34,9 +37,10 @@ def figure_backbone(imagenet_weights: str | None, model: Path | None) -> tuple[t
         return cytoimagenet_backbone(Path(model)), "cytoimagenet", f"ImageNet weights unavailable ({exc}); CytoImageNet features instead"
 
 
-def upsampling_figure(dataset_dir: Path, imagenet_weights: str | None = None, model: Path | None = None, classes: int = 20,
-                      images_per_class: int = 30, seed: int = 0) -> UpsamplingFigure:
-    """UMAP of ``classes`` random upsampled classes of the published dataset (``dataset/metadata.csv``)."""
+def upsampling_figure(dataset_dir: Path, source_image: Callable[[str], np.ndarray], imagenet_weights: str | None = None,
+                      model: Path | None = None, classes: int = 20, images_per_class: int = 30, seed: int = 0) -> UpsamplingFigure:
+    """UMAP of ``classes`` random upsampled classes of the published dataset (``dataset/metadata.csv``);
+    ``source_image(idx)`` gives the merged 8-bit source image of a row of the merged table."""
     metadata = pd.read_csv(Path(dataset_dir) / "metadata.csv")
     upsampled = sorted(metadata.loc[metadata["crop"].astype(bool), "path"].unique())
     if not upsampled:
@@ -47,7 +51,10 @@ def upsampling_figure(dataset_dir: Path, imagenet_weights: str | None = None, mo
     extractor = FeatureExtractor(net, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     rows = metadata[metadata["path"].isin(chosen)].sample(frac=1.0, random_state=seed)
     rows = rows.groupby("path").head(images_per_class).sort_values(["path", "filename"])
-    images = [read_channels(Path(dataset_dir) / p / f)[0] for p, f in zip(rows["path"], rows["filename"])]
+    sources = rows.drop_duplicates("idx")
+    images = [source_image(idx) for idx in sources["idx"]]  # before: the source images
+    images += [read_channels(Path(dataset_dir) / p / f)[0] for p, f in zip(rows["path"], rows["filename"])]  # after
     features = extract(extractor, [[image] for image in images], "merge_normalized")
-    png = before_after_umap_png(features, rows["path"].tolist(), rows["crop"].to_numpy(bool), f"{backbone} features", seed)
+    before = np.arange(len(images)) < len(sources)
+    png = before_after_umap_png(features, [*sources["path"], *rows["path"]], before, f"{backbone} features", seed)
     return UpsamplingFigure(png, len(chosen), len(rows), backbone, note)

@@ -150,6 +150,19 @@ def _drop(task: ImageTask, stage: str, reason: str) -> tuple[list[dict], list[di
     return [], [{"idx": task.idx, "crop": None, "stage": stage, "reason": reason}]
 
 
+def source_image(paths: list[Path], region: str | None = None) -> np.ndarray:
+    """The 8-bit merged image of one source row, as the image step makes it before any crop (what
+    "before upsampling" shows); raises ImageReadError / ValueError when it cannot be made."""
+    channels = [c for path in paths for c in _read(str(path))]
+    parsed = parse_region(region)
+    if parsed is not None:
+        cut = cut_region(channels, parsed)
+        if cut is None:
+            raise ValueError(f"region {region} outside the image ({', '.join(Path(p).name for p in paths)})")
+        channels = cut
+    return to_uint8(merge(channels))
+
+
 def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
     """One source image (or its region) → its staged PNGs (the merged image and/or its crops); returns (written, dropped).
 
