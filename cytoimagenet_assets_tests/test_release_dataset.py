@@ -31,7 +31,9 @@ def dataset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
             rows.append({"label": label, "category": category, "database": "db", "name": "Source", "dir_name": f"src{c % 2}",
                          "path": key, "filename": name, "idx": f"src{c % 2}-{c}-{i // 2}", "organism": "human", "cell_type": None,
                          "cell_visible": None, "phenotype": None, "compound": None, "sirna": None, "gene": None,
-                         "microscopy": "fluorescence", "crop": bool(i % 2), "scaling": 0.5 if i % 2 else 1.0,
+                         "microscopy": "fluorescence", "crop": bool(i % 2),
+                         "scaling": 0.5 if i % 2 else 1.0,
+                         **({"compound": "taxol", "phenotype": "mitosis"} if c else {}),  # null in the first class only
                          "x_min": 0, "x_max": 48, "y_min": 0, "y_max": 48})
     metadata = pd.DataFrame(rows)[RELEASE_COLUMNS]
     metadata.to_csv(root / "metadata.csv", index=False)
@@ -74,11 +76,11 @@ def test_hugging_face_datasets_loads_the_shards_offline_and_the_card_has_the_hub
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root, metadata = dataset
     write_release(metadata, root, tmp_path / "release", LICENSES, "test", shard_bytes=20_000)
-    hub = load_dataset("webdataset", data_files={"train": str(tmp_path / "release" / "cytoimagenet-*.tar")}, split="train",
-                       cache_dir=str(tmp_path / "cache"))
+    hub = load_dataset(str(tmp_path / "release"), split="train", cache_dir=str(tmp_path / "cache"))  # the card's config and features
     assert len(hub) == len(metadata)
     assert sorted(hub["cls"]) == sorted(metadata["path"].map({k: i for i, k in enumerate(sorted(metadata["path"].unique()))}))
     assert hub[0]["png"].mode == "L" and hub[0]["json"]["label"] in set(metadata["label"])
+    assert hub[0]["json"]["compound"] is None and hub[len(hub) - 1]["json"]["compound"] == "taxol"
     card = (tmp_path / "release" / "README.md").read_text()
     header = yaml.safe_load(card.split("---")[1])
     assert header["configs"][0]["data_files"][0]["path"] == "cytoimagenet-*.tar"

@@ -125,7 +125,7 @@ def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame,
             {"name": "png", "dtype": "image"},
             {"name": "json", "struct": [{"name": c, "dtype": JSON_TYPES.get(c, "string")} for c in [*RELEASE_COLUMNS, "class_index"]]},
             {"name": "cls", "dtype": "int64"},
-        ], "splits": [{"name": "train", "num_examples": int(len(index))}]},
+        ]},  # explicit: inferred from the first samples, a label column empty there would be typed null
     }
     licence_rows = "\n".join(f"| {d} | {licenses.get(d, ('', 'unknown'))[0]} | {licenses.get(d, ('', 'unknown'))[1]} | {n} |"
                              for d, n in per_source.items())
@@ -142,7 +142,7 @@ def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame,
         % (len(shards) - 1),
         "",
         "from datasets import load_dataset",
-        'hub = load_dataset("webdataset", data_files={"train": "cytoimagenet-*.tar"}, split="train")',
+        'hub = load_dataset(".", split="train")  # this folder or its Hub repository: the config and features above',
         "```", "",
         "## Sources and licenses", "", "| source | name | license | images |", "|---|---|---|---|", licence_rows, "",
         "## Citation", "", "```bibtex", CITATION, "```", "",
