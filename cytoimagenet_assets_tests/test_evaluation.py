@@ -318,3 +318,15 @@ def test_an_absent_benchmark_is_skipped_with_what_to_download(tmp_path):
     assert "Chong_train_set.hdf5 not found" in evaluation.skipped["CyCLoPs"]
     with pytest.raises(ValueError, match="unknown method"):
         run_evaluation([], None, EvaluationSettings(methods=("concat",)))
+
+
+def test_a_truncated_benchmark_table_names_itself_in_the_cli(real, tmp_path):
+    """A .gz cut short (an interrupted download) is an error naming the file and where it ends, not an EOFError traceback."""
+    import gzip
+
+    whole = gzip.compress((real / "bbbc021" / "BBBC021_v1_image.csv").read_bytes())
+    (tmp_path / "image.csv.gz").write_bytes(whole[: len(whole) // 2])
+    run = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.evaluation", "bbbc021-treatments", str(tmp_path / "image.csv.gz"),
+                          str(real / "bbbc021" / "BBBC021_v1_moa.csv")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith(f"error: cannot read {tmp_path / 'image.csv.gz'}") and "EOFError" in run.stderr

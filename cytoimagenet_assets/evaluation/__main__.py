@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cytoimagenet_assets.evaluation.benchmarks import KINDS
 from cytoimagenet_assets.evaluation.features import METHODS
-from cytoimagenet_assets.evaluation.protocols import bbbc021_images, bbbc021_treatments, nscb_eligible
+from cytoimagenet_assets.evaluation.protocols import BenchmarkFileError, bbbc021_images, bbbc021_treatments, nscb_eligible
 from cytoimagenet_assets.evaluation.report import BACKBONES
 
 
@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "bbbc021-treatments":
-        table = bbbc021_treatments(bbbc021_images(args.image_csv, args.moa_csv))
+        try:
+            table = bbbc021_treatments(bbbc021_images(args.image_csv, args.moa_csv))
+        except (BenchmarkFileError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"treatments={len(table)} compounds={table['compound'].nunique()} moas={table['moa'].nunique()} "
               f"nscb_treatments={int(nscb_eligible(table).sum())}")
         return 0

@@ -28,6 +28,7 @@ import pandas as pd
 
 from cytoimagenet_assets.evaluation import profiles as prof
 from cytoimagenet_assets.evaluation.knn import accuracy_interval, knn_predict
+from cytoimagenet_assets.sources.common import UNREADABLE, where_it_breaks
 
 COOS7_SPLITS = ("train", "test1", "test2", "test3", "test4")
 CYCLOPS_DROPPED = ("DEAD", "GHOST")
@@ -71,6 +72,20 @@ def _number_key(values: pd.Series, path: Path, column: str) -> pd.Series:
     return numbers.map(lambda v: f"{v:.6g}")
 
 
+class BenchmarkFileError(ValueError):
+    """A benchmark metadata file that cannot be read; the message names the file and where it breaks."""
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A benchmark's metadata table (.csv, also .gz/.zip); a damaged file names itself, as the sources' tables do."""
+    try:
+        return pd.read_csv(path)
+    except UNREADABLE as exc:
+        where = where_it_breaks(Path(path), exc)
+        raise BenchmarkFileError(f"cannot read {path}{' ' + where if where else ''}: "
+                                 f"{type(exc).__name__}: {exc or 'the file ends early (truncated?)'}") from exc
+
+
 def _require(table: pd.DataFrame, columns: list[str], path: Path) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -82,8 +97,8 @@ def bbbc021_images(image_csv: Path, moa_csv: Path, controls: bool = False) -> pd
     plate, ``control`` (DMSO) and ``source_row`` (1-based data row of image.csv). DMSO fields are
     kept only with ``controls`` (TVN needs them); treatments never include them."""
     image_csv, moa_csv = Path(image_csv), Path(moa_csv)
-    images = pd.read_csv(image_csv)
-    moa = pd.read_csv(moa_csv)  # CR-only line endings read fine
+    images = _read_csv(image_csv)
+    moa = _read_csv(moa_csv)  # CR-only line endings read fine
     _require(images, ["Image_Metadata_Compound", "Image_Metadata_Concentration", "Image_Metadata_Plate_DAPI"]
              + [f"Image_{kind}_{c}" for c in BBBC021_CHANNELS for kind in ("FileName", "PathName")], image_csv)
     _require(moa, ["compound", "concentration", "moa"], moa_csv)
