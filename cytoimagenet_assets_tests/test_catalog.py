@@ -46,6 +46,7 @@ def test_demo_is_the_default_and_a_path_selects_a_users_catalog(monkeypatch, tmp
     assert load_catalog().name == "demo"
     mine = _demo_raw() | {"name": "mine"}
     mine["sources"] = mine["sources"][:1]
+    mine.pop("embed")  # its folder is a source left out here
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(mine))
     monkeypatch.setenv("CYTOIMAGENET_CATALOG", str(path))

@@ -21,6 +21,7 @@ def _catalog(url: str):
     raw = yaml.safe_load((BUILTIN_DIR / "demo.yaml").read_text())
     real = dict(raw["sources"][3], dir_name="my_leukemia", download={"method": "https", "files": [{"url": f"{url}/data.zip"}]})
     raw["sources"] = [raw["sources"][3], real]
+    raw.pop("embed")  # its folder is a source left out here
     return parse_catalog(raw)
 
 
