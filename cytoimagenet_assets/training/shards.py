@@ -86,31 +86,38 @@ class Batches:
         return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(steps)]
 
     def __call__(self, plan: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        pin = self.device.type == "cuda"
-        slots: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        def gather():
+            for rows in plan:
+                rows = np.sort(rows)  # memory-map locality
+                yield torch.from_numpy(np.ascontiguousarray(self.images[rows])), torch.from_numpy(self.labels[rows])
 
-        def produce():
-            try:
-                for rows in plan:
-                    rows = np.sort(rows)  # memory-map locality
-                    x = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
-                    y = torch.from_numpy(self.labels[rows])
-                    if pin:
-                        x, y = x.pin_memory(), y.pin_memory()
-                    slots.put((x, y))
-            except BaseException as exc:  # surfaced in the consumer
-                slots.put(exc)
-                return
-            slots.put(None)
+        return prefetch_to_device(gather(), self.device, self.prefetch)
 
-        thread = threading.Thread(target=produce, daemon=True)
-        thread.start()
-        while (item := slots.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            x, y = item
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        thread.join()
+
+def prefetch_to_device(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+                       depth: int = 6) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``batches`` made by a thread ahead of the consumer (pinned on CUDA), copied to ``device``
+    asynchronously; an error in the thread is raised in the consumer."""
+    pin = device.type == "cuda"
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+
+    def produce():
+        try:
+            for x, y in batches:
+                slots.put((x.pin_memory(), y.pin_memory()) if pin else (x, y))
+        except BaseException as exc:  # surfaced in the consumer
+            slots.put(exc)
+            return
+        slots.put(None)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    while (item := slots.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        x, y = item
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    thread.join()
 
 
 def _load(path: str, size: int) -> np.ndarray:

@@ -16,8 +16,6 @@ import hashlib
 import io
 import json
 import math
-import queue
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +25,8 @@ import pandas as pd
 import torch
 import webdataset as wds
 from PIL import Image
+
+from cytoimagenet_assets.training.shards import prefetch_to_device
 
 
 @dataclass(frozen=True)
@@ -114,35 +114,20 @@ class StreamedBatches:
             yield _decode(png, self.size), self.label_of[key]
 
     def __call__(self, plan: StreamPlan) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        pin = self.device.type == "cuda"
-        slots: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        def gather():
+            images, labels, made = [], [], 0
+            for image, label in self._samples(plan):
+                images.append(image)
+                labels.append(label)
+                if len(images) == self.batch_size:
+                    yield torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
+                    images, labels, made = [], [], made + 1
+                    if made == plan.steps:
+                        return
+            if images:  # validation: the last, partial batch
+                yield torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
 
-        def produce():
-            try:
-                images, labels, made = [], [], 0
-                for image, label in self._samples(plan):
-                    images.append(image)
-                    labels.append(label)
-                    if len(images) == self.batch_size:
-                        slots.put(_tensors(images, labels, pin))
-                        images, labels, made = [], [], made + 1
-                        if made == plan.steps:
-                            break
-                if images and made < plan.steps:
-                    slots.put(_tensors(images, labels, pin))
-            except BaseException as exc:  # surfaced in the consumer
-                slots.put(exc)
-                return
-            slots.put(None)
-
-        thread = threading.Thread(target=produce, daemon=True)
-        thread.start()
-        while (item := slots.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            x, y = item
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        thread.join()
+        return prefetch_to_device(gather(), self.device, self.prefetch)
 
 
 def _already_dealt(urls):
@@ -157,11 +142,6 @@ def _decode(png: bytes, size: int) -> np.ndarray:
         if image.size != (size, size):
             image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
         return np.asarray(image, np.uint8)
-
-
-def _tensors(images: list[np.ndarray], labels: list[int], pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
-    return (x.pin_memory(), y.pin_memory()) if pin else (x, y)
 
 
 def _buffer_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
