@@ -166,17 +166,22 @@ def test_model_card_and_history_are_written(shards, tmp_path):
     model.load_state_dict(torch.load(result.weights))
 
 
-def test_two_process_ddp_with_gloo_completes(shards, tmp_path):
+def _two_process_run(folder, out) -> pd.DataFrame:
+    """One epoch of three steps by torchrun with two gloo processes; the history it wrote."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cytoimagenet_assets.training",
-         str(shards.folder), str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "4", "--input-size", "32", "--max-steps-per-epoch", "3"],
+         str(folder), str(out), "--epochs", "1", "--batch-size", "4", "--input-size", "32", "--max-steps-per-epoch", "3"],
         capture_output=True, text=True, timeout=600, env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    history = pd.read_csv(tmp_path / "ddp" / "history.csv")
+    assert (out / "model.pt").exists()
+    return pd.read_csv(out / "history.csv")
+
+
+def test_two_process_ddp_with_gloo_completes(shards, tmp_path):
+    history = _two_process_run(shards.folder, tmp_path / "ddp")
     assert len(history) == 1 and history["train_loss"].notna().all()
-    assert (tmp_path / "ddp" / "model.pt").exists()
 
 
 def test_streamed_shards_give_the_packed_images_labels_and_split(shards, release):
@@ -207,12 +212,5 @@ def test_training_streams_the_webdataset_release(release, tmp_path):
 
 
 def test_two_process_ddp_with_gloo_streams_the_release(release, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cytoimagenet_assets.training",
-         str(release.folder), str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "4", "--input-size", "32", "--max-steps-per-epoch", "3"],
-        capture_output=True, text=True, timeout=600, env=env,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    history = pd.read_csv(tmp_path / "ddp" / "history.csv")
+    history = _two_process_run(release.folder, tmp_path / "ddp")
     assert len(history) == 1 and history["train_loss"].notna().all()
