@@ -24,7 +24,7 @@ setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster instance concurrency set io 2 >/dev/null
 
 demo: setup
-	$(VENV)/bin/python -m cytoimagenet_assets.defs.build
+	$(VENV)/bin/python -m cytoimagenet_assets.build
 	@echo
 	@echo "Built. Open the UI on this instance with: make ui   (then http://127.0.0.1:3000)"
 

@@ -29,7 +29,8 @@ CHILD = """
 import json, resource, sys, time
 t0 = time.perf_counter()
 import pandas as pd
-from cytoimagenet_assets.labels.assign import AssignConfig, assign_labels
+from cytoimagenet_assets.catalog.settings import AssignConfig
+from cytoimagenet_assets.labels.assign import assign_labels
 df = pd.read_parquet(sys.argv[1], columns=%r)
 if int(sys.argv[2]):
     df = df.iloc[: int(sys.argv[2])]

@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from cytoimagenet_assets.imaging.release import write_release
-from cytoimagenet_assets.training.loop import DeviceAugment, _autocast, build_model
-from cytoimagenet_assets.training.shards import Shards
-from cytoimagenet_assets.training.stream import WebDatasetShards
+from cytoimagenet_assets.images.release import write_release
+from cytoimagenet_assets.model.loop import DeviceAugment, _autocast, build_model
+from cytoimagenet_assets.model.shards import Shards
+from cytoimagenet_assets.model.stream import WebDatasetShards
 
 
 def make_shards(folder: Path, images: int, size: int, classes: int) -> Shards:

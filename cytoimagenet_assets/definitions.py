@@ -7,6 +7,7 @@ import dagster as dg
 from cytoimagenet_assets.catalog import Catalog, load_catalog
 from cytoimagenet_assets.defs.checks import table_checks
 from cytoimagenet_assets.defs.evaluation import evaluation_report_asset, upsampling_umap
+from cytoimagenet_assets.defs.freshness import change_detection
 from cytoimagenet_assets.defs.images import (
     class_images_asset,
     class_images_job,
@@ -15,9 +16,7 @@ from cytoimagenet_assets.defs.images import (
     dataset_shards_asset,
 )
 from cytoimagenet_assets.defs.labels import cytoimagenet_labels_asset, label_candidates_asset, merged_metadata_asset
-from cytoimagenet_assets.defs.model import pretrained_model_asset, training_shards_asset
-from cytoimagenet_assets.defs.operations import change_detection
-from cytoimagenet_assets.defs.release import embeddings_asset, model_package_asset
+from cytoimagenet_assets.defs.model import embeddings_asset, model_package_asset, pretrained_model_asset, training_shards_asset
 from cytoimagenet_assets.defs.resources import DataHomeResource, downloads_from_env
 from cytoimagenet_assets.defs.sources import source_assets
 

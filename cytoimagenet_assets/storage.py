@@ -1,12 +1,19 @@
 """Where data lives under CYTOIMAGENET_HOME, and how it is written (atomically).
 
-Layout::
+Layout (every path comes from a method of :class:`DataHome`; nothing else assembles one)::
 
     raw/<dir_name>/...                  as the source distributes it (or as the demo writes it)
+    raw/<dir_name>/.remote/files.parquet    files a source holds remotely (metadata-first downloads)
+    raw/<dir_name>/.download/           download records, locks and staging (hidden from parsers)
     tables/<group>/<name>.parquet       source_metadata/<dir_name>, merged_metadata, ...
     dataset/<class_key>/<class_key>-00000001.png, metadata.csv   one folder per class
     dataset/metadata.csv, dataset/README.md                        the published dataset
+    release/webdataset/, release/model/ the dataset as WebDataset shards, the model as a bioimage.io package
+    shards/<size>px/                    the dataset packed for training at one input size
+    models/<run>/, models/latest        training runs; the name of the latest finished one
+    embeddings/<name>/features.parquet  features of the catalog's embed targets
     reports/<asset>/                    figures behind an asset's metadata
+    state/<name>                        what schedules remember between ticks
     catalog.db                          SQLite catalog (or CYTOIMAGENET_DB_URL)
 
 Every writer stages into a hidden sibling and renames it into place, so a killed run never leaves
@@ -41,21 +48,63 @@ def default_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve()
 
 
+# Bookkeeping inside a raw folder, hidden so that parsers listing the folder skip it.
+RAW_RECORDS = ".download"
+REMOTE_INDEX = Path(".remote") / "files.parquet"
+LATEST_MODEL = "latest"
+
+
+def remote_index_path(raw_dir: Path) -> Path:
+    """Where metadata-first downloading lists the files a source holds remotely (zip members, mirror
+    files): one row per file with its ``path`` relative to the raw folder, as it will lie once fetched."""
+    return Path(raw_dir) / REMOTE_INDEX
+
+
+def records_dir(folder: Path) -> Path:
+    """Download bookkeeping of the files in ``folder`` (records, locks, staging)."""
+    return Path(folder) / RAW_RECORDS
+
+
 @dataclass(frozen=True)
 class DataHome:
-    """The paths of one CYTOIMAGENET_HOME."""
+    """The paths of one CYTOIMAGENET_HOME: the only map of it."""
 
     root: Path
 
     def raw_dir(self, dir_name: str) -> Path:
         return self.root / "raw" / _safe_name(dir_name)
 
+    def remote_index(self, dir_name: str) -> Path:
+        return remote_index_path(self.raw_dir(dir_name))
+
     def table_path(self, *parts: str) -> Path:
         *folders, name = (_safe_name(p) for p in parts)
         return self.root.joinpath("tables", *folders, f"{name}.parquet")
 
+    def source_table(self, dir_name: str) -> Path:
+        return self.table_path("source_metadata", dir_name)
+
+    def merged_table(self) -> Path:
+        return self.table_path("merged_metadata")
+
+    def candidates_table(self) -> Path:
+        return self.table_path("label_candidates")
+
+    def labels_table(self) -> Path:
+        return self.table_path("cytoimagenet_labels")
+
+    def classes_table(self) -> Path:
+        return self.table_path("cytoimagenet_classes")
+
     def dataset_dir(self) -> Path:
         return self.root / "dataset"
+
+    def dataset_metadata(self) -> Path:
+        """The published dataset's table (one row per image, the release's columns)."""
+        return self.dataset_dir() / "metadata.csv"
+
+    def dataset_card(self) -> Path:
+        return self.dataset_dir() / "README.md"
 
     def class_dir(self, class_key: str) -> Path:
         """A class's folder in the dataset; the key comes from a partition, so it is checked."""
@@ -65,8 +114,39 @@ class DataHome:
         """The dataset as WebDataset shards with their index and card (``dataset_shards``)."""
         return self.root / "release" / "webdataset"
 
+    def model_package_dir(self) -> Path:
+        """The latest model as a bioimage.io package (``model_package``)."""
+        return self.root / "release" / "model"
+
+    def shards_dir(self, input_size: int) -> Path:
+        """The dataset packed for training at ``input_size`` px (``training_shards``)."""
+        return self.root / "shards" / f"{int(input_size)}px"
+
+    def model_dir(self, run: str) -> Path:
+        return self.root / "models" / _safe_name(run)
+
+    def latest_model_pointer(self) -> Path:
+        """A text file naming the run of the latest finished model, written atomically after it."""
+        return self.root / "models" / LATEST_MODEL
+
+    def latest_model_dir(self) -> Path | None:
+        """The folder of the latest finished model, or None before the first one."""
+        pointer = self.latest_model_pointer()
+        return self.model_dir(pointer.read_text(encoding="utf-8").strip()) if pointer.is_file() else None
+
+    def embeddings_path(self, name: str) -> Path:
+        return self.root / "embeddings" / _safe_name(name) / "features.parquet"
+
     def report_dir(self, name: str) -> Path:
         return self.root / "reports" / _safe_name(name)
+
+    def state_path(self, name: str) -> Path:
+        return self.root / "state" / _safe_name(name)
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the catalog: absolute as it is, relative ones inside the data home."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.root / path
 
     @property
     def db_url(self) -> str:
@@ -142,6 +222,21 @@ def _remove_stale_stages(target: Path) -> None:
 def write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as stage:
         stage.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as stage:
+        df.to_csv(stage, index=False)
+    return path
+
+
+def write_torch(obj, path: Path) -> Path:
+    """``torch.save`` of ``obj`` (a state dict, a checkpoint) written atomically."""
+    import torch  # only the model steps need it
+
+    with atomic_path(path) as stage:
+        torch.save(obj, stage)
     return path
 
 

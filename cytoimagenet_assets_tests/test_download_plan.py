@@ -9,7 +9,8 @@ from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.download import DownloadError
 from cytoimagenet_assets.download.plan import Fetching, fetch_missing, fetch_source
 from cytoimagenet_assets.sources import parse_source
-from cytoimagenet_assets.sources.common import REMOTE_INDEX, source_files
+from cytoimagenet_assets.sources.common import source_files
+from cytoimagenet_assets.storage import REMOTE_INDEX
 from cytoimagenet_assets_tests.loopback import payload
 
 IMAGES = {f"Week1_22123/Week1_150607_{w}_s1_w{c}.tif": payload(40_000, seed=i * 3 + c)

@@ -1,5 +1,5 @@
 """When a class fails: its partition of class_images turns FAILED with the reason, and once its input
-is repaired, ``python -m cytoimagenet_assets.defs.build --failed-and-missing`` reruns that class
+is repaired, ``python -m cytoimagenet_assets.build --failed-and-missing`` reruns that class
 (and any class never built) — one run per partition — and nothing else.
 
 Runs against a real instance in a temporary DAGSTER_HOME (the repository's dagster.yaml) and a
@@ -14,9 +14,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from cytoimagenet_assets.build import failed_and_missing_classes, main
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
-from cytoimagenet_assets.defs.build import failed_and_missing_classes, main
 from cytoimagenet_assets.storage import DataHome
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ toy_defs = dg.Definitions(assets=[class_images], asset_checks=[], resources={})
 """
 
 KILLED_RUN = TOY_CLASS_IMAGES + """
-from cytoimagenet_assets.defs.build import _run
+from cytoimagenet_assets.build import _run
 with dg.DagsterInstance.get() as instance:
     _run(toy_defs, instance, dg.AssetSelection.assets(CLASS_IMAGES_KEY), partition_key="killed")
 """
@@ -183,7 +183,7 @@ def test_a_class_whose_run_was_killed_by_the_os_is_rebuilt_by_failed_and_missing
     import subprocess
     import sys
 
-    from cytoimagenet_assets.defs.build import rebuild_failed_and_missing
+    from cytoimagenet_assets.build import rebuild_failed_and_missing
 
     namespace: dict = {}
     exec(TOY_CLASS_IMAGES, namespace)

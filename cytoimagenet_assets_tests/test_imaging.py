@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from cytoimagenet_assets.imaging.classes import (
+from cytoimagenet_assets.images.classes import (
     NOT_A_NUMBER,
     ClassBuildError,
     ImageTask,
@@ -23,8 +23,8 @@ from cytoimagenet_assets.imaging.classes import (
     top_up_crops_per_image,
     trim_to_target,
 )
-from cytoimagenet_assets.imaging.dataset import class_folder_problems, dataset_problems, upsampling_figures
-from cytoimagenet_assets.imaging.process import (
+from cytoimagenet_assets.images.dataset import class_folder_problems, dataset_problems, upsampling_figures
+from cytoimagenet_assets.images.process import (
     MIN_CROP,
     SCALES,
     crop_problem,
@@ -35,7 +35,7 @@ from cytoimagenet_assets.imaging.process import (
     quality_problem,
     to_uint8,
 )
-from cytoimagenet_assets.imaging.readers import ImageReadError, read_channels
+from cytoimagenet_assets.images.readers import ImageReadError, read_channels
 
 EXAMPLES = "cellprofiler_examples"
 
@@ -366,7 +366,7 @@ def test_a_region_is_cut_from_each_channel_before_merging_and_one_outside_its_im
 KILLED_BUILD = """
 import sys, pandas as pd
 from pathlib import Path
-from cytoimagenet_assets.imaging import classes
+from cytoimagenet_assets.images import classes
 original = classes.process_image
 def slow(task):
     import time
@@ -454,7 +454,7 @@ def test_a_garbage_tiff_is_dropped_with_the_decoders_complaint(tmp_path):
 POOL_KILLED = """
 import os, sys, pandas as pd
 from pathlib import Path
-from cytoimagenet_assets.imaging import classes
+from cytoimagenet_assets.images import classes
 original = classes.process_image
 def slow(task):
     import time

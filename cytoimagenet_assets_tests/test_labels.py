@@ -1,5 +1,6 @@
 """Weak-label assignment: hand-made tables with known answers, and properties on generated tables."""
 
+import dataclasses
 import shutil
 
 import dagster as dg
@@ -8,12 +9,11 @@ import pandas as pd
 import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.labels import CANDIDATES_KEY, LABELS_KEY
 from cytoimagenet_assets.download.plan import FETCHED_MARK, obtainable_files
 from cytoimagenet_assets.labels.assign import (
-    CATEGORIES,
-    AssignConfig,
     assign_labels,
     class_key,
     class_summary,
@@ -24,13 +24,12 @@ from cytoimagenet_assets.labels.assign import (
     with_class_keys,
 )
 from cytoimagenet_assets.labels.availability import NO_FILES, NOT_OBTAINABLE, unavailable_reasons, unavailable_summary
-from cytoimagenet_assets.sources.common import REMOTE_INDEX
-from cytoimagenet_assets.storage import DataHome, read_parquet, write_parquet
+from cytoimagenet_assets.storage import REMOTE_INDEX, DataHome, read_parquet, write_parquet
 
 
 def table(**columns) -> pd.DataFrame:
     n = len(next(iter(columns.values())))
-    df = pd.DataFrame({c: [None] * n for c in ("dir_name", "database", *CATEGORIES)} | columns)
+    df = pd.DataFrame({c: [None] * n for c in ("dir_name", "database", *LABEL_CATEGORIES)} | columns)
     df["idx"] = [f"t-{i}" for i in range(n)]
     df["dir_name"] = df["dir_name"].fillna("t")
     df["database"] = df["database"].fillna("db")
@@ -234,7 +233,7 @@ def test_label_assets_count_and_assign_only_rows_that_can_become_images(tmp_path
     """Two metadata-only rows would lift 'y' over the threshold and a missing file would add an image
     to 'x'; neither may count."""
     catalog = load_catalog("demo")
-    catalog = catalog.model_copy(update={"labels": catalog.labels.model_copy(update={"threshold": 3, "target": 5, "cap": 10})})
+    catalog = catalog.model_copy(update={"labels": dataclasses.replace(catalog.labels, threshold=3, target=5, cap=10)})
     home = DataHome(tmp_path)
     raw = home.raw_dir("demo_hpa")
     raw.mkdir(parents=True)

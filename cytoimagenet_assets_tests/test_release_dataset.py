@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
-from cytoimagenet_assets.imaging.release import verify_release, write_release
+from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.images.release import verify_release, write_release
 from cytoimagenet_assets.storage import DataHome
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -25,9 +25,10 @@ from cytoimagenet_assets.catalog import CatalogError, parse_catalog
 from cytoimagenet_assets.embed import EmbedError, csv_inputs, embed, feature_matrix, folder_inputs, parts_dir
 from cytoimagenet_assets.embed.__main__ import main as embed_main
 from cytoimagenet_assets.evaluation.features import FeatureExtractor, cytoimagenet_backbone, extract
-from cytoimagenet_assets.imaging.readers import read_channels
-from cytoimagenet_assets.model_release.package import PACKAGE_NAME, PackageError, build_package, preprocess, synthetic_image, validate
-from cytoimagenet_assets.training.loop import build_model
+from cytoimagenet_assets.images.readers import read_channels
+from cytoimagenet_assets.model.loop import build_model
+from cytoimagenet_assets.model.package import PACKAGE_NAME, PackageError, build_package, preprocess, synthetic_image, validate
+from cytoimagenet_assets.storage import DataHome
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CLASSES = ["cell-visible-nucleus-0123456789", "phenotype-mitosis-abcdef0123", "organism-human-0a0a0a0a0a"]
@@ -334,7 +335,10 @@ def test_the_release_assets_build_from_the_latest_model(model, tmp_path):
 
     defs = build_definitions(load_catalog("demo"), data_home=str(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
-    instance.report_runless_asset_event(dg.AssetMaterialization("pretrained_model", metadata={"path": dg.MetadataValue.path(str(model.parent))}))
+    home = DataHome(tmp_path)  # the trained model, found as pretrained_model leaves it: models/<run> and models/latest
+    home.model_dir(model.parent.name).parent.mkdir(parents=True)
+    home.model_dir(model.parent.name).symlink_to(model.parent)
+    home.latest_model_pointer().write_text(model.parent.name)
     selection = dg.AssetSelection.assets(dg.AssetKey(["raw", "demo_bbbc021"]), "model_package", "embeddings")
     for _ in range(2):  # the second run reuses every feature row
         result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection,

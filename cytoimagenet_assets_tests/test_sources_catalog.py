@@ -664,7 +664,7 @@ def test_every_pretraining_source_is_parsed_by_some_test():
 
 def test_file_name_parsers_read_the_remote_index(tmp_path):
     """Before any image is fetched, the files listed in the remote index are parsed like files on disk."""
-    from cytoimagenet_assets.sources.common import REMOTE_INDEX
+    from cytoimagenet_assets.storage import REMOTE_INDEX
 
     _bbbc017_metadata(tmp_path)
     index = tmp_path / REMOTE_INDEX

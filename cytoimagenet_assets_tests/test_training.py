@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from cytoimagenet_assets.catalog.settings import TrainConfig
 from cytoimagenet_assets.demo.cells import Morphology, render_field
-from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
-from cytoimagenet_assets.imaging.release import write_release
-from cytoimagenet_assets.training.loop import (
+from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.images.release import write_release
+from cytoimagenet_assets.model.loop import (
     DeviceAugment,
-    TrainConfig,
     _set_rng_state,
     build_model,
     load_checkpoint,
@@ -25,8 +25,8 @@ from cytoimagenet_assets.training.loop import (
     train,
     train_one_epoch,
 )
-from cytoimagenet_assets.training.shards import pack
-from cytoimagenet_assets.training.stream import WebDatasetShards
+from cytoimagenet_assets.model.shards import pack
+from cytoimagenet_assets.model.stream import WebDatasetShards
 
 TINY = TrainConfig(epochs=2, batch_size=8, input_size=32, max_steps_per_epoch=4, seed=0)
 
@@ -170,7 +170,7 @@ def _two_process_run(folder, out) -> pd.DataFrame:
     """One epoch of three steps by torchrun with two gloo processes; the history it wrote."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cytoimagenet_assets.training",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cytoimagenet_assets.model",
          str(folder), str(out), "--epochs", "1", "--batch-size", "4", "--input-size", "32", "--max-steps-per-epoch", "3"],
         capture_output=True, text=True, timeout=600, env=env,
     )

@@ -17,11 +17,21 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cytoimagenet_assets.catalog.settings import AssignConfig, TrainConfig
+
 CATALOG_ENV = "CYTOIMAGENET_CATALOG"
 BUILTIN_DIR = Path(__file__).parent
 BUILTIN = ("demo", "cytoimagenet")
 
 DIR_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+# The parsers a catalog entry can name, each with its module in cytoimagenet_assets.sources (imported
+# there by name, so the catalog stays below the parsers). Source-specific formats: an .xls join, DSB
+# image folders, JSON bounding boxes, montage crops, a group table.
+PARSER_MODULES = {
+    "cellprofiler": "cellprofiler", "rxrx": "rxrx", "hpa": "hpa", "idr": "idr", "file_pattern": "file_pattern",
+    "bbbc017_xls": "bbbc017", "bbbc038_dsb": "bbbc038", "bbbc041_boxes": "bbbc041", "bbbc045_montages": "bbbc045",
+    "cil_kinome": "cil",
+}
 
 
 class CatalogError(ValueError):
@@ -49,6 +59,11 @@ class RemoteFile(_Strict):
         if not re.match(r"^(https?|ftp)://", value):
             raise ValueError(f"not an http(s)/ftp URL: {value!r}")
         return value
+
+    @property
+    def indexed_remotely(self) -> bool:
+        """Whether metadata-first downloading leaves this file on its server, read by range: image zips only."""
+        return self.role == "images" and self.url.lower().endswith(".zip")
 
 
 class DownloadSpec(_Strict):
@@ -141,10 +156,8 @@ class Source(_Strict):
     @field_validator("parser")
     @classmethod
     def _parser(cls, value: str | None) -> str | None:
-        from cytoimagenet_assets.sources import KNOWN_PARSERS
-
-        if value is not None and value not in KNOWN_PARSERS:
-            raise ValueError(f"unknown parser {value!r}; known: {', '.join(sorted(KNOWN_PARSERS))}")
+        if value is not None and value not in PARSER_MODULES:
+            raise ValueError(f"unknown parser {value!r}; known: {', '.join(sorted(PARSER_MODULES))}")
         return value
 
     @model_validator(mode="after")
@@ -152,32 +165,6 @@ class Source(_Strict):
         if self.parser is None and not self.evaluation_only:
             raise ValueError("a pretraining source needs a parser")
         return self
-
-
-class LabelConfig(_Strict):
-    """Thresholds of the weak-label assignment (the original's 287 / 1000 / 10,000) and how classes
-    are upsampled to the target: ``original`` (crops replace the images, as the original) or
-    ``top_up`` (images kept, crops only for classes under the target)."""
-
-    threshold: int = Field(287, ge=1)
-    target: int = Field(1000, ge=1)
-    cap: int = Field(10_000, ge=1)
-    upsampling: Literal["original", "top_up"] = "original"
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "LabelConfig":
-        if not self.threshold <= self.target <= self.cap:
-            raise ValueError(f"need threshold <= target <= cap, got {self.threshold}, {self.target}, {self.cap}")
-        return self
-
-
-class TrainingDefaults(_Strict):
-    """The pretraining recipe's sizes (the original's by default); the rest is in TrainConfig."""
-
-    epochs: int = Field(24, ge=1)
-    batch_size: int = Field(64, ge=1)
-    input_size: int = Field(224, ge=32)
-    lr: float = Field(1e-3, gt=0)
 
 
 class EmbedTarget(_Strict):
@@ -209,12 +196,23 @@ class EmbedTarget(_Strict):
 class Catalog(_Strict):
     name: str
     description: str = ""
-    seed: int = 0  # every random choice (demo images, sampling) flows from it
-    labels: LabelConfig = LabelConfig()
-    training: TrainingDefaults = TrainingDefaults()
+    seed: int = 0  # every random choice (demo images, sampling, training) flows from it
+    labels: AssignConfig = AssignConfig()
+    training: TrainConfig = TrainConfig()
     sources: tuple[Source, ...]
     embed: tuple[EmbedTarget, ...] = ()  # folders of users' images featurized by the `embeddings` asset
     path: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_everywhere(cls, raw: Any) -> Any:
+        """The catalog's seed is each step's unless a step's block sets its own."""
+        if isinstance(raw, dict):
+            seed = raw.get("seed", 0)
+            for block in ("labels", "training"):
+                if raw.get(block) is None or isinstance(raw[block], dict):
+                    raw = {**raw, block: {"seed": seed, **(raw.get(block) or {})}}
+        return raw
 
     @model_validator(mode="after")
     def _unique(self) -> "Catalog":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog, RemoteFile, Source
-from cytoimagenet_assets.download.plan import indexed_remotely
 from cytoimagenet_assets.markdown import markdown_table
 
 
@@ -29,8 +28,8 @@ def what_is_fetched(source: Source) -> list[str]:
     spec = source.download
     metadata = [f for f in spec.files if f.role == "metadata"]
     images = [f for f in spec.files if f.role == "images"]
-    zips = [f for f in images if indexed_remotely(f)]
-    whole = [f for f in images if not indexed_remotely(f)]
+    zips = [f for f in images if f.indexed_remotely]
+    whole = [f for f in images if not f.indexed_remotely]
     lines = []
     if spec.method in ("https", "idr") and metadata:
         lines.append(f"Metadata, downloaded whole: {_listing(metadata)}.")

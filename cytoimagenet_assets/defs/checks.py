@@ -58,12 +58,12 @@ def table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
     checks = []
     for source in (s for s in catalog.sources if s.parser is not None):
         def read(home: DataHome, dir_name=source.dir_name) -> pd.DataFrame:
-            return read_parquet(home.table_path("source_metadata", dir_name))
+            return read_parquet(home.source_table(dir_name))
 
         checks += _table_checks(table_key(source), read, files_must_exist=source.download.method == "demo")
 
     def read_merged(home: DataHome) -> pd.DataFrame:
-        return read_parquet(home.table_path("merged_metadata"))
+        return read_parquet(home.merged_table())
 
     all_generated = all(s.download.method == "demo" for s in catalog.pretraining_sources)
     checks += _table_checks(MERGED_KEY, read_merged, files_must_exist=all_generated)
@@ -81,14 +81,14 @@ def table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
 def class_table_checks() -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset=LABELS_KEY, name="one_class_per_image", blocking=True, description="No image is in two classes.")
     def one_class_per_image(data: DataHomeResource) -> dg.AssetCheckResult:
-        labels = read_parquet(data.home().table_path("cytoimagenet_labels"))
+        labels = read_parquet(data.home().labels_table())
         twice = labels.loc[labels["idx"].duplicated(keep=False), "idx"].unique().tolist()
         return dg.AssetCheckResult(passed=not twice, metadata={"images_in_two_classes": len(twice), "examples": dg.MetadataValue.json(twice[:20])})
 
     @dg.asset_check(asset=LABELS_KEY, name="class_sizes", blocking=True,
                     description="Every class holds between threshold and target images (the settings it was built with).")
     def class_sizes(data: DataHomeResource) -> dg.AssetCheckResult:
-        path = data.home().table_path("cytoimagenet_labels")
+        path = data.home().labels_table()
         settings = read_parquet_metadata(path)["settings"]
         sizes = read_parquet(path).groupby("class_key").size()
         outside = sizes[(sizes < settings["threshold"]) | (sizes > settings["target"])]
@@ -98,8 +98,8 @@ def class_table_checks() -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset=LABELS_KEY, name="images_in_merged_table", blocking=True, description="Every labelled image is a row of merged_metadata.")
     def images_in_merged_table(data: DataHomeResource) -> dg.AssetCheckResult:
         home = data.home()
-        labels = read_parquet(home.table_path("cytoimagenet_labels"))
-        merged = pd.read_parquet(home.table_path("merged_metadata"), columns=["idx"])
+        labels = read_parquet(home.labels_table())
+        merged = pd.read_parquet(home.merged_table(), columns=["idx"])
         unknown = sorted(set(labels["idx"]) - set(merged["idx"]))
         return dg.AssetCheckResult(passed=not unknown, metadata={"unknown_images": len(unknown), "examples": dg.MetadataValue.json(unknown[:20])})
 

@@ -1,7 +1,6 @@
 """Transfer evaluation assets: they resolve inputs (catalog sources, the latest model) and call
 ``cytoimagenet_assets.evaluation``; the science lives there."""
 
-from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -19,7 +18,8 @@ from cytoimagenet_assets.evaluation.features import METHODS, BackboneUnavailable
 from cytoimagenet_assets.evaluation.report import BACKBONES
 from cytoimagenet_assets.evaluation.run import BenchmarkInput, EvaluationSettings, run_evaluation
 from cytoimagenet_assets.evaluation.upsampling import upsampling_figure
-from cytoimagenet_assets.imaging.classes import source_image
+from cytoimagenet_assets.images.classes import source_image
+from cytoimagenet_assets.model.launch import latest_model
 from cytoimagenet_assets.storage import write_bytes
 
 GROUP = "evaluation"
@@ -35,11 +35,6 @@ class EvaluationConfig(dg.Config):
     tvn: bool = True  # BBBC021 with TVN beside the raw figure
     aggregations: list[str] = ["mean"]  # BBBC021 treatment aggregation(s): mean, median
     tvn_components: Optional[int] = None
-
-
-def _latest_model(context) -> Optional[Path]:
-    event = context.instance.get_latest_materialization_event(MODEL_KEY)
-    return None if event is None else Path(event.asset_materialization.metadata["path"].value) / "model.pt"
 
 
 def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -61,7 +56,7 @@ def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
         settings = EvaluationSettings(backbones=tuple(config.backbones), methods=tuple(config.methods), imagenet_weights=config.imagenet_weights,
                                       batch_size=config.batch_size, tvn=config.tvn, aggregations=tuple(config.aggregations),
                                       tvn_components=config.tvn_components)
-        evaluation = run_evaluation(inputs, _latest_model(context), settings, progress=False, log=context.log.info)
+        evaluation = run_evaluation(inputs, latest_model(home), settings, progress=False, log=context.log.info)
         skipped = {**{NAMES[k]: f"the catalog {catalog.name!r} lists no {NAMES[k]} evaluation source" for k in NAMES if k not in benchmarks},
                    **evaluation.skipped}
         evaluation.skipped = skipped
@@ -92,14 +87,14 @@ class UpsamplingUmapConfig(dg.Config):
                       "ImageNet weights it uses the CytoImageNet backbone and says so.")
 def upsampling_umap(context: dg.AssetExecutionContext, config: UpsamplingUmapConfig, data: DataHomeResource) -> dg.MaterializeResult:
     home = data.home()
-    rows = pd.read_parquet(home.table_path("merged_metadata"), columns=["idx", "dir_name", "channel_paths", "region"]).set_index("idx")
+    rows = pd.read_parquet(home.merged_table(), columns=["idx", "dir_name", "channel_paths", "region"]).set_index("idx")
 
     def source(idx: str):
         row = rows.loc[idx]
         return source_image([home.raw_dir(row["dir_name"]) / p for p in row["channel_paths"]], None if pd.isna(row["region"]) else row["region"])
 
     try:
-        figure = upsampling_figure(home.dataset_dir(), source, config.imagenet_weights, _latest_model(context), config.classes,
+        figure = upsampling_figure(home.dataset_dir(), source, config.imagenet_weights, latest_model(home), config.classes,
                                    config.images_per_class, config.seed)
     except BackboneUnavailable as exc:
         raise dg.Failure(description=str(exc)) from exc

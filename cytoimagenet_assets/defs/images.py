@@ -6,33 +6,21 @@ import os
 
 import dagster as dg
 import pandas as pd
-import pyarrow.parquet as pq
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, partition_changes
+from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, class_partition_requests
 from cytoimagenet_assets.defs.metadata import png_markdown
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource, redacted
-from cytoimagenet_assets.download import ArchiveError, DownloadError
-from cytoimagenet_assets.download.plan import FetchReport, fetch_missing
-from cytoimagenet_assets.imaging.classes import ClassBuildError, build_class, drop_summary, thumbnail_grid
-from cytoimagenet_assets.imaging.dataset import (
-    assemble_dataset,
-    class_folder_problems,
-    composition_png,
-    dataset_card,
-    dataset_problems,
-    upsampling_figures,
-)
-from cytoimagenet_assets.imaging.release import DEFAULT_SHARD_BYTES, write_release
+from cytoimagenet_assets.images.classes import ClassBuildError, build_class, drop_summary, thumbnail_grid
+from cytoimagenet_assets.images.dataset import EmptyDataset, class_folder_problems, composition_png, publish_dataset
+from cytoimagenet_assets.images.inputs import FetchFailed, StaleClass, class_rows, fetch_class_images
+from cytoimagenet_assets.images.release import DEFAULT_SHARD_BYTES, write_release
 from cytoimagenet_assets.markdown import markdown_table
-from cytoimagenet_assets.storage import atomic_path, read_parquet, read_parquet_metadata, write_sql_table
 
 GROUP = "images"
 CLASS_IMAGES_KEY = dg.AssetKey("class_images")
 DATASET_KEY = dg.AssetKey("cytoimagenet_dataset")
 RELEASE_KEY = dg.AssetKey("dataset_shards")
-IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "region", "database", "name", "organism", "cell_type", "cell_visible",
-                 "phenotype", "compound", "sirna", "gene", "microscopy"]
 
 
 class ClassImagesConfig(dg.Config):
@@ -44,67 +32,38 @@ class ClassImagesConfig(dg.Config):
 def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
     """The per-class image asset; the catalog says which sources can fetch missing images (metadata first)."""
     fetchable = {s.dir_name: s for s in catalog.sources if s.download.method not in ("demo", "manual")}
+    check = dg.AssetCheckSpec("class_folder", asset=CLASS_IMAGES_KEY,
+                              description="The class folder holds exactly the PNGs of its metadata.csv, all 8-bit gray, "
+                                          "between the threshold and the target in number.")
 
-    @dg.asset(
-        key=CLASS_IMAGES_KEY,
-        deps=[LABELS_KEY, MERGED_KEY],
-        partitions_def=CLASS_PARTITIONS,
-        group_name=GROUP,
-        kinds={"png"},
-        pool="io",
-        retry_policy=dg.RetryPolicy(max_retries=1, delay=10),  # systemic, transient errors (I/O); not a ClassBuildError
-        check_specs=[dg.AssetCheckSpec("class_folder", asset=CLASS_IMAGES_KEY,
-                                       description="The class folder holds exactly the PNGs of its metadata.csv, all 8-bit gray, "
-                                                   "between the threshold and the target in number.")],
-        description="The PNGs of one class (merged channels, crops to reach the target, quality-checked) under "
-                    "dataset/<class_key>/, with its metadata.csv. One partition per class: each fails and reruns on its own.",
-    )
+    @dg.asset(key=CLASS_IMAGES_KEY, deps=[LABELS_KEY, MERGED_KEY], partitions_def=CLASS_PARTITIONS, group_name=GROUP, kinds={"png"},
+              pool="io", check_specs=[check],
+              retry_policy=dg.RetryPolicy(max_retries=1, delay=10),  # systemic, transient errors (I/O); not a ClassBuildError
+              description="The PNGs of one class (merged channels, crops to reach the target, quality-checked) under "
+                          "dataset/<class_key>/, with its metadata.csv. One partition per class: each fails and reruns on its own.")
     def class_images(context: dg.AssetExecutionContext, config: ClassImagesConfig, data: DataHomeResource,
                      downloads: DownloadsResource) -> dg.MaterializeResult:
-        home = data.home()
-        key = context.partition_key
-        labels_path = home.table_path("cytoimagenet_labels")
-        settings = read_parquet_metadata(labels_path)["settings"]
-        if "upsampling" not in settings:  # a class table from before the setting existed
-            raise dg.Failure(description="cytoimagenet_labels predates the upsampling setting; materialize it again", allow_retries=False)
-        classes = read_parquet(home.table_path("cytoimagenet_classes")).set_index("class_key")
-        if key not in classes.index:
-            raise dg.Failure(description=f"class {key} is not in the current class table; the sensor removes such partitions")
-        info = classes.loc[key]
-        labels = pd.read_parquet(labels_path, columns=["idx", "class_key"], filters=[("class_key", "==", key)])
-        merged_path = home.table_path("merged_metadata")
-        absent = [c for c in IMAGE_COLUMNS if c not in pq.read_schema(merged_path).names]
-        if absent:  # a table written before a column was added (region): rebuilding it is the fix, not retrying
-            raise dg.Failure(description=f"merged_metadata lacks column(s) {', '.join(absent)}: it predates them; materialize the "
-                                         f"source_metadata assets and merged_metadata again", allow_retries=False)
-        merged = pd.read_parquet(merged_path, columns=IMAGE_COLUMNS, filters=[("idx", "in", labels["idx"].tolist())])
-        raw_dirs = {d: home.raw_dir(d) for d in merged["dir_name"].unique()}
-        fetched = FetchReport(key)
-        for dir_name, rows in merged.groupby("dir_name", sort=True):
-            if dir_name in fetchable:  # metadata first: bring the images this class needs, only those
-                paths = [p for files in rows["channel_paths"] for p in files]
-                try:
-                    report = fetch_missing(fetchable[dir_name], raw_dirs[dir_name], paths, fetching=downloads.fetching(context.log.info))
-                except (DownloadError, ArchiveError) as exc:
-                    raise dg.Failure(description=f"class {key}: fetching the images of {dir_name} failed: {exc}") from exc
-                for note in report.notes:
-                    context.log.warning(f"{dir_name}: {note}")
-                fetched.bytes_downloaded += report.bytes_downloaded
-                fetched.files_fetched += report.files_fetched
-                fetched.unavailable += report.unavailable
+        home, key = data.home(), context.partition_key
         try:
-            result = build_class(key, info["label"], info["category"], merged, raw_dirs, home.class_dir(key),
-                                 target=settings["target"], threshold=settings["threshold"], seed=settings["seed"],
-                                 upsampling=settings["upsampling"], workers=config.workers or os.cpu_count() or 1)
+            inputs = class_rows(home, key)
+            fetched = fetch_class_images(inputs, fetchable, downloads.fetching(context.log.info), warn=context.log.warning)
+        except (StaleClass, FetchFailed) as exc:
+            raise dg.Failure(description=str(exc.args[0])) from exc
         except ClassBuildError as exc:  # deterministic: retrying would fail the same way
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        folder = home.class_dir(key)
+        settings, folder = inputs.settings, home.class_dir(key)
+        try:
+            result = build_class(key, inputs.label, inputs.category, inputs.rows, inputs.raw_dirs, folder, target=settings["target"],
+                                 threshold=settings["threshold"], seed=settings["seed"], upsampling=settings["upsampling"],
+                                 workers=config.workers or os.cpu_count() or 1)
+        except ClassBuildError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         meta = result.metadata
         problems = class_folder_problems(folder, pd.read_csv(folder / "metadata.csv"), settings["threshold"], settings["target"])
         context.log.info(f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(result.drops)}")
         return dg.MaterializeResult(metadata={
-            "label": str(info["label"]),
-            "category": str(info["category"]),
+            "label": inputs.label,
+            "category": inputs.category,
             "images": len(meta),
             "originals": int((~meta["crop"]).sum()),
             "crops": int(meta["crop"].sum()),
@@ -118,12 +77,11 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "bytes_fetched": fetched.bytes_downloaded,
             "files_fetched": fetched.files_fetched,
             "files_unavailable": len(fetched.unavailable),
-            "fingerprint": str(info["fingerprint"]),
+            "fingerprint": inputs.fingerprint,
             "path": dg.MetadataValue.path(str(folder)),
             "samples": png_markdown(thumbnail_grid([folder / f for f in meta["filename"]]), f"{key} samples"),
-        }, check_results=[dg.AssetCheckResult(check_name="class_folder", passed=not problems,
-                                              metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
-                                                        "images": len(meta)})])
+        }, check_results=[dg.AssetCheckResult(check_name=check.name, passed=not problems, metadata={
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"), "images": len(meta)})])
 
     return class_images
 
@@ -135,17 +93,15 @@ class_images_job = dg.define_asset_job("class_images_job", selection=[CLASS_IMAG
            description="Keeps the cytoimagenet_class partitions equal to the class table and requests one run per class "
                        "whose fingerprint (its images, target, seed) changed since the last tick.")
 def class_partitions_sensor(context: dg.SensorEvaluationContext, data: DataHomeResource):
-    path = data.home().table_path("cytoimagenet_classes")
+    path = data.home().classes_table()
     if not path.exists():
         return dg.SkipReason("no class table yet: materialize cytoimagenet_labels")
     current = dict(pd.read_parquet(path, columns=["class_key", "fingerprint"]).itertuples(index=False, name=None))
     seen = json.loads(context.cursor) if context.cursor else built_fingerprints(context.instance)
-    add, delete = partition_changes(context.instance.get_dynamic_partitions(CLASS_PARTITIONS.name), list(current))
     changed = sorted(k for k, fingerprint in current.items() if seen.get(k) != fingerprint)
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=k, run_key=f"{k}:{current[k]}") for k in changed],
-        dynamic_partitions_requests=[r for r in (CLASS_PARTITIONS.build_add_request(add) if add else None,
-                                                 CLASS_PARTITIONS.build_delete_request(delete) if delete else None) if r],
+        dynamic_partitions_requests=class_partition_requests(context.instance, list(current)),
         cursor=json.dumps(current, sort_keys=True),
     )
 
@@ -180,21 +136,13 @@ def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
     )
     def cytoimagenet_dataset(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
-        classes = read_parquet(home.table_path("cytoimagenet_classes"))
-        metadata, missing = assemble_dataset(home.dataset_dir(), classes["class_key"].tolist())
-        if metadata.empty:
-            raise dg.Failure(description=f"no class has been built yet: materialize class_images ({len(missing)} partitions)")
+        try:
+            dataset = publish_dataset(home, catalog.name)
+        except EmptyDataset as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        metadata, missing, upsampling = dataset.metadata, dataset.missing, dataset.upsampling
         if missing:
-            context.log.warning(f"{len(missing)} classes not built yet; the dataset holds the other {len(classes) - len(missing)}")
-        with atomic_path(home.dataset_dir() / "metadata.csv") as stage:
-            metadata.to_csv(stage, index=False)
-        card = dataset_card(catalog.name, metadata, missing)
-        with atomic_path(home.dataset_dir() / "README.md") as stage:
-            stage.write_text(card, encoding="utf-8")
-        rows = write_sql_table(metadata, "images", home.db_url)
-        built = [k for k in classes["class_key"] if (home.class_dir(k) / "metadata.csv").is_file()]
-        problems = dataset_problems(metadata, built)
-        upsampling = upsampling_figures(metadata)
+            context.log.warning(f"{len(missing)} classes not built yet; the dataset holds the other {len(dataset.built)}")
         per_category = metadata.drop_duplicates("path")["category"].value_counts().rename("classes").rename_axis("category").reset_index()
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(metadata),
@@ -204,13 +152,13 @@ def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "crop_share": upsampling["crop_share"],
             "scaling_histogram": dg.MetadataValue.json(upsampling["scaling_histogram"]),
             "classes_per_category": dg.MetadataValue.md(markdown_table(per_category, max_rows=10)),
-            "card": dg.MetadataValue.md(card),
+            "card": dg.MetadataValue.md(dataset.card),
             "composition": png_markdown(composition_png(metadata), "composition"),
             "sql_catalog": redacted(home.db_url),
-            "sql_rows": rows,
+            "sql_rows": dataset.sql_rows,
             "path": dg.MetadataValue.path(str(home.dataset_dir())),
-        }, check_results=[dg.AssetCheckResult(check_name="classes_listed_once", passed=not problems, metadata={
-            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"), "classes_built": len(built),
+        }, check_results=[dg.AssetCheckResult(check_name="classes_listed_once", passed=not dataset.problems, metadata={
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in dataset.problems) or "none"), "classes_built": len(dataset.built),
             "crop_share": upsampling["crop_share"], "scaling_histogram": dg.MetadataValue.json(upsampling["scaling_histogram"])})])
 
     return cytoimagenet_dataset
@@ -229,7 +177,7 @@ def dataset_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
                           "release/webdataset/: what multi-node training streams and the Hub reads.")
     def dataset_shards(context: dg.AssetExecutionContext, config: DatasetShardsConfig, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
-        metadata = pd.read_csv(home.dataset_dir() / "metadata.csv")
+        metadata = pd.read_csv(home.dataset_metadata())
         step = max(1, len(metadata) // 10)
         release = write_release(metadata, home.dataset_dir(), home.webdataset_dir(), licenses, catalog.name, config.shard_bytes,
                                 progress=lambda n, total: n % step == 0 and context.log.info(f"{n} of {total} images written"))
@@ -238,7 +186,7 @@ def dataset_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "shards": len(release.shards),
             "bytes": int(release.shards["bytes"].sum()),
             "shard_table": dg.MetadataValue.md(markdown_table(release.shards, max_rows=50)),
-            "card": dg.MetadataValue.md((home.webdataset_dir() / "README.md").read_text(encoding="utf-8")),
+            "card": dg.MetadataValue.md((home.webdataset_card()).read_text(encoding="utf-8")),
             "path": dg.MetadataValue.path(str(home.webdataset_dir())),
         })
 

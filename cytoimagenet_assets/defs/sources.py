@@ -89,7 +89,7 @@ def _table_asset(source: Source) -> dg.AssetsDefinition:
             parsed = parse_source(source, raw_dir)
         except ParseError as exc:
             raise dg.Failure(description=str(exc)) from exc
-        path = write_parquet(parsed.table, home.table_path("source_metadata", source.dir_name))
+        path = write_parquet(parsed.table, home.source_table(source.dir_name))
         missing = missing_files(parsed.table, raw_dir)
         no_files = int((parsed.table["channel_paths"].map(len) == 0).sum())
         if len(parsed.rejects):

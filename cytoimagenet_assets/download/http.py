@@ -25,11 +25,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 import urllib3
 
-from cytoimagenet_assets.storage import write_text
+from cytoimagenet_assets.storage import records_dir, write_text
 
 USER_AGENT = "cytoimagenet-assets"
 TIMEOUT_S = (30, 300)  # connect, read: a slow mirror may pause long between chunks
-RECORD_DIR = ".download"  # hidden, so parsers listing a raw folder skip it
 MAX_BACKOFF_S = 300.0
 PROGRESS_INTERVAL_S = 1.0
 
@@ -269,7 +268,7 @@ def part_path(dest: Path) -> Path:
 
 def record_path(dest: Path) -> Path:
     """The JSON record of where ``dest`` came from (URL, size, MD5, validators)."""
-    return dest.parent / RECORD_DIR / f"{dest.name}.json"
+    return records_dir(dest.parent) / f"{dest.name}.json"
 
 
 def read_record(dest: Path) -> dict:

@@ -23,7 +23,6 @@ from urllib.parse import quote, unquote
 import requests
 
 from cytoimagenet_assets.download.http import (
-    RECORD_DIR,
     DownloadError,
     FetchResult,
     Progress,
@@ -36,6 +35,7 @@ from cytoimagenet_assets.download.http import (
     verified_copy,
     with_retries,
 )
+from cytoimagenet_assets.storage import records_dir
 
 IDR_MIRROR = "https://ftp.ebi.ac.uk/pub/databases/IDR"
 ASPERA_HOST = "fasp.ebi.ac.uk"
@@ -143,7 +143,7 @@ def fetch_idr_file(accession: str, relative_path: str, dest: Path, *, label: str
 
 def _fetch_with_aspera(ascp: str, key: Path, accession: str, relative_path: str, dest: Path, url: str, *, label: str,
                        size: int | None, md5: str | None) -> FetchResult:
-    staging = dest.parent / RECORD_DIR / "aspera"  # kept between calls: ascp resumes what it finds there
+    staging = records_dir(dest.parent) / "aspera"  # kept between calls: ascp resumes what it finds there
     staging.mkdir(parents=True, exist_ok=True)
     command = aspera_command(accession, relative_path, staging, key=key, ascp=ascp)
     remote = f"{aspera_user(accession)}@{ASPERA_HOST}:{relative_path}"

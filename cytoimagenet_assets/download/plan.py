@@ -29,18 +29,18 @@ import requests
 
 from cytoimagenet_assets.catalog import RemoteFile, Source
 from cytoimagenet_assets.download.archives import safe_extract
-from cytoimagenet_assets.download.http import RECORD_DIR, DownloadError, FetchResult, Progress, fetch_file, session_scope, url_name
+from cytoimagenet_assets.download.http import DownloadError, FetchResult, Progress, fetch_file, session_scope, url_name
 from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_file_url, list_idr_folder
 from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
 from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
-from cytoimagenet_assets.sources.common import REMOTE_INDEX, source_files
-from cytoimagenet_assets.storage import contained, write_parquet, write_text
+from cytoimagenet_assets.sources.common import source_files
+from cytoimagenet_assets.storage import RAW_RECORDS, contained, records_dir, remote_index_path, write_parquet, write_text
 
 ARCHIVE_DIR = ".archives"  # downloaded archives, kept so that a rerun verifies instead of downloading again
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
 TABLE_MARKERS = (".csv.", ".tsv.", ".txt.")  # a compressed table (x.csv.zip) is read as is, not extracted
 EXTRACT_RATIO = 100  # an archive may expand to at most this many times its size (zip bombs)
-FETCHED_MARK = Path(RECORD_DIR) / "fetched-by-cytoimagenet"  # set before the first byte: the folder is ours
+FETCHED_MARK = Path(RAW_RECORDS) / "fetched-by-cytoimagenet"  # set before the first byte: the folder is ours
 LOCK_STRIPES = 64
 GONE = (404, 410)  # a file the server says it does not have: that image is dropped, the class goes on
 RANGE_METHODS = (0, 8)  # stored, deflate
@@ -96,11 +96,6 @@ def is_archive(name: str) -> bool:
     return lower.endswith(ARCHIVE_SUFFIXES) and not any(marker in lower for marker in TABLE_MARKERS)
 
 
-def indexed_remotely(remote: RemoteFile) -> bool:
-    """Whether metadata-first leaves ``remote`` on its server, read by range: image zips only."""
-    return remote.role == "images" and remote.url.lower().endswith(".zip")
-
-
 def filled_by_hand(raw_dir: Path) -> bool:
     """Files in the raw folder, yet no mark that this package ever fetched into it."""
     if not raw_dir.is_dir():
@@ -110,7 +105,7 @@ def filled_by_hand(raw_dir: Path) -> bool:
 
 def mirror_unlisted(source: Source, raw_dir: Path) -> bool:
     """An IDR study whose mirror folders have not been listed yet: every file of it lies at its path there."""
-    return source.download.method == "idr" and not filled_by_hand(raw_dir) and not (raw_dir / REMOTE_INDEX).is_file()
+    return source.download.method == "idr" and not filled_by_hand(raw_dir) and not remote_index_path(raw_dir).is_file()
 
 
 def obtainable_files(source: Source, raw_dir: Path) -> set[str] | None:
@@ -137,7 +132,7 @@ def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching:
     try:
         _fetch_source(source, raw_dir, full, fetching, report)
     except BaseException:
-        if first_fetch and not report.files_fetched and not report.files_indexed and not (raw_dir / REMOTE_INDEX).exists():
+        if first_fetch and not report.files_fetched and not report.files_indexed and not remote_index_path(raw_dir).exists():
             mark.unlink()  # nothing of ours landed: files put here by hand after this failure must count as such
         raise
     return report
@@ -150,7 +145,7 @@ def _fetch_source(source: Source, raw_dir: Path, full: bool, fetching: Fetching,
         if spec.method in ("https", "idr"):
             index = []
             for remote in sorted(spec.files, key=lambda f: f.role != "metadata"):  # metadata first: the cheap part
-                if full or not indexed_remotely(remote):
+                if full or not remote.indexed_remotely:
                     if remote.role == "images" and not full:
                         report.notes.append(f"{url_name(remote.url)} is not a zip, so it cannot be read by range: downloaded whole")
                     _download(source, remote, raw_dir, fetching, report)
@@ -267,7 +262,7 @@ def _index_zip(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetc
 
 
 def _write_index(raw_dir: Path, rows: list[dict]) -> None:
-    path = raw_dir / REMOTE_INDEX
+    path = remote_index_path(raw_dir)
     if rows:
         write_parquet(pd.DataFrame(rows, columns=list(INDEX_COLUMNS)), path)
     elif path.exists():
@@ -276,7 +271,7 @@ def _write_index(raw_dir: Path, rows: list[dict]) -> None:
 
 def _read_index(raw_dir: Path, paths: list[str]) -> pd.DataFrame:
     """The index rows of ``paths`` only: a class needs a few of a source's hundreds of thousands."""
-    index = raw_dir / REMOTE_INDEX
+    index = remote_index_path(raw_dir)
     if not index.is_file():
         return pd.DataFrame(columns=list(INDEX_COLUMNS))
     return pd.read_parquet(index, filters=[("path", "in", paths)])
@@ -367,7 +362,7 @@ def _locked(raw_dir: Path, dest: Path) -> Iterator[None]:
     """One fetch of a file at a time across processes: classes built in parallel may share a file.
     Files share LOCK_STRIPES lock files by hash, so locking never litters the image folders."""
     stripe = zlib.crc32(str(dest).encode()) % LOCK_STRIPES
-    lock = raw_dir / RECORD_DIR / "locks" / f"{stripe:02d}.lock"
+    lock = records_dir(raw_dir) / "locks" / f"{stripe:02d}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

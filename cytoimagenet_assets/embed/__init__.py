@@ -1,6 +1,6 @@
 """Features of a user's own images with the CytoImageNet model: ``embed(samples, model, method, out)``.
 
-The same readers (``imaging.readers``), normalization and extraction (``evaluation.features``) as
+The same readers (``images.readers``), normalization and extraction (``evaluation.features``) as
 the transfer evaluation, so a lab's profiles are the evaluation's features of their images. Input:
 a folder (every image file under it, or those matching a glob, one sample per file) or a CSV whose
 columns are channels and whose cells are image paths (one sample per row). Output: a Parquet table,
@@ -29,9 +29,11 @@ import pandas as pd
 import torch
 import yaml
 
+from cytoimagenet_assets.catalog import EmbedTarget
+from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.features import METHODS, FeatureExtractor, cytoimagenet_backbone, extract
-from cytoimagenet_assets.imaging.readers import PILLOW, TIFF, ImageReadError, read_channels
-from cytoimagenet_assets.storage import read_parquet_metadata, write_parquet
+from cytoimagenet_assets.images.readers import PILLOW, TIFF, ImageReadError, read_channels
+from cytoimagenet_assets.storage import DataHome, read_parquet_metadata, write_parquet
 
 METHOD_NAMES = {"concat-norm": "concat_normalized", "concat-raw": "concat_raw", "merge-norm": "merge_normalized", "merge-raw": "merge_raw"}
 IMAGE_SUFFIXES = TIFF | PILLOW | {".npy"}
@@ -163,7 +165,7 @@ def load_model(path: Path) -> LoadedModel:
             raise EmbedError(f"{path}: not a CytoImageNet model.pt (state dict of efficientnet_b0): {type(exc).__name__}: {exc}") from exc
     else:
         raise EmbedError(f"{path}: no such model file or package")
-    from cytoimagenet_assets.model_release.package import load_model as package_model
+    from cytoimagenet_assets.model.package import load_model as package_model
 
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     return LoadedModel(package_model(state), hashlib.sha256(data).hexdigest(), path)
@@ -226,7 +228,7 @@ def embed(inputs: Inputs, model: Path, method: str, out: Path, batch_size: int =
     if reused:
         log(f"{reused} of {len(inputs.samples)} samples already done; computing {len(todo)}")
 
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_device = pick_device(device)
     extractor = FeatureExtractor(loaded.model, torch_device, batch_size)
     failed: list[tuple[str, str]] = []
     next_part = 1 + max((int(p.stem.split("-")[1]) for p in part_files if p.exists()), default=0)
@@ -271,3 +273,41 @@ def embed(inputs: Inputs, model: Path, method: str, out: Path, batch_size: int =
 def feature_matrix(table: pd.DataFrame) -> np.ndarray:
     """The ``features`` column as an (N, D) float32 array (all rows of one length)."""
     return np.stack(table["features"].to_numpy()).astype(np.float32) if len(table) else np.empty((0, 1280), np.float32)
+
+
+@dataclass
+class TargetEmbedding:
+    """One of the catalog's ``embed:`` targets featurized: where its images came from, the result,
+    and a preview (first rows, first features) for the UI."""
+
+    name: str
+    input: Path
+    result: EmbedResult
+    preview: pd.DataFrame
+
+    def summary(self) -> dict:
+        return {"target": self.name, "input": str(self.input), "rows": self.result.rows, "dims": ", ".join(map(str, self.result.dims)),
+                "computed": self.result.computed, "reused": self.result.reused, "unreadable": len(self.result.failed)}
+
+
+def target_input(home: DataHome, target: EmbedTarget) -> Path:
+    """A target's images: a catalog source's raw folder, or its path (relative ones in the data home)."""
+    return home.raw_dir(target.source) if target.source is not None else home.resolve(target.path)
+
+
+def embed_target(home: DataHome, target: EmbedTarget, model: Path, log: Callable[[str], None] = print) -> TargetEmbedding:
+    """Featurize ``target`` with ``model`` into ``embeddings/<name>/features.parquet`` (resuming)."""
+    source = target_input(home, target)
+    try:
+        inputs = inputs_from(source, target.channels, target.glob)
+        result = embed(inputs, model, target.method, home.embeddings_path(target.name), progress=False, log=log)
+    except (EmbedError, FileNotFoundError) as exc:
+        raise EmbedError(f"embed target {target.name!r}: {exc}") from exc
+    table = pd.read_parquet(result.out)
+    preview = table[["image", "channel_names", "method"]].head(10).copy()
+    preview["channel_names"] = preview["channel_names"].map(lambda names: ", ".join(names))
+    if len(table) and len(result.dims) == 1:
+        matrix = feature_matrix(table)
+        for i in range(4):
+            preview[f"f{i}"] = matrix[: len(preview), i].round(4)
+    return TargetEmbedding(target.name, source, result, preview)

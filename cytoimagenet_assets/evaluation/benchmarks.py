@@ -15,7 +15,7 @@ import numpy as np
 
 from cytoimagenet_assets.evaluation import protocols
 from cytoimagenet_assets.evaluation.profiles import fit_scaler
-from cytoimagenet_assets.imaging.readers import read_channels
+from cytoimagenet_assets.images.readers import read_channels
 
 KINDS = ("bbbc021", "coos7", "cyclops")
 NAMES = {"bbbc021": "BBBC021", "coos7": "COOS-7", "cyclops": "CyCLoPs"}

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torchvision
 
-from cytoimagenet_assets.imaging.process import normalize
-from cytoimagenet_assets.training.loop import IMAGENET_MEAN, IMAGENET_STD
+from cytoimagenet_assets.images.process import normalize
+from cytoimagenet_assets.model.loop import IMAGENET_MEAN, IMAGENET_STD
 
 METHODS = {
     "concat_normalized": ("concat", True),

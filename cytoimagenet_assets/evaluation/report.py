@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cytoimagenet_assets.labels.report import plt, png_bytes
+from cytoimagenet_assets.plots import plt, png_bytes
 
 BACKBONES = ("random", "imagenet", "cytoimagenet", "fusion")
 # CytoImageNet paper (EfficientNet-B0, penultimate layer), accuracy in %.

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.benchmarks import DEFAULT_VARIANTS, NAMES, Benchmark, BenchmarkMissing, load_benchmark
 from cytoimagenet_assets.evaluation.features import (
     METHODS,
@@ -31,7 +32,7 @@ from cytoimagenet_assets.evaluation.features import (
 from cytoimagenet_assets.evaluation.protocols import BBBC021Variant
 from cytoimagenet_assets.evaluation.report import BACKBONES, comparison_table, umap_png
 from cytoimagenet_assets.markdown import markdown_table
-from cytoimagenet_assets.storage import atomic_path, write_bytes
+from cytoimagenet_assets.storage import write_bytes, write_csv, write_text
 
 COLUMNS = ["benchmark", "variant", "aggregation", "backbone", "method", "accuracy", "low", "high", "n", "interval"]
 
@@ -111,17 +112,15 @@ class Evaluation:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         for name, content in {"evaluation_report.md": self.markdown(), "evaluation_report.json": self.to_json()}.items():
-            with atomic_path(out / name) as stage:
-                stage.write_text(content, encoding="utf-8")
-        with atomic_path(out / "evaluation_report.csv") as stage:
-            self.results.to_csv(stage, index=False)
+            write_text(out / name, content)
+        write_csv(self.results, out / "evaluation_report.csv")
         for name, png in self.figures.items():
             write_bytes(out / f"{name}.png", png)
         return out
 
 
 def device_for(settings: EvaluationSettings) -> torch.device:
-    return torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return pick_device(settings.device)
 
 
 def load_backbones(settings: EvaluationSettings, model: Path | None, device: torch.device) -> tuple[dict[str, FeatureExtractor], dict[str, str]]:

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.features import BackboneUnavailable, FeatureExtractor, cytoimagenet_backbone, extract, imagenet_backbone
 from cytoimagenet_assets.evaluation.report import before_after_umap_png
-from cytoimagenet_assets.imaging.readers import read_channels
+from cytoimagenet_assets.images.readers import read_channels
 
 
 @dataclass
@@ -48,7 +49,7 @@ def upsampling_figure(dataset_dir: Path, source_image: Callable[[str], np.ndarra
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(upsampled, size=min(classes, len(upsampled)), replace=False))
     net, backbone, note = figure_backbone(imagenet_weights, model)
-    extractor = FeatureExtractor(net, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    extractor = FeatureExtractor(net, pick_device())
     rows = metadata[metadata["path"].isin(chosen)].sample(frac=1.0, random_state=seed)
     rows = rows.groupby("path").head(images_per_class).sort_values(["path", "filename"])
     sources = rows.drop_duplicates("idx")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from cytoimagenet_assets.labels.assign import CATEGORIES, AssignConfig, assign_labels, with_class_keys
+from cytoimagenet_assets.labels.assign import AssignConfig, assign_labels, with_class_keys
 from cytoimagenet_assets.labels.availability import unavailable_reasons
+from cytoimagenet_assets.sources.table import LABEL_CATEGORIES
 from cytoimagenet_assets.storage import write_parquet
 
 
@@ -30,12 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=int, default=defaults.target)
     parser.add_argument("--cap", type=int, default=defaults.cap)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--categories", default=",".join(CATEGORIES), help="comma-separated label categories to use")
+    parser.add_argument("--categories", default=",".join(LABEL_CATEGORIES), help="comma-separated label categories to use")
     args = parser.parse_args(argv)
     try:
         config = AssignConfig(args.threshold, args.target, args.cap, args.seed, tuple(c.strip() for c in args.categories.split(",")))
         started = time.perf_counter()
-        merged = pd.read_parquet(args.merged, columns=["idx", "dir_name", "channel_paths", *CATEGORIES])
+        merged = pd.read_parquet(args.merged, columns=["idx", "dir_name", "channel_paths", *LABEL_CATEGORIES])
         reasons = unavailable_reasons(merged, dict.fromkeys(merged["dir_name"].unique()))
         assigned = assign_labels(merged[reasons.isna()].reset_index(drop=True), config)
     except (ValueError, OSError) as exc:

@@ -34,33 +34,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cytoimagenet_assets.imaging.classes import UPSAMPLING
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
 
-CATEGORIES = ("organism", "cell_type", "cell_visible", "phenotype", "compound", "gene", "sirna")
 CAP_STRATA = ("dir_name", "organism", "cell_type")
 TARGET_STRATA = ("organism", "cell_type", "cell_visible", "sirna", "compound", "phenotype")
 EXCLUDED_TOGETHER = {"compound": "sirna", "sirna": "compound"}
-
-
-@dataclass(frozen=True)
-class AssignConfig:
-    """The original's numbers by default: 287 / 1,000 / 10,000."""
-
-    threshold: int = 287
-    target: int = 1000
-    cap: int = 10_000
-    seed: int = 0
-    categories: tuple[str, ...] = CATEGORIES
-    upsampling: str = "original"  # how the image step fills classes (imaging.classes.UPSAMPLING); part of each class's fingerprint
-
-    def __post_init__(self):
-        if not 1 <= self.threshold <= self.target <= self.cap:
-            raise ValueError(f"need 1 <= threshold <= target <= cap, got {self.threshold}, {self.target}, {self.cap}")
-        if self.upsampling not in UPSAMPLING:
-            raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLING)}, not {self.upsampling!r}")
-        unknown = set(self.categories) - set(CATEGORIES)
-        if unknown:
-            raise ValueError(f"unknown label categories {sorted(unknown)}; known: {', '.join(CATEGORIES)}")
 
 
 @dataclass
@@ -96,7 +74,7 @@ def _tokens_of(values: pd.Series) -> tuple[np.ndarray, list[str], np.ndarray, np
     return codes, list(vocabulary), np.asarray(offsets, np.int64), np.asarray(ids, np.int64)
 
 
-def build_index(df: pd.DataFrame, categories=CATEGORIES) -> TokenIndex:
+def build_index(df: pd.DataFrame, categories=LABEL_CATEGORIES) -> TokenIndex:
     """Index every whole '|'-separated token of every category column by the rows holding it."""
     cats, labels, counts, row_chunks = [], [], [], []
     for category in categories:
@@ -129,7 +107,7 @@ def candidate_table(index: TokenIndex, threshold: int) -> pd.DataFrame:
     return table.sort_values(["count", "category", "label"], kind="stable").reset_index(drop=True)
 
 
-def label_counts_table(df: pd.DataFrame, categories=CATEGORIES) -> pd.DataFrame:
+def label_counts_table(df: pd.DataFrame, categories=LABEL_CATEGORIES) -> pd.DataFrame:
     """Every (category, label) with its number of rows, most frequent first (for curves and UI)."""
     index = build_index(df, categories)
     table = pd.DataFrame({"category": index.categories, "label": index.labels, "count": index.counts})

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import io
+import numpy as np
+import pandas as pd
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from cytoimagenet_assets.labels.assign import CATEGORIES  # noqa: E402
+from cytoimagenet_assets.plots import bar_png, plt, png_bytes
+from cytoimagenet_assets.sources.table import LABEL_CATEGORIES
 
 
 def classes_per_category(summary: pd.DataFrame) -> pd.DataFrame:
     """The original's "Category / # of labels" table."""
-    counts = summary["category"].value_counts().reindex(CATEGORIES, fill_value=0)
+    counts = summary["category"].value_counts().reindex(LABEL_CATEGORIES, fill_value=0)
     return counts.rename("labels").rename_axis("category").reset_index().sort_values("labels", ascending=False, kind="stable")
 
 
@@ -32,24 +27,6 @@ def candidates_by_threshold(counts: pd.DataFrame, thresholds: np.ndarray) -> pd.
     values = np.sort(counts["count"].to_numpy())
     above = len(values) - np.searchsorted(values, thresholds, side="left")
     return pd.DataFrame({"threshold": thresholds, "candidate_labels": above})
-
-
-def png_bytes(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def bar_png(table: pd.DataFrame, x: str, y: str, title: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.bar(table[x].astype(str), table[y], color="#4c72b0")
-    ax.set_title(title)
-    ax.set_ylabel(y)
-    ax.tick_params(axis="x", rotation=35)
-    for label in ax.get_xticklabels():
-        label.set_ha("right")
-    return png_bytes(fig)
 
 
 def histogram_png(summary: pd.DataFrame, threshold: int, target: int) -> bytes:
@@ -73,3 +50,16 @@ def threshold_curve_png(curve: pd.DataFrame, threshold: int) -> bytes:
     ax.set_xlabel("threshold (images)")
     ax.set_ylabel("labels with >= threshold images")
     return png_bytes(fig)
+
+
+def class_table_figures(summary: pd.DataFrame, counts: pd.DataFrame, threshold: int, target: int) -> dict[str, bytes]:
+    """The class table's figures by name: classes per category and per database, images per class,
+    and how many labels each threshold would keep."""
+    top = max(int(counts["count"].max()) if len(counts) else 1, threshold * 4)
+    thresholds = np.unique(np.geomspace(1, top, 60).astype(int))
+    return {
+        "classes_per_category": bar_png(classes_per_category(summary), "category", "labels", "classes per category"),
+        "classes_per_database": bar_png(classes_per_database(summary), "database", "labels", "classes per database"),
+        "images_per_class": histogram_png(summary, threshold, target),
+        "threshold_curve": threshold_curve_png(candidates_by_threshold(counts, thresholds), threshold),
+    }

@@ -15,23 +15,19 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Channel, Source
 from cytoimagenet_assets.sources.table import ParseError
-
-# Where metadata-first downloading records the files a source holds remotely (members of its zip
-# archives, files on its mirror) before they are fetched: one row per file with its ``path``
-# relative to the raw folder, as it will lie once fetched. Parsers that read metadata from file
-# names list files through :func:`source_files`, so they work before any image is downloaded.
-REMOTE_INDEX = Path(".remote") / "files.parquet"
+from cytoimagenet_assets.storage import remote_index_path
 
 
 def source_files(raw_dir: Path) -> list[str]:
     """Every file of a source as a path relative to ``raw_dir``, sorted: the files on disk (hidden
-    folders such as ``.remote`` and staging leftovers skipped) plus those only in its remote index."""
+    folders such as ``.remote`` and staging leftovers skipped) plus those only in its remote index,
+    so parsers that read metadata from file names work before any image is downloaded."""
     local = {
         path.relative_to(raw_dir).as_posix()
         for path in raw_dir.rglob("*")
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(raw_dir).parts)
     } if raw_dir.is_dir() else set()
-    index = raw_dir / REMOTE_INDEX
+    index = remote_index_path(raw_dir)
     if index.is_file():
         local.update(pd.read_parquet(index, columns=["path"])["path"])
     return sorted(local)

@@ -18,9 +18,9 @@ import pandas as pd
 import yaml
 
 from cytoimagenet_assets.catalog import BUILTIN_DIR, Source
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
 from cytoimagenet_assets.sources.regions import order_key, region_problem
 
-LABEL_CATEGORIES = ("organism", "cell_type", "cell_visible", "phenotype", "compound", "sirna", "gene")
 STRING_COLUMNS = (
     "idx", "database", "name", "dir_name", *LABEL_CATEGORIES, "microscopy", "plate", "well", "field", "region",
     "source_file",

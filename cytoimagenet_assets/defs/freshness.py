@@ -10,8 +10,8 @@ from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.sources import raw_key, table_key
 from cytoimagenet_assets.download import DownloadError
+from cytoimagenet_assets.download.fingerprint import local_fingerprint, remote_fingerprint
 from cytoimagenet_assets.download.plan import filled_by_hand
-from cytoimagenet_assets.sources.fingerprint import local_fingerprint, remote_fingerprint
 from cytoimagenet_assets.storage import write_text
 
 STATE_FILE = "remote_fingerprints.json"

@@ -9,11 +9,11 @@ import yaml
 
 from cytoimagenet_assets.catalog import BUILTIN_DIR, parse_catalog
 from cytoimagenet_assets.definitions import build_definitions
-from cytoimagenet_assets.defs.operations import remote_check_schedule, source_change_sensor
+from cytoimagenet_assets.defs.freshness import remote_check_schedule, source_change_sensor
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.download import DownloadError
+from cytoimagenet_assets.download.fingerprint import local_fingerprint, remote_fingerprint
 from cytoimagenet_assets.download.plan import FETCHED_MARK
-from cytoimagenet_assets.sources.fingerprint import local_fingerprint, remote_fingerprint
 
 
 def _catalog(url: str):

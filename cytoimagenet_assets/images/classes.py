@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cytoimagenet_assets.imaging.process import crop_problem, merge, normalize, plan_crops, quality_problem, to_uint8
-from cytoimagenet_assets.imaging.readers import ImageReadError, read_channels
+from cytoimagenet_assets.catalog.settings import UPSAMPLING
+from cytoimagenet_assets.images.process import crop_problem, merge, normalize, plan_crops, quality_problem, to_uint8
+from cytoimagenet_assets.images.readers import ImageReadError, read_channels
 from cytoimagenet_assets.sources.regions import parse_region
 from cytoimagenet_assets.storage import atomic_path
 
@@ -68,7 +69,6 @@ READ_ATTEMPTS = 3
 # zlib level 3: a 1024² merged image encodes in ~57 ms instead of ~190 ms at Pillow's default 6,
 # for ~13% more bytes (measured on 12-bit fluorescence; see benchmarks/bench_images.py).
 PNG_COMPRESS_LEVEL = 3
-UPSAMPLING = ("original", "top_up")
 NOT_A_NUMBER = "not a number in pixels"
 
 

@@ -35,35 +35,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 import torchvision
 
-from cytoimagenet_assets.storage import write_text
-from cytoimagenet_assets.training.shards import Shards
-from cytoimagenet_assets.training.stream import WebDatasetShards
+from cytoimagenet_assets.catalog.settings import TrainConfig
+from cytoimagenet_assets.devices import pick_device
+from cytoimagenet_assets.model.shards import Shards
+from cytoimagenet_assets.model.stream import WebDatasetShards
+from cytoimagenet_assets.storage import write_csv, write_text, write_torch
 
 TrainingData = Shards | WebDatasetShards  # the packed memory-mapped array (one node) or the streamed WebDataset release
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 24
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_schedule: str = "constant"  # "constant" (the original) or "cosine"
-    val_fraction: float = 0.1
-    input_size: int = 224
-    seed: int = 0
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported)
-    channels_last: bool = True
-    max_steps_per_epoch: int = 0  # 0: whole epochs; else a cap (smoke runs, benchmarks)
-
-    def resumable_with(self, other: "TrainConfig") -> bool:
-        """A checkpoint made with ``other`` can continue under this config: only the number of
-        epochs may differ, and not even that under a cosine schedule (its length is in the schedule)."""
-        if self.lr_schedule == "cosine" and self.epochs != other.epochs:
-            return False
-        return dataclasses.replace(self, epochs=0) == dataclasses.replace(other, epochs=0)
 
 
 def stratified_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +242,7 @@ def training_data(folder: Path) -> TrainingData:
 def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callable[[str], None] = print) -> TrainResult:
     """Train (or resume) under ``out_dir``: checkpoints/last.pt, model.pt, history.csv, model_card.{md,json}."""
     ddp = Distributed.from_env()
-    device = torch.device(f"cuda:{ddp.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = pick_device(local_rank=ddp.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
@@ -337,20 +318,15 @@ def _rates(split: str, totals: list[float]) -> dict:
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int, config: TrainConfig, history: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stage = path.with_suffix(".partial")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "epoch": epoch, "config": dataclasses.asdict(config), "history": history,
-                "rng": _rng_state()}, stage)
-    os.replace(stage, path)
+    write_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict(), "epoch": epoch, "config": dataclasses.asdict(config), "history": history,
+                 "rng": _rng_state()}, path)
 
 
 def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: TrainingData, classes: list[dict], history: list[dict],
                    n_train: int, n_val: int, leak: int) -> None:
-    stage = out_dir / "model.pt.partial"
-    torch.save(model.state_dict(), stage)
-    os.replace(stage, out_dir / "model.pt")
-    write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    write_torch(model.state_dict(), out_dir / "model.pt")
+    write_csv(pd.DataFrame(history), out_dir / "history.csv")
     last = history[-1] if history else {}
     card = {
         "architecture": "torchvision efficientnet_b0, random initialization",

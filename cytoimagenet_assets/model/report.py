@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cytoimagenet_assets.labels.report import plt, png_bytes
+from cytoimagenet_assets.plots import plt, png_bytes
 
 
 def history_png(history: pd.DataFrame) -> bytes:

@@ -1,8 +1,8 @@
 """Build the whole asset graph headless, recording every run in the Dagster instance
 (``DAGSTER_HOME``), so that ``dagster dev`` on the same instance shows them.
 
-    python -m cytoimagenet_assets.defs.build                        # everything
-    python -m cytoimagenet_assets.defs.build --failed-and-missing   # only the classes that failed or were never built
+    python -m cytoimagenet_assets.build                        # everything
+    python -m cytoimagenet_assets.build --failed-and-missing   # only the classes that failed or were never built
 
 First everything that does not depend on the class images (sources, tables, class table) in one
 run; then one run per class partition of ``class_images`` — each class has its own status and
@@ -135,7 +135,7 @@ def rebuild_failed_and_missing(defs: dg.Definitions, instance: dg.DagsterInstanc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cytoimagenet_assets.defs.build", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cytoimagenet_assets.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--failed-and-missing", action="store_true",
                         help="launch one run per class_images partition that failed or was never built, nothing else")
     args = parser.parse_args(argv)

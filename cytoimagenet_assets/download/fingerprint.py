@@ -7,7 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from cytoimagenet_assets.download import head
+from cytoimagenet_assets.download.http import head
 
 
 def local_fingerprint(folder: Path) -> str | None:

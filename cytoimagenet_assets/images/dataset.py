@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
-from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
-from cytoimagenet_assets.labels.assign import CATEGORIES
-from cytoimagenet_assets.labels.report import plt, png_bytes
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
+from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.markdown import markdown_table
+from cytoimagenet_assets.plots import plt, png_bytes
+from cytoimagenet_assets.storage import DataHome, read_parquet, write_csv, write_sql_table, write_text
 
 
 def assemble_dataset(dataset_dir: Path, class_keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -29,7 +31,7 @@ def assemble_dataset(dataset_dir: Path, class_keys: list[str]) -> tuple[pd.DataF
 def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str]) -> str:
     """README.md of the dataset: totals and the methods file's tables (labels per category, per database)."""
     classes = metadata.drop_duplicates("path")
-    per_category = classes["category"].value_counts().reindex(CATEGORIES, fill_value=0).rename("# of labels").rename_axis("Category").reset_index()
+    per_category = classes["category"].value_counts().reindex(LABEL_CATEGORIES, fill_value=0).rename("# of labels").rename_axis("Category").reset_index()
     per_database = classes.groupby("database")["path"].nunique().sort_values(ascending=False).rename("Number of Labels Contributed")
     per_database = per_database.rename_axis("Database").reset_index()
     sources = metadata.groupby(["database", "name"]).size().rename("images").reset_index()
@@ -102,3 +104,33 @@ def upsampling_figures(metadata: pd.DataFrame) -> dict:
     scaling = metadata["scaling"].astype(float).value_counts().sort_index(ascending=False)
     return {"crop_share": round(float(metadata["crop"].mean()), 4) if len(metadata) else 0.0,
             "scaling_histogram": {f"{k:g}": int(v) for k, v in scaling.items()}}
+
+
+class EmptyDataset(RuntimeError):
+    """No class of the class table has been built yet."""
+
+
+@dataclass
+class PublishedDataset:
+    metadata: pd.DataFrame  # the release table over every built class
+    missing: list[str]  # classes of the class table not built yet
+    built: list[str]
+    card: str
+    sql_rows: int
+    problems: list[str]  # what the classes_listed_once check reports
+    upsampling: dict  # crop share and scaling histogram
+
+
+def publish_dataset(home: DataHome, catalog: str) -> PublishedDataset:
+    """Write the dataset's metadata.csv over every built class, its card (README.md) and the SQL table
+    ``images``; fails when no class has been built."""
+    classes = read_parquet(home.classes_table())["class_key"].tolist()
+    metadata, missing = assemble_dataset(home.dataset_dir(), classes)
+    if metadata.empty:
+        raise EmptyDataset(f"no class has been built yet: materialize class_images ({len(missing)} partitions)")
+    write_csv(metadata, home.dataset_metadata())
+    card = dataset_card(catalog, metadata, missing)
+    write_text(home.dataset_card(), card)
+    rows = write_sql_table(metadata, "images", home.db_url)
+    built = [k for k in classes if (home.class_dir(k) / "metadata.csv").is_file()]
+    return PublishedDataset(metadata, missing, built, card, rows, dataset_problems(metadata, built), upsampling_figures(metadata))

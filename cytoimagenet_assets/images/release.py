@@ -27,7 +27,7 @@ import pandas as pd
 import webdataset as wds
 import yaml
 
-from cytoimagenet_assets.imaging.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.storage import atomic_path, write_parquet
 
 SHARD_PATTERN = "cytoimagenet-%06d.tar"

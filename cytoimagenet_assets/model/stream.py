@@ -26,7 +26,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from cytoimagenet_assets.training.shards import prefetch_to_device
+from cytoimagenet_assets.model.shards import prefetch_to_device
 
 
 @dataclass(frozen=True)

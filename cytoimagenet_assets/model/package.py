@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 
-from cytoimagenet_assets.imaging.process import HIGH, LOW, normalize
-from cytoimagenet_assets.model_release.architecture import CytoImageNetEfficientNetB0
-from cytoimagenet_assets.storage import atomic_path
-from cytoimagenet_assets.training.loop import IMAGENET_MEAN, IMAGENET_STD
+from cytoimagenet_assets.images.process import HIGH, LOW, normalize
+from cytoimagenet_assets.images.readers import ImageReadError, read_channels
+from cytoimagenet_assets.model.architecture import CytoImageNetEfficientNetB0
+from cytoimagenet_assets.model.loop import IMAGENET_MEAN, IMAGENET_STD
+from cytoimagenet_assets.storage import DataHome, atomic_path
 
 PACKAGE_NAME = "cytoimagenet-efficientnet-b0"
 FEATURES = 1280
@@ -337,3 +339,22 @@ def build_package(model_dir: Path, out_dir: Path, image: np.ndarray | None = Non
         if zip_status == "failed":
             raise PackageError(f"{zip_path} does not validate with bioimageio.spec:\n{zip_text}")
     return PackageResult(out_dir / name, zip_path, text, status, {**files, zip_path.name: zip_path.stat().st_size}, n_classes)
+
+
+def dataset_test_image(home: DataHome, size: int) -> np.ndarray | None:
+    """The published dataset's first image at ``size`` (rounded to a multiple of 32), as the package's
+    test input; None when there is no dataset to take it from (a synthetic one is used then)."""
+    from PIL import Image
+
+    metadata = home.dataset_metadata()
+    if not metadata.is_file():
+        return None
+    first = pd.read_csv(metadata, nrows=1)
+    if first.empty:
+        return None
+    try:
+        image = read_channels(home.dataset_dir() / first["path"].iloc[0] / first["filename"].iloc[0])[0]
+    except (ImageReadError, OSError, KeyError):
+        return None
+    side = max(32, round(size / 32) * 32)
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR), np.float32)

@@ -1,0 +1,84 @@
+"""The settings of each step, one object per step: the catalog holds them (its ``labels:`` and
+``training:`` blocks, the catalog's ``seed`` filling theirs) and the steps take them as they are.
+The Dagster launchpad overrides single fields of them (``cytoimagenet_assets.defs.settings``).
+
+They are validated pydantic dataclasses: a bad value fails where it is set (the catalog entry, the
+launchpad, the CLI) with the field named, and ``dataclasses.fields`` / ``replace`` / ``asdict`` work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Literal
+
+from pydantic import ConfigDict, model_validator
+from pydantic.dataclasses import dataclass
+
+# The label columns of the standardized table, in its column order.
+LABEL_CATEGORIES = ("organism", "cell_type", "cell_visible", "phenotype", "compound", "sirna", "gene")
+# How the image step fills classes: crops replacing the images as the original, or added to small classes.
+UPSAMPLING = ("original", "top_up")
+
+STRICT = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, config=STRICT)
+class AssignConfig:
+    """Weak-label assignment (methods: "Weak Label Assignment"): the original's 287 / 1,000 / 10,000,
+    and how the image step upsamples classes (``original``: crops replace the images, as the
+    original; ``top_up``: images kept, crops only for classes under the target). Every field but
+    ``categories`` is part of each class's fingerprint or membership."""
+
+    threshold: int = 287
+    target: int = 1000
+    cap: int = 10_000
+    seed: int = 0
+    categories: tuple[str, ...] = LABEL_CATEGORIES
+    upsampling: Literal["original", "top_up"] = "original"
+
+    @model_validator(mode="after")
+    def _valid(self) -> "AssignConfig":
+        if not 1 <= self.threshold <= self.target <= self.cap:
+            raise ValueError(f"need 1 <= threshold <= target <= cap, got {self.threshold}, {self.target}, {self.cap}")
+        unknown = set(self.categories) - set(LABEL_CATEGORIES)
+        if unknown:
+            raise ValueError(f"unknown label categories {sorted(unknown)}; known: {', '.join(LABEL_CATEGORIES)}")
+        return self
+
+
+@dataclass(frozen=True, config=STRICT)
+class TrainConfig:
+    """The pretraining recipe (methods: "Model Training"), the original's by default."""
+
+    epochs: int = 24
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # constant: the original
+    val_fraction: float = 0.1
+    input_size: int = 224
+    seed: int = 0
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported)
+    channels_last: bool = True
+    max_steps_per_epoch: int = 0  # 0: whole epochs; else a cap (smoke runs, benchmarks)
+
+    @model_validator(mode="after")
+    def _valid(self) -> "TrainConfig":
+        if self.epochs < 1 or self.batch_size < 1 or self.max_steps_per_epoch < 0:
+            raise ValueError(f"need epochs >= 1, batch_size >= 1, max_steps_per_epoch >= 0, got {self.epochs}, "
+                             f"{self.batch_size}, {self.max_steps_per_epoch}")
+        if self.input_size < 32 or self.lr <= 0 or not 0 <= self.val_fraction < 1:
+            raise ValueError(f"need input_size >= 32, lr > 0, 0 <= val_fraction < 1, got {self.input_size}, {self.lr}, "
+                             f"{self.val_fraction}")
+        return self
+
+    def resumable_with(self, other: "TrainConfig") -> bool:
+        """A checkpoint made with ``other`` can continue under this config: only the number of
+        epochs may differ, and not even that under a cosine schedule (its length is in the schedule)."""
+        if self.lr_schedule == "cosine" and self.epochs != other.epochs:
+            return False
+        return self.recipe() == other.recipe()
+
+    def recipe(self) -> dict:
+        """The settings apart from the run's length: runs that differ only in epochs share a folder
+        (``model.runs.run_name``) and resume one another."""
+        return {**asdict(self), "epochs": 0}

@@ -1,0 +1,81 @@
+"""What one class's build reads: its row of the class table, the label settings that table was made
+with, its rows of the merged table, and the image files those rows name (fetched on demand for
+sources downloaded metadata first)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from cytoimagenet_assets.catalog import Source
+from cytoimagenet_assets.download import ArchiveError, DownloadError
+from cytoimagenet_assets.download.plan import Fetching, FetchReport, fetch_missing
+from cytoimagenet_assets.images.classes import ClassBuildError
+from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata
+
+IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "region", "database", "name", "organism", "cell_type", "cell_visible",
+                 "phenotype", "compound", "sirna", "gene", "microscopy"]
+
+
+class StaleClass(LookupError):
+    """A partition whose class is no longer in the class table (the sensor removes such partitions)."""
+
+
+class FetchFailed(RuntimeError):
+    """Fetching a class's images failed (the server, the network): worth a retry, unlike a ClassBuildError."""
+
+
+@dataclass
+class ClassRows:
+    key: str
+    label: str
+    category: str
+    fingerprint: str
+    settings: dict  # the class table's label settings: threshold, target, seed, upsampling, ...
+    rows: pd.DataFrame  # the class's rows of merged_metadata (IMAGE_COLUMNS)
+    raw_dirs: dict[str, Path]
+
+
+def class_rows(home: DataHome, key: str) -> ClassRows:
+    """The inputs of class ``key``. Tables written before a setting or column existed are a
+    ClassBuildError (rebuild them; retrying cannot help)."""
+    settings = read_parquet_metadata(home.labels_table())["settings"]
+    if "upsampling" not in settings:
+        raise ClassBuildError("cytoimagenet_labels predates the upsampling setting; materialize it again")
+    classes = read_parquet(home.classes_table()).set_index("class_key")
+    if key not in classes.index:
+        raise StaleClass(f"class {key} is not in the current class table; the sensor removes such partitions")
+    info = classes.loc[key]
+    labels = pd.read_parquet(home.labels_table(), columns=["idx", "class_key"], filters=[("class_key", "==", key)])
+    absent = [c for c in IMAGE_COLUMNS if c not in pq.read_schema(home.merged_table()).names]
+    if absent:
+        raise ClassBuildError(f"merged_metadata lacks column(s) {', '.join(absent)}: it predates them; materialize the "
+                              f"source_metadata assets and merged_metadata again")
+    rows = pd.read_parquet(home.merged_table(), columns=IMAGE_COLUMNS, filters=[("idx", "in", labels["idx"].tolist())])
+    return ClassRows(key, str(info["label"]), str(info["category"]), str(info["fingerprint"]), settings, rows,
+                     {d: home.raw_dir(d) for d in rows["dir_name"].unique()})
+
+
+def fetch_class_images(inputs: ClassRows, fetchable: dict[str, Source], fetching: Fetching,
+                       warn: Callable[[str], None] = print) -> FetchReport:
+    """Bring the image files the class's rows name from the sources downloaded metadata first (only
+    those files), as one report over every source; files no remote holds are listed, not errors."""
+    total = FetchReport(inputs.key)
+    for dir_name, rows in inputs.rows.groupby("dir_name", sort=True):
+        if dir_name not in fetchable:
+            continue
+        paths = [p for files in rows["channel_paths"] for p in files]
+        try:
+            report = fetch_missing(fetchable[dir_name], inputs.raw_dirs[dir_name], paths, fetching=fetching)
+        except (DownloadError, ArchiveError) as exc:
+            raise FetchFailed(f"class {inputs.key}: fetching the images of {dir_name} failed: {exc}") from exc
+        for note in report.notes:
+            warn(f"{dir_name}: {note}")
+        total.bytes_downloaded += report.bytes_downloaded
+        total.files_fetched += report.files_fetched
+        total.unavailable += report.unavailable
+    return total
