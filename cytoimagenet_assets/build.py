@@ -4,10 +4,12 @@
     python -m cytoimagenet_assets.build                        # everything
     python -m cytoimagenet_assets.build --failed-and-missing   # only the classes that failed or were never built
 
-First everything that does not depend on the class images (sources, tables, class table) in one
-run; then one run per class partition of ``class_images`` — each class has its own status and
-error, as the sensor would launch them; then everything downstream of the class images. A class
-that fails does not stop the others; the exit status says whether all succeeded.
+Each stage is a named job of the code location, so its runs say what they are in the UI: first
+``tables_job`` (everything that does not depend on the class images: sources, tables, class table);
+then ``class_images_job`` once per class partition — each class has its own status and error, as the
+sensor would launch them; then ``release_job`` (everything downstream of the class images). A class
+that fails does not stop the others; the exit status says whether all succeeded, and the last line
+gives each stage's time.
 
 ``--failed-and-missing`` does what the UI's "Materialize → failed and missing" does for
 ``class_images``: it asks the instance for each class partition's status and launches one run per
@@ -28,8 +30,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from cytoimagenet_assets.defs.images import CLASS_IMAGES_KEY
-from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS
+from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
 
 LAUNCHED_BY = {"cytoimagenet/launched_by": "build"}
 HOST_TAG, PID_TAG, STARTED_TAG = "cytoimagenet/host", "cytoimagenet/pid", "cytoimagenet/process_started"
@@ -63,10 +64,11 @@ def _process_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), STARTED_TAG: _process_started(os.getpid()) or ""}
 
 
-def _run(defs: dg.Definitions, instance: dg.DagsterInstance, selection, **kwargs) -> bool:
-    """One in-process run of ``selection`` recorded in ``instance``; True when it succeeded."""
-    return dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection,
-                          raise_on_error=False, tags={**LAUNCHED_BY, **_process_tags()}, **kwargs).success
+def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None) -> bool:
+    """One in-process run of the job named ``job`` recorded in ``instance``; True when it succeeded."""
+    result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False,
+                                                          tags={**LAUNCHED_BY, **_process_tags()})
+    return result.success
 
 
 def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
@@ -88,24 +90,31 @@ def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
 
 def _build_classes(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], log) -> list[str]:
     """One run per class partition in ``keys``; returns the keys whose run failed."""
-    images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
-    failed = [key for key in keys if not _run(defs, instance, images, partition_key=key)]
+    failed = [key for key in keys if not _run(defs, instance, "class_images_job", partition_key=key)]
     log(f"class images: {len(keys) - len(failed)} of {len(keys)} classes built" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return failed
 
 
 def build_all(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> bool:
-    images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
-    downstream = images.downstream() - images
-    upstream = dg.AssetSelection.all() - images - downstream
+    """The tables (tables_job), one run per class (class_images_job), then the rest (release_job);
+    ends with each stage's time."""
+    seconds: dict[str, float] = {}
 
-    started = time.perf_counter()
-    if not _run(defs, instance, upstream):
+    def timed(stage: str, work):
+        started = time.perf_counter()
+        try:
+            return work()
+        finally:
+            seconds[stage] = time.perf_counter() - started
+
+    ok = timed("tables", lambda: _run(defs, instance, "tables_job"))
+    if not ok:
         log("the tables upstream of the class images failed; see the run in the UI")
-        return False
-    failed = _build_classes(defs, instance, instance.get_dynamic_partitions(CLASS_PARTITIONS.name), log)
-    ok = _run(defs, instance, downstream) and not failed
-    log(f"{'built' if ok else 'finished with failures'} in {time.perf_counter() - started:.0f} s")
+    else:
+        failed = timed("class images", lambda: _build_classes(defs, instance, instance.get_dynamic_partitions(CLASS_PARTITIONS.name), log))
+        ok = timed("dataset, model, evaluation", lambda: _run(defs, instance, "release_job")) and not failed
+    stages = ", ".join(f"{stage} {t:.0f} s" for stage, t in seconds.items())
+    log(f"{'built' if ok else 'finished with failures'} in {sum(seconds.values()):.0f} s ({stages})")
     return ok
 
 

@@ -1,26 +1,27 @@
-"""The Dagster code location: ``defs`` for the catalog chosen by CYTOIMAGENET_CATALOG (default demo)."""
+"""The Dagster code location: ``defs`` for the catalog chosen by CYTOIMAGENET_CATALOG (default demo),
+each domain's definitions (sources, labels, images, model, evaluation) merged with the resources,
+the executor and the jobs of the headless build's stages."""
 
 import os
 
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, load_catalog
-from cytoimagenet_assets.defs.checks import table_checks
-from cytoimagenet_assets.defs.evaluation import evaluation_report_asset, upsampling_umap
-from cytoimagenet_assets.defs.freshness import change_detection
-from cytoimagenet_assets.defs.images import (
-    class_images_asset,
-    class_images_job,
-    class_partitions_sensor,
-    dataset_asset,
-    dataset_shards_asset,
-)
-from cytoimagenet_assets.defs.labels import cytoimagenet_labels_asset, label_candidates_asset, merged_metadata_asset
-from cytoimagenet_assets.defs.model import embeddings_asset, model_package_asset, pretrained_model_asset, training_shards_asset
+from cytoimagenet_assets.defs import evaluation, images, labels, model, sources
+from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY
 from cytoimagenet_assets.defs.resources import DataHomeResource, downloads_from_env
-from cytoimagenet_assets.defs.sources import source_assets
 
 EXECUTOR_ENV = "CYTOIMAGENET_EXECUTOR"
+DOMAINS = (sources, labels, images, model, evaluation)
+
+_class_images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
+# The headless build's stages around the class images (each class is a run of class_images_job).
+tables_job = dg.define_asset_job("tables_job", selection=dg.AssetSelection.all() - _class_images.downstream(),
+                                 description="Everything the class images need: each source's files and table, the merged table, "
+                                             "the class table (and the evaluation sets' files).")
+release_job = dg.define_asset_job("release_job", selection=_class_images.downstream() - _class_images,
+                                  description="Everything after the class images: the dataset and its release, the model, its "
+                                              "package and embeddings, the evaluation.")
 
 
 def executor_from_env() -> dg.ExecutorDefinition | None:
@@ -39,21 +40,10 @@ def executor_from_env() -> dg.ExecutorDefinition | None:
 
 def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
     """All assets, checks and resources for ``catalog`` (``data_home`` overrides CYTOIMAGENET_HOME)."""
-    sensors, schedules = change_detection(catalog)
-    return dg.Definitions(
-        assets=[
-            *source_assets(catalog), merged_metadata_asset(catalog), label_candidates_asset(catalog),
-            cytoimagenet_labels_asset(catalog), class_images_asset(catalog), dataset_asset(catalog),
-            dataset_shards_asset(catalog),
-            training_shards_asset(catalog), pretrained_model_asset(catalog), evaluation_report_asset(catalog),
-            upsampling_umap, model_package_asset(catalog), embeddings_asset(catalog),
-        ],
-        asset_checks=table_checks(catalog),
-        jobs=[class_images_job],
-        sensors=[class_partitions_sensor, *sensors],
-        schedules=schedules,
-        resources={"data": DataHomeResource(root=data_home), "downloads": downloads_from_env()},
-        executor=executor_from_env(),
+    return dg.Definitions.merge(
+        *(domain.defs(catalog) for domain in DOMAINS),
+        dg.Definitions(jobs=[tables_job, release_job], executor=executor_from_env(),
+                       resources={"data": DataHomeResource(root=data_home), "downloads": downloads_from_env()}),
     )
 
 

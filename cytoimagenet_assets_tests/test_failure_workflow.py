@@ -154,8 +154,8 @@ def test_a_failed_class_shows_its_reason_and_failed_and_missing_reruns_only_it(h
 TOY_CLASS_IMAGES = """
 import os, time
 import dagster as dg
-from cytoimagenet_assets.defs.images import CLASS_IMAGES_KEY
-from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS
+from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY
+from cytoimagenet_assets.defs.keys import CLASS_PARTITIONS
 
 @dg.asset(key=CLASS_IMAGES_KEY, partitions_def=CLASS_PARTITIONS)
 def class_images(context):

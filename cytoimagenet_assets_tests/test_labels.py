@@ -11,7 +11,7 @@ import pytest
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
 from cytoimagenet_assets.definitions import build_definitions
-from cytoimagenet_assets.defs.labels import CANDIDATES_KEY, LABELS_KEY
+from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, LABELS_KEY
 from cytoimagenet_assets.download.plan import FETCHED_MARK, obtainable_files
 from cytoimagenet_assets.labels.assign import (
     assign_labels,

@@ -8,9 +8,8 @@ import dagster as dg
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.defs.labels import LABELS_KEY, MERGED_KEY
+from cytoimagenet_assets.defs.keys import LABELS_KEY, MERGED_KEY, table_key
 from cytoimagenet_assets.defs.resources import DataHomeResource
-from cytoimagenet_assets.defs.sources import table_key
 from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.sources.table import duplicate_idx, missing_files, table_problems, unnormalized_labels
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata
@@ -54,19 +53,23 @@ def _table_checks(key: dg.AssetKey, read: TableReader, files_must_exist: bool) -
     return [schema, unique_idx, files_exist, labels_normalized]
 
 
-def table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
+def source_table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
+    """The table checks of every source's standardized metadata (files must exist for generated sources)."""
     checks = []
     for source in (s for s in catalog.sources if s.parser is not None):
         def read(home: DataHome, dir_name=source.dir_name) -> pd.DataFrame:
             return read_parquet(home.source_table(dir_name))
 
         checks += _table_checks(table_key(source), read, files_must_exist=source.download.method == "demo")
+    return checks
 
+
+def merged_table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
+    """The table checks of merged_metadata, and that no evaluation set leaked into it."""
     def read_merged(home: DataHome) -> pd.DataFrame:
         return read_parquet(home.merged_table())
 
     all_generated = all(s.download.method == "demo" for s in catalog.pretraining_sources)
-    checks += _table_checks(MERGED_KEY, read_merged, files_must_exist=all_generated)
     evaluation = sorted(s.dir_name for s in catalog.sources if s.evaluation_only)
 
     @dg.asset_check(asset=MERGED_KEY, name="no_evaluation_sources", blocking=True,
@@ -75,7 +78,7 @@ def table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
         leaked = read_merged(data.home())["dir_name"].isin(evaluation)
         return dg.AssetCheckResult(passed=not leaked.any(), metadata={"leaked_rows": int(leaked.sum())})
 
-    return [*checks, no_evaluation_sources, *class_table_checks()]
+    return [*_table_checks(MERGED_KEY, read_merged, files_must_exist=all_generated), no_evaluation_sources]
 
 
 def class_table_checks() -> list[dg.AssetChecksDefinition]:

@@ -7,12 +7,9 @@ import dagster as dg
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.defs.images import DATASET_KEY
-from cytoimagenet_assets.defs.labels import MERGED_KEY
+from cytoimagenet_assets.defs.keys import DATASET_KEY, MERGED_KEY, MODEL_KEY, REPORT_KEY, UMAP_KEY, raw_key
 from cytoimagenet_assets.defs.metadata import png_markdown
-from cytoimagenet_assets.defs.model import MODEL_KEY
 from cytoimagenet_assets.defs.resources import DataHomeResource
-from cytoimagenet_assets.defs.sources import raw_key
 from cytoimagenet_assets.evaluation.benchmarks import NAMES, benchmark_kind, benchmark_options
 from cytoimagenet_assets.evaluation.features import METHODS, BackboneUnavailable
 from cytoimagenet_assets.evaluation.report import BACKBONES
@@ -23,8 +20,6 @@ from cytoimagenet_assets.model.launch import latest_model
 from cytoimagenet_assets.storage import write_bytes
 
 GROUP = "evaluation"
-REPORT_KEY = dg.AssetKey("evaluation_report")
-UMAP_KEY = dg.AssetKey("upsampling_umap")
 
 
 class EvaluationConfig(dg.Config):
@@ -107,3 +102,8 @@ def upsampling_umap(context: dg.AssetExecutionContext, config: UpsamplingUmapCon
         "classes": figure.classes, "images": figure.images, "backbone": figure.backbone, "note": figure.note,
         "umap": png_markdown(figure.png, "before and after upsampling"), "path": dg.MetadataValue.path(str(path)),
     })
+
+
+def defs(catalog: Catalog) -> dg.Definitions:
+    """The evaluation domain: transfer benchmarks and the upsampling figure."""
+    return dg.Definitions(assets=[evaluation_report_asset(catalog), upsampling_umap])

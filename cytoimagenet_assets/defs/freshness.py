@@ -7,8 +7,8 @@ import json
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog
+from cytoimagenet_assets.defs.keys import raw_key, table_key
 from cytoimagenet_assets.defs.resources import DataHomeResource
-from cytoimagenet_assets.defs.sources import raw_key, table_key
 from cytoimagenet_assets.download import DownloadError
 from cytoimagenet_assets.download.fingerprint import local_fingerprint, remote_fingerprint
 from cytoimagenet_assets.download.plan import filled_by_hand

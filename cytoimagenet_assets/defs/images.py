@@ -8,7 +8,8 @@ import dagster as dg
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.defs.labels import CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, class_partition_requests
+from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS, DATASET_KEY, LABELS_KEY, MERGED_KEY, RELEASE_KEY
+from cytoimagenet_assets.defs.labels import class_partition_requests
 from cytoimagenet_assets.defs.metadata import png_markdown
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource, redacted
 from cytoimagenet_assets.images.classes import ClassBuildError, build_class, drop_summary, thumbnail_grid
@@ -18,9 +19,6 @@ from cytoimagenet_assets.images.release import DEFAULT_SHARD_BYTES, write_releas
 from cytoimagenet_assets.markdown import markdown_table
 
 GROUP = "images"
-CLASS_IMAGES_KEY = dg.AssetKey("class_images")
-DATASET_KEY = dg.AssetKey("cytoimagenet_dataset")
-RELEASE_KEY = dg.AssetKey("dataset_shards")
 
 
 class ClassImagesConfig(dg.Config):
@@ -191,3 +189,9 @@ def dataset_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
         })
 
     return dataset_shards
+
+
+def defs(catalog: Catalog) -> dg.Definitions:
+    """The images domain: each class's images (and the sensor that follows the class table), the dataset and its release."""
+    return dg.Definitions(assets=[class_images_asset(catalog), dataset_asset(catalog), dataset_shards_asset(catalog)],
+                          jobs=[class_images_job], sensors=[class_partitions_sensor])

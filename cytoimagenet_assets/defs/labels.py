@@ -6,19 +6,16 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
+from cytoimagenet_assets.defs.checks import class_table_checks, merged_table_checks
+from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, table_key
 from cytoimagenet_assets.defs.metadata import png_markdown, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource, redacted
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
-from cytoimagenet_assets.defs.sources import table_key
 from cytoimagenet_assets.labels import report
 from cytoimagenet_assets.labels.tables import rows_with_images, settings_record, write_candidates, write_class_table, write_merged
 from cytoimagenet_assets.markdown import markdown_table
 
 GROUP = "labels"
-MERGED_KEY = dg.AssetKey("merged_metadata")
-CANDIDATES_KEY = dg.AssetKey("label_candidates")
-LABELS_KEY = dg.AssetKey("cytoimagenet_labels")
-CLASS_PARTITIONS = dg.DynamicPartitionsDefinition(name="cytoimagenet_class")
 WHY_LEFT_OUT = ("Rows that cannot become images take no part in label assignment: metadata-only rows (no image file named) "
                 "and rows whose files are neither on disk nor in the source's remote index would fill classes that then "
                 "shrink or fail when their images are built.")
@@ -145,3 +142,9 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
         })
 
     return cytoimagenet_labels
+
+
+def defs(catalog: Catalog) -> dg.Definitions:
+    """The labels domain: the merged table, the candidates and the class table, with their checks."""
+    return dg.Definitions(assets=[merged_metadata_asset(catalog), label_candidates_asset(catalog), cytoimagenet_labels_asset(catalog)],
+                          asset_checks=[*merged_table_checks(catalog), *class_table_checks()])

@@ -10,11 +10,10 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.catalog.settings import TrainConfig
-from cytoimagenet_assets.defs.images import DATASET_KEY, RELEASE_KEY
+from cytoimagenet_assets.defs.keys import DATASET_KEY, EMBEDDINGS_KEY, MODEL_KEY, PACKAGE_KEY, RELEASE_KEY, SHARDS_KEY, raw_key
 from cytoimagenet_assets.defs.metadata import png_markdown
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
-from cytoimagenet_assets.defs.sources import raw_key
 from cytoimagenet_assets.embed import EmbedError, embed_target
 from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.model.launch import TrainingFailed, latest_model, train_run
@@ -25,10 +24,6 @@ from cytoimagenet_assets.model.stream import WebDatasetShards
 from cytoimagenet_assets.storage import DataHome
 
 GROUP = "model"
-SHARDS_KEY = dg.AssetKey("training_shards")
-MODEL_KEY = dg.AssetKey("pretrained_model")
-PACKAGE_KEY = dg.AssetKey("model_package")
-EMBEDDINGS_KEY = dg.AssetKey("embeddings")
 
 PretrainConfig = overrides_of(
     TrainConfig, "PretrainConfig",
@@ -193,3 +188,9 @@ def embeddings_asset(catalog: Catalog) -> dg.AssetsDefinition:
         })
 
     return embeddings
+
+
+def defs(catalog: Catalog) -> dg.Definitions:
+    """The model domain: packing, training, the bioimage.io package and the embeddings."""
+    return dg.Definitions(assets=[training_shards_asset(catalog), pretrained_model_asset(catalog), model_package_asset(catalog),
+                                  embeddings_asset(catalog)])

@@ -3,6 +3,9 @@
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, Source
+from cytoimagenet_assets.defs.checks import source_table_checks
+from cytoimagenet_assets.defs.freshness import change_detection
+from cytoimagenet_assets.defs.keys import raw_key, table_key
 from cytoimagenet_assets.defs.metadata import table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
 from cytoimagenet_assets.demo import generate
@@ -14,14 +17,6 @@ from cytoimagenet_assets.sources.table import ParseError, missing_files
 from cytoimagenet_assets.storage import write_parquet
 
 GROUP = "sources"
-
-
-def raw_key(source: Source) -> dg.AssetKey:
-    return dg.AssetKey(["raw", source.dir_name])
-
-
-def table_key(source: Source) -> dg.AssetKey:
-    return dg.AssetKey(["source_metadata", source.dir_name])
 
 
 def _folder_summary(path) -> dict:
@@ -122,3 +117,9 @@ def source_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
         if source.parser is not None:
             assets.append(_table_asset(source))
     return assets
+
+
+def defs(catalog: Catalog) -> dg.Definitions:
+    """The sources domain: each source's files and table, their checks, and change detection."""
+    sensors, schedules = change_detection(catalog)
+    return dg.Definitions(assets=source_assets(catalog), asset_checks=source_table_checks(catalog), sensors=sensors, schedules=schedules)
