@@ -120,10 +120,14 @@ def main() -> None:
     print(f"naive (np.percentile, float64):  {naive:.2f} images/s")
     print(f"ours, 1 process:                 {ours_1:.2f} images/s  = {ours_1 / floor:.2f} of the floor, {ours_1 / naive:.2f}x naive")
     print(f"ours, 2 processes:               {ours_2:.2f} images/s  = {ours_2 / ours_1:.2f}x one process")
-    print(f"targets: >= 0.70 of floor ({'met' if ours_1 / floor >= 0.7 else 'NOT met'}), >= 1.8x with 2 processes "
-          f"({'met' if ours_2 / ours_1 >= 1.8 else 'NOT met'})")
-    print(f"RESULT bench_images images_per_s_core={ours_1:.2f} of_floor={ours_1 / floor:.2f} vs_naive={ours_1 / naive:.2f} "
-          f"speedup_2proc={ours_2 / ours_1:.2f}")
+    print(
+        f"targets: >= 0.70 of floor ({'met' if ours_1 / floor >= 0.7 else 'NOT met'}), >= 1.8x with 2 processes "
+        f"({'met' if ours_2 / ours_1 >= 1.8 else 'NOT met'})"
+    )
+    print(
+        f"RESULT bench_images images_per_s_core={ours_1:.2f} of_floor={ours_1 / floor:.2f} vs_naive={ours_1 / naive:.2f} "
+        f"speedup_2proc={ours_2 / ours_1:.2f}"
+    )
 
 
 if __name__ == "__main__":

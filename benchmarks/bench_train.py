@@ -11,7 +11,8 @@
 Targets on one H100: >= 2,500 images/s end to end (NVIDIA's published EfficientNet-B0 AMP figure on
 one A100 is 2,489) and the input pipeline >= 90% of the ceiling.
 
-    python benchmarks/bench_train.py --device {cpu,cuda} [--input {memmap,webdataset}] [--batch-size 64 --steps 50 --warmup 10 --images 8192]
+    python benchmarks/bench_train.py --device {cpu,cuda} [--input {memmap,webdataset}]
+        [--batch-size 64 --steps 50 --warmup 10 --images 8192]
 """
 
 from __future__ import annotations
@@ -58,11 +59,27 @@ def make_release(folder: Path, images: int, size: int, classes: int) -> WebDatas
         key = f"c{label:04d}"
         (dataset / key).mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.asarray(image)).save(dataset / key / f"{key}-{i:08d}.png", compress_level=3)
-        rows.append({"label": key, "category": "compound", "database": "db", "name": "bench", "dir_name": "bench", "path": key,
-                     "filename": f"{key}-{i:08d}.png", "idx": str(i), "crop": False, "scaling": 1.0, "x_min": 0, "x_max": size,
-                     "y_min": 0, "y_max": size})
-    metadata = pd.DataFrame(rows).reindex(columns=[*rows[0], "organism", "cell_type", "cell_visible", "phenotype", "compound",
-                                                   "sirna", "gene", "microscopy"])
+        rows.append(
+            {
+                "label": key,
+                "category": "compound",
+                "database": "db",
+                "name": "bench",
+                "dir_name": "bench",
+                "path": key,
+                "filename": f"{key}-{i:08d}.png",
+                "idx": str(i),
+                "crop": False,
+                "scaling": 1.0,
+                "x_min": 0,
+                "x_max": size,
+                "y_min": 0,
+                "y_max": size,
+            }
+        )
+    metadata = pd.DataFrame(rows).reindex(
+        columns=[*rows[0], "organism", "cell_type", "cell_visible", "phenotype", "compound", "sirna", "gene", "microscopy"]
+    )
     write_release(metadata, dataset, folder / "release", {}, "bench", shard_bytes=256_000_000)
     return WebDatasetShards(folder / "release")
 
@@ -127,13 +144,18 @@ def main() -> None:
     ceiling = run(lambda a, b: step(a, b, augmented=True), iter([(x, y)] * (steps + warmup)), warmup, steps, device, args.batch_size)
 
     gpu = torch.cuda.get_device_name(device).replace(" ", "_") if device.type == "cuda" else "none"
-    print(f"device {device} ({gpu}), input {args.input}, batch {args.batch_size}, {args.size}px, {steps} timed steps after {warmup} warm-up, "
-          f"amp={amp}, channels_last={channels_last}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(
+        f"device {device} ({gpu}), input {args.input}, batch {args.batch_size}, {args.size}px, {steps} timed steps after {warmup} warm-up, "
+        f"amp={amp}, channels_last={channels_last}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    )
     print(f"end to end (shards -> device augment -> step): {end_to_end:.1f} images/s")
     print(f"ceiling (batch already on the device):        {ceiling:.1f} images/s")
     print(f"input pipeline: {end_to_end / ceiling:.2f} of the ceiling")
-    print(f"RESULT bench_train device={device.type} gpu={gpu} input={args.input} batch={args.batch_size} images_per_s={end_to_end:.1f} ceiling_images_per_s={ceiling:.1f} "
-          f"of_ceiling={end_to_end / ceiling:.2f}")
+    print(
+        f"RESULT bench_train device={device.type} gpu={gpu} input={args.input} batch={args.batch_size} "
+        f"images_per_s={end_to_end:.1f} ceiling_images_per_s={ceiling:.1f} "
+        f"of_ceiling={end_to_end / ceiling:.2f}"
+    )
 
 
 if __name__ == "__main__":

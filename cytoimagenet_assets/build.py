@@ -66,8 +66,9 @@ def _process_tags() -> dict[str, str]:
 
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None) -> bool:
     """One in-process run of the job named ``job`` recorded in ``instance``; True when it succeeded."""
-    result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False,
-                                                          tags={**LAUNCHED_BY, **_process_tags()})
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, partition_key=partition_key, raise_on_error=False, tags={**LAUNCHED_BY, **_process_tags()}
+    )
     return result.success
 
 
@@ -81,8 +82,11 @@ def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
         if _alive(int(run.tags[PID_TAG]), run.tags.get(STARTED_TAG)):
             continue
         partition = run.tags.get("dagster/partition")
-        instance.report_run_failed(run, message=f"the process of this run (pid {run.tags[PID_TAG]} on {host}) is gone: killed "
-                                                 "by the operating system or a reboot; marked failed by the build")
+        instance.report_run_failed(
+            run,
+            message=f"the process of this run (pid {run.tags[PID_TAG]} on {host}) is gone: killed "
+            "by the operating system or a reboot; marked failed by the build",
+        )
         log(f"run {run.run_id}{' (class ' + partition + ')' if partition else ''}: its process is gone; marked failed")
         dead.append(run.run_id)
     return dead
@@ -145,8 +149,11 @@ def rebuild_failed_and_missing(defs: dg.Definitions, instance: dg.DagsterInstanc
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cytoimagenet_assets.build", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--failed-and-missing", action="store_true",
-                        help="launch one run per class_images partition that failed or was never built, nothing else")
+    parser.add_argument(
+        "--failed-and-missing",
+        action="store_true",
+        help="launch one run per class_images partition that failed or was never built, nothing else",
+    )
     args = parser.parse_args(argv)
 
     from cytoimagenet_assets.definitions import defs

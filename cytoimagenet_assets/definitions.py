@@ -16,12 +16,17 @@ DOMAINS = (sources, labels, images, model, evaluation)
 
 _class_images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
 # The headless build's stages around the class images (each class is a run of class_images_job).
-tables_job = dg.define_asset_job("tables_job", selection=dg.AssetSelection.all() - _class_images.downstream(),
-                                 description="Everything the class images need: each source's files and table, the merged table, "
-                                             "the class table (and the evaluation sets' files).")
-release_job = dg.define_asset_job("release_job", selection=_class_images.downstream() - _class_images,
-                                  description="Everything after the class images: the dataset and its release, the model, its "
-                                              "package and embeddings, the evaluation.")
+tables_job = dg.define_asset_job(
+    "tables_job",
+    selection=dg.AssetSelection.all() - _class_images.downstream(),
+    description="Everything the class images need: each source's files and table, the merged table, "
+    "the class table (and the evaluation sets' files).",
+)
+release_job = dg.define_asset_job(
+    "release_job",
+    selection=_class_images.downstream() - _class_images,
+    description="Everything after the class images: the dataset and its release, the model, its package and embeddings, the evaluation.",
+)
 
 
 def executor_from_env() -> dg.ExecutorDefinition | None:
@@ -42,8 +47,11 @@ def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
     """All assets, checks and resources for ``catalog`` (``data_home`` overrides CYTOIMAGENET_HOME)."""
     return dg.Definitions.merge(
         *(domain.defs(catalog) for domain in DOMAINS),
-        dg.Definitions(jobs=[tables_job, release_job], executor=executor_from_env(),
-                       resources={"data": DataHomeResource(root=data_home), "downloads": downloads_from_env()}),
+        dg.Definitions(
+            jobs=[tables_job, release_job],
+            executor=executor_from_env(),
+            resources={"data": DataHomeResource(root=data_home), "downloads": downloads_from_env()},
+        ),
     )
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 def markdown_table(df: pd.DataFrame, max_rows: int = 10) -> str:
     """A frame as a markdown table (its first ``max_rows`` rows; lists shortened, pipes escaped)."""
+
     def cell(value) -> str:
         if isinstance(value, (list, tuple, np.ndarray)):
             items = list(value)

@@ -290,4 +290,3 @@ def write_sql_table(df: pd.DataFrame, table_name: str, db_url: str) -> int:
     finally:
         engine.dispose()
     return len(out)
-

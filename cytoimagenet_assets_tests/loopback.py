@@ -107,11 +107,15 @@ class _Handler(BaseHTTPRequestHandler):
         asked, if_range = self.headers.get("Range"), self.headers.get("If-Range")
         if asked and r.honour_range and if_range in (None, etag):
             first, last = asked.removeprefix("bytes=").split("-")
-            start, end = (max(0, len(body) - int(last)), len(body) - 1) if not first else (int(first), min(int(last or len(body) - 1), len(body) - 1))
+            start, end = (
+                (max(0, len(body) - int(last)), len(body) - 1)
+                if not first
+                else (int(first), min(int(last or len(body) - 1), len(body) - 1))
+            )
             if start >= len(body):
                 return self._reply(path, 416, headers={"Content-Range": f"bytes */{len(body)}"})
             headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
-            return self._reply(path, 206, body[start:end + 1], headers)
+            return self._reply(path, 206, body[start : end + 1], headers)
         return self._reply(path, 200, body, headers)
 
     def _reply(self, path: str, status: int, body: bytes = b"", headers: dict | None = None) -> None:
@@ -128,8 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
             payload = body if cut is None else body[:cut]
             try:
                 for i in range(0, len(payload), 1 << 16):
-                    self.wfile.write(payload[i:i + (1 << 16)])
-                    sent += len(payload[i:i + (1 << 16)])
+                    self.wfile.write(payload[i : i + (1 << 16)])
+                    sent += len(payload[i : i + (1 << 16)])
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
@@ -158,5 +162,3 @@ def payload(n: int, seed: int = 0) -> bytes:
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-

@@ -34,14 +34,37 @@ def test_labels_cli_writes_the_class_table(tmp_path):
     table["channel_paths"] = [[] if i < 100 else [f"f{i}.tif"] for i in range(len(table))]  # 100 metadata-only rows
     table.to_parquet(merged)
     out = tmp_path / "classes.parquet"
-    run = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.labels", str(merged), "--out", str(out),
-                          "--threshold", "30", "--target", "60", "--cap", "200", "--seed", "3"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cytoimagenet_assets.labels",
+            str(merged),
+            "--out",
+            str(out),
+            "--threshold",
+            "30",
+            "--target",
+            "60",
+            "--cap",
+            "200",
+            "--seed",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     classes = pd.read_parquet(out)
     assert list(classes.columns) == ["idx", "label", "category", "class_key"]
     n_classes = classes["class_key"].nunique()
     assert run.stdout.startswith(f"{n_classes} classes, {len(classes)} images from 6000 rows (100 metadata-only left out)")
     assert not set(classes["idx"]) & set(table["idx"][:100])
-    bad = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.labels", str(merged), "--out", str(out), "--threshold", "900", "--target", "10"],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "cytoimagenet_assets.labels", str(merged), "--out", str(out), "--threshold", "900", "--target", "10"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "threshold <= target <= cap" in bad.stderr

@@ -29,13 +29,15 @@ def graph(defs: dg.Definitions) -> list[dict]:
     nodes = []
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
-        nodes.append({
-            "key": key.to_user_string(),
-            "group": node.group_name,
-            "deps": sorted(k.to_user_string() for k in node.parent_keys),
-            "kinds": sorted(node.kinds),
-            "checks": sorted(checks_by_asset.get(key.to_user_string(), [])),
-        })
+        nodes.append(
+            {
+                "key": key.to_user_string(),
+                "group": node.group_name,
+                "deps": sorted(k.to_user_string() for k in node.parent_keys),
+                "kinds": sorted(node.kinds),
+                "checks": sorted(checks_by_asset.get(key.to_user_string(), [])),
+            }
+        )
     return nodes
 
 
@@ -51,7 +53,11 @@ def test_cytoimagenet_graph_has_every_source_and_keeps_evaluation_out_of_the_mer
     nodes = {n["key"]: n for n in graph(build_definitions(load_catalog("cytoimagenet")))}
     tables = [k for k in nodes if k.startswith("source_metadata/")]
     assert len(tables) == 41  # 40 sources + BBBC021; COOS-7 and CyCLoPs (HDF5) have only raw/, read by their protocols
-    assert {"raw/coos7", "raw/cyclops"} <= set(nodes) and set(nodes["evaluation_report"]["deps"]) >= {"raw/coos7", "raw/cyclops", "raw/bbbc021"}
+    assert {"raw/coos7", "raw/cyclops"} <= set(nodes) and set(nodes["evaluation_report"]["deps"]) >= {
+        "raw/coos7",
+        "raw/cyclops",
+        "raw/bbbc021",
+    }
     merged_inputs = nodes["merged_metadata"]["deps"]
     assert len(merged_inputs) == 40 and "source_metadata/bbbc021" not in merged_inputs
     assert "no_evaluation_sources" in nodes["merged_metadata"]["checks"]

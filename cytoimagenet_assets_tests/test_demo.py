@@ -86,7 +86,10 @@ def test_demo_treatments_are_distinguishable_by_mechanism(demo_catalog, demo_raw
     raw = demo_raw / "demo_bbbc021"
     images = pd.read_csv(raw / "BBBC021_v1_image.csv")
     images = images[images["Image_Metadata_Compound"] != "DMSO"]
-    paths = [[raw / row[f"Image_PathName_{c}"] / row[f"Image_FileName_{c}"] for c in ("DAPI", "Tubulin", "Actin")] for _, row in images.iterrows()]
+    paths = [
+        [raw / row[f"Image_PathName_{c}"] / row[f"Image_FileName_{c}"] for c in ("DAPI", "Tubulin", "Actin")]
+        for _, row in images.iterrows()
+    ]
     features = np.array([_features(p) for p in paths])
     features = (features - features.mean(0)) / (features.std(0) + 1e-9)
     moa = pd.read_csv(raw / "BBBC021_v1_moa.csv")
@@ -112,7 +115,9 @@ def test_demo_coos7_and_cyclops_are_hdf5_in_the_layouts_their_readers_expect(dem
 
     from cytoimagenet_assets.evaluation import benchmarks
 
-    coos7 = benchmarks.load_benchmark("coos7", demo_raw / "demo_coos7", benchmarks.benchmark_options(demo_catalog.source("demo_coos7"), "coos7"))
+    coos7 = benchmarks.load_benchmark(
+        "coos7", demo_raw / "demo_coos7", benchmarks.benchmark_options(demo_catalog.source("demo_coos7"), "coos7")
+    )
     assert {split: len(s) for split, s in coos7.samples.items()} == {"train": 84, "test1": 42, "test2": 42, "test3": 42, "test4": 42}
     with h5py.File(demo_raw / "demo_coos7" / "COOS7_v1.1_test3.hdf5") as f:
         assert set(f) == {"data", "labels"} and f["data"].shape == (42, 2, 64, 64) and f["data"].dtype == np.uint16

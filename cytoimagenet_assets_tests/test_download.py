@@ -53,7 +53,13 @@ def test_full_download_is_verified_and_reported(remote, tmp_path):
     result = fetch_file(url, dest, label="rec_rxrx1", size=len(body), md5=md5(body), progress=reports.append, chunk_size=1 << 16)
     assert dest.read_bytes() == body
     assert (result.path, result.bytes_downloaded, result.bytes_total, result.reused, result.resumed_from, result.md5) == (
-        dest, len(body), len(body), False, 0, md5(body))
+        dest,
+        len(body),
+        len(body),
+        False,
+        0,
+        md5(body),
+    )
     assert [(e.method, e.range, e.status) for e in remote.log] == [("GET", None, 200)]
     assert not part_path(dest).exists()
     assert sorted(p.name for p in dest.parent.iterdir()) == [".download", "rxrx1-metadata.zip"]
@@ -62,8 +68,9 @@ def test_full_download_is_verified_and_reported(remote, tmp_path):
 
 
 def test_progress_line_reads_like_a_log():
-    line = Progress("rec_rxrx1", "https://storage.googleapis.com/rxrx/rxrx1/rxrx1-metadata.zip", 512 << 20, int(1.2 * (1 << 30)),
-                    85.3 * (1 << 20), 9.2)
+    line = Progress(
+        "rec_rxrx1", "https://storage.googleapis.com/rxrx/rxrx1/rxrx1-metadata.zip", 512 << 20, int(1.2 * (1 << 30)), 85.3 * (1 << 20), 9.2
+    )
     assert str(line) == "rec_rxrx1 rxrx1-metadata.zip: 512.0 MiB / 1.2 GiB (41%), 85.3 MiB/s, ETA 9 s"
     assert Progress("x", "https://h/a/b%20c.tif", 100, None, 0.0, None).format() == "x b c.tif: 100 B, 0 B/s"
 
@@ -108,7 +115,9 @@ def test_cut_connection_resumes_from_the_cut(remote, tmp_path):
     assert dest.read_bytes() == body
     gets = remote.gets()
     assert [(g.status, g.sent, g.range, g.if_range) for g in gets] == [
-        (200, CUT, None, None), (206, len(body) - CUT, f"bytes={CUT}-", remote.etags["/big.bin"])]
+        (200, CUT, None, None),
+        (206, len(body) - CUT, f"bytes={CUT}-", remote.etags["/big.bin"]),
+    ]
     assert (result.resumed_from, result.bytes_downloaded) == (CUT, len(body))
     assert sleeps == [0.5]
 
@@ -248,7 +257,8 @@ def test_zip64_sizes_offsets_and_end_records_are_read(remote, tmp_path, monkeypa
     listed = list_members(url, label="rec_rxrx1")
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
         assert [(m.name, m.header_offset, m.compressed_size, m.file_size) for m in listed] == [
-            (i.filename, i.header_offset, i.compress_size, i.file_size) for i in zf.infolist()]
+            (i.filename, i.header_offset, i.compress_size, i.file_size) for i in zf.infolist()
+        ]
     assert listed[-1].header_offset > 1000
     fetch_member(url, listed[-1], tmp_path / "4.png", label="rec_rxrx1")
     assert (tmp_path / "4.png").read_bytes() == members["plate/4.png"][0]
@@ -327,8 +337,9 @@ def link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarIn
 
 def test_safe_extract_zip_and_tar_is_idempotent(tmp_path):
     zipped = tmp_path / "a.zip"
-    zipped.write_bytes(build_zip({"d/": (b"", zipfile.ZIP_STORED), "d/x.txt": (b"x" * 1000, zipfile.ZIP_DEFLATED),
-                                  "y.txt": (b"y", zipfile.ZIP_STORED)}))
+    zipped.write_bytes(
+        build_zip({"d/": (b"", zipfile.ZIP_STORED), "d/x.txt": (b"x" * 1000, zipfile.ZIP_DEFLATED), "y.txt": (b"y", zipfile.ZIP_STORED)})
+    )
     tarred = tmp_path / "b.tar.gz"
     tarred.write_bytes(build_tar([("p/1.tif", b"one"), ("p/2.tif", b"two"), link("p/latest.tif", "2.tif")]))
     target = tmp_path / "out"
@@ -353,20 +364,27 @@ def test_members_restricts_extraction(tmp_path):
         safe_extract(tarred, tmp_path / "out", label="x", members=["p/3.tif"])
 
 
-@pytest.mark.parametrize("kind, entries, offending", [
-    ("zip", {"ok.txt": b"fine", "../evil.txt": b"x"}, "'../evil.txt' has a '..' component"),
-    ("zip", {"/abs.txt": b"x"}, "'/abs.txt' has an absolute path"),
-    ("zip", {"C:/win.txt": b"x"}, "'C:/win.txt' has an absolute path"),
-    ("tar", [("a/../../evil.txt", b"x")], "'a/../../evil.txt' has a '..' component"),
-    ("tar", [("/etc/evil", b"x")], "'/etc/evil' has an absolute path"),
-    ("tar", [link("up", "../../outside")], "'up' is a symlink to '../../outside', outside the target"),
-    ("tar", [link("abs", "/etc/passwd")], "'abs' is a symlink to the absolute path '/etc/passwd'"),
-    ("tar", [link("deep/l1", ".."), link("l2", "deep/l1/..")], "'l2' is a symlink that resolves outside the target through other links"),
-    ("tar", [link("sub", "."), ("sub/x", b"x")], "'sub/x' lies below a symlink of the same archive"),
-    ("tar", [("t.txt", b"x"), link("hard", "../t.txt", tarfile.LNKTYPE)], "'../t.txt' has a '..' component"),
-    ("tar", [link("dev", "", tarfile.CHRTYPE)], "'dev' is a device, fifo or other special file"),
-    ("tar", [link("fifo", "", tarfile.FIFOTYPE)], "'fifo' is a device, fifo or other special file"),
-])
+@pytest.mark.parametrize(
+    "kind, entries, offending",
+    [
+        ("zip", {"ok.txt": b"fine", "../evil.txt": b"x"}, "'../evil.txt' has a '..' component"),
+        ("zip", {"/abs.txt": b"x"}, "'/abs.txt' has an absolute path"),
+        ("zip", {"C:/win.txt": b"x"}, "'C:/win.txt' has an absolute path"),
+        ("tar", [("a/../../evil.txt", b"x")], "'a/../../evil.txt' has a '..' component"),
+        ("tar", [("/etc/evil", b"x")], "'/etc/evil' has an absolute path"),
+        ("tar", [link("up", "../../outside")], "'up' is a symlink to '../../outside', outside the target"),
+        ("tar", [link("abs", "/etc/passwd")], "'abs' is a symlink to the absolute path '/etc/passwd'"),
+        (
+            "tar",
+            [link("deep/l1", ".."), link("l2", "deep/l1/..")],
+            "'l2' is a symlink that resolves outside the target through other links",
+        ),
+        ("tar", [link("sub", "."), ("sub/x", b"x")], "'sub/x' lies below a symlink of the same archive"),
+        ("tar", [("t.txt", b"x"), link("hard", "../t.txt", tarfile.LNKTYPE)], "'../t.txt' has a '..' component"),
+        ("tar", [link("dev", "", tarfile.CHRTYPE)], "'dev' is a device, fifo or other special file"),
+        ("tar", [link("fifo", "", tarfile.FIFOTYPE)], "'fifo' is a device, fifo or other special file"),
+    ],
+)
 def test_unsafe_archives_are_refused_and_nothing_lands(tmp_path, kind, entries, offending):
     work = tmp_path / "work"
     work.mkdir()
@@ -381,7 +399,8 @@ def test_unsafe_archives_are_refused_and_nothing_lands(tmp_path, kind, entries, 
     assert str(caught.value).startswith(f"bbbc041: archive {archive.name}: member ")
     assert offending in str(caught.value)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file() or p.is_symlink()) == [
-        f"work/{archive.name}"]
+        f"work/{archive.name}"
+    ]
 
 
 def test_size_bound_refuses_big_archives(tmp_path):
@@ -408,18 +427,30 @@ def test_kaggle_dataset_and_competition_with_basic_auth(remote, tmp_path):
     remote.auth = (USER, KEY)
     api = remote.base + "/api/v1"
     lines: list[str] = []
-    got = fetch_kaggle_dataset("andrewmvd/leukemia-classification", tmp_path / "leukemia.zip", label="kag_leukemia",
-                               username=USER, key=KEY, api=api, progress=lambda p: lines.append(str(p)))
+    got = fetch_kaggle_dataset(
+        "andrewmvd/leukemia-classification",
+        tmp_path / "leukemia.zip",
+        label="kag_leukemia",
+        username=USER,
+        key=KEY,
+        api=api,
+        progress=lambda p: lines.append(str(p)),
+    )
     assert (tmp_path / "leukemia.zip").read_bytes() == dataset and not got.reused
-    fetch_kaggle_competition("human-protein-atlas-image-classification", tmp_path / "hpa.zip", label="kag_hpa",
-                             username=USER, key=KEY, api=api)
+    fetch_kaggle_competition(
+        "human-protein-atlas-image-classification", tmp_path / "hpa.zip", label="kag_hpa", username=USER, key=KEY, api=api
+    )
     assert (tmp_path / "hpa.zip").read_bytes() == competition
     assert [(e.path, e.status) for e in remote.gets()] == [
-        ("/api/v1/datasets/download/andrewmvd/leukemia-classification", 302), ("/storage/dataset.zip", 200),
-        ("/api/v1/competitions/data/download-all/human-protein-atlas-image-classification", 302), ("/storage/competition.zip", 200)]
+        ("/api/v1/datasets/download/andrewmvd/leukemia-classification", 302),
+        ("/storage/dataset.zip", 200),
+        ("/api/v1/competitions/data/download-all/human-protein-atlas-image-classification", 302),
+        ("/storage/competition.zip", 200),
+    ]
     remote.log.clear()
-    assert fetch_kaggle_dataset("andrewmvd/leukemia-classification", tmp_path / "leukemia.zip", label="kag_leukemia",
-                                username=USER, key=KEY, api=api).reused
+    assert fetch_kaggle_dataset(
+        "andrewmvd/leukemia-classification", tmp_path / "leukemia.zip", label="kag_leukemia", username=USER, key=KEY, api=api
+    ).reused
     assert [e.method for e in remote.log] == ["HEAD", "HEAD"]  # the API's redirect, then the file
     assert lines and not any(USER in line or KEY in line for line in lines)
     assert USER not in repr(KaggleAuth(USER, KEY)) and KEY not in repr(KaggleAuth(USER, KEY))
@@ -430,14 +461,19 @@ def test_kaggle_refusals_say_what_to_do_without_credentials(remote, tmp_path):
     api = remote.base + "/api/v1"
     with pytest.raises(DownloadError) as unauthorized:
         fetch_kaggle_dataset("owner/data", tmp_path / "d.zip", label="kag_x", username=USER, key="wrong-" + KEY, api=api)
-    assert str(unauthorized.value) == (f"kag_x: {api}/datasets/download/owner/data returned 401 Unauthorized: check KAGGLE_USERNAME "
-                                       "and KAGGLE_KEY (create an API token under Settings at https://www.kaggle.com/settings)")
+    assert str(unauthorized.value) == (
+        f"kag_x: {api}/datasets/download/owner/data returned 401 Unauthorized: check KAGGLE_USERNAME "
+        "and KAGGLE_KEY (create an API token under Settings at https://www.kaggle.com/settings)"
+    )
     remote.forbidden.add("/api/v1/competitions/data/download-all/hpa-single-cell-image-classification")
     with pytest.raises(DownloadError) as forbidden:
-        fetch_kaggle_competition("hpa-single-cell-image-classification", tmp_path / "c.zip", label="kag_hpa_single",
-                                 username=USER, key=KEY, api=api)
-    assert "returned 403 Forbidden: accept the competition rules at https://www.kaggle.com/c/hpa-single-cell-image-classification/rules" in str(
-        forbidden.value)
+        fetch_kaggle_competition(
+            "hpa-single-cell-image-classification", tmp_path / "c.zip", label="kag_hpa_single", username=USER, key=KEY, api=api
+        )
+    assert (
+        "returned 403 Forbidden: accept the competition rules at https://www.kaggle.com/c/hpa-single-cell-image-classification/rules"
+        in str(forbidden.value)
+    )
     for exc in (unauthorized.value, forbidden.value):
         for text in (str(exc), repr(exc), repr(exc.__cause__), repr(exc.__context__)):
             assert USER not in text and KEY not in text
@@ -466,7 +502,8 @@ APACHE_INDEX = """<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">
 
 def test_idr_file_url_quotes_each_segment():
     assert idr_file_url("idr0080-way-perturbation", "20190430-ftp/A - 1(fld 1 wv DAPI - DAPI).tif") == (
-        "https://ftp.ebi.ac.uk/pub/databases/IDR/idr0080-way-perturbation/20190430-ftp/A%20-%201%28fld%201%20wv%20DAPI%20-%20DAPI%29.tif")
+        "https://ftp.ebi.ac.uk/pub/databases/IDR/idr0080-way-perturbation/20190430-ftp/A%20-%201%28fld%201%20wv%20DAPI%20-%20DAPI%29.tif"
+    )
     assert idr_file_url("idr0016-wawer", "plates/", mirror="http://m/IDR/") == "http://m/IDR/idr0016-wawer/plates/"
     for bad in ("../secret", "/etc/passwd", "a/../../b"):
         with pytest.raises(ValueError, match="not a path inside an IDR study"):
@@ -477,15 +514,35 @@ def test_list_idr_folder_parses_the_apache_index(remote):
     folder = "/pub/databases/IDR/idr0016-wawer-bioactivecompoundprofiling/"
     remote.put(folder, APACHE_INDEX.encode())
     entries = list_idr_folder(remote.base + folder.rstrip("/"), label="idr0016")
-    assert entries == [("2016-01-19-screens-bbbc", True), ("Plate 24277", True), ("README.txt", False),
-                       ("idr0016-screenA-annotation.csv.gz", False)]
+    assert entries == [
+        ("2016-01-19-screens-bbbc", True),
+        ("Plate 24277", True),
+        ("README.txt", False),
+        ("idr0016-screenA-annotation.csv.gz", False),
+    ]
 
 
 def test_aspera_command_follows_the_idr_instructions(tmp_path):
-    assert aspera_command("idr0016-wawer-bioactivecompoundprofiling", "2016-01-19-screens-bbbc/24277/a b.tif", tmp_path,
-                          key=Path("/keys/asperaweb_id_dsa.openssh")) == [
-        "ascp", "-T", "-Q", "-l", "40m", "-P", "33001", "-k", "1", "-i", "/keys/asperaweb_id_dsa.openssh",
-        "idr0016@fasp.ebi.ac.uk:2016-01-19-screens-bbbc/24277/a b.tif", f"{tmp_path}/"]
+    assert aspera_command(
+        "idr0016-wawer-bioactivecompoundprofiling",
+        "2016-01-19-screens-bbbc/24277/a b.tif",
+        tmp_path,
+        key=Path("/keys/asperaweb_id_dsa.openssh"),
+    ) == [
+        "ascp",
+        "-T",
+        "-Q",
+        "-l",
+        "40m",
+        "-P",
+        "33001",
+        "-k",
+        "1",
+        "-i",
+        "/keys/asperaweb_id_dsa.openssh",
+        "idr0016@fasp.ebi.ac.uk:2016-01-19-screens-bbbc/24277/a b.tif",
+        f"{tmp_path}/",
+    ]
     with pytest.raises(ValueError):
         aspera_command("idr0016-wawer", "../x", tmp_path, key=Path("k"))
 
@@ -511,12 +568,18 @@ def test_fetch_idr_file_uses_aspera_when_set_up_and_falls_back_to_https(remote, 
     assert calls[0][-2:] == ["idr0016@fasp.ebi.ac.uk:plates/x.tif", f"{tmp_path / 'a' / '.download' / 'aspera'}/"]
     by_https = fetch_idr_file("idr0016-wawer", "plates/x.tif", tmp_path / "b" / "x.tif", label="idr0016", mirror=mirror)
     assert by_https.transport == "https" and (tmp_path / "b" / "x.tif").read_bytes() == body
-    assert by_https.notes == ("Aspera failed, used HTTPS: idr0016: ascp idr0016@fasp.ebi.ac.uk:plates/x.tif exited with 1: "
-                              "Session Stop (Error: failed to authenticate)",)
+    assert by_https.notes == (
+        "Aspera failed, used HTTPS: idr0016: ascp idr0016@fasp.ebi.ac.uk:plates/x.tif exited with 1: "
+        "Session Stop (Error: failed to authenticate)",
+    )
     with pytest.raises(DownloadError, match="exited with 1"):
         fetch_idr_file("idr0016-wawer", "plates/x.tif", tmp_path / "c" / "x.tif", label="idr0016", mirror=mirror, use_aspera=True)
-    assert fetch_idr_file("idr0016-wawer", "plates/x.tif", tmp_path / "d" / "x.tif", label="idr0016", mirror=mirror,
-                          use_aspera=False).transport == "https"
+    assert (
+        fetch_idr_file(
+            "idr0016-wawer", "plates/x.tif", tmp_path / "d" / "x.tif", label="idr0016", mirror=mirror, use_aspera=False
+        ).transport
+        == "https"
+    )
     assert len(calls) == 3
 
 

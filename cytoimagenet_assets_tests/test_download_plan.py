@@ -13,8 +13,11 @@ from cytoimagenet_assets.sources.common import source_files
 from cytoimagenet_assets.storage import REMOTE_INDEX
 from cytoimagenet_assets_tests.loopback import payload
 
-IMAGES = {f"Week1_22123/Week1_150607_{w}_s1_w{c}.tif": payload(40_000, seed=i * 3 + c)
-          for i, w in enumerate(("B02", "B03", "C02")) for c in (1, 2)}
+IMAGES = {
+    f"Week1_22123/Week1_150607_{w}_s1_w{c}.tif": payload(40_000, seed=i * 3 + c)
+    for i, w in enumerate(("B02", "B03", "C02"))
+    for c in (1, 2)
+}
 
 
 def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
@@ -26,13 +29,21 @@ def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
 
 
 def _source(download: dict, **extra) -> Source:
-    return Source.model_validate({
-        "dir_name": "bbbc_test", "name": "Test", "database": "Broad Bioimage Benchmark Collection", "landing_page": "https://example.org",
-        "license": "CC0", "approx_size_gb": 0, "download": download,
-        "channels": [{"name": "nucleus", "key": "w1"}, {"name": "actin", "key": "w2"}],
-        "parser": "file_pattern", "parser_options": {"pattern": r"_(?P<well>[A-P]\d{2})_s(?P<field>\d)_(?P<channel>w[12])\.tif$"},
-        **extra,
-    })
+    return Source.model_validate(
+        {
+            "dir_name": "bbbc_test",
+            "name": "Test",
+            "database": "Broad Bioimage Benchmark Collection",
+            "landing_page": "https://example.org",
+            "license": "CC0",
+            "approx_size_gb": 0,
+            "download": download,
+            "channels": [{"name": "nucleus", "key": "w1"}, {"name": "actin", "key": "w2"}],
+            "parser": "file_pattern",
+            "parser_options": {"pattern": r"_(?P<well>[A-P]\d{2})_s(?P<field>\d)_(?P<channel>w[12])\.tif$"},
+            **extra,
+        }
+    )
 
 
 @pytest.fixture
@@ -40,10 +51,15 @@ def bbbc(remote):
     """A BBBC-like source: a metadata table and an image zip whose members carry the metadata in their names."""
     table = b"plate,well\nWeek1_22123,B02\n"
     archive = _zip(IMAGES)
-    source = _source({"method": "https", "files": [
-        {"url": remote.put("/bbbc/BBBC_test_metadata.csv", table), "role": "metadata"},
-        {"url": remote.put("/bbbc/BBBC_test_images.zip", archive)},
-    ]})
+    source = _source(
+        {
+            "method": "https",
+            "files": [
+                {"url": remote.put("/bbbc/BBBC_test_metadata.csv", table), "role": "metadata"},
+                {"url": remote.put("/bbbc/BBBC_test_images.zip", archive)},
+            ],
+        }
+    )
     return source, archive
 
 
@@ -166,7 +182,9 @@ def test_an_index_entry_escaping_the_raw_folder_is_refused(remote, tmp_path):
 
 def test_manual_sources_say_what_to_put_where(tmp_path):
     source = _source({"method": "manual", "notes": "request the files from the authors"})
-    with pytest.raises(DownloadError, match=r"bbbc_test: cannot be downloaded automatically; request the files from the authors, into .*raw/bbbc_test"):
+    with pytest.raises(
+        DownloadError, match=r"bbbc_test: cannot be downloaded automatically; request the files from the authors, into .*raw/bbbc_test"
+    ):
         fetch_source(source, tmp_path / "raw" / "bbbc_test")
 
 
@@ -202,15 +220,32 @@ def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(
     remote.put(study + "/plates/P1/", _index_page(*(name.rsplit("/", 1)[1] for name in images)))
     for name, data in images.items():
         remote.put(f"{study}/{name}", data)
-    source = Source.model_validate({
-        "dir_name": "idr0099", "name": "Test screen", "database": "Image Data Resource", "landing_page": "https://idr.openmicroscopy.org",
-        "license": "CC BY 4.0", "approx_size_gb": 0, "channels": [{"name": "nucleus", "key": "1"}, {"name": "actin", "key": "2"}],
-        "download": {"method": "idr", "accession": "idr0099-test-study", "files": [
-            {"url": remote.put("/github/idr0099-screenA-annotation.csv", annotation), "role": "metadata"},
-            {"url": remote.put("/github/idr0099-screenA-plates.tsv", plates), "role": "metadata"}]},
-        "parser": "idr", "parser_options": {"annotation": "idr0099-screenA-annotation.csv", "plates": "idr0099-screenA-plates.tsv",
-                                            "layout": "operetta", "columns": {"gene": "Gene Symbol"}},
-    })
+    source = Source.model_validate(
+        {
+            "dir_name": "idr0099",
+            "name": "Test screen",
+            "database": "Image Data Resource",
+            "landing_page": "https://idr.openmicroscopy.org",
+            "license": "CC BY 4.0",
+            "approx_size_gb": 0,
+            "channels": [{"name": "nucleus", "key": "1"}, {"name": "actin", "key": "2"}],
+            "download": {
+                "method": "idr",
+                "accession": "idr0099-test-study",
+                "files": [
+                    {"url": remote.put("/github/idr0099-screenA-annotation.csv", annotation), "role": "metadata"},
+                    {"url": remote.put("/github/idr0099-screenA-plates.tsv", plates), "role": "metadata"},
+                ],
+            },
+            "parser": "idr",
+            "parser_options": {
+                "annotation": "idr0099-screenA-annotation.csv",
+                "plates": "idr0099-screenA-plates.tsv",
+                "layout": "operetta",
+                "columns": {"gene": "Gene Symbol"},
+            },
+        }
+    )
     raw = tmp_path / "raw" / source.dir_name
     fetching = Fetching(idr_mirror=remote.base + "/idr")
     report = fetch_source(source, raw, fetching=fetching)

@@ -53,11 +53,15 @@ def _treatments(rows):
 
 
 def test_nsc_and_nscb_on_hand_made_profiles():
-    treatments = _treatments([
-        ("a", 1.0, "m1", ("w1",)), ("a", 2.0, "m1", ("w1",)),  # same compound: never each other's neighbour
-        ("b", 1.0, "m1", ("w2",)),
-        ("c", 1.0, "m2", ("w1",)), ("d", 1.0, "m2", ("w1",)),
-    ])
+    treatments = _treatments(
+        [
+            ("a", 1.0, "m1", ("w1",)),
+            ("a", 2.0, "m1", ("w1",)),  # same compound: never each other's neighbour
+            ("b", 1.0, "m1", ("w2",)),
+            ("c", 1.0, "m2", ("w1",)),
+            ("d", 1.0, "m2", ("w1",)),
+        ]
+    )
     profiles = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9]])
     score, predicted = protocols.nsc(treatments, profiles)
     assert predicted.tolist() == ["m1", "m1", "m1", "m2", "m2"] and score.accuracy == 1.0 and score.n == 5
@@ -73,14 +77,26 @@ def test_bbbc021_treatment_table_on_the_real_metadata(real):
     assert (len(table), table["compound"].nunique(), table["moa"].nunique()) == (103, 38, 12)
     assert "DMSO" not in set(table["moa"])
     assert images["path_DAPI"].iloc[0].startswith("Week") and images["batch"].str.match(r"Week\d+$").all()
-    run = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.evaluation", "bbbc021-treatments",
-                          str(real / "bbbc021" / "BBBC021_v1_image.csv"), str(real / "bbbc021" / "BBBC021_v1_moa.csv")],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cytoimagenet_assets.evaluation",
+            "bbbc021-treatments",
+            str(real / "bbbc021" / "BBBC021_v1_image.csv"),
+            str(real / "bbbc021" / "BBBC021_v1_moa.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.stdout.strip() == "treatments=103 compounds=38 moas=12 nscb_treatments=92"
 
 
 def test_treatment_profiles_are_means():
-    images = pd.DataFrame({"compound": ["a", "a", "b"], "concentration": [1.0, 1.0, 1.0], "moa": ["m", "m", "n"], "batch": ["w1", "w1", "w2"]})
+    images = pd.DataFrame(
+        {"compound": ["a", "a", "b"], "concentration": [1.0, 1.0, 1.0], "moa": ["m", "m", "n"], "batch": ["w1", "w1", "w2"]}
+    )
     treatments, profiles = protocols.treatment_profiles(images, np.array([[1.0, 3.0], [3.0, 5.0], [7.0, 7.0]]))
     assert treatments["compound"].tolist() == ["a", "b"] and profiles.tolist() == [[2.0, 4.0], [7.0, 7.0]]
 
@@ -144,11 +160,16 @@ def test_missing_imagenet_weights_say_how_to_get_them(tmp_path):
 
 
 def test_nscb_leaves_out_moas_found_in_one_batch_only():
-    treatments = _treatments([
-        ("a", 1.0, "m1", ("w1",)), ("b", 1.0, "m1", ("w2",)),
-        ("c", 1.0, "m2", ("w1",)), ("d", 1.0, "m2", ("w1",)),  # m2 only in w1: no other-batch answer exists
-        ("e", 1.0, "m3", ("w2",)), ("f", 1.0, "m3", ("w3",)),
-    ])
+    treatments = _treatments(
+        [
+            ("a", 1.0, "m1", ("w1",)),
+            ("b", 1.0, "m1", ("w2",)),
+            ("c", 1.0, "m2", ("w1",)),
+            ("d", 1.0, "m2", ("w1",)),  # m2 only in w1: no other-batch answer exists
+            ("e", 1.0, "m3", ("w2",)),
+            ("f", 1.0, "m3", ("w3",)),
+        ]
+    )
     profiles = np.array([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1.0, 0], [0, 0.9, 0.1], [0, 0, 1.0], [0.1, 0, 0.9]])
     assert protocols.nscb_eligible(treatments).tolist() == [True, True, False, False, True, True]
     score, predicted = protocols.nscb(treatments, profiles)
@@ -169,8 +190,11 @@ def test_nscb_on_the_real_metadata_scores_92_treatments(real):
 
 def _bbbc021_images(per_treatment=3):
     """Four compounds, two MOAs, each treatment in its own batch."""
-    rows = [(c, 1.0, moa, batch, False) for c, moa, batch in (("a", "m1", "w1"), ("b", "m1", "w2"), ("c", "m2", "w1"), ("d", "m2", "w2"))
-            for _ in range(per_treatment)]
+    rows = [
+        (c, 1.0, moa, batch, False)
+        for c, moa, batch in (("a", "m1", "w1"), ("b", "m1", "w2"), ("c", "m2", "w1"), ("d", "m2", "w2"))
+        for _ in range(per_treatment)
+    ]
     return pd.DataFrame(rows, columns=["compound", "concentration", "moa", "batch", "control"])
 
 
@@ -181,8 +205,9 @@ def test_standardization_changes_the_neighbour_an_unscaled_dimension_decided():
     misleading = {"a": 300.0, "c": 290.0, "b": -300.0, "d": -290.0}
     # Dimensions 1-4: small, but they carry the MOA.
     signal = {"m1": np.array([1.0, 1.0, -1.0, 1.0]), "m2": np.array([-1.0, -1.0, 1.0, -1.0])}
-    features = np.array([[misleading[c] + rng.normal(0, 5), *(signal[m] + rng.normal(0, 0.1, 4))]
-                         for c, m in zip(images["compound"], images["moa"])])
+    features = np.array(
+        [[misleading[c] + rng.normal(0, 5), *(signal[m] + rng.normal(0, 0.1, 4))] for c, m in zip(images["compound"], images["moa"])]
+    )
     raw, _ = protocols.bbbc021_scores(images, [features], protocols.BBBC021Variant(standardize=False))
     standardized, _ = protocols.bbbc021_scores(images, [features])
     assert raw["BBBC021 NSC"].accuracy == 0.0 and standardized["BBBC021 NSC"].accuracy == 1.0
@@ -191,8 +216,12 @@ def test_standardization_changes_the_neighbour_an_unscaled_dimension_decided():
 def test_fusion_standardizes_each_backbone_before_concatenating():
     images = _bbbc021_images()
     rng = np.random.default_rng(1)
-    loud = np.array([[{"a": 1e4, "c": 0.9e4, "b": -1e4, "d": -0.9e4}[c] + rng.normal(0, 100), rng.normal(0, 100)] for c in images["compound"]])
-    quiet = np.array([np.array({"m1": [1.0, -1.0, 1.0, 1.0], "m2": [-1.0, 1.0, -1.0, -1.0]}[m]) + rng.normal(0, 0.1, 4) for m in images["moa"]])
+    loud = np.array(
+        [[{"a": 1e4, "c": 0.9e4, "b": -1e4, "d": -0.9e4}[c] + rng.normal(0, 100), rng.normal(0, 100)] for c in images["compound"]]
+    )
+    quiet = np.array(
+        [np.array({"m1": [1.0, -1.0, 1.0, 1.0], "m2": [-1.0, 1.0, -1.0, -1.0]}[m]) + rng.normal(0, 0.1, 4) for m in images["moa"]]
+    )
     fused, _ = protocols.bbbc021_scores(images, [loud, quiet])
     unscaled, _ = protocols.bbbc021_scores(images, [loud, quiet], protocols.BBBC021Variant(standardize=False))
     assert fused["BBBC021 NSC"].accuracy == 1.0 and unscaled["BBBC021 NSC"].accuracy == 0.0
@@ -239,10 +268,14 @@ def test_bootstrap_interval_over_treatments():
 
 
 def test_bad_bbbc021_metadata_names_file_and_row(tmp_path):
-    header = ("Image_FileName_DAPI,Image_PathName_DAPI,Image_FileName_Tubulin,Image_PathName_Tubulin,Image_FileName_Actin,"
-              "Image_PathName_Actin,Image_Metadata_Plate_DAPI,Image_Metadata_Compound,Image_Metadata_Concentration\n")
-    (tmp_path / "image.csv").write_text(header + "a.tif,Week1/P,b.tif,Week1/P,c.tif,Week1/P,Week1_1,taxol,0.3\n"
-                                                 "d.tif,Week1/P,e.tif,Week1/P,f.tif,Week1/P,Week1_1,taxol,lots\n")
+    header = (
+        "Image_FileName_DAPI,Image_PathName_DAPI,Image_FileName_Tubulin,Image_PathName_Tubulin,Image_FileName_Actin,"
+        "Image_PathName_Actin,Image_Metadata_Plate_DAPI,Image_Metadata_Compound,Image_Metadata_Concentration\n"
+    )
+    (tmp_path / "image.csv").write_text(
+        header + "a.tif,Week1/P,b.tif,Week1/P,c.tif,Week1/P,Week1_1,taxol,0.3\n"
+        "d.tif,Week1/P,e.tif,Week1/P,f.tif,Week1/P,Week1_1,taxol,lots\n"
+    )
     (tmp_path / "moa.csv").write_text("compound,concentration,moa\ntaxol,0.3,Microtubule stabilizers\n")
     with pytest.raises(ValueError, match=r"image.csv: data row 2: Image_Metadata_Concentration 'lots' is not a number"):
         protocols.bbbc021_images(tmp_path / "image.csv", tmp_path / "moa.csv")
@@ -271,7 +304,12 @@ def test_every_chunk_of_a_deeploc_style_file_is_read(tmp_path):
     data, coos_labels = protocols.read_coos7(tmp_path / "COOS7_v1.1_train.hdf5")
     assert data.shape == (5, 2, 8, 8) and coos_labels.tolist() == [0, 1, 2, 3, 4] and data[3:].min() == 1
     with h5py.File(tmp_path / "gap.hdf5", "w") as f:
-        f["data1"], f["Index1"], f["data3"], f["Index3"] = np.zeros((1, 8192), np.float32), np.eye(4)[[0]], np.zeros((1, 8192)), np.eye(4)[[0]]
+        f["data1"], f["Index1"], f["data3"], f["Index3"] = (
+            np.zeros((1, 8192), np.float32),
+            np.eye(4)[[0]],
+            np.zeros((1, 8192)),
+            np.eye(4)[[0]],
+        )
         f["Index1_columns"] = names
     with pytest.raises(ValueError, match="data3 also exist: a chunk is missing"):
         protocols.read_cyclops([tmp_path / "gap.hdf5"])
@@ -283,19 +321,46 @@ def test_the_cli_evaluates_a_saved_model_on_the_demo_benchmarks_without_dagster(
     model = tmp_path / "model.pt"
     torch.manual_seed(0)
     torch.save(torchvision.models.efficientnet_b0(weights=None, num_classes=7).state_dict(), model)
-    args = ["run", "--model", str(model), "--benchmark", f"bbbc021={demo_raw / 'demo_bbbc021'}",
-            "--benchmark", f"coos7={demo_raw / 'demo_coos7'}", "--benchmark", f"cyclops={demo_raw / 'demo_cyclops'}",
-            "--backbones", "cytoimagenet", "fusion", "--methods", "merge_normalized", "--aggregation", "mean", "median",
-            "--imagenet-weights", str(tmp_path / "absent.pth"), "--no-umap", "--out", str(tmp_path / "report")]
-    code = ("import sys; from cytoimagenet_assets.evaluation.__main__ import main; rc = main(sys.argv[1:]); "
-            "assert not [m for m in sys.modules if m.split('.')[0] == 'dagster'], 'dagster was imported'; sys.exit(rc)")
+    args = [
+        "run",
+        "--model",
+        str(model),
+        "--benchmark",
+        f"bbbc021={demo_raw / 'demo_bbbc021'}",
+        "--benchmark",
+        f"coos7={demo_raw / 'demo_coos7'}",
+        "--benchmark",
+        f"cyclops={demo_raw / 'demo_cyclops'}",
+        "--backbones",
+        "cytoimagenet",
+        "fusion",
+        "--methods",
+        "merge_normalized",
+        "--aggregation",
+        "mean",
+        "median",
+        "--imagenet-weights",
+        str(tmp_path / "absent.pth"),
+        "--no-umap",
+        "--out",
+        str(tmp_path / "report"),
+    ]
+    code = (
+        "import sys; from cytoimagenet_assets.evaluation.__main__ import main; rc = main(sys.argv[1:]); "
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'dagster'], 'dagster was imported'; sys.exit(rc)"
+    )
     run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "features: 100%" in run.stderr  # the progress bar
     results = pd.read_csv(tmp_path / "report" / "evaluation_report.csv", keep_default_na=False)
     assert set(results["backbone"]) == {"cytoimagenet"} and set(results["method"]) == {"merge_normalized"}
     bbbc021 = results[results["benchmark"].str.startswith("BBBC021")]
-    assert sorted(set(zip(bbbc021["variant"], bbbc021["aggregation"]))) == [("TVN", "mean"), ("TVN", "median"), ("raw", "mean"), ("raw", "median")]
+    assert sorted(set(zip(bbbc021["variant"], bbbc021["aggregation"]))) == [
+        ("TVN", "mean"),
+        ("TVN", "median"),
+        ("raw", "mean"),
+        ("raw", "median"),
+    ]
     assert set(results["benchmark"]) >= {"COOS-7 test4", "CyCLoPs"} and (bbbc021["n"] == 16).all()
     report = json.loads((tmp_path / "report" / "evaluation_report.json").read_text())
     assert "fusion" in report["unavailable_backbones"] and "imagenet" in report["unavailable_backbones"]
@@ -308,13 +373,19 @@ def test_the_cli_evaluates_a_saved_model_on_the_demo_benchmarks_without_dagster(
 def test_an_absent_benchmark_is_skipped_with_what_to_download(tmp_path):
     from cytoimagenet_assets.evaluation.run import BenchmarkInput, EvaluationSettings, run_evaluation
 
-    evaluation = run_evaluation([BenchmarkInput("cyclops", tmp_path / "cyclops", how_to_get="download DeepLoc_full_datasets.zip")], None,
-                                EvaluationSettings(backbones=("random", "cytoimagenet")), progress=False)
+    evaluation = run_evaluation(
+        [BenchmarkInput("cyclops", tmp_path / "cyclops", how_to_get="download DeepLoc_full_datasets.zip")],
+        None,
+        EvaluationSettings(backbones=("random", "cytoimagenet")),
+        progress=False,
+    )
     assert evaluation.results.empty
     assert evaluation.skipped == {"CyCLoPs": f"{tmp_path / 'cyclops'} does not exist. To provide it: download DeepLoc_full_datasets.zip"}
     assert "no CytoImageNet model given" in evaluation.unavailable["cytoimagenet"]
     (tmp_path / "cyclops").mkdir()
-    evaluation = run_evaluation([BenchmarkInput("cyclops", tmp_path / "cyclops")], None, EvaluationSettings(backbones=("random",)), progress=False)
+    evaluation = run_evaluation(
+        [BenchmarkInput("cyclops", tmp_path / "cyclops")], None, EvaluationSettings(backbones=("random",)), progress=False
+    )
     assert "Chong_train_set.hdf5 not found" in evaluation.skipped["CyCLoPs"]
     with pytest.raises(ValueError, match="unknown method"):
         run_evaluation([], None, EvaluationSettings(methods=("concat",)))
@@ -326,7 +397,18 @@ def test_a_truncated_benchmark_table_names_itself_in_the_cli(real, tmp_path):
 
     whole = gzip.compress((real / "bbbc021" / "BBBC021_v1_image.csv").read_bytes())
     (tmp_path / "image.csv.gz").write_bytes(whole[: len(whole) // 2])
-    run = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.evaluation", "bbbc021-treatments", str(tmp_path / "image.csv.gz"),
-                          str(real / "bbbc021" / "BBBC021_v1_moa.csv")], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cytoimagenet_assets.evaluation",
+            "bbbc021-treatments",
+            str(tmp_path / "image.csv.gz"),
+            str(real / "bbbc021" / "BBBC021_v1_moa.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.startswith(f"error: cannot read {tmp_path / 'image.csv.gz'}") and "EOFError" in run.stderr

@@ -32,8 +32,9 @@ def make_dagster_home(path: Path) -> Path:
 
 
 def materialize(defs, instance, selection, **kwargs) -> bool:
-    return dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
-                          selection=selection, raise_on_error=False, **kwargs).success
+    return dg.materialize(
+        [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection, raise_on_error=False, **kwargs
+    ).success
 
 
 def build_tables(defs, instance, home: Path, demo_raw: Path) -> None:
@@ -47,8 +48,10 @@ def build_tables(defs, instance, home: Path, demo_raw: Path) -> None:
 
 def build_classes(defs, instance, keys) -> dict[str, bool]:
     """One run per class partition, as the sensor and the headless build launch them."""
-    return {k: materialize(defs, instance, [CLASS_IMAGES], partition_key=k, run_config={"ops": {"class_images": {"config": {"workers": 1}}}})
-            for k in keys}
+    return {
+        k: materialize(defs, instance, [CLASS_IMAGES], partition_key=k, run_config={"ops": {"class_images": {"config": {"workers": 1}}}})
+        for k in keys
+    }
 
 
 def class_files(home: Path, class_key: str) -> dict[str, set[Path]]:
@@ -88,7 +91,7 @@ def runs_per_partition(instance, keys) -> dict[str, int]:
 
 def failure_message(instance, class_key: str) -> str:
     """The error of the latest run of ``class_key``'s partition (what its run page shows)."""
-    run, = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": class_key}), limit=1)
+    (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": class_key}), limit=1)
     assert run.status == dg.DagsterRunStatus.FAILURE
     failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     return "\n".join(e.dagster_event.event_specific_data.error.message for e in failures)
@@ -167,11 +170,14 @@ def class_images(context):
 toy_defs = dg.Definitions(assets=[class_images], asset_checks=[], resources={})
 """
 
-KILLED_RUN = TOY_CLASS_IMAGES + """
+KILLED_RUN = (
+    TOY_CLASS_IMAGES
+    + """
 from cytoimagenet_assets.build import _run
 with dg.DagsterInstance.get() as instance:
     _run(toy_defs, instance, dg.AssetSelection.assets(CLASS_IMAGES_KEY), partition_key="killed")
 """
+)
 
 
 def test_a_class_whose_run_was_killed_by_the_os_is_rebuilt_by_failed_and_missing(homes, monkeypatch):
@@ -190,8 +196,7 @@ def test_a_class_whose_run_was_killed_by_the_os_is_rebuilt_by_failed_and_missing
     toy_defs = namespace["toy_defs"]
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("cytoimagenet_class", ["killed", "built"])
-    child = subprocess.Popen([sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "TOY_HANG": "1"})
+    child = subprocess.Popen([sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE, text=True, env={**os.environ, "TOY_HANG": "1"})
     assert child.stdout.readline().strip() == "running"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()

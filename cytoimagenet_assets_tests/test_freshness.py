@@ -55,7 +55,9 @@ def test_the_sensor_requests_only_sources_whose_files_changed(tmp_path):
     folder.mkdir(parents=True)
     (folder / "x.bmp").write_bytes(b"1")
     second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources))
-    assert [sorted(k.to_user_string() for k in r.asset_selection) for r in second.run_requests] == [["raw/my_leukemia", "source_metadata/my_leukemia"]]
+    assert [sorted(k.to_user_string() for k in r.asset_selection) for r in second.run_requests] == [
+        ["raw/my_leukemia", "source_metadata/my_leukemia"]
+    ]
     (folder / ".download").mkdir()
     (folder / ".download" / "x.bmp.json").write_text("{}")  # bookkeeping is not a change
     third = sensor(dg.build_sensor_context(instance=instance, cursor=second.cursor, resources=resources))

@@ -50,7 +50,9 @@ def test_big_endian_16_bit_tiff(real):
     assert np.array_equal(image, expected) and image.max() == 4095
 
 
-@pytest.mark.parametrize("name", ["ExampleFly/images/01_POS002_D.TIF", "ExampleIlluminationCorrection/images/AS_09047_050428030001_O01f00d2.TIF"])
+@pytest.mark.parametrize(
+    "name", ["ExampleFly/images/01_POS002_D.TIF", "ExampleIlluminationCorrection/images/AS_09047_050428030001_O01f00d2.TIF"]
+)
 def test_palette_tiff_goes_through_its_colour_map(real, name):
     (image,) = read_channels(real / EXAMPLES / name)
     with Image.open(real / EXAMPLES / name) as pil:
@@ -87,7 +89,7 @@ def test_other_formats_written_here(tmp_path):
         if fmt != "JPEG":
             assert np.abs(gray.astype(int) - expected).max() <= 1
         assert gray.shape == (40, 50)
-    sixteen = (np.arange(2000, dtype=np.uint16).reshape(40, 50) * 30)
+    sixteen = np.arange(2000, dtype=np.uint16).reshape(40, 50) * 30
     Image.fromarray(sixteen).save(tmp_path / "s.png")
     (read,) = read_channels(tmp_path / "s.png")
     assert read.max() == sixteen.max() and np.array_equal(read.astype(np.uint16), sixteen)
@@ -205,9 +207,23 @@ def _class_rows(raw: Path, n: int, broken: int = 0) -> pd.DataFrame:
             paths.append(f"f{i}_w{c}.tif")
         if i < broken:
             (raw / paths[0]).write_bytes(b"II*\x00broken")
-        rows.append({"idx": f"s-{i}", "dir_name": "s", "channel_paths": paths, "database": "db", "name": "n", "organism": "human",
-                     "cell_type": None, "cell_visible": "nucleus|actin", "phenotype": None, "compound": "x", "sirna": None, "gene": None,
-                     "microscopy": "fluorescence"})
+        rows.append(
+            {
+                "idx": f"s-{i}",
+                "dir_name": "s",
+                "channel_paths": paths,
+                "database": "db",
+                "name": "n",
+                "organism": "human",
+                "cell_type": None,
+                "cell_visible": "nucleus|actin",
+                "phenotype": None,
+                "compound": "x",
+                "sirna": None,
+                "gene": None,
+                "microscopy": "fluorescence",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -223,8 +239,9 @@ def test_build_class_upsamples_drops_bad_images_and_is_deterministic(tmp_path):
     raw.mkdir()
     rows = _class_rows(raw, 12, broken=2)
     out = tmp_path / "dataset" / "compound-x"
-    result = build_class("compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, upsampling="top_up",
-                         workers=2)
+    result = build_class(
+        "compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, upsampling="top_up", workers=2
+    )
     meta = result.metadata
     assert list(meta.columns)[:8] == ["label", "category", "database", "name", "dir_name", "path", "filename", "idx"]
     # 12 rows, 2 of them corrupt files: those are on disk, so crops are planned for all 12 (18 to reach 30, as the original
@@ -239,8 +256,9 @@ def test_build_class_upsamples_drops_bad_images_and_is_deterministic(tmp_path):
     crops = meta[meta["crop"]]
     assert ((crops["x_max"] - crops["x_min"]) >= MIN_CROP).all()
     first = _digest(out)
-    again = build_class("compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, upsampling="top_up",
-                        workers=1)
+    again = build_class(
+        "compound-x", "x", "compound", rows, {"s": raw}, out, target=30, threshold=10, seed=0, upsampling="top_up", workers=1
+    )
     assert _digest(out) == first and again.metadata.equals(meta)  # 1 or 2 workers: same bytes
     assert [p.name for p in out.parent.iterdir()] == ["compound-x"]  # no staging left
 
@@ -327,7 +345,11 @@ def test_a_class_below_threshold_or_without_its_source_fails_with_the_reason(tmp
     raw = tmp_path / "raw"
     raw.mkdir()
     rows = _class_rows(raw, 6, broken=4)
-    with pytest.raises(ClassBuildError, match=r"only 2 usable images of 6 rows \(threshold 10\); dropped: \{'unreadable': 4\}; first: unreadable: .*f0_w0.tif: cannot decode"):
+    with pytest.raises(
+        ClassBuildError,
+        match=r"only 2 usable images of 6 rows \(threshold 10\); dropped: \{'unreadable': 4\}; "
+        r"first: unreadable: .*f0_w0.tif: cannot decode",
+    ):
         build_class("k", "x", "compound", rows, {"s": raw}, tmp_path / "dataset" / "k", target=6, threshold=10, seed=0)
     assert not (tmp_path / "dataset" / "k").exists()
     with pytest.raises(ClassBuildError, match="raw folder of source 's' is missing"):
@@ -356,8 +378,9 @@ def test_a_region_is_cut_from_each_channel_before_merging_and_one_outside_its_im
         assert np.asarray(png).shape == (120, 160)  # no region: the whole image
     assert "s-2" not in meta.index
     assert result.drops[["idx", "stage"]].values.tolist() == [["s-2", "region"]]
-    assert result.drops["reason"].item() == ("region outside the image: y100:200,x0:50 does not fit in the 120x160 image "
-                                             "(smear_w0.tif, smear_w1.tif)")
+    assert result.drops["reason"].item() == (
+        "region outside the image: y100:200,x0:50 does not fit in the 120x160 image (smear_w0.tif, smear_w1.tif)"
+    )
     rows.loc[2, "region"] = "y0:1,x0:1|y0:2,x0:2"
     result = build_class("k", "x", "compound", rows, {"s": raw}, out, target=3, threshold=2, seed=0)
     assert result.drops["reason"].item().startswith("malformed region: 'y0:1,x0:1|y0:2,x0:2'")
@@ -388,7 +411,9 @@ def test_a_build_killed_in_the_middle_leaves_nothing_and_a_rerun_gives_the_same_
     out = tmp_path / "dataset" / "k"
     reference = tmp_path / "reference" / "k"
     build_class("k", "x", "compound", rows, {"s": raw}, reference, target=20, threshold=5, seed=0)
-    child = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(tmp_path / "rows.pkl"), str(raw), str(out)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_BUILD, str(tmp_path / "rows.pkl"), str(raw), str(out)], stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout.readline().strip() == "half way"
     staged = [p for p in out.parent.iterdir()]
     assert staged and all(p.name.startswith(".k.") for p in staged)  # work in progress is hidden
@@ -420,7 +445,9 @@ def test_the_class_folder_check_finds_stray_colour_and_out_of_bounds_images(tmp_
 
 
 def test_the_dataset_check_finds_unlisted_classes_and_images_in_two_classes():
-    metadata = pd.DataFrame({"path": ["a", "a", "b"], "idx": ["s-1", "s-1", "s-2"], "crop": [True, True, False], "scaling": [0.5, 0.25, 1.0]})
+    metadata = pd.DataFrame(
+        {"path": ["a", "a", "b"], "idx": ["s-1", "s-1", "s-2"], "crop": [True, True, False], "scaling": [0.5, 0.25, 1.0]}
+    )
     assert dataset_problems(metadata, ["a", "b"]) == []
     assert dataset_problems(metadata, ["a", "b", "c"]) == ["1 built classes missing from metadata.csv: c"]
     shared = metadata.assign(idx=["s-1", "s-2", "s-2"])
@@ -483,8 +510,11 @@ def test_the_class_image_pool_workers_die_with_their_run(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     _class_rows(raw, 10).to_pickle(tmp_path / "rows.pkl")
-    child = subprocess.Popen([sys.executable, "-c", POOL_KILLED, str(tmp_path / "rows.pkl"), str(raw), str(tmp_path / "out" / "k")],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", POOL_KILLED, str(tmp_path / "rows.pkl"), str(raw), str(tmp_path / "out" / "k")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = child.stdout.readline().split()
     assert line[0] == "worker", line
     worker = int(line[1])
@@ -492,6 +522,7 @@ def test_the_class_image_pool_workers_die_with_their_run(tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     import time
+
     deadline = time.monotonic() + 10
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)

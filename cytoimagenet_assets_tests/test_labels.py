@@ -99,7 +99,10 @@ def test_properties_on_a_generated_table():
     assert order == sorted(order)
     # Every assigned row really holds its label as a whole token.
     merged = out.merge(df, on="idx")
-    assert all(label in str(row[category]).split("|") for label, category, row in zip(merged["label"], merged["category"], merged.to_dict("records")))
+    assert all(
+        label in str(row[category]).split("|")
+        for label, category, row in zip(merged["label"], merged["category"], merged.to_dict("records"))
+    )
     # Determinism for a seed; another seed samples differently.
     assert assign_labels(df, CONFIG).equals(out)
     other = assign_labels(df, AssignConfig(**{**CONFIG.__dict__, "seed": 4}))
@@ -144,12 +147,15 @@ def test_water_filling_is_at_least_as_even_as_random_sampling():
     assert taken[:5].max() - taken[:5].min() <= 1
 
 
-@pytest.mark.parametrize(("sizes", "total", "expected"), [
-    ([10, 10, 10], 9, [3, 3, 3]),
-    ([1, 100, 100], 51, [1, 25, 25]),
-    ([5, 5], 20, [5, 5]),
-    ([0, 7, 2], 6, [0, 4, 2]),
-])
+@pytest.mark.parametrize(
+    ("sizes", "total", "expected"),
+    [
+        ([10, 10, 10], 9, [3, 3, 3]),
+        ([1, 100, 100], 51, [1, 25, 25]),
+        ([5, 5], 20, [5, 5]),
+        ([0, 7, 2], 6, [0, 4, 2]),
+    ],
+)
 def test_water_fill_allocations(sizes, total, expected):
     assert water_fill(np.array(sizes), total, np.random.default_rng(0)).tolist() == expected
 
@@ -204,8 +210,9 @@ def test_config_is_validated():
 
 
 def test_rows_without_obtainable_images_are_left_out_with_their_reason():
-    merged = table(compound=["x"] * 5).assign(channel_paths=[["a.png"], [], ["gone.png"], ["b.png", "c.png"], ["z.tif"]],
-                                              dir_name=["s", "s", "s", "s", "idr"])
+    merged = table(compound=["x"] * 5).assign(
+        channel_paths=[["a.png"], [], ["gone.png"], ["b.png", "c.png"], ["z.tif"]], dir_name=["s", "s", "s", "s", "idr"]
+    )
     reasons = unavailable_reasons(merged, {"s": {"a.png", "b.png", "c.png"}, "idr": None})  # None: an unlisted IDR mirror
     assert reasons.isna().tolist() == [True, False, False, True, True]
     assert reasons[1] == NO_FILES and reasons[2] == NOT_OBTAINABLE
@@ -243,8 +250,13 @@ def test_label_assets_count_and_assign_only_rows_that_can_become_images(tmp_path
     merged = table(compound=["x"] * 5 + ["y"] * 4).assign(channel_paths=paths, dir_name="demo_hpa")
     write_parquet(merged, home.table_path("merged_metadata"))
     defs = build_definitions(catalog, data_home=str(tmp_path))
-    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=dg.DagsterInstance.ephemeral(),
-                            selection=[CANDIDATES_KEY, LABELS_KEY], raise_on_error=False)
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=[CANDIDATES_KEY, LABELS_KEY],
+        raise_on_error=False,
+    )
     assert result.success
     candidates = read_parquet(home.table_path("label_candidates")).set_index("label")
     assert candidates.loc["x", "count"] == 4 and candidates.loc["y", "count"] == 2 and not candidates.loc["y", "candidate"]
@@ -256,7 +268,12 @@ def test_label_assets_count_and_assign_only_rows_that_can_become_images(tmp_path
         shown = metadata["rows_without_images_per_source"].value
         assert f"| demo_hpa | {NO_FILES} | 2 |" in shown and f"| demo_hpa | {NOT_OBTAINABLE} | 1 |" in shown
     shutil.rmtree(raw)  # nothing left that can become an image: a clear failure, not an empty class table
-    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=dg.DagsterInstance.ephemeral(),
-                            selection=[LABELS_KEY], raise_on_error=False)
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=[LABELS_KEY],
+        raise_on_error=False,
+    )
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "no row of merged_metadata can become an image (9 rows left out: demo_hpa: 7 " in failure.event_specific_data.error.message

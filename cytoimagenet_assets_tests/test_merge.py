@@ -7,24 +7,32 @@ from cytoimagenet_assets.sources.table import COLUMNS, standardize
 
 def _table(dir_name, rows):
     source = load_catalog("demo").source("demo_bbbc021").model_copy(update={"dir_name": dir_name})
-    draft = pd.DataFrame([{"source_file": "meta.csv", "source_row": i + 1, "channel_names": ["nucleus"], **row} for i, row in enumerate(rows)])
+    draft = pd.DataFrame(
+        [{"source_file": "meta.csv", "source_row": i + 1, "channel_names": ["nucleus"], **row} for i, row in enumerate(rows)]
+    )
     return standardize(draft, source)
 
 
 def _merged():
-    bbbc022 = _table("bbbc022", [
-        {"plate": "20585", "well": "A01", "field": "1", "channel_paths": ["20585/a01_s1.tif"], "phenotype": "tubulin destabilizer"},
-        {"plate": "20585", "well": "A01", "field": "2", "channel_paths": ["20585/a01_s2.tif"]},
-        {"plate": "20585", "well": "B01", "field": "1", "channel_paths": ["20585/b01_s1.tif"]},  # only here
-        {"plate": "20586", "well": "C03", "field": "1", "channel_paths": ["20586/c03_s1.tif"], "compound": "BRD-K1"},
-        {"plate": None, "well": "A01", "field": "1", "channel_paths": ["x.tif"]},  # no plate: never matched
-    ])
-    idr0016 = _table("idr0016", [
-        {"plate": " 20585 ", "well": "a01", "field": "1", "channel_paths": ["p/a01_1.tif"], "compound": "nocodazole"},
-        {"plate": "20585", "well": "A01", "field": "2", "channel_paths": ["p/a01_2.tif"], "compound": "nocodazole"},
-        {"plate": "20586", "well": "C03", "field": "1", "channel_paths": [], "channel_names": [], "compound": "taxol"},  # metadata only
-        {"plate": "24277", "well": "A01", "field": "1", "channel_paths": ["q/a01_1.tif"]},
-    ])
+    bbbc022 = _table(
+        "bbbc022",
+        [
+            {"plate": "20585", "well": "A01", "field": "1", "channel_paths": ["20585/a01_s1.tif"], "phenotype": "tubulin destabilizer"},
+            {"plate": "20585", "well": "A01", "field": "2", "channel_paths": ["20585/a01_s2.tif"]},
+            {"plate": "20585", "well": "B01", "field": "1", "channel_paths": ["20585/b01_s1.tif"]},  # only here
+            {"plate": "20586", "well": "C03", "field": "1", "channel_paths": ["20586/c03_s1.tif"], "compound": "BRD-K1"},
+            {"plate": None, "well": "A01", "field": "1", "channel_paths": ["x.tif"]},  # no plate: never matched
+        ],
+    )
+    idr0016 = _table(
+        "idr0016",
+        [
+            {"plate": " 20585 ", "well": "a01", "field": "1", "channel_paths": ["p/a01_1.tif"], "compound": "nocodazole"},
+            {"plate": "20585", "well": "A01", "field": "2", "channel_paths": ["p/a01_2.tif"], "compound": "nocodazole"},
+            {"plate": "20586", "well": "C03", "field": "1", "channel_paths": [], "channel_names": [], "compound": "taxol"},  # metadata only
+            {"plate": "24277", "well": "A01", "field": "1", "channel_paths": ["q/a01_1.tif"]},
+        ],
+    )
     return merge_sources({"bbbc022": bbbc022, "idr0016": idr0016})
 
 
@@ -43,8 +51,16 @@ def test_duplicates_are_dropped_once_keeping_files_and_every_label():
     assert not any(len(p) == 0 for p in table["channel_paths"])
     # Rows without a twin stay untouched.
     assert {("20585/b01_s1.tif",), ("x.tif",), ("q/a01_1.tif",)} <= set(by_path)
-    assert report.to_dict("records") == [{"source": "bbbc022", "inside": "idr0016", "duplicate_rows": 3, "dropped_from_source": 2,
-                                          "dropped_from_inside": 1, "labels_carried_over": 1}]
+    assert report.to_dict("records") == [
+        {
+            "source": "bbbc022",
+            "inside": "idr0016",
+            "duplicate_rows": 3,
+            "dropped_from_source": 2,
+            "dropped_from_inside": 1,
+            "labels_carried_over": 1,
+        }
+    ]
     assert table["idx"].is_unique
 
 
@@ -71,15 +87,21 @@ def test_an_overlap_declared_on_both_sides_is_handled_once():
 def test_a_well_annotated_without_files_stands_for_the_fields_shown_elsewhere():
     """idr0016 as parsed before its file layout is known: one metadata-only row per well. BBBC022
     shows that well's fields; the well row goes, its compound reaches every field."""
-    bbbc022 = _table("bbbc022", [
-        {"plate": "20585", "well": "D04", "field": str(f), "channel_paths": [f"20585/d04_s{f}.tif"]} for f in (1, 2, 3)
-    ] + [{"plate": "20585", "well": "E05", "field": "1", "channel_paths": ["20585/e05_s1.tif"]}])
-    idr0016 = _table("idr0016", [
-        {"plate": "20585", "well": "D04", "channel_paths": [], "channel_names": [], "compound": "BRD-K0001"},
-        {"plate": "20585", "well": "F06", "channel_paths": [], "channel_names": [], "compound": "BRD-K0002"},  # not in BBBC022
-    ])
-    table, report = drop_overlaps(merge_sources({"bbbc022": bbbc022, "idr0016": idr0016}),
-                                  {"bbbc022": ("idr0016",), "idr0016": ("bbbc022",)})
+    bbbc022 = _table(
+        "bbbc022",
+        [{"plate": "20585", "well": "D04", "field": str(f), "channel_paths": [f"20585/d04_s{f}.tif"]} for f in (1, 2, 3)]
+        + [{"plate": "20585", "well": "E05", "field": "1", "channel_paths": ["20585/e05_s1.tif"]}],
+    )
+    idr0016 = _table(
+        "idr0016",
+        [
+            {"plate": "20585", "well": "D04", "channel_paths": [], "channel_names": [], "compound": "BRD-K0001"},
+            {"plate": "20585", "well": "F06", "channel_paths": [], "channel_names": [], "compound": "BRD-K0002"},  # not in BBBC022
+        ],
+    )
+    table, report = drop_overlaps(
+        merge_sources({"bbbc022": bbbc022, "idr0016": idr0016}), {"bbbc022": ("idr0016",), "idr0016": ("bbbc022",)}
+    )
     assert sorted(table["well"]) == ["D04", "D04", "D04", "E05", "F06"]
     assert table.loc[table["well"] == "D04", "compound"].tolist() == ["brd-k0001"] * 3
     assert table.loc[table["well"] == "E05", "compound"].isna().all()

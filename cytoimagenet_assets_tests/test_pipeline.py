@@ -21,7 +21,12 @@ DEMO = load_catalog("demo").model_copy(update={"training": TrainConfig(epochs=1,
 
 def _materialize(defs, instance, selection=None, **kwargs):
     return dg.materialize(
-        [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection, raise_on_error=False, **kwargs,
+        [*defs.assets, *defs.asset_checks],
+        resources=defs.resources,
+        instance=instance,
+        selection=selection,
+        raise_on_error=False,
+        **kwargs,
     )
 
 
@@ -44,9 +49,23 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     expected = {dg.AssetKey(["raw", s.dir_name]) for s in catalog.sources}
     expected |= {dg.AssetKey(["source_metadata", s.dir_name]) for s in catalog.sources if s.parser is not None}
-    expected |= {dg.AssetKey(k) for k in ("merged_metadata", "label_candidates", "cytoimagenet_labels", "class_images", "cytoimagenet_dataset",
-                                          "training_shards", "pretrained_model", "evaluation_report", "upsampling_umap", "dataset_shards",
-                                          "model_package", "embeddings")}
+    expected |= {
+        dg.AssetKey(k)
+        for k in (
+            "merged_metadata",
+            "label_candidates",
+            "cytoimagenet_labels",
+            "class_images",
+            "cytoimagenet_dataset",
+            "training_shards",
+            "pretrained_model",
+            "evaluation_report",
+            "upsampling_umap",
+            "dataset_shards",
+            "model_package",
+            "embeddings",
+        )
+    }
     assert {k for k in expected if instance.get_latest_materialization_event(k) is None} == set()
     materialized = instance.get_materialized_partitions(dg.AssetKey("class_images"))
     assert materialized == set(partitions)
@@ -68,9 +87,9 @@ def test_merged_table_holds_every_pretraining_row_and_no_evaluation_row(demo_bui
     assert len(merged) == sum(n for d, n in sizes.items() if not catalog.source(d).evaluation_only)
     assert "demo_bbbc021" not in set(merged["dir_name"]) and sizes["demo_bbbc021"] > 0
     with sqlite3.connect(home / "catalog.db") as db:
-        count, = db.execute("select count(*) from merged_metadata").fetchone()
+        (count,) = db.execute("select count(*) from merged_metadata").fetchone()
         sirnas = dict(db.execute("select sirna, count(*) from merged_metadata where sirna is not null group by sirna").fetchall())
-        first_paths, = db.execute("select channel_paths from merged_metadata where idx = ?", (merged["idx"][0],)).fetchone()
+        (first_paths,) = db.execute("select channel_paths from merged_metadata where idx = ?", (merged["idx"][0],)).fetchone()
     assert json.loads(first_paths) == list(merged["channel_paths"][0])
     assert count == len(merged)
     assert sirnas == merged["sirna"].value_counts().to_dict()
@@ -151,7 +170,10 @@ def test_class_table_registers_partitions_and_reports_what_a_refresh_changed(dem
     metadata = instance.get_latest_materialization_event(dg.AssetKey("cytoimagenet_labels")).asset_materialization.metadata
     assert metadata["changes"].value == {"first_materialization": False, "classes_added": 0, "classes_removed": 0, "classes_changed": 0}
     result = dg.materialize(
-        [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection="cytoimagenet_labels",
+        [*defs.assets, *defs.asset_checks],
+        resources=defs.resources,
+        instance=instance,
+        selection="cytoimagenet_labels",
         run_config={"ops": {"cytoimagenet_labels": {"config": {"threshold": 55}}}},
     )
     assert result.success
@@ -171,7 +193,9 @@ def test_the_dataset_and_a_class_partitions_metadata(demo_build):
     with sqlite3.connect(home / "catalog.db") as db:
         assert db.execute("select count(*) from images").fetchone()[0] == len(dataset)
     key = classes["class_key"].iloc[0]
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("class_images"), asset_partitions=[key]), limit=1).records
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("class_images"), asset_partitions=[key]), limit=1
+    ).records
     metadata = records[0].asset_materialization.metadata
     assert metadata["images"].value == int((dataset["path"] == key).sum())
     assert metadata["fingerprint"].value == classes.set_index("class_key").loc[key, "fingerprint"]
@@ -217,7 +241,9 @@ def test_the_sensor_follows_the_class_table(demo_build, tmp_path):
     classes.loc[1, "class_key"] = "phenotype-new-class-0123456789"
     classes.to_parquet(path)
     cursor = None
-    result = class_partitions_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data": DataHomeResource(root=str(copy))}))
+    result = class_partitions_sensor(
+        dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data": DataHomeResource(root=str(copy))})
+    )
     requested = sorted(r.partition_key for r in result.run_requests)
     assert requested == sorted([classes.loc[0, "class_key"], "phenotype-new-class-0123456789"])
     adds = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.AddDynamicPartitionsRequest)]
@@ -225,7 +251,9 @@ def test_the_sensor_follows_the_class_table(demo_build, tmp_path):
     assert adds[0].partition_keys == ["phenotype-new-class-0123456789"]
     assert len(deletes[0].partition_keys) == 1 and deletes[0].partition_keys[0] != classes.loc[0, "class_key"]
     # The next tick, with the cursor, requests nothing more.
-    again = class_partitions_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, resources={"data": DataHomeResource(root=str(copy))}))
+    again = class_partitions_sensor(
+        dg.build_sensor_context(instance=instance, cursor=result.cursor, resources={"data": DataHomeResource(root=str(copy))})
+    )
     assert again.run_requests == []
 
 
@@ -247,7 +275,15 @@ def test_the_evaluation_runs_offline_on_the_demo(demo_build):
     metadata = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report")).asset_materialization.metadata
     results = pd.read_csv(home / "reports" / "evaluation" / "evaluation_report.csv", keep_default_na=False)
     assert set(results["backbone"]) == {"random", "cytoimagenet"}
-    assert set(results["benchmark"]) == {"BBBC021 NSC", "BBBC021 NSCB", "COOS-7 test1", "COOS-7 test2", "COOS-7 test3", "COOS-7 test4", "CyCLoPs"}
+    assert set(results["benchmark"]) == {
+        "BBBC021 NSC",
+        "BBBC021 NSCB",
+        "COOS-7 test1",
+        "COOS-7 test2",
+        "COOS-7 test3",
+        "COOS-7 test4",
+        "CyCLoPs",
+    }
     assert set(results["method"]) == {"concat_normalized", "concat_raw", "merge_normalized", "merge_raw"}
     bbbc021 = results[results["benchmark"].str.startswith("BBBC021")]
     assert set(zip(bbbc021["benchmark"], bbbc021["variant"])) == {(b, v) for b in ("BBBC021 NSC", "BBBC021 NSCB") for v in ("raw", "TVN")}

@@ -40,18 +40,29 @@ def _archive() -> tuple[bytes, dict[str, bytes]]:
 
 
 def _catalog(url: str, tmp_path):
-    text = yaml.safe_dump({
-        "name": "loopback", "seed": 0, "labels": {"threshold": 4, "target": 10, "cap": 10},
-        "training": {"epochs": 1, "batch_size": 4, "input_size": 32},
-        "sources": [{
-            "dir_name": "bbbc_loop", "name": "Loopback screen", "database": "Broad Bioimage Benchmark Collection",
-            "landing_page": "https://example.org", "license": "CC0", "approx_size_gb": 0,
-            "download": {"method": "https", "files": [{"url": url}]},
-            "defaults": {"organism": "human", "cell_type": "u2os"}, "channels": [{"name": "nucleus", "key": "w1"}],
-            "parser": "file_pattern",
-            "parser_options": {"pattern": r"(?P<compound>[a-z]+)_(?P<well>[A-H]\d\d)_(?P<channel>w1)\.tif$"},
-        }],
-    })
+    text = yaml.safe_dump(
+        {
+            "name": "loopback",
+            "seed": 0,
+            "labels": {"threshold": 4, "target": 10, "cap": 10},
+            "training": {"epochs": 1, "batch_size": 4, "input_size": 32},
+            "sources": [
+                {
+                    "dir_name": "bbbc_loop",
+                    "name": "Loopback screen",
+                    "database": "Broad Bioimage Benchmark Collection",
+                    "landing_page": "https://example.org",
+                    "license": "CC0",
+                    "approx_size_gb": 0,
+                    "download": {"method": "https", "files": [{"url": url}]},
+                    "defaults": {"organism": "human", "cell_type": "u2os"},
+                    "channels": [{"name": "nucleus", "key": "w1"}],
+                    "parser": "file_pattern",
+                    "parser_options": {"pattern": r"(?P<compound>[a-z]+)_(?P<well>[A-H]\d\d)_(?P<channel>w1)\.tif$"},
+                }
+            ],
+        }
+    )
     path = tmp_path / "catalog.yaml"
     path.write_text(text)
     return load_catalog(str(path))
@@ -63,8 +74,9 @@ def test_classes_fetch_only_their_own_images_from_the_indexed_zip(remote, tmp_pa
     home = tmp_path / "home"
     defs = build_definitions(catalog, data_home=str(home))
     instance = dg.DagsterInstance.ephemeral()
-    tables = dg.AssetSelection.assets(["raw", "bbbc_loop"], ["source_metadata", "bbbc_loop"], "merged_metadata", "label_candidates",
-                                      "cytoimagenet_labels")
+    tables = dg.AssetSelection.assets(
+        ["raw", "bbbc_loop"], ["source_metadata", "bbbc_loop"], "merged_metadata", "label_candidates", "cytoimagenet_labels"
+    )
     everything = [*defs.assets, *defs.asset_checks]
     assert dg.materialize(everything, resources=defs.resources, instance=instance, selection=tables).success
 

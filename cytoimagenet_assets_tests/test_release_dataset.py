@@ -28,13 +28,33 @@ def dataset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
         for i in range(6):
             name = f"{key}-{i + 1:08d}.png"
             Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(root / key / name)
-            rows.append({"label": label, "category": category, "database": "db", "name": "Source", "dir_name": f"src{c % 2}",
-                         "path": key, "filename": name, "idx": f"src{c % 2}-{c}-{i // 2}", "organism": "human", "cell_type": None,
-                         "cell_visible": None, "phenotype": None, "compound": None, "sirna": None, "gene": None,
-                         "microscopy": "fluorescence", "crop": bool(i % 2),
-                         "scaling": 0.5 if i % 2 else 1.0,
-                         **({"compound": "taxol", "phenotype": "mitosis"} if c else {}),  # null in the first class only
-                         "x_min": 0, "x_max": 48, "y_min": 0, "y_max": 48})
+            rows.append(
+                {
+                    "label": label,
+                    "category": category,
+                    "database": "db",
+                    "name": "Source",
+                    "dir_name": f"src{c % 2}",
+                    "path": key,
+                    "filename": name,
+                    "idx": f"src{c % 2}-{c}-{i // 2}",
+                    "organism": "human",
+                    "cell_type": None,
+                    "cell_visible": None,
+                    "phenotype": None,
+                    "compound": None,
+                    "sirna": None,
+                    "gene": None,
+                    "microscopy": "fluorescence",
+                    "crop": bool(i % 2),
+                    "scaling": 0.5 if i % 2 else 1.0,
+                    **({"compound": "taxol", "phenotype": "mitosis"} if c else {}),  # null in the first class only
+                    "x_min": 0,
+                    "x_max": 48,
+                    "y_min": 0,
+                    "y_max": 48,
+                }
+            )
     metadata = pd.DataFrame(rows)[RELEASE_COLUMNS]
     metadata.to_csv(root / "metadata.csv", index=False)
     return root, pd.read_csv(root / "metadata.csv")

@@ -49,8 +49,13 @@ def _write_model(folder: Path, seed: int = 0) -> Path:
     with torch.no_grad():  # statistics of inputs like the ones it will see: preprocessed gray images
         model(torch.from_numpy(preprocess(np.stack([np.broadcast_to(synthetic_image(64, s), (3, 64, 64)) for s in range(16)]))))
     torch.save(model.eval().state_dict(), folder / "model.pt")
-    card = {"classes": CLASSES, "class_labels": [{"category": k.split("-")[0], "label": k} for k in CLASSES],
-            "recipe": {"input_size": 64}, "data": {"fingerprint": "test", "images": 100}, "metrics": {"val_top1": 0.5}}
+    card = {
+        "classes": CLASSES,
+        "class_labels": [{"category": k.split("-")[0], "label": k} for k in CLASSES],
+        "recipe": {"input_size": 64},
+        "data": {"fingerprint": "test", "images": 100},
+        "metrics": {"val_top1": 0.5},
+    }
     (folder / "model_card.json").write_text(json.dumps(card))
     return folder / "model.pt"
 
@@ -69,8 +74,10 @@ def package(model, tmp_path_factory):
 @pytest.fixture
 def offline(monkeypatch):
     """Any attempt to open a network connection fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args}")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
@@ -193,8 +200,12 @@ def test_embed_a_folder_gives_the_evaluations_features(model, package, tmp_path)
     from_zip = embed(inputs, result.zip, "merge-norm", tmp_path / "zip.parquet", progress=False)
     from_folder = embed(inputs, result.folder, "merge-norm", tmp_path / "folder.parquet", progress=False)
     for done in (from_zip, from_folder):
-        np.testing.assert_allclose(feature_matrix(pd.read_parquet(done.out)), feature_matrix(pd.read_parquet(tmp_path / "merge_normalized.parquet")),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            feature_matrix(pd.read_parquet(done.out)),
+            feature_matrix(pd.read_parquet(tmp_path / "merge_normalized.parquet")),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_embed_a_csv_of_channel_paths(model, tmp_path, capsys):
@@ -203,8 +214,20 @@ def test_embed_a_csv_of_channel_paths(model, tmp_path, capsys):
     table = pd.DataFrame({"DAPI": [f"dapi/{p.name}" for p in dapi], "Actin": [str(p) for p in actin], "plate": ["p1", "p1", "p2"]})
     table.to_csv(tmp_path / "plates.csv", index=False)
     out = tmp_path / "features.parquet"
-    code = embed_main([str(tmp_path / "plates.csv"), "--channels", "DAPI,Actin", "--model", str(model), "--method", "concat-norm",
-                       "--out", str(out), "--no-progress"])
+    code = embed_main(
+        [
+            str(tmp_path / "plates.csv"),
+            "--channels",
+            "DAPI,Actin",
+            "--model",
+            str(model),
+            "--method",
+            "concat-norm",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0 and "3 rows, features of length 2560" in capsys.readouterr().out
     features = pd.read_parquet(out)
     assert list(features["channel_names"].iloc[0]) == ["DAPI", "Actin"] and list(features["plate"]) == ["p1", "p1", "p2"]
@@ -311,8 +334,14 @@ def test_the_readme_snippets_for_the_model_run(package, tmp_path, monkeypatch):
     assert shell and python
     _images(tmp_path / "my_images", 3)
     _images(tmp_path / "dapi", 2)
-    pd.DataFrame({"DAPI": ["dapi/img00.tif", "dapi/img01.tif"], "Tubulin": ["my_images/img00.tif", "my_images/img01.tif"],
-                  "Actin": ["my_images/img01.tif", "my_images/img02.tif"], "well": ["B02", "B03"]}).to_csv(tmp_path / "plates.csv", index=False)
+    pd.DataFrame(
+        {
+            "DAPI": ["dapi/img00.tif", "dapi/img01.tif"],
+            "Tubulin": ["my_images/img00.tif", "my_images/img01.tif"],
+            "Actin": ["my_images/img01.tif", "my_images/img02.tif"],
+            "well": ["B02", "B03"],
+        }
+    ).to_csv(tmp_path / "plates.csv", index=False)
     monkeypatch.setenv("CYTOIMAGENET_HOME", str(home))
     env = dict(os.environ)
     commands = [line.split("#", 1)[0].strip() for block in shell for line in block.splitlines()]
@@ -341,8 +370,9 @@ def test_the_release_assets_build_from_the_latest_model(model, tmp_path):
     home.latest_model_pointer().write_text(model.parent.name)
     selection = dg.AssetSelection.assets(dg.AssetKey(["raw", "demo_bbbc021"]), "model_package", "embeddings")
     for _ in range(2):  # the second run reuses every feature row
-        result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection,
-                                raise_on_error=False)
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=selection, raise_on_error=False
+        )
         assert result.success
     package = instance.get_latest_materialization_event(dg.AssetKey("model_package")).asset_materialization.metadata
     assert package["validation_status"].value == "valid-format" and "weights_torchscript.pt" in package["files"].value
@@ -351,4 +381,7 @@ def test_the_release_assets_build_from_the_latest_model(model, tmp_path):
     table = pd.read_parquet(tmp_path / "embeddings" / "demo_bbbc021_week1" / "features.parquet")
     week1_site1 = sorted((tmp_path / "raw" / "demo_bbbc021" / "Week1").glob("**/*_s1_*.tif"))
     assert embedded["rows"].value == len(table) == len(week1_site1) > 0 and embedded["dims"].value == [1280]
-    assert "| demo_bbbc021_week1 |" in embedded["targets"].value and f"| {len(table)} | 1280 | 0 | {len(table)} | 0 |" in embedded["targets"].value
+    assert (
+        "| demo_bbbc021_week1 |" in embedded["targets"].value
+        and f"| {len(table)} | 1280 | 0 | {len(table)} | 0 |" in embedded["targets"].value
+    )

@@ -30,11 +30,22 @@ CATALOG = load_catalog("cytoimagenet")
 
 # Covered by the other parser test modules (with the catalog entry, on real or documented files).
 ELSEWHERE = {
-    "bbbc005": "test_sources_file_pattern", "bbbc006": "test_sources_file_pattern", "bbbc010": "test_sources_file_pattern",
-    "bbbc012": "test_sources_file_pattern", "bbbc013": "test_sources_file_pattern", "bbbc014": "test_sources_file_pattern",
-    "bbbc015": "test_sources_file_pattern", "bbbc026": "test_sources_file_pattern", "kag_cell_cycle": "test_sources_file_pattern",
-    "kag_leukemia": "test_sources_file_pattern", "bbbc022": "test_sources_real", "rec_rxrx1": "test_sources_real",
-    "rec_rxrx19a": "test_sources_real", "kag_hpa": "test_sources_real", "idr0037": "test_sources_real", "idr0041": "test_sources_real",
+    "bbbc005": "test_sources_file_pattern",
+    "bbbc006": "test_sources_file_pattern",
+    "bbbc010": "test_sources_file_pattern",
+    "bbbc012": "test_sources_file_pattern",
+    "bbbc013": "test_sources_file_pattern",
+    "bbbc014": "test_sources_file_pattern",
+    "bbbc015": "test_sources_file_pattern",
+    "bbbc026": "test_sources_file_pattern",
+    "kag_cell_cycle": "test_sources_file_pattern",
+    "kag_leukemia": "test_sources_file_pattern",
+    "bbbc022": "test_sources_real",
+    "rec_rxrx1": "test_sources_real",
+    "rec_rxrx19a": "test_sources_real",
+    "kag_hpa": "test_sources_real",
+    "idr0037": "test_sources_real",
+    "idr0041": "test_sources_real",
 }
 HERE: set[str] = set()
 
@@ -88,8 +99,10 @@ def _unicode(text: str, length_bytes: int) -> bytes:
 
 def xls_bytes(rows: list[list], sheet: str = "Data") -> bytes:
     """A minimal BIFF8 workbook stream (what xlrd reads inside an .xls): text and number cells."""
+
     def bof(kind):
         return _record(0x0809, struct.pack("<HHHHII", 0x0600, kind, 0, 1997, 0, 0x0600))
+
     cells = b""
     for r, row in enumerate(rows):
         for c, value in enumerate(row):
@@ -129,9 +142,35 @@ def test_bbbc011_brightfield_pngs(tmp_path):
     assert values(table["cell_visible"]) == [None, None] and lists(table["channel_names"]) == [["brightfield"]] * 2
 
 
-BBBC017_HEADER = ["384well-index", "384-Plate#", "384-quad", "384-well", "96-Plate#", "96-well", "96row", "96col", "384row", "384col",
-                  "384-well PlateName", "96-well PlateName", "Row", "Col", "senseOligoId", "location", "Nmid", "taxonId", "locuslinkId",
-                  "gene name", "Transcript Description", "SenseOligoSeq", "ProdStatus", "class", "", "", "plate order"]
+BBBC017_HEADER = [
+    "384well-index",
+    "384-Plate#",
+    "384-quad",
+    "384-well",
+    "96-Plate#",
+    "96-well",
+    "96row",
+    "96col",
+    "384row",
+    "384col",
+    "384-well PlateName",
+    "96-well PlateName",
+    "Row",
+    "Col",
+    "senseOligoId",
+    "location",
+    "Nmid",
+    "taxonId",
+    "locuslinkId",
+    "gene name",
+    "Transcript Description",
+    "SenseOligoSeq",
+    "ProdStatus",
+    "class",
+    "",
+    "",
+    "plate order",
+]
 
 
 def _bbbc017_row(plate, well, gene, family):
@@ -141,12 +180,14 @@ def _bbbc017_row(plate, well, gene, family):
 
 
 def _bbbc017_metadata(root: Path) -> None:
-    rows = [BBBC017_HEADER,
-            _bbbc017_row(1, "A01", "Gabra3", "NONE"),
-            _bbbc017_row(1, "A02", "MAPK11", "kinase"),
-            _bbbc017_row(2, "B03", "", ""),
-            _bbbc017_row("", "Z99", "SFRS2", "spliceosome"),  # no plate, no valid well
-            _bbbc017_row(3, "C01", "CSNK1E", "kinase")]      # a plate without images
+    rows = [
+        BBBC017_HEADER,
+        _bbbc017_row(1, "A01", "Gabra3", "NONE"),
+        _bbbc017_row(1, "A02", "MAPK11", "kinase"),
+        _bbbc017_row(2, "B03", "", ""),
+        _bbbc017_row("", "Z99", "SFRS2", "spliceosome"),  # no plate, no valid well
+        _bbbc017_row(3, "C01", "CSNK1E", "kinase"),
+    ]  # a plate without images
     (root / "BBBC017_v1_metadata.xls").write_bytes(xls_bytes(rows))
 
 
@@ -154,8 +195,13 @@ def _bbbc017_metadata(root: Path) -> None:
 def test_bbbc017_xls_joined_to_plate_folders_and_wells(tmp_path):
     _bbbc017_metadata(tmp_path)
     # Moffat-screen names as in the CellProfiler ExampleHuman fixture (AS_09125_050116030001_D03f00d0.tif), .DIB per SOURCES.md.
-    for folder, well, field in [("NIRHTa-001", "A01", "00"), ("NIRHTa-001", "A01", "01"), ("BBBC017_v1_images_NIRHTa+001", "A02", "00"),
-                                ("NIRHTa-002", "B03", "00"), ("NIRHTa-002", "H05", "00")]:
+    for folder, well, field in [
+        ("NIRHTa-001", "A01", "00"),
+        ("NIRHTa-001", "A01", "01"),
+        ("BBBC017_v1_images_NIRHTa+001", "A02", "00"),
+        ("NIRHTa-002", "B03", "00"),
+        ("NIRHTa-002", "H05", "00"),
+    ]:
         touch(tmp_path, *[f"{folder}/AS_09125_050116030001_{well}f{field}d{d}.DIB" for d in range(3)])
     parsed = parse("bbbc017", tmp_path)
     table = parsed.table
@@ -194,7 +240,9 @@ def test_bbbc017_bad_metadata_names_source_file_and_rows(tmp_path):
     (tmp_path / "BBBC017_v1_metadata.xls").write_bytes(b"not a spreadsheet at all")
     with pytest.raises(ParseError, match=r"bbbc017: cannot read .*BBBC017_v1_metadata\.xls"):
         parse_source(CATALOG.source("bbbc017"), tmp_path)
-    (tmp_path / "BBBC017_v1_metadata.xls").write_bytes(xls_bytes([BBBC017_HEADER, _bbbc017_row(1, "A01", "X", ""), _bbbc017_row(1.0, "a1", "Y", "")]))
+    (tmp_path / "BBBC017_v1_metadata.xls").write_bytes(
+        xls_bytes([BBBC017_HEADER, _bbbc017_row(1, "A01", "X", ""), _bbbc017_row(1.0, "a1", "Y", "")])
+    )
     with pytest.raises(ParseError, match=r"bbbc017: BBBC017_v1_metadata\.xls data rows 1 and 2 both describe plate 1 well A01"):
         parse_source(CATALOG.source("bbbc017"), tmp_path)
     (tmp_path / "BBBC017_v1_metadata.xls").write_bytes(xls_bytes([["384-Plate#", "384-well"], [1, "A01"]]))
@@ -208,7 +256,10 @@ def test_bbbc020_one_folder_per_image(tmp_path):
         touch(tmp_path, *[f"BBBC020_v1_images/{folder}/{folder}_{c}.TIF" for c in ("c1", "c5", "(c1+c5)")])
     table = parse("bbbc020", tmp_path).table
     assert len(table) == 2 and values(table["field"]) == ["jw-30min 1", "jw-Kontrolle 2"]
-    assert lists(table["channel_paths"])[0] == ["BBBC020_v1_images/jw-30min 1/jw-30min 1_c1.TIF", "BBBC020_v1_images/jw-30min 1/jw-30min 1_c5.TIF"]
+    assert lists(table["channel_paths"])[0] == [
+        "BBBC020_v1_images/jw-30min 1/jw-30min 1_c1.TIF",
+        "BBBC020_v1_images/jw-30min 1/jw-30min 1_c5.TIF",
+    ]
     assert set(table["cell_visible"]) == {"nucleus|cell surface"} and set(table["organism"]) == {"mouse"}
     assert set(table["cell_type"]) == {"macrophage"}
 
@@ -226,31 +277,55 @@ def test_bbbc025_channel_folders_from_the_tarballs(tmp_path):
     assert values(table["cell_visible"])[0] == "nucleus|er|nucleoli|actin|golgi|mitochondria"
 
 
-DSB = ["00071198d059ba7f5914a526d124d28e6d010c92466da21d4a04cd5413362552", "0114f484a16c152baa2d82fdd43740880a762c93f436c8988ac461c5c9dbe7d5",
-       "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac"]
+DSB = [
+    "00071198d059ba7f5914a526d124d28e6d010c92466da21d4a04cd5413362552",
+    "0114f484a16c152baa2d82fdd43740880a762c93f436c8988ac461c5c9dbe7d5",
+    "0999dab07b11bc85fb8464fc36c947fbd8b5d6ec49817361cb780659ca805eac",
+]
 
 
 @covers("bbbc038")
 def test_bbbc038_image_folders_of_every_split(tmp_path):
-    touch(tmp_path, f"stage1_train/{DSB[0]}/images/{DSB[0]}.png", f"stage1_train/{DSB[0]}/masks/f6eee5c69f548079.png",
-          f"stage1_test/{DSB[1]}/images/{DSB[1]}.png", f"stage2_test_final/{DSB[2]}/images/{DSB[2]}.png",
-          f"stage1_train/{DSB[2]}/images/not-the-image.png", "stage1_train_labels.csv")
+    touch(
+        tmp_path,
+        f"stage1_train/{DSB[0]}/images/{DSB[0]}.png",
+        f"stage1_train/{DSB[0]}/masks/f6eee5c69f548079.png",
+        f"stage1_test/{DSB[1]}/images/{DSB[1]}.png",
+        f"stage2_test_final/{DSB[2]}/images/{DSB[2]}.png",
+        f"stage1_train/{DSB[2]}/images/not-the-image.png",
+        "stage1_train_labels.csv",
+    )
     parsed = parse("bbbc038", tmp_path)
     table = parsed.table
     assert len(table) == 3 and parsed.rejects.empty
     assert sorted(values(table["field"])) == sorted(DSB)
     assert sorted(p for paths in table["channel_paths"] for p in paths) == sorted(
-        [f"stage1_train/{DSB[0]}/images/{DSB[0]}.png", f"stage1_test/{DSB[1]}/images/{DSB[1]}.png", f"stage2_test_final/{DSB[2]}/images/{DSB[2]}.png"])
+        [
+            f"stage1_train/{DSB[0]}/images/{DSB[0]}.png",
+            f"stage1_test/{DSB[1]}/images/{DSB[1]}.png",
+            f"stage2_test_final/{DSB[2]}/images/{DSB[2]}.png",
+        ]
+    )
     assert set(table["organism"]) == {"human|mouse|fly"} and set(table["cell_visible"]) == {"nucleus"}
 
 
 def test_bbbc038_metadata_xlsx_labels_images_when_mapped(tmp_path):
     touch(tmp_path, *[f"stage1_train/{i}/images/{i}.png" for i in DSB[:2]])
-    (tmp_path / "metadata.xlsx").write_bytes(xlsx_bytes([
-        ["ImageId", "cell type", "width"], [DSB[0], "HeLa", 256], [DSB[0], "U2OS", 256], ["feedbeef", "MCF7", 320], ["", "x", 1],
-    ]))
+    (tmp_path / "metadata.xlsx").write_bytes(
+        xlsx_bytes(
+            [
+                ["ImageId", "cell type", "width"],
+                [DSB[0], "HeLa", 256],
+                [DSB[0], "U2OS", 256],
+                ["feedbeef", "MCF7", 320],
+                ["", "x", 1],
+            ]
+        )
+    )
     source = CATALOG.source("bbbc038")
-    mapped = source.model_copy(update={"parser_options": {**source.parser_options, "id_column": "ImageId", "columns": {"cell_type": "cell type"}}})
+    mapped = source.model_copy(
+        update={"parser_options": {**source.parser_options, "id_column": "ImageId", "columns": {"cell_type": "cell type"}}}
+    )
     parsed = parse("bbbc038", tmp_path, mapped)
     by_id = parsed.table.set_index("field")
     assert by_id.loc[DSB[0], "cell_type"] == "hela" and pd.isna(by_id.loc[DSB[1], "cell_type"])
@@ -267,11 +342,20 @@ def test_bbbc038_metadata_xlsx_labels_images_when_mapped(tmp_path):
 
 def test_xlsx_values_read_as_the_csv_tables_are(tmp_path):
     path = tmp_path / "metadata.xlsx"
-    path.write_bytes(xlsx_bytes([
-        [], ["ImageId", "plate", "ratio", "ok", "taken", "note", "ImageId"],
-        ["a1", 1.0, 0.25, True, datetime.datetime(2018, 1, 16, 9, 30), "#N/A", "=1+1"],
-        ["", 12, 1 / 3, False, None, "", ""], [None] * 7, ["c3", 2, None, None, None, "x", ""], [None] * 7,
-    ], sheet="Images"))
+    path.write_bytes(
+        xlsx_bytes(
+            [
+                [],
+                ["ImageId", "plate", "ratio", "ok", "taken", "note", "ImageId"],
+                ["a1", 1.0, 0.25, True, datetime.datetime(2018, 1, 16, 9, 30), "#N/A", "=1+1"],
+                ["", 12, 1 / 3, False, None, "", ""],
+                [None] * 7,
+                ["c3", 2, None, None, None, "x", ""],
+                [None] * 7,
+            ],
+            sheet="Images",
+        )
+    )
     source = CATALOG.source("bbbc038")
     table = read_spreadsheet(source, path, required=["ImageId"])
     assert list(table.columns) == ["ImageId", "plate", "ratio", "ok", "taken", "note", "ImageId.1"]  # the first non-empty row
@@ -297,15 +381,38 @@ def test_xlsx_values_read_as_the_csv_tables_are(tmp_path):
 def _malaria(root: Path) -> None:
     def box(category, r0, c0, r1, c1):
         return {"category": category, "bounding_box": {"minimum": {"r": r0, "c": c0}, "maximum": {"r": r1, "c": c1}}}
+
     training = [
-        {"image": {"checksum": "a", "pathname": "/images/8d02117d-6c71-4e47-b50a-6cc8d5eb1d55.png", "shape": {"r": 1200, "c": 1600, "channels": 3}},
-         "objects": [box("red blood cell", 1057, 1440, 1158, 1540), box("trophozoite", 868, 599, 1002, 737), box("difficult", 10, 20, 50, 60)]},
-        {"image": {"checksum": "b", "pathname": "/images/6b14c855-8561-417c-97a4-63fa552842fd.png", "shape": {"r": 1200, "c": 1600, "channels": 3}},
-         "objects": [box("leukocyte", 100, 100, 200, 210), box("ring", 300, 300, 290, 350), box("schizont", 1100, 1500, 1300, 1600)]},
+        {
+            "image": {
+                "checksum": "a",
+                "pathname": "/images/8d02117d-6c71-4e47-b50a-6cc8d5eb1d55.png",
+                "shape": {"r": 1200, "c": 1600, "channels": 3},
+            },
+            "objects": [
+                box("red blood cell", 1057, 1440, 1158, 1540),
+                box("trophozoite", 868, 599, 1002, 737),
+                box("difficult", 10, 20, 50, 60),
+            ],
+        },
+        {
+            "image": {
+                "checksum": "b",
+                "pathname": "/images/6b14c855-8561-417c-97a4-63fa552842fd.png",
+                "shape": {"r": 1200, "c": 1600, "channels": 3},
+            },
+            "objects": [box("leukocyte", 100, 100, 200, 210), box("ring", 300, 300, 290, 350), box("schizont", 1100, 1500, 1300, 1600)],
+        },
     ]
     test = [
-        {"image": {"checksum": "c", "pathname": "/images/41be1bd3-0d31-4881-bf1f-3ccdfa21ff12.jpg", "shape": {"r": 1383, "c": 1944, "channels": 3}},
-         "objects": [box("ring", 500, 600, 560, 655)]},
+        {
+            "image": {
+                "checksum": "c",
+                "pathname": "/images/41be1bd3-0d31-4881-bf1f-3ccdfa21ff12.jpg",
+                "shape": {"r": 1383, "c": 1944, "channels": 3},
+            },
+            "objects": [box("ring", 500, 600, 560, 655)],
+        },
         {"image": {"checksum": "d"}, "objects": [box("gametocyte", 1, 1, 2, 2)]},
     ]
     (root / "malaria").mkdir()
@@ -321,16 +428,29 @@ def test_bbbc041_one_row_per_bounding_box(tmp_path):
     assert len(table) == 5
     # The boxes of one image in (top, bottom, left, right) order, not in the JSON's order.
     assert values(table["cell_type"]) == ["ring", "difficult", "trophozoite", "red blood cell", "white blood cell"]  # leukocyte merged
-    assert values(table["region"]) == ["y500:560,x600:655", "y10:50,x20:60", "y868:1002,x599:737", "y1057:1158,x1440:1540",
-                                       "y100:200,x100:210"]
+    assert values(table["region"]) == [
+        "y500:560,x600:655",
+        "y10:50,x20:60",
+        "y868:1002,x599:737",
+        "y1057:1158,x1440:1540",
+        "y100:200,x100:210",
+    ]
     assert parse_region(table["region"][3]) == (1057, 1158, 1440, 1540) and table["field"].isna().all()
     assert lists(table["channel_paths"])[0] == ["malaria/images/41be1bd3-0d31-4881-bf1f-3ccdfa21ff12.jpg"]
     assert values(table["source_file"]) == ["malaria/test.json"] + ["malaria/training.json"] * 4
     assert table["source_row"].tolist() == [1, 1, 1, 1, 2]
     assert set(table["microscopy"]) == {"brightfield"} and set(table["organism"]) == {"human"} and table["cell_visible"].isna().all()
     assert parsed.rejects.values.tolist() == [
-        ["malaria/training.json", 2, "/images/6b14c855-8561-417c-97a4-63fa552842fd.png object 2: empty or negative box r 300:290, c 300:350"],
-        ["malaria/training.json", 2, "/images/6b14c855-8561-417c-97a4-63fa552842fd.png object 3: box r 1100:1300, c 1500:1600 outside the 1200x1600 image"],
+        [
+            "malaria/training.json",
+            2,
+            "/images/6b14c855-8561-417c-97a4-63fa552842fd.png object 2: empty or negative box r 300:290, c 300:350",
+        ],
+        [
+            "malaria/training.json",
+            2,
+            "/images/6b14c855-8561-417c-97a4-63fa552842fd.png object 3: box r 1100:1300, c 1500:1600 outside the 1200x1600 image",
+        ],
         ["malaria/test.json", 2, "no image.pathname"],
     ]
 
@@ -347,9 +467,16 @@ def test_bbbc041_malformed_json_names_source_and_file(tmp_path):
 
 @covers("bbbc045")
 def test_bbbc045_montages_cropped_and_split_by_channel(tmp_path):
-    touch(tmp_path, "Stained_Montages/Neutrophil/2014_10_01/neutrophil1_Ch01.tif", "Stained_Montages/Neutrophil/2014_10_01/neutrophil1_Ch06.tif",
-          "Stained_Montages/Neutrophil/2014_10_01/neutrophil1_Ch07.tif", "Stained_Montages/B cell/montage_Ch2.tif",
-          "Stained_Montages/T_cell/montage_Ch13.tif", "Stained_Montages/overview_Ch1.tif", "Stained_Montages/notes.txt")
+    touch(
+        tmp_path,
+        "Stained_Montages/Neutrophil/2014_10_01/neutrophil1_Ch01.tif",
+        "Stained_Montages/Neutrophil/2014_10_01/neutrophil1_Ch06.tif",
+        "Stained_Montages/Neutrophil/2014_10_01/neutrophil1_Ch07.tif",
+        "Stained_Montages/B cell/montage_Ch2.tif",
+        "Stained_Montages/T_cell/montage_Ch13.tif",
+        "Stained_Montages/overview_Ch1.tif",
+        "Stained_Montages/notes.txt",
+    )
     parsed = parse("bbbc045", tmp_path)
     table = parsed.table
     assert len(table) == 4
@@ -366,8 +493,15 @@ def test_bbbc045_montages_cropped_and_split_by_channel(tmp_path):
 
 @covers("bbbc048")
 def test_bbbc048_class_folders_and_imaging_flow_channels(tmp_path):
-    touch(tmp_path, "CellCycle/G1/1_Ch1.jpg", "CellCycle/G1/1_Ch3.jpg", "CellCycle/G1/1_Ch6.jpg", "CellCycle/Anaphase/7_Ch3.jpg",
-          "CellCycle/S/3_Ch3.jpg", "CellCycle/cells/9_Ch3.jpg")
+    touch(
+        tmp_path,
+        "CellCycle/G1/1_Ch1.jpg",
+        "CellCycle/G1/1_Ch3.jpg",
+        "CellCycle/G1/1_Ch6.jpg",
+        "CellCycle/Anaphase/7_Ch3.jpg",
+        "CellCycle/S/3_Ch3.jpg",
+        "CellCycle/cells/9_Ch3.jpg",
+    )
     table = parse("bbbc048", tmp_path).table
     assert len(table) == 5
     assert values(table["phenotype"]) == ["anaphase", "g1 phase", "g1 phase", "g1 phase", "s phase"]
@@ -380,7 +514,13 @@ def test_bbbc051_class_folders_to_cell_types(tmp_path):
     touch(tmp_path, *[f"Images/{c}/All_3D/object_{i}_12__34__3_1.tif" for i, c in enumerate(["CD_CNT", "CD45.1", "TAL", "S1S2", "Nestin"])])
     table = parse("bbbc051", tmp_path).table
     assert len(table) == 5
-    assert values(table["cell_type"]) == ["white blood cell", "collecting duct", "nestin positive cell", "proximal tubule cell", "thick ascending limb cell"]
+    assert values(table["cell_type"]) == [
+        "white blood cell",
+        "collecting duct",
+        "nestin positive cell",
+        "proximal tubule cell",
+        "thick ascending limb cell",
+    ]
     assert set(table["microscopy"]) == {"confocal"} and set(table["cell_visible"]) == {"nucleus"}
 
 
@@ -389,8 +529,11 @@ def test_bbbc051_class_folders_to_cell_types(tmp_path):
 
 @covers("cil_kinome")
 def test_cil_kinome_group_table_and_tiffs(tmp_path):
-    write_csv(tmp_path / "cil_kinome_metadata.csv", ["file_name", "kinase"],
-              [["53464.zip", "AGC"], ["53465.zip", "AGC"], ["53880.zip", "Other"], ["53881.zip", ""], ["53464.zip", "TK"]])
+    write_csv(
+        tmp_path / "cil_kinome_metadata.csv",
+        ["file_name", "kinase"],
+        [["53464.zip", "AGC"], ["53465.zip", "AGC"], ["53880.zip", "Other"], ["53881.zip", ""], ["53464.zip", "TK"]],
+    )
     touch(tmp_path, "53464/53464.tif", "53465.tif")
     parsed = parse("cil_kinome", tmp_path)
     table = parsed.table
@@ -410,10 +553,15 @@ def test_cil_kinome_group_table_and_tiffs(tmp_path):
 
 @covers("idr0003")
 def test_idr0003_stress_conditions(tmp_path):
-    write_csv(tmp_path / "screenA" / "idr0003-screenA-annotation.csv",
-              ["Plate", "Well", "Characteristics [Strain]", "Experimental Condition [Environmental Stress]", "Gene Identifier", "Gene Symbol"],
-              [["DTT p1", "A1", "Y6545", "dithiothreitol", "YAL001C", "TFC3"], ["DTT p1", "A2", "Y6545", "dithiothreitol", "YAL002W", ""],
-               ["H2O2 p3", "B1", "Y6545", "hydrogen peroxide", "YAL003W", "EFB1"]])
+    write_csv(
+        tmp_path / "screenA" / "idr0003-screenA-annotation.csv",
+        ["Plate", "Well", "Characteristics [Strain]", "Experimental Condition [Environmental Stress]", "Gene Identifier", "Gene Symbol"],
+        [
+            ["DTT p1", "A1", "Y6545", "dithiothreitol", "YAL001C", "TFC3"],
+            ["DTT p1", "A2", "Y6545", "dithiothreitol", "YAL002W", ""],
+            ["H2O2 p3", "B1", "Y6545", "hydrogen peroxide", "YAL003W", "EFB1"],
+        ],
+    )
     table = parse("idr0003", tmp_path).table
     assert len(table) == 3 and values(table["well"]) == ["A1", "A2", "B1"]
     assert values(table["phenotype"]) == ["dithiothreitol", "dithiothreitol", "hydrogen peroxide"]
@@ -424,26 +572,56 @@ def test_idr0003_stress_conditions(tmp_path):
 
 @covers("idr0009")
 def test_idr0009_gzipped_annotation_and_quality_control(tmp_path):
-    text = ("Plate,Well,siRNA Identifier,Gene Symbol,Quality Control\n"
-            "0001-03--2005-08-01,A1,s1234,KIF11,pass\n0001-03--2005-08-01,A2,s5678,INCENP,fail\n0002-03--2005-08-01,C3,s9999,INCENP,pass\n")
+    text = (
+        "Plate,Well,siRNA Identifier,Gene Symbol,Quality Control\n"
+        "0001-03--2005-08-01,A1,s1234,KIF11,pass\n0001-03--2005-08-01,A2,s5678,INCENP,fail\n0002-03--2005-08-01,C3,s9999,INCENP,pass\n"
+    )
     (tmp_path / "idr0009-screenA-annotation.csv.gz").write_bytes(gzip.compress(text.encode()))
     parsed = parse("idr0009", tmp_path)
     table = parsed.table
-    assert len(table) == 2 and values(table["gene"]) == ["kif11 targeted", "incenp targeted"] and values(table["sirna"]) == ["s1234", "s9999"]
-    assert parsed.rejects.values.tolist() == [["idr0009-screenA-annotation.csv.gz", 2, "excluded by the catalog's keep filter: Quality Control='fail'"]]
+    assert (
+        len(table) == 2 and values(table["gene"]) == ["kif11 targeted", "incenp targeted"] and values(table["sirna"]) == ["s1234", "s9999"]
+    )
+    assert parsed.rejects.values.tolist() == [
+        ["idr0009-screenA-annotation.csv.gz", 2, "excluded by the catalog's keep filter: Quality Control='fail'"]
+    ]
     assert set(table["cell_type"]) == {"hela"}
 
 
 @covers("idr0016", "idr0017", "idr0081")
-@pytest.mark.parametrize(("dir_name", "name", "header", "rows", "column", "expected"), [
-    ("idr0016", "idr0016-screenA-annotation.csv", ["Plate", "Well", "Compound Name"],
-     [["24277", "A1", "Tacrine"], ["24277", "A2", "DMSO"]], "compound", ["tacrine", "dmso"]),
-    ("idr0017", "idr0017-screenA-annotation.csv", ["Plate", "Well", "Characteristics [Cell Line]", "Compound Name"],
-     [["AKT1-/-_&_AKT2-/-_LOPAC_Plate_1_Replicate_1", "B2", "104-004", "Brefeldin A"], ["Parental_LOPAC_Plate_1_Replicate_1", "B2", "par001", ""]],
-     "cell_type", ["104-004", "par001"]),
-    ("idr0081", "idr0081-screenD-annotation.csv", ["Plate", "Well", "Compound Name", "Control Type"],
-     [["D-1", "A1", "Dimethyl sulfoxide", "negative control"], ["D-1", "A2", "Azacytidine-5", ""]], "compound", ["dmso", "azacytidine-5"]),
-], ids=["idr0016", "idr0017", "idr0081"])
+@pytest.mark.parametrize(
+    ("dir_name", "name", "header", "rows", "column", "expected"),
+    [
+        (
+            "idr0016",
+            "idr0016-screenA-annotation.csv",
+            ["Plate", "Well", "Compound Name"],
+            [["24277", "A1", "Tacrine"], ["24277", "A2", "DMSO"]],
+            "compound",
+            ["tacrine", "dmso"],
+        ),
+        (
+            "idr0017",
+            "idr0017-screenA-annotation.csv",
+            ["Plate", "Well", "Characteristics [Cell Line]", "Compound Name"],
+            [
+                ["AKT1-/-_&_AKT2-/-_LOPAC_Plate_1_Replicate_1", "B2", "104-004", "Brefeldin A"],
+                ["Parental_LOPAC_Plate_1_Replicate_1", "B2", "par001", ""],
+            ],
+            "cell_type",
+            ["104-004", "par001"],
+        ),
+        (
+            "idr0081",
+            "idr0081-screenD-annotation.csv",
+            ["Plate", "Well", "Compound Name", "Control Type"],
+            [["D-1", "A1", "Dimethyl sulfoxide", "negative control"], ["D-1", "A2", "Azacytidine-5", ""]],
+            "compound",
+            ["dmso", "azacytidine-5"],
+        ),
+    ],
+    ids=["idr0016", "idr0017", "idr0081"],
+)
 def test_idr_screen_annotations(tmp_path, dir_name, name, header, rows, column, expected):
     write_csv(tmp_path / name, header, rows)
     table = parse(dir_name, tmp_path).table
@@ -452,24 +630,34 @@ def test_idr_screen_annotations(tmp_path, dir_name, name, header, rows, column, 
 
 
 def test_idr0017_compound_and_cell_line_together(tmp_path):
-    write_csv(tmp_path / "idr0017-screenA-annotation.csv", ["Plate", "Well", "Characteristics [Cell Line]", "Compound Name"],
-              [["P1", "A1", "HCT116 02-030", "Brefeldin A"]])
+    write_csv(
+        tmp_path / "idr0017-screenA-annotation.csv",
+        ["Plate", "Well", "Characteristics [Cell Line]", "Compound Name"],
+        [["P1", "A1", "HCT116 02-030", "Brefeldin A"]],
+    )
     row = parse("idr0017", tmp_path).table.iloc[0]
     assert (row["compound"], row["cell_type"], row["organism"]) == ("brefeldin a", "hct116 02-030", "human")
 
 
 @covers("idr0021", "idr0067")
 def test_idr_experiment_annotations(tmp_path):
-    write_csv(tmp_path / "idr0021-experimentA-annotation.csv",
-              ["Dataset Name", "Image Name", "Characteristics [Cell Cycle Phase]", "Comment [Gene Symbol]", "Channels"],
-              [["CDK5RAP2-C", "CDK5RAP2-C_1_SIR_PRJ.dv", "interphase", "CDK5RAP2", "442:CENT2; 525:PCNT; 615:CDK5RAP2-C"],
-               ["PCNT-C", "PCNT-C_2_SIR_PRJ.dv", "mitosis", "PCNT", "442:CENT2; 525:PCNT"]])
+    write_csv(
+        tmp_path / "idr0021-experimentA-annotation.csv",
+        ["Dataset Name", "Image Name", "Characteristics [Cell Cycle Phase]", "Comment [Gene Symbol]", "Channels"],
+        [
+            ["CDK5RAP2-C", "CDK5RAP2-C_1_SIR_PRJ.dv", "interphase", "CDK5RAP2", "442:CENT2; 525:PCNT; 615:CDK5RAP2-C"],
+            ["PCNT-C", "PCNT-C_2_SIR_PRJ.dv", "mitosis", "PCNT", "442:CENT2; 525:PCNT"],
+        ],
+    )
     # SOURCES.md: DeltaVision files Raw-files/<Dataset>/<session>/*_SIR_PRJ.dv; the session folder is not in the annotation.
     session = "Raw-files/CDK5RAP2-C/Centrin_PCNT_Cep215_20110506"
-    touch(tmp_path, f"{session}/CDK5RAP2-C_1_SIR_PRJ.dv",
-          f"{session}/CDK5RAP2-C_1_SIR.dv",  # not a projection: no match
-          f"{session}/CDK5RAP2-C_9_SIR_PRJ.dv",  # not annotated: ignored
-          "Raw-files/PCNT-C/PCNT-C_2_SIR_PRJ.dv")  # no session folder: not the documented layout
+    touch(
+        tmp_path,
+        f"{session}/CDK5RAP2-C_1_SIR_PRJ.dv",
+        f"{session}/CDK5RAP2-C_1_SIR.dv",  # not a projection: no match
+        f"{session}/CDK5RAP2-C_9_SIR_PRJ.dv",  # not annotated: ignored
+        "Raw-files/PCNT-C/PCNT-C_2_SIR_PRJ.dv",
+    )  # no session folder: not the documented layout
     table = parse("idr0021", tmp_path).table
     assert len(table) == 2 and values(table["plate"]) == ["CDK5RAP2-C", "PCNT-C"]
     assert lists(table["channel_paths"]) == [[f"{session}/CDK5RAP2-C_1_SIR_PRJ.dv"], []]  # PCNT-C stays metadata only
@@ -477,8 +665,11 @@ def test_idr_experiment_annotations(tmp_path):
     assert values(table["gene"]) == ["cdk5rap2 targeted", "pcnt targeted"] and values(table["phenotype"]) == ["interphase", "mitosis"]
     assert set(table["cell_visible"]) == {"centrosome"} and set(table["microscopy"]) == {"super_resolution"}
 
-    write_csv(tmp_path / "idr0067-experimentA-annotation.csv", ["Dataset Name", "Image Name", "Comment [Protein] 1", "Channels"],
-              [["Figure 1", "a_R3D_D3D.dv", "Hsp104", "FITC = Hsp104-eGFP, mCherry = Htb1-mCherry"], ["Figure 2", "b_R3D.dv", "Nup170", ""]])
+    write_csv(
+        tmp_path / "idr0067-experimentA-annotation.csv",
+        ["Dataset Name", "Image Name", "Comment [Protein] 1", "Channels"],
+        [["Figure 1", "a_R3D_D3D.dv", "Hsp104", "FITC = Hsp104-eGFP, mCherry = Htb1-mCherry"], ["Figure 2", "b_R3D.dv", "Nup170", ""]],
+    )
     table = parse("idr0067", tmp_path).table
     assert len(table) == 2 and values(table["cell_visible"]) == ["hsp104", "nup170"] and set(table["organism"]) == {"yeast"}
     assert table["channel_paths"].map(len).sum() == 0  # metadata only: the Figure <n>/<panel>/ mapping is not documented
@@ -486,8 +677,11 @@ def test_idr_experiment_annotations(tmp_path):
 
 @covers("idr0021")
 def test_idr0021_files_found_in_the_remote_index_before_download(tmp_path):
-    write_csv(tmp_path / "idr0021-experimentA-annotation.csv", ["Dataset Name", "Image Name", "Characteristics [Cell Cycle Phase]",
-              "Comment [Gene Symbol]"], [["CEP152", "Cep152_gTub_1_SIR_PRJ.dv", "interphase", "CEP152"]])
+    write_csv(
+        tmp_path / "idr0021-experimentA-annotation.csv",
+        ["Dataset Name", "Image Name", "Characteristics [Cell Cycle Phase]", "Comment [Gene Symbol]"],
+        [["CEP152", "Cep152_gTub_1_SIR_PRJ.dv", "interphase", "CEP152"]],
+    )
     index = tmp_path / ".remote" / "files.parquet"
     index.parent.mkdir()
     remote = "incoming/idr0021-lawo-pericentriolarmaterial/Raw-files/CEP152/Cep152_gTub_20111105/Cep152_gTub_1_SIR_PRJ.dv"
@@ -498,14 +692,65 @@ def test_idr0021_files_found_in_the_remote_index_before_download(tmp_path):
 
 @covers("idr0072")
 def test_idr0072_screen_b_columns(tmp_path):
-    header = ["Plate", "Well", "Characteristics [Organism]", "Term Source 1 REF", "Term Source 1 Accession", "Characteristics [Cell Line]",
-              "Term Source 2 REF", "Term Source 2 Accession", "Comment [Gene Identifier]", "Comment [Gene Symbol]", "Comment [Protein Name]",
-              "Comment [Protein Name Abbreviation]", "Protein Sequence (aa)", "UniProt ID", "Addgene ID",
-              "Experimental Condition [Subcellular Localization]", "Channels"]
-    rows = [["20130208_TA_VAMP1_DEG/Meas_01", "A1", "Mus musculus", "NCBITaxon", "10090", "NMuMG", "EFO", "x", "ENSMUSG1", "Vamp5",
-             "vesicle-associated membrane protein 5", "VAMP5", "MAG", "Q9Z2P8", "1", "plasma membrane", "EGFP (protein of interest), DRAQ5 (DNA)"],
-            ["20130208_TA_VAMP1_DEG/Meas_01", "A2", "Mus musculus", "NCBITaxon", "10090", "NMuMG", "EFO", "x", "ENSMUSG2", "Rab5a",
-             "RAB5A, member RAS oncogene family", "Rab5a", "MAS", "Q9CQD1", "2", "early endosome", "EGFP (protein of interest), DRAQ5 (DNA)"]]
+    header = [
+        "Plate",
+        "Well",
+        "Characteristics [Organism]",
+        "Term Source 1 REF",
+        "Term Source 1 Accession",
+        "Characteristics [Cell Line]",
+        "Term Source 2 REF",
+        "Term Source 2 Accession",
+        "Comment [Gene Identifier]",
+        "Comment [Gene Symbol]",
+        "Comment [Protein Name]",
+        "Comment [Protein Name Abbreviation]",
+        "Protein Sequence (aa)",
+        "UniProt ID",
+        "Addgene ID",
+        "Experimental Condition [Subcellular Localization]",
+        "Channels",
+    ]
+    rows = [
+        [
+            "20130208_TA_VAMP1_DEG/Meas_01",
+            "A1",
+            "Mus musculus",
+            "NCBITaxon",
+            "10090",
+            "NMuMG",
+            "EFO",
+            "x",
+            "ENSMUSG1",
+            "Vamp5",
+            "vesicle-associated membrane protein 5",
+            "VAMP5",
+            "MAG",
+            "Q9Z2P8",
+            "1",
+            "plasma membrane",
+            "EGFP (protein of interest), DRAQ5 (DNA)",
+        ],
+        [
+            "20130208_TA_VAMP1_DEG/Meas_01",
+            "A2",
+            "Mus musculus",
+            "NCBITaxon",
+            "10090",
+            "NMuMG",
+            "EFO",
+            "x",
+            "ENSMUSG2",
+            "Rab5a",
+            "RAB5A, member RAS oncogene family",
+            "Rab5a",
+            "MAS",
+            "Q9CQD1",
+            "2",
+            "early endosome",
+            "EGFP (protein of interest), DRAQ5 (DNA)",
+        ],
+    ]
     write_csv(tmp_path / "idr0072-screenB-annotation.csv", header, rows)
     table = parse("idr0072", tmp_path).table
     assert len(table) == 2
@@ -516,13 +761,23 @@ def test_idr0072_screen_b_columns(tmp_path):
 
 @covers("idr0080")
 def test_idr0080_operetta_fields_found_through_plates_tsv(tmp_path):
-    plate_dir = "20200316-s3/2015_07_01_Cell_Health_Vazquez_Cancer_Broad/CRISPR_PILOT_B1/images/SQ00014613__2016-05-05T18_16_12-Measurement2/Images"
-    (tmp_path / "idr0080-screenA-plates.tsv").write_text(f"SQ00014613\t/uod/idr/filesets/idr0080-way-perturbation/{plate_dir}/Index.idx.xml\n")
-    write_csv(tmp_path / "idr0080-screenA-annotation.csv", ["Plate", "Well", "Characteristics [Cell Line]", "Gene Symbol", "Control Type"],
-              [["SQ00014613", "A01", "A549", "TP53", ""], ["SQ00014613", "B02", "ES2", "EMPTY", "negative control"]])
+    plate_dir = (
+        "20200316-s3/2015_07_01_Cell_Health_Vazquez_Cancer_Broad/CRISPR_PILOT_B1/images/SQ00014613__2016-05-05T18_16_12-Measurement2/Images"
+    )
+    (tmp_path / "idr0080-screenA-plates.tsv").write_text(
+        f"SQ00014613\t/uod/idr/filesets/idr0080-way-perturbation/{plate_dir}/Index.idx.xml\n"
+    )
+    write_csv(
+        tmp_path / "idr0080-screenA-annotation.csv",
+        ["Plate", "Well", "Characteristics [Cell Line]", "Gene Symbol", "Control Type"],
+        [["SQ00014613", "A01", "A549", "TP53", ""], ["SQ00014613", "B02", "ES2", "EMPTY", "negative control"]],
+    )
     touch(tmp_path, *[f"{plate_dir}/r01c01f0{f}p01-ch{c}sk1fk1fl1.tiff" for f in (1, 2) for c in range(1, 6)])
-    touch(tmp_path, f"{plate_dir}/r03c03f01p01-ch1sk1fk1fl1.tiff",  # C3 is not annotated: ignored
-          f"{plate_dir}/thumbs/r02c02f01p01-ch1sk1fk1fl1.tiff")  # not in the plate folder itself: no match
+    touch(
+        tmp_path,
+        f"{plate_dir}/r03c03f01p01-ch1sk1fk1fl1.tiff",  # C3 is not annotated: ignored
+        f"{plate_dir}/thumbs/r02c02f01p01-ch1sk1fk1fl1.tiff",
+    )  # not in the plate folder itself: no match
     parsed = parse("idr0080", tmp_path)
     table = parsed.table
     assert len(table) == 3 and values(table["well"]) == ["A1", "A1", "B2"] and values(table["field"]) == ["1", "2", None]
@@ -536,14 +791,23 @@ def test_idr_file_pattern_with_plates_tsv_for_incell_names(tmp_path):
     # idr0017's documented InCell names, with a plates.tsv mapping plates to source/<run>/ folders (see its catalog notes).
     source = CATALOG.source("idr0017")
     pattern = r"^(?P<row>[A-P]) - (?P<column>\d+)\(fld (?P<field>\d+) wv (?P<channel>[^ ]+) - [^)]+\)\.tif$"
-    source = source.model_copy(update={"parser_options": {**source.parser_options, "plates": "idr0017-screenA-plates.tsv", "file_pattern": pattern}})
+    source = source.model_copy(
+        update={"parser_options": {**source.parser_options, "plates": "idr0017-screenA-plates.tsv", "file_pattern": pattern}}
+    )
     run = "20151124/14_X-Man_10x/source/2011-11-17_X-Man_LOPAC_X01_LP_S01_1"
     plate = "AKT1-/-_&_AKT2-/-_LOPAC_Plate_1_Replicate_1"
     (tmp_path / "idr0017-screenA-plates.tsv").write_text(f"{plate}\t/uod/idr/filesets/idr0017-breinig-drugscreen/{run}/run.xdce\n")
-    write_csv(tmp_path / "idr0017-screenA-annotation.csv", ["Plate", "Well", "Characteristics [Cell Line]", "Compound Name"],
-              [[plate, "B02", "104-004", "Brefeldin A"], [plate, "C1", "104-004", ""]])
-    touch(tmp_path, *[f"{run}/B - 02(fld {f} wv {c} - {c}).tif" for f in (1, 2) for c in ("DAPI", "Cy3")],
-          f"{run}/D - 04(fld 1 wv DAPI - DAPI).tif", f"{run}/run.xdce")
+    write_csv(
+        tmp_path / "idr0017-screenA-annotation.csv",
+        ["Plate", "Well", "Characteristics [Cell Line]", "Compound Name"],
+        [[plate, "B02", "104-004", "Brefeldin A"], [plate, "C1", "104-004", ""]],
+    )
+    touch(
+        tmp_path,
+        *[f"{run}/B - 02(fld {f} wv {c} - {c}).tif" for f in (1, 2) for c in ("DAPI", "Cy3")],
+        f"{run}/D - 04(fld 1 wv DAPI - DAPI).tif",
+        f"{run}/run.xdce",
+    )
     table = parse("idr0017", tmp_path, source).table
     assert len(table) == 3 and values(table["well"]) == ["B2", "B2", "C1"] and values(table["field"]) == ["1", "2", None]
     assert lists(table["channel_names"]) == [["nucleus", "actin"], ["nucleus", "actin"], []]
@@ -556,11 +820,16 @@ def test_idr_file_pattern_plate_group_without_plates_tsv(tmp_path):
     source = CATALOG.source("idr0093")
     pattern = r"^20200910-rsync/[^/]+/(?P<plate>\d{3})/(?P<row>[A-P])(?P<column>\d{2})_s(?P<field>\d)_(?P<channel>\d)\.tif$"
     source = source.model_copy(update={"parser_options": {**source.parser_options, "file_pattern": pattern}})
-    text = ("Plate,Well,Control Type,Gene Identifier,Gene Symbol,siRNA Pool Identifier 1\n"
-            "001,A1,,ENSG00000141510,TP53,s605\n002,A1,negative control,,,\n")
+    text = (
+        "Plate,Well,Control Type,Gene Identifier,Gene Symbol,siRNA Pool Identifier 1\n"
+        "001,A1,,ENSG00000141510,TP53,s605\n002,A1,negative control,,,\n"
+    )
     (tmp_path / "idr0093-screenA-annotation.csv.gz").write_bytes(gzip.compress(text.encode()))
-    touch(tmp_path, *[f"20200910-rsync/batch1/001/A01_s{f}_{c}.tif" for f in (1, 2) for c in range(1, 6)],
-          "20200910-rsync/batch1/003/A01_s1_1.tif")  # plate 003 is not annotated: ignored
+    touch(
+        tmp_path,
+        *[f"20200910-rsync/batch1/001/A01_s{f}_{c}.tif" for f in (1, 2) for c in range(1, 6)],
+        "20200910-rsync/batch1/003/A01_s1_1.tif",
+    )  # plate 003 is not annotated: ignored
     table = parse("idr0093", tmp_path, source).table
     assert len(table) == 3 and values(table["plate"]) == ["001", "001", "002"] and values(table["field"]) == ["1", "2", None]
     assert lists(table["channel_names"])[0] == ["nucleus", "pcna", "rna", "protein"]  # channel 5 is not in the catalog
@@ -568,23 +837,38 @@ def test_idr_file_pattern_plate_group_without_plates_tsv(tmp_path):
     assert values(table["sirna"]) == ["s605", "s605", None]
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"file_pattern": r"^(?P<well>[A-P]\d+)_(?P<channel>\d)\.tif$"}, r"idr0093: file_pattern .* lacks the named group\(s\) field, plate"),
-    ({"file_pattern": r"^(?P<plate>\d+)/(?P<row>[A-P])_f(?P<field>\d)_(?P<channel>\d)\.tif$"}, r"idr0093: file_pattern .* lacks .* well \(or row and column\)"),
-    ({"file_pattern": r"(?P<plate>"}, r"idr0093: file_pattern '\(\?P<plate>' is not a valid regular expression"),
-    ({"layout": "scanr"}, r"idr0093: unknown IDR layout 'scanr' \(known: operetta\)"),
-    ({"layout": "operetta", "file_pattern": "x"}, r"idr0093: give either layout or file_pattern"),
-], ids=["field-and-plate", "well", "invalid", "unknown-layout", "both"])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"file_pattern": r"^(?P<well>[A-P]\d+)_(?P<channel>\d)\.tif$"},
+            r"idr0093: file_pattern .* lacks the named group\(s\) field, plate",
+        ),
+        (
+            {"file_pattern": r"^(?P<plate>\d+)/(?P<row>[A-P])_f(?P<field>\d)_(?P<channel>\d)\.tif$"},
+            r"idr0093: file_pattern .* lacks .* well \(or row and column\)",
+        ),
+        ({"file_pattern": r"(?P<plate>"}, r"idr0093: file_pattern '\(\?P<plate>' is not a valid regular expression"),
+        ({"layout": "scanr"}, r"idr0093: unknown IDR layout 'scanr' \(known: operetta\)"),
+        ({"layout": "operetta", "file_pattern": "x"}, r"idr0093: give either layout or file_pattern"),
+    ],
+    ids=["field-and-plate", "well", "invalid", "unknown-layout", "both"],
+)
 def test_idr_bad_file_pattern_names_source_and_option(tmp_path, options, message):
-    (tmp_path / "idr0093-screenA-annotation.csv.gz").write_bytes(gzip.compress(b"Plate,Well,Gene Symbol,siRNA Pool Identifier 1\n001,A1,TP53,s605\n"))
+    (tmp_path / "idr0093-screenA-annotation.csv.gz").write_bytes(
+        gzip.compress(b"Plate,Well,Gene Symbol,siRNA Pool Identifier 1\n001,A1,TP53,s605\n")
+    )
     source = CATALOG.source("idr0093")
     with pytest.raises(ParseError, match=message):
         parse_source(source.model_copy(update={"parser_options": {**source.parser_options, **options}}), tmp_path)
 
 
 def test_idr_experiment_file_pattern_needs_dataset_and_image(tmp_path):
-    write_csv(tmp_path / "idr0021-experimentA-annotation.csv", ["Dataset Name", "Image Name", "Characteristics [Cell Cycle Phase]",
-              "Comment [Gene Symbol]"], [["CEP152", "a_SIR_PRJ.dv", "interphase", "CEP152"]])
+    write_csv(
+        tmp_path / "idr0021-experimentA-annotation.csv",
+        ["Dataset Name", "Image Name", "Characteristics [Cell Cycle Phase]", "Comment [Gene Symbol]"],
+        [["CEP152", "a_SIR_PRJ.dv", "interphase", "CEP152"]],
+    )
     source = CATALOG.source("idr0021")
     bad = source.model_copy(update={"parser_options": {**source.parser_options, "file_pattern": r"Raw-files/(?P<dataset>[^/]+)/.*\.dv$"}})
     with pytest.raises(ParseError, match=r"idr0021: file_pattern .* lacks the named group\(s\) image"):
@@ -603,8 +887,10 @@ def test_idr0088_zipped_annotation_as_the_catalog_names_it(real, tmp_path):
 
 @covers("idr0093")
 def test_idr0093_sirna_pools(tmp_path):
-    text = ("Plate,Well,Control Type,Gene Identifier,Gene Symbol,siRNA Pool Identifier 1,siRNA Pool Identifier 2\n"
-            "001,A1,,ENSG00000141510,TP53,s605,s606\n001,A2,negative control,,,,\n")
+    text = (
+        "Plate,Well,Control Type,Gene Identifier,Gene Symbol,siRNA Pool Identifier 1,siRNA Pool Identifier 2\n"
+        "001,A1,,ENSG00000141510,TP53,s605,s606\n001,A2,negative control,,,,\n"
+    )
     (tmp_path / "idr0093-screenA-annotation.csv.gz").write_bytes(gzip.compress(text.encode()))
     table = parse("idr0093", tmp_path).table
     assert len(table) == 2 and values(table["sirna"]) == ["s605", None] and values(table["gene"]) == ["tp53 targeted", None]
@@ -616,14 +902,25 @@ def test_idr0093_sirna_pools(tmp_path):
 
 @covers("kag_hpa_single")
 def test_hpa_2021_pipe_separated_labels(tmp_path):
-    write_csv(tmp_path / "train.csv", ["ID", "Label"],
-              [["5c27f04c-bb99-11e8-b2b9-ac1f6b6435d0", "8|5|0"], ["5fb643ee-bb99-11e8-b2b9-ac1f6b6435d0", "18"],
-               ["60b57878-bb99-11e8-b2b9-ac1f6b6435d0", "6|0"], ["5fb643ee-0000", "19"]])
+    write_csv(
+        tmp_path / "train.csv",
+        ["ID", "Label"],
+        [
+            ["5c27f04c-bb99-11e8-b2b9-ac1f6b6435d0", "8|5|0"],
+            ["5fb643ee-bb99-11e8-b2b9-ac1f6b6435d0", "18"],
+            ["60b57878-bb99-11e8-b2b9-ac1f6b6435d0", "6|0"],
+            ["5fb643ee-0000", "19"],
+        ],
+    )
     parsed = parse("kag_hpa_single", tmp_path)
     table = parsed.table
     assert len(table) == 12 and parsed.rejects["source_row"].tolist() == [4]
     protein = table[table["field"] == "green"]
-    assert values(protein["cell_visible"]) == ["intermediate filaments|nuclear bodies|nucleoplasm", None, "nucleoplasm"]  # 18 = Negative; er dropped
+    assert values(protein["cell_visible"]) == [
+        "intermediate filaments|nuclear bodies|nucleoplasm",
+        None,
+        "nucleoplasm",
+    ]  # 18 = Negative; er dropped
     assert values(table[table["field"] == "blue"]["cell_visible"]) == ["nucleus"] * 3
     assert list(protein["channel_paths"].iloc[0]) == ["train/5c27f04c-bb99-11e8-b2b9-ac1f6b6435d0_green.png"]
 
@@ -634,7 +931,8 @@ def test_rxrx19b_and_rxrx2_metadata_csv(tmp_path):
     (tmp_path / "rxrx19b" / "metadata.csv").write_text(
         "site_id,well_id,cell_type,experiment,plate,well,site,disease_condition,treatment,treatment_conc,SMILES\n"
         "HUVEC-1_1_B02_1,HUVEC-1_1_B02,HUVEC,HUVEC-1,1,B02,1,storm-severe,Baricitinib,1.0,C\n"
-        "HUVEC-1_1_B03_1,HUVEC-1_1_B03,HUVEC,HUVEC-1,1,B03,1,healthy,,,\n")
+        "HUVEC-1_1_B03_1,HUVEC-1_1_B03,HUVEC,HUVEC-1,1,B03,1,healthy,,,\n"
+    )
     table = parse("rec_rxrx19b", tmp_path / "rxrx19b").table
     assert values(table["phenotype"]) == ["storm-severe", "healthy"] and values(table["compound"]) == ["baricitinib", None]
     assert list(table["channel_paths"][0]) == [f"images/HUVEC-1/Plate1/B02_s1_w{w}.png" for w in range(1, 7)]
@@ -645,7 +943,8 @@ def test_rxrx19b_and_rxrx2_metadata_csv(tmp_path):
         "site_id,well_id,cell_type,experiment,plate,well,site,treatment,treatment_conc\n"
         "HUVEC-1_1_AA02_1,HUVEC-1_1_AA02,HUVEC,HUVEC-1,1,AA02,1,IFN-gamma,0.1\n"
         "HUVEC-1_1_AA02_4,HUVEC-1_1_AA02,HUVEC,HUVEC-1,1,AA02,4,IFN-gamma,0.1\n"
-        "HUVEC-1_1_AB02_2,HUVEC-1_1_AB02,HUVEC,HUVEC-1,1,AB02,2,,\n")
+        "HUVEC-1_1_AB02_2,HUVEC-1_1_AB02,HUVEC,HUVEC-1,1,AB02,2,,\n"
+    )
     table = parse("rec_rxrx2", tmp_path / "rxrx2").table
     assert len(table) == 3 and values(table["compound"]) == ["ifn-gamma", "ifn-gamma", None] and values(table["field"]) == ["1", "4", "2"]
     assert table["phenotype"].isna().all() and list(table["channel_paths"][1])[0] == "images/HUVEC-1/Plate1/AA02_s4_w1.png"

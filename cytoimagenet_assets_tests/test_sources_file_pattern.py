@@ -14,13 +14,40 @@ DOCUMENTED = [
     ("bbbc013", ["Channel2-36-C-12.BMP", "Channel1-36-C-12.BMP"], 1, "cell_visible", ["nucleus"]),
     ("bbbc014", ["Channel 1-29-C-05-00.Bmp", "Channel 2-29-C-05-00.Bmp"], 1, "well", ["C-05"]),
     ("bbbc015", ["54_4_1.JPG", "54_4_2.JPG"], 1, "cell_visible", ["cell membrane|nucleus"]),
-    ("bbbc006", ["mcf-z-stacks-03212011_a01_s1_w1AB12.tif", "mcf-z-stacks-03212011_a01_s1_w2CD34.tif"], 1, "cell_visible", ["nucleus|actin"]),
+    (
+        "bbbc006",
+        ["mcf-z-stacks-03212011_a01_s1_w1AB12.tif", "mcf-z-stacks-03212011_a01_s1_w2CD34.tif"],
+        1,
+        "cell_visible",
+        ["nucleus|actin"],
+    ),
     ("bbbc005", ["SIMCEPImages_A05_C18_F1_s01_w1.TIF", "SIMCEPImages_A05_C18_F1_s01_w2.TIF"], 1, "well", ["A05"]),
     ("bbbc026", ["ADSASS092408-GHAD2-D6-20x_B03_s2_w1A1B2.png"], 1, "organism", ["human|mouse"]),
-    ("bbbc010", ["plate_A01_w1_x.tif", "plate_A01_w2_x.tif", "plate_B14_w1_x.tif", "plate_B14_w2_x.tif"], 4, "phenotype", ["wildtype", "wildtype", "dead", "dead"]),
-    ("kag_cell_cycle", ["nematode cells/nematode cells/interphase/IMG_0001-1.jpg", "nematode cells/nematode cells/mitosis/IMG_0002-1.jpg"], 2, "phenotype", ["interphase", "mitosis"]),
-    ("kag_leukemia", ["C-NMC_Leukemia/training_data/fold_0/all/UID_57_29_1_all.bmp", "C-NMC_Leukemia/training_data/fold_2/hem/UID_H10_1_1_hem.bmp",
-                      "C-NMC_Leukemia/validation_data/C-NMC_test_prelim_phase_data/1.bmp"], 2, "phenotype", ["b-lineage acute lymphoblastic leukemia", "normal"]),
+    (
+        "bbbc010",
+        ["plate_A01_w1_x.tif", "plate_A01_w2_x.tif", "plate_B14_w1_x.tif", "plate_B14_w2_x.tif"],
+        4,
+        "phenotype",
+        ["wildtype", "wildtype", "dead", "dead"],
+    ),
+    (
+        "kag_cell_cycle",
+        ["nematode cells/nematode cells/interphase/IMG_0001-1.jpg", "nematode cells/nematode cells/mitosis/IMG_0002-1.jpg"],
+        2,
+        "phenotype",
+        ["interphase", "mitosis"],
+    ),
+    (
+        "kag_leukemia",
+        [
+            "C-NMC_Leukemia/training_data/fold_0/all/UID_57_29_1_all.bmp",
+            "C-NMC_Leukemia/training_data/fold_2/hem/UID_H10_1_1_hem.bmp",
+            "C-NMC_Leukemia/validation_data/C-NMC_test_prelim_phase_data/1.bmp",
+        ],
+        2,
+        "phenotype",
+        ["b-lineage acute lymphoblastic leukemia", "normal"],
+    ),
 ]
 
 

@@ -44,7 +44,9 @@ def test_bbbc021_image_and_moa_tables(real):
     assert list(first["channel_names"]) == ["nucleus", "microtubules", "actin"]
     assert first["channel_paths"][0] == "Week4/Week4_27481/G10_s1_w1BEDC2073-A983-4B98-95E9-84466707A25D.tif"
     # 113 compound names in the file; 'UNKNOWN' is a null value, not a label.
-    assert table["compound"].nunique() == 112 and int(table["compound"].isna().sum()) == sum(r["Image_Metadata_Compound"] == "UNKNOWN" for r in images)
+    assert table["compound"].nunique() == 112 and int(table["compound"].isna().sum()) == sum(
+        r["Image_Metadata_Compound"] == "UNKNOWN" for r in images
+    )
     assert set(table["cell_type"]) == {"mcf7"}
 
 
@@ -132,7 +134,9 @@ def test_idr0037_screen_annotation(real):
     lines = Counter(r["Characteristics [Cell Line]"].lower() for r in rows)
     counted = table["cell_type"].str.split("|").explode().value_counts()
     assert counted["hpsi0813i-ffdm_3"] == lines["hpsi0813i-ffdm_3"] == 42
-    assert counted["induced pluripotent stem cell"] == sum(r["Characteristics [Cell Type]"] == "induced pluripotent stem cell" for r in rows)
+    assert counted["induced pluripotent stem cell"] == sum(
+        r["Characteristics [Cell Type]"] == "induced pluripotent stem cell" for r in rows
+    )
     assert set(table["cell_visible"]) == {"nucleus|proliferation|cell membrane"}
 
 
@@ -152,7 +156,9 @@ def test_idr0041_experiment_annotation_with_keep_filter(real):
 
 def test_idr0088_excerpt_screen_annotation(real):
     source = CATALOG.source("idr0088")
-    excerpt = source.model_copy(update={"parser_options": {**source.parser_options, "annotation": "idr0088-screenA-annotation.excerpt.csv"}})
+    excerpt = source.model_copy(
+        update={"parser_options": {**source.parser_options, "annotation": "idr0088-screenA-annotation.excerpt.csv"}}
+    )
     parsed = parse_source(excerpt, real / "idr0088")
     table = parsed.table
     _sound(parsed)

@@ -23,6 +23,7 @@ CATALOG = load_catalog("cytoimagenet")
 
 # --- RxRx1: the label releases -----------------------------------------------------------------
 
+
 def _write(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -35,13 +36,20 @@ def _integer_release(folder):
     test_controls.csv add ``well_type``, with 1108-1137 the positive controls and 1138 the untreated
     negative control; test.csv ``id_code,experiment,plate,well`` (no siRNA). Columns as published on
     Kaggle; the ids in these rows are illustrative."""
-    _write(folder / "train.csv", "id_code,experiment,plate,well,sirna\n"
-           "HEPG2-01_1_B03,HEPG2-01,1,B03,513\nHEPG2-01_1_B04,HEPG2-01,1,B04,840\n")
-    _write(folder / "train_controls.csv", "id_code,experiment,plate,well,sirna,well_type\n"
-           "HEPG2-01_1_B02,HEPG2-01,1,B02,1138,negative_control\nHEPG2-01_1_C03,HEPG2-01,1,C03,1109,positive_control\n")
+    _write(
+        folder / "train.csv", "id_code,experiment,plate,well,sirna\nHEPG2-01_1_B03,HEPG2-01,1,B03,513\nHEPG2-01_1_B04,HEPG2-01,1,B04,840\n"
+    )
+    _write(
+        folder / "train_controls.csv",
+        "id_code,experiment,plate,well,sirna,well_type\n"
+        "HEPG2-01_1_B02,HEPG2-01,1,B02,1138,negative_control\nHEPG2-01_1_C03,HEPG2-01,1,C03,1109,positive_control\n",
+    )
     _write(folder / "test.csv", "id_code,experiment,plate,well\nHEPG2-08_1_B03,HEPG2-08,1,B03\nU2OS-04_2_B03,U2OS-04,2,B03\n")
-    _write(folder / "test_controls.csv", "id_code,experiment,plate,well,sirna,well_type\n"
-           "HEPG2-08_1_B02,HEPG2-08,1,B02,1138,negative_control\nHEPG2-08_1_C03,HEPG2-08,1,C03,1124,positive_control\n")
+    _write(
+        folder / "test_controls.csv",
+        "id_code,experiment,plate,well,sirna,well_type\n"
+        "HEPG2-08_1_B02,HEPG2-08,1,B02,1138,negative_control\nHEPG2-08_1_C03,HEPG2-08,1,C03,1124,positive_control\n",
+    )
 
 
 def _sirna(table, plate, well):
@@ -90,22 +98,27 @@ def test_rxrx1_metadata_csv_negative_controls_are_no_sirna(tmp_path):
     """RxRx1's metadata.csv (rxrx.ai; schema in recursionpharma/rxrx-datasets rxrx1/README.md):
     site_id, well_id, cell_type, dataset, experiment, plate, well, site, well_type, sirna, sirna_id.
     Rows illustrative (sirna = ThermoFisher id; the negative control's name here is a placeholder)."""
-    _write(tmp_path / "metadata.csv", "site_id,well_id,cell_type,dataset,experiment,plate,well,site,well_type,sirna,sirna_id\n"
-           "HEPG2-01_1_B02_1,HEPG2-01_1_B02,HEPG2,train,HEPG2-01,1,B02,1,negative_control,EMPTY,1138\n"
-           "HEPG2-01_1_B03_1,HEPG2-01_1_B03,HEPG2,train,HEPG2-01,1,B03,1,treatment,s21721,513\n"
-           "HEPG2-01_1_B04_1,HEPG2-01_1_B04,HEPG2,train,HEPG2-01,1,B04,1,negative_control,s0000,1138\n")
+    _write(
+        tmp_path / "metadata.csv",
+        "site_id,well_id,cell_type,dataset,experiment,plate,well,site,well_type,sirna,sirna_id\n"
+        "HEPG2-01_1_B02_1,HEPG2-01_1_B02,HEPG2,train,HEPG2-01,1,B02,1,negative_control,EMPTY,1138\n"
+        "HEPG2-01_1_B03_1,HEPG2-01_1_B03,HEPG2,train,HEPG2-01,1,B03,1,treatment,s21721,513\n"
+        "HEPG2-01_1_B04_1,HEPG2-01_1_B04,HEPG2,train,HEPG2-01,1,B04,1,negative_control,s0000,1138\n",
+    )
     table = parse_source(CATALOG.source("rec_rxrx1"), tmp_path).table
     assert table["sirna"].tolist()[1] == "s21721" and table["sirna"].isna().tolist() == [True, False, True]
 
 
 # --- HPA: cell lines from the row --------------------------------------------------------------
 
+
 def test_hpa_list_with_cell_lines_labels_each_row(tmp_path):
     """The HPA v18 external image list (the 2018 competition's extra data; ``HPAv18RBGY_wodpl.csv``
     has ``Id,Target``, the extended list also the image's cell line). Columns ``Id,Target,CellLine``
     as in that list; the rows are illustrative, among them the mouse NIH 3T3 line."""
-    _write(tmp_path / "train.csv", "Id,Target,CellLine\n"
-           "10580_1610_C1_1,13 25 0 2 21,A-431\n10163_612_B1_1,0,NIH 3T3\n10158_1520_D1_2,16,\n")
+    _write(
+        tmp_path / "train.csv", "Id,Target,CellLine\n10580_1610_C1_1,13 25 0 2 21,A-431\n10163_612_B1_1,0,NIH 3T3\n10158_1520_D1_2,16,\n"
+    )
     table = parse_source(CATALOG.source("kag_hpa"), tmp_path).table
     by_row = table.groupby("source_row")[["cell_type", "organism"]].first()
     assert by_row.loc[1].tolist() == ["a-431", "human"]
@@ -115,6 +128,7 @@ def test_hpa_list_with_cell_lines_labels_each_row(tmp_path):
 
 
 # --- damaged and empty tables ------------------------------------------------------------------
+
 
 def test_a_truncated_gz_table_names_source_file_and_position(tmp_path):
     text = "id_code,experiment,plate,well,sirna\n" + "".join(f"HEPG2-01_1_B{i:02d},HEPG2-01,1,B{i:02d},sirna_{i}\n" for i in range(2000))
@@ -145,6 +159,7 @@ def test_a_header_only_table_is_a_warning_naming_the_file(tmp_path):
 
 # --- smaller gaps ------------------------------------------------------------------------------
 
+
 def test_idr_plates_tsv_in_any_order(real, tmp_path):
     """idr0037's real plates.tsv (``<plate>\\t<path>``), the same lines path first, and a path alone
     as in IDR/idr0081-georgi-adenovirus ``screenA/idr0081-screenA-plates.tsv``."""
@@ -153,8 +168,10 @@ def test_idr_plates_tsv_in_any_order(real, tmp_path):
     lines = (real / "idr0037" / "idr0037-screenA-plates.tsv").read_text().splitlines()
     swapped = _write(tmp_path / "swapped-plates.tsv", "".join("\t".join(reversed(line.split("\t"))) + "\n" for line in lines))
     assert read_plates(source, swapped) == plate_first
-    alone = _write(tmp_path / "idr0081-screenA-plates.tsv",
-                   "/uod/idr/filesets/idr0081-georgi-adenovirus/20200324-owncloud/ScreenA/1-prePlates/Data_UZH/preScreen/HAdV-pre.HTD\n")
+    alone = _write(
+        tmp_path / "idr0081-screenA-plates.tsv",
+        "/uod/idr/filesets/idr0081-georgi-adenovirus/20200324-owncloud/ScreenA/1-prePlates/Data_UZH/preScreen/HAdV-pre.HTD\n",
+    )
     assert read_plates(source, alone) == {"HAdV-pre": "20200324-owncloud/ScreenA/1-prePlates/Data_UZH/preScreen"}
 
 
@@ -177,11 +194,16 @@ def test_join_misses_are_counted_and_listed(real, tmp_path):
     source = CATALOG.source("bbbc022")
     spec = source.parser_options["annotations"][0]
     key_column = next(iter(spec["join"]))
-    source = _bbbc022_image_table(tmp_path, [("plate1", {key_column: "BRD-A01078468"}), ("plate1", {key_column: "BRD-A01078468-001-14-8"}),
-                                             ("plate1", {key_column: "BRD-A01078468-001-14-8"})])
+    source = _bbbc022_image_table(
+        tmp_path,
+        [
+            ("plate1", {key_column: "BRD-A01078468"}),
+            ("plate1", {key_column: "BRD-A01078468-001-14-8"}),
+            ("plate1", {key_column: "BRD-A01078468-001-14-8"}),
+        ],
+    )
     parsed = parse_source(source, tmp_path)
-    assert parsed.join_misses.to_dict("records") == [
-        {"table": spec["table"], "key": f"{key_column}='BRD-A01078468-001-14-8'", "rows": 2}]
+    assert parsed.join_misses.to_dict("records") == [{"table": spec["table"], "key": f"{key_column}='BRD-A01078468-001-14-8'", "rows": 2}]
     assert len(parsed.table) == 3  # the rows stay, without the annotation's label
 
 

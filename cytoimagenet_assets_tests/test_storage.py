@@ -49,7 +49,9 @@ def test_contained_refuses_names_that_resolve_outside_the_root(tmp_path):
 def test_sql_table_replaced_in_one_transaction_with_lists_as_json(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     write_sql_table(pd.DataFrame({"idx": ["a-0"], "paths": [["x.tif", "y.tif"]]}), "t", url)
-    write_sql_table(pd.DataFrame({"idx": ["a-0", "a-1"], "paths": [np.array(["z.tif"]), np.array([], dtype=object)]}), "t", url)  # as read from Parquet
+    write_sql_table(
+        pd.DataFrame({"idx": ["a-0", "a-1"], "paths": [np.array(["z.tif"]), np.array([], dtype=object)]}), "t", url
+    )  # as read from Parquet
     with sqlite3.connect(tmp_path / "c.db") as db:
         assert db.execute("select idx, paths from t order by idx").fetchall() == [("a-0", '["z.tif"]'), ("a-1", "[]")]
         assert [r[0] for r in db.execute("select name from sqlite_master where type='table'")] == ["t"]

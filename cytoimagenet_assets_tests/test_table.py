@@ -53,11 +53,15 @@ def test_normalize_label_is_idempotent(value, category):
 
 
 def _draft(n=3):
-    return pd.DataFrame({
-        "source_file": ["b.csv", "a.csv", "a.csv"][:n], "source_row": [1, 2, 1][:n],
-        "channel_names": [["nucleus", "actin"]] * n, "channel_paths": [[f"x{i}_w1.tif", f"x{i}_w2.tif"] for i in range(n)],
-        "compound": ["Taxol", "DMSO", None][:n],
-    })
+    return pd.DataFrame(
+        {
+            "source_file": ["b.csv", "a.csv", "a.csv"][:n],
+            "source_row": [1, 2, 1][:n],
+            "channel_names": [["nucleus", "actin"]] * n,
+            "channel_paths": [[f"x{i}_w1.tif", f"x{i}_w2.tif"] for i in range(n)],
+            "compound": ["Taxol", "DMSO", None][:n],
+        }
+    )
 
 
 def test_standardize_orders_rows_assigns_idx_and_fills_defaults():
@@ -146,5 +150,7 @@ def test_a_malformed_region_fails_the_source_naming_file_and_row():
         standardize(draft, source)
     table = standardize(_draft(), source)
     table.loc[1, "region"] = "y9:3,x0:5"
-    assert table_problems(table) == ["column region has 1 malformed values (first: malformed region 'y9:3,x0:5': an empty or reversed "
-                                     "range; expected y<top>:<bottom>,x<left>:<right> (non-negative integers, top < bottom, left < right))"]
+    assert table_problems(table) == [
+        "column region has 1 malformed values (first: malformed region 'y9:3,x0:5': an empty or reversed "
+        "range; expected y<top>:<bottom>,x<left>:<right> (non-negative integers, top < bottom, left < right))"
+    ]

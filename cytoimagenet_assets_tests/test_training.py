@@ -45,7 +45,9 @@ def shards(tmp_path_factory):
             image = render_field(np.random.default_rng([k, i]), morphology, ["nucleus"], (48, 48))["nucleus"]
             name = f"phenotype-{label}-{i + 1:08d}.png"
             Image.fromarray((image * 255).astype(np.uint8)).save(folder / name)
-            rows.append({"path": f"phenotype-{label}", "filename": name, "idx": f"{label}-{i // 2}", "label": label, "category": "phenotype"})
+            rows.append(
+                {"path": f"phenotype-{label}", "filename": name, "idx": f"{label}-{i // 2}", "label": label, "category": "phenotype"}
+            )
     metadata = pd.DataFrame(rows).reindex(columns=RELEASE_COLUMNS).assign(dir_name="demo", crop=True, scaling=0.5)
     metadata.to_csv(root / "dataset" / "metadata.csv", index=False)
     return pack(pd.DataFrame(rows), root / "dataset", root / "shards", 32, workers=2)
@@ -128,7 +130,9 @@ def test_resuming_after_an_epoch_gives_the_same_weights(shards, tmp_path):
     a = torch.load(tmp_path / "straight" / "model.pt")
     b = torch.load(tmp_path / "resumed" / "model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    pd.testing.assert_frame_equal(straight.history.drop(columns=["seconds", "images_per_s"]), second.history.drop(columns=["seconds", "images_per_s"]))
+    pd.testing.assert_frame_equal(
+        straight.history.drop(columns=["seconds", "images_per_s"]), second.history.drop(columns=["seconds", "images_per_s"])
+    )
 
 
 def test_a_checkpoint_loads_for_another_device_with_its_rng_states_on_the_cpu(shards, tmp_path):
@@ -170,9 +174,29 @@ def _two_process_run(folder, out) -> pd.DataFrame:
     """One epoch of three steps by torchrun with two gloo processes; the history it wrote."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cytoimagenet_assets.model",
-         str(folder), str(out), "--epochs", "1", "--batch-size", "4", "--input-size", "32", "--max-steps-per-epoch", "3"],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "cytoimagenet_assets.model",
+            str(folder),
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--input-size",
+            "32",
+            "--max-steps-per-epoch",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert (out / "model.pt").exists()
@@ -189,7 +213,7 @@ def test_streamed_shards_give_the_packed_images_labels_and_split(shards, release
     assert np.array_equal(release.labels, shards.labels) and np.array_equal(release.sources, shards.sources)
     rows = np.arange(72)
     streamed = release.batches(rows, 72, torch.device("cpu"), 32)
-    (x, y), = list(streamed(streamed.plan(0, 0, False, 0, 1, 0)))
+    ((x, y),) = list(streamed(streamed.plan(0, 0, False, 0, 1, 0)))
     assert torch.equal(y, torch.from_numpy(shards.labels)) and torch.equal(x, torch.from_numpy(np.array(shards.images)))
 
 

@@ -54,8 +54,11 @@ def _free_port() -> int:
 
 
 def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)["data"]
 
@@ -69,8 +72,11 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout:
         try:
             with urllib.request.urlopen(f"{url}/server_info", timeout=5):
                 pass
-            entries = _graphql(url, "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus "
-                                    "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+            entries = _graphql(
+                url,
+                "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus "
+                "locationOrLoadError { __typename ... on PythonError { message } } } } } }",
+            )
             entries = entries["workspaceOrError"]["locationEntries"]
             if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                 errors = [e["locationOrLoadError"] for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
@@ -140,9 +146,23 @@ def ui(tmp_path_factory, demo_raw):
     dagster = Path(sys.executable).with_name("dagster")
     log = root / "dagster-dev.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([str(dagster if dagster.exists() else shutil.which("dagster")), "dev", "-w", "workspace.yaml",
-                                    "--host", "127.0.0.1", "--port", str(port)],
-                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [
+                str(dagster if dagster.exists() else shutil.which("dagster")),
+                "dev",
+                "-w",
+                "workspace.yaml",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         _wait_until_serving(url, process, log)
         with sync_playwright() as p:
@@ -200,7 +220,9 @@ def test_a_materialization_launched_from_the_ui_succeeds(ui):
     view.click()
     deadline, status = time.monotonic() + 300, None
     while time.monotonic() < deadline:  # the run queues, starts a process, generates the source's files
-        status = _graphql(ui.url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})["runOrError"]["status"]
+        status = _graphql(ui.url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})["runOrError"][
+            "status"
+        ]
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(2)

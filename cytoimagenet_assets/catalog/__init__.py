@@ -28,8 +28,15 @@ DIR_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 # there by name, so the catalog stays below the parsers). Source-specific formats: an .xls join, DSB
 # image folders, JSON bounding boxes, montage crops, a group table.
 PARSER_MODULES = {
-    "cellprofiler": "cellprofiler", "rxrx": "rxrx", "hpa": "hpa", "idr": "idr", "file_pattern": "file_pattern",
-    "bbbc017_xls": "bbbc017", "bbbc038_dsb": "bbbc038", "bbbc041_boxes": "bbbc041", "bbbc045_montages": "bbbc045",
+    "cellprofiler": "cellprofiler",
+    "rxrx": "rxrx",
+    "hpa": "hpa",
+    "idr": "idr",
+    "file_pattern": "file_pattern",
+    "bbbc017_xls": "bbbc017",
+    "bbbc038_dsb": "bbbc038",
+    "bbbc041_boxes": "bbbc041",
+    "bbbc045_montages": "bbbc045",
     "cil_kinome": "cil",
 }
 
@@ -100,7 +107,9 @@ class DownloadSpec(_Strict):
         if self.method == "kaggle_dataset":
             return f"run `kaggle datasets download -d {self.slug}` and unzip it"
         if self.method == "kaggle_competition":
-            return f"accept the rules of https://www.kaggle.com/c/{self.slug}, run `kaggle competitions download -c {self.slug}` and unzip it"
+            return (
+                f"accept the rules of https://www.kaggle.com/c/{self.slug}, run `kaggle competitions download -c {self.slug}` and unzip it"
+            )
         if self.method == "demo":
             return f"materialize it: the demo generator {self.generator!r} writes it"
         return self.notes or "obtain the files by hand (see the landing page)"

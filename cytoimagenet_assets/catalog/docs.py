@@ -35,19 +35,25 @@ def what_is_fetched(source: Source) -> list[str]:
         lines.append(f"Metadata, downloaded whole: {_listing(metadata)}.")
     if zips:
         inside = sorted({p for f in zips for p in f.metadata_members})
-        lines.append(f"Image archives, indexed through HTTP Range requests without downloading them: {_listing(zips)}. "
-                     "Only the members the class table needs are fetched, by the per-class image step"
-                     + (f"; the members matching {', '.join(f'`{p}`' for p in inside)} hold metadata and are fetched at once." if inside else "."))
+        lines.append(
+            f"Image archives, indexed through HTTP Range requests without downloading them: {_listing(zips)}. "
+            "Only the members the class table needs are fetched, by the per-class image step"
+            + (f"; the members matching {', '.join(f'`{p}`' for p in inside)} hold metadata and are fetched at once." if inside else ".")
+        )
     if whole:
         lines.append(f"Archives that cannot be read by range (not zip), downloaded and extracted whole: {_listing(whole)}.")
     if spec.method == "idr":
-        lines.append(f"Images: the study's file list is read from the folder listings of the IDR mirror "
-                     f"https://ftp.ebi.ac.uk/pub/databases/IDR/{spec.accession}/; single files are fetched on demand "
-                     "(Aspera when `ascp` and its key are installed).")
+        lines.append(
+            f"Images: the study's file list is read from the folder listings of the IDR mirror "
+            f"https://ftp.ebi.ac.uk/pub/databases/IDR/{spec.accession}/; single files are fetched on demand "
+            "(Aspera when `ascp` and its key are installed)."
+        )
     if spec.method in ("kaggle_dataset", "kaggle_competition"):
         kind = "dataset" if spec.method == "kaggle_dataset" else "competition"
-        lines.append(f"The whole Kaggle {kind} `{spec.slug}` through the Kaggle API, extracted; needs `KAGGLE_USERNAME` and "
-                     "`KAGGLE_KEY`" + (" and the competition's rules accepted." if kind == "competition" else "."))
+        lines.append(
+            f"The whole Kaggle {kind} `{spec.slug}` through the Kaggle API, extracted; needs `KAGGLE_USERNAME` and "
+            "`KAGGLE_KEY`" + (" and the competition's rules accepted." if kind == "competition" else ".")
+        )
     if spec.method == "manual":
         lines.append("Nothing automatically: the files are provided by hand (below).")
     if spec.method == "demo":
@@ -59,17 +65,27 @@ def what_is_fetched(source: Source) -> list[str]:
 
 def source_section(source: Source) -> str:
     spec = source.download
-    facts = pd.DataFrame([
-        ("database", source.database), ("landing page", source.landing_page), ("approximate size", f"{source.approx_size_gb:g} GB"),
-        ("license", source.license), ("download method", spec.method), ("parser", source.parser or "none (read by its protocol)"),
-        ("evaluation only", "yes" if source.evaluation_only else "no"),
-        ("overlaps", ", ".join(source.overlaps) or "none"),
-    ], columns=["", ""])
+    facts = pd.DataFrame(
+        [
+            ("database", source.database),
+            ("landing page", source.landing_page),
+            ("approximate size", f"{source.approx_size_gb:g} GB"),
+            ("license", source.license),
+            ("download method", spec.method),
+            ("parser", source.parser or "none (read by its protocol)"),
+            ("evaluation only", "yes" if source.evaluation_only else "no"),
+            ("overlaps", ", ".join(source.overlaps) or "none"),
+        ],
+        columns=["", ""],
+    )
     parts = [f"## {source.dir_name}: {source.name}", "", markdown_table(facts, max_rows=len(facts)), "", "**What is downloaded.**", ""]
     parts += [f"- {line}" for line in what_is_fetched(source)]
-    parts += ["", f"**By hand, without network.** {spec.instructions()[0].upper()}{spec.instructions()[1:]}, into "
-                  f"`$CYTOIMAGENET_HOME/raw/{source.dir_name}/`, keeping the archives' own folder layout. A raw folder filled by hand is "
-                  "used as is; nothing is downloaded into it."]
+    parts += [
+        "",
+        f"**By hand, without network.** {spec.instructions()[0].upper()}{spec.instructions()[1:]}, into "
+        f"`$CYTOIMAGENET_HOME/raw/{source.dir_name}/`, keeping the archives' own folder layout. A raw folder filled by hand is "
+        "used as is; nothing is downloaded into it.",
+    ]
     if spec.notes:
         parts += ["", f"Download notes: {spec.notes}"]
     if source.notes:
@@ -78,19 +94,33 @@ def source_section(source: Source) -> str:
 
 
 def sources_page(catalog: Catalog) -> str:
-    summary = pd.DataFrame([
-        (f"[{s.dir_name}](#{s.dir_name}-{_anchor(s.name)})", s.name, s.database, f"{s.approx_size_gb:g}", s.license, s.download.method,
-         "evaluation" if s.evaluation_only else "pretraining")
-        for s in catalog.sources
-    ], columns=["dir_name", "name", "database", "size (GB)", "license", "download", "use"])
+    summary = pd.DataFrame(
+        [
+            (
+                f"[{s.dir_name}](#{s.dir_name}-{_anchor(s.name)})",
+                s.name,
+                s.database,
+                f"{s.approx_size_gb:g}",
+                s.license,
+                s.download.method,
+                "evaluation" if s.evaluation_only else "pretraining",
+            )
+            for s in catalog.sources
+        ],
+        columns=["dir_name", "name", "database", "size (GB)", "license", "download", "use"],
+    )
     total = sum(s.approx_size_gb for s in catalog.sources)
     header = [
-        f"# Sources of the `{catalog.name}` catalog", "",
+        f"# Sources of the `{catalog.name}` catalog",
+        "",
         "Generated from the catalog by `python -m cytoimagenet_assets.catalog docs`; do not edit by hand "
-        "(a test fails when it is out of date).", "",
+        "(a test fails when it is out of date).",
+        "",
         f"{len(catalog.sources)} sources, about {total:,.0f} GB in all. By default each source's `raw/` asset downloads its metadata "
-        "and indexes its image archives; the per-class image step fetches only the images the class table selects.", "",
-        markdown_table(summary, max_rows=len(summary)), "",
+        "and indexes its image archives; the per-class image step fetches only the images the class table selects.",
+        "",
+        markdown_table(summary, max_rows=len(summary)),
+        "",
     ]
     return "\n".join(header + [source_section(s) + "\n" for s in catalog.sources])
 

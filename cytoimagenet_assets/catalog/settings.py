@@ -64,11 +64,12 @@ class TrainConfig:
     @model_validator(mode="after")
     def _valid(self) -> "TrainConfig":
         if self.epochs < 1 or self.batch_size < 1 or self.max_steps_per_epoch < 0:
-            raise ValueError(f"need epochs >= 1, batch_size >= 1, max_steps_per_epoch >= 0, got {self.epochs}, "
-                             f"{self.batch_size}, {self.max_steps_per_epoch}")
+            raise ValueError(
+                f"need epochs >= 1, batch_size >= 1, max_steps_per_epoch >= 0, got {self.epochs}, "
+                f"{self.batch_size}, {self.max_steps_per_epoch}"
+            )
         if self.input_size < 32 or self.lr <= 0 or not 0 <= self.val_fraction < 1:
-            raise ValueError(f"need input_size >= 32, lr > 0, 0 <= val_fraction < 1, got {self.input_size}, {self.lr}, "
-                             f"{self.val_fraction}")
+            raise ValueError(f"need input_size >= 32, lr > 0, 0 <= val_fraction < 1, got {self.input_size}, {self.lr}, {self.val_fraction}")
         return self
 
     def resumable_with(self, other: "TrainConfig") -> bool:

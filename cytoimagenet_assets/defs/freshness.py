@@ -37,11 +37,15 @@ def change_detection(catalog: Catalog) -> tuple[list[dg.SensorDefinition], list[
 def source_change_sensor(catalog: Catalog) -> dg.SensorDefinition:
     watched = [s for s in catalog.sources if s.download.method != "demo"]
 
-    @dg.sensor(name="source_change_sensor", minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED,
-               asset_selection=dg.AssetSelection.assets(*[raw_key(s) for s in watched], *[table_key(s) for s in watched if s.parser]),
-               description="Fingerprints the raw folder of every real source filled by hand (file list, sizes, mtimes) and "
-                           "requests a refresh of the sources whose files changed since the last tick (the first tick records a "
-                           "baseline). Downloaded sources are watched on their server by weekly_remote_source_check.")
+    @dg.sensor(
+        name="source_change_sensor",
+        minimum_interval_seconds=3600,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        asset_selection=dg.AssetSelection.assets(*[raw_key(s) for s in watched], *[table_key(s) for s in watched if s.parser]),
+        description="Fingerprints the raw folder of every real source filled by hand (file list, sizes, mtimes) and "
+        "requests a refresh of the sources whose files changed since the last tick (the first tick records a "
+        "baseline). Downloaded sources are watched on their server by weekly_remote_source_check.",
+    )
     def sensor(context: dg.SensorEvaluationContext, data: DataHomeResource):
         home = data.home()
         # Folders this package downloads into change whenever a class fetches its images; their
@@ -59,10 +63,14 @@ def source_change_sensor(catalog: Catalog) -> dg.SensorDefinition:
 def remote_check_schedule(catalog: Catalog) -> dg.ScheduleDefinition:
     remote = [s for s in catalog.sources if s.download.files]
 
-    @dg.schedule(name="weekly_remote_source_check", cron_schedule="0 6 * * 1", default_status=dg.DefaultScheduleStatus.STOPPED,
-                 target=dg.AssetSelection.assets(*[raw_key(s) for s in remote], *[table_key(s) for s in remote if s.parser]),
-                 description="Every Monday: HEAD every download URL (ETag, Last-Modified, size) and refresh the sources whose "
-                             "files changed on the server.")
+    @dg.schedule(
+        name="weekly_remote_source_check",
+        cron_schedule="0 6 * * 1",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        target=dg.AssetSelection.assets(*[raw_key(s) for s in remote], *[table_key(s) for s in remote if s.parser]),
+        description="Every Monday: HEAD every download URL (ETag, Last-Modified, size) and refresh the sources whose "
+        "files changed on the server.",
+    )
     def schedule(context: dg.ScheduleEvaluationContext, data: DataHomeResource):
         home = data.home()
         state_path = home.root / "state" / STATE_FILE
@@ -81,4 +89,3 @@ def remote_check_schedule(catalog: Catalog) -> dg.ScheduleDefinition:
         return requests or dg.SkipReason(f"no source changed on its server ({len(errors)} unreachable)")
 
     return schedule
-

@@ -41,8 +41,14 @@ class DownloadsResource(dg.ConfigurableResource):
     idr_mirror: str = IDR_MIRROR
 
     def fetching(self, log: Callable[[str], None]) -> Fetching:
-        return Fetching(progress=throttled(log), log=log, kaggle_username=self.kaggle_username, kaggle_key=self.kaggle_key,
-                        kaggle_api=self.kaggle_api, idr_mirror=self.idr_mirror)
+        return Fetching(
+            progress=throttled(log),
+            log=log,
+            kaggle_username=self.kaggle_username,
+            kaggle_key=self.kaggle_key,
+            kaggle_api=self.kaggle_api,
+            idr_mirror=self.idr_mirror,
+        )
 
 
 def downloads_from_env(**settings) -> DownloadsResource:

@@ -39,13 +39,18 @@ def _raw_asset(source: Source, seed: int) -> dg.AssetsDefinition:
         group_name=GROUP,
         kinds={"folder"},
         description=f"{source.name} ({source.database}) as distributed, under raw/{source.dir_name}: its metadata and an index of "
-                    f"its images by default, everything with full_download. {source.notes or ''}".strip(),
-        metadata={"landing_page": dg.MetadataValue.url(source.landing_page), "license": source.license,
-                  "download_method": spec.method, "approx_size_gb": source.approx_size_gb},
+        f"its images by default, everything with full_download. {source.notes or ''}".strip(),
+        metadata={
+            "landing_page": dg.MetadataValue.url(source.landing_page),
+            "license": source.license,
+            "download_method": spec.method,
+            "approx_size_gb": source.approx_size_gb,
+        },
         tags={"evaluation_only": "true"} if source.evaluation_only else None,
     )
-    def raw(context: dg.AssetExecutionContext, config: RawSourceConfig, data: DataHomeResource,
-            downloads: DownloadsResource) -> dg.MaterializeResult:
+    def raw(
+        context: dg.AssetExecutionContext, config: RawSourceConfig, data: DataHomeResource, downloads: DownloadsResource
+    ) -> dg.MaterializeResult:
         raw_dir = data.home().raw_dir(source.dir_name)
         fetched = {}
         if spec.method == "demo":
@@ -57,12 +62,18 @@ def _raw_asset(source: Source, seed: int) -> dg.AssetsDefinition:
             except (DownloadError, ArchiveError, ValueError) as exc:
                 raise dg.Failure(
                     description=f"{exc}\n\nTo provide {source.dir_name} by hand instead: {spec.instructions()}, into {raw_dir}.",
-                    metadata={"expected_at": dg.MetadataValue.path(str(raw_dir)), "landing_page": dg.MetadataValue.url(source.landing_page)},
+                    metadata={
+                        "expected_at": dg.MetadataValue.path(str(raw_dir)),
+                        "landing_page": dg.MetadataValue.url(source.landing_page),
+                    },
                 ) from exc
             for note in report.notes:
                 context.log.info(f"{source.dir_name}: {note}")
-            fetched = {**report.as_metadata(), "download_mode": "full" if config.full_download else "metadata first",
-                       "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in report.notes) or "none")}
+            fetched = {
+                **report.as_metadata(),
+                "download_mode": "full" if config.full_download else "metadata first",
+                "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in report.notes) or "none"),
+            }
         return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(raw_dir)), **_folder_summary(raw_dir), **fetched})
 
     return raw
@@ -90,20 +101,25 @@ def _table_asset(source: Source) -> dg.AssetsDefinition:
         if len(parsed.rejects):
             context.log.warning(f"{source.dir_name}: {len(parsed.rejects)} rows could not be used; see the 'rejected_rows' metadata")
         if len(parsed.join_misses):
-            context.log.warning(f"{source.dir_name}: {int(parsed.join_misses['rows'].sum())} rows have keys no annotation table holds; "
-                                "see the 'annotation_join_misses' metadata")
-        return dg.MaterializeResult(metadata={
-            **table_metadata(parsed.table, path),
-            "rejected_rows": len(parsed.rejects),
-            "rejected_rows_sample": dg.MetadataValue.md(markdown_table(parsed.rejects, max_rows=20) if len(parsed.rejects) else "none"),
-            "referenced_files": parsed.referenced_files,
-            "missing_files": len(missing),
-            "rows_without_image_files": no_files,
-            # Keys of this source's rows that an annotation table it joins lacks: the rows stay, unlabelled by it.
-            "annotation_join_misses": int(parsed.join_misses["rows"].sum()),
-            "annotation_join_misses_sample": dg.MetadataValue.md(
-                markdown_table(parsed.join_misses, max_rows=20) if len(parsed.join_misses) else "none"),
-        })
+            context.log.warning(
+                f"{source.dir_name}: {int(parsed.join_misses['rows'].sum())} rows have keys no annotation table holds; "
+                "see the 'annotation_join_misses' metadata"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(parsed.table, path),
+                "rejected_rows": len(parsed.rejects),
+                "rejected_rows_sample": dg.MetadataValue.md(markdown_table(parsed.rejects, max_rows=20) if len(parsed.rejects) else "none"),
+                "referenced_files": parsed.referenced_files,
+                "missing_files": len(missing),
+                "rows_without_image_files": no_files,
+                # Keys of this source's rows that an annotation table it joins lacks: the rows stay, unlabelled by it.
+                "annotation_join_misses": int(parsed.join_misses["rows"].sum()),
+                "annotation_join_misses_sample": dg.MetadataValue.md(
+                    markdown_table(parsed.join_misses, max_rows=20) if len(parsed.join_misses) else "none"
+                ),
+            }
+        )
 
     return source_metadata
 

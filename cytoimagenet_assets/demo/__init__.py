@@ -19,7 +19,9 @@ def generate(source: Source, raw_dir: Path, seed: int) -> Path:
     try:
         writer = GENERATORS[source.download.generator]
     except KeyError:
-        raise ValueError(f"{source.dir_name}: unknown demo generator {source.download.generator!r}; known: {', '.join(GENERATORS)}") from None
+        raise ValueError(
+            f"{source.dir_name}: unknown demo generator {source.download.generator!r}; known: {', '.join(GENERATORS)}"
+        ) from None
     with atomic_path(Path(raw_dir), is_dir=True) as stage:
         writer(stage, seed, **source.download.generator_options)
     return Path(raw_dir)

@@ -17,10 +17,22 @@ from scipy import ndimage
 
 # How each stain is drawn in a cell.
 PATTERNS = {
-    "nucleus": "nucleus", "nucleoli": "nucleoli", "actin": "filaments", "microtubules": "filaments",
-    "er": "reticulum", "golgi": "perinuclear", "mitochondria": "puncta", "cell membrane": "membrane",
-    "cytoplasm": "cytoplasm", "cell body": "cytoplasm", "protein": "cytoplasm", "rna": "nucleoli",
-    "proliferation": "nucleus", "intestine": "cytoplasm", "pharynx": "puncta", "actin|golgi": "filaments",
+    "nucleus": "nucleus",
+    "nucleoli": "nucleoli",
+    "actin": "filaments",
+    "microtubules": "filaments",
+    "er": "reticulum",
+    "golgi": "perinuclear",
+    "mitochondria": "puncta",
+    "cell membrane": "membrane",
+    "cytoplasm": "cytoplasm",
+    "cell body": "cytoplasm",
+    "protein": "cytoplasm",
+    "rna": "nucleoli",
+    "proliferation": "nucleus",
+    "intestine": "cytoplasm",
+    "pharynx": "puncta",
+    "actin|golgi": "filaments",
 }
 LOCALIZATION_PATTERNS = ("nucleus", "cytoplasm", "membrane", "puncta", "perinuclear", "nucleoli", "reticulum", "filaments")
 

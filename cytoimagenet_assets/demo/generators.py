@@ -91,11 +91,38 @@ def write_bbbc021(raw: Path, seed: int, size: int = 128, sites: int = 2, replica
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tifffile.imwrite(path, to_uint(images[stain], 12), compression="zlib")
                 folder = f"{week}/{plate}"
-                image_rows.append([table_number, number, names["DAPI"], folder, names["Tubulin"], folder, names["Actin"], folder,
-                                   plate, well, replicate, compound, f"{conc:.6f}"])
-    header = ["TableNumber", "ImageNumber", "Image_FileName_DAPI", "Image_PathName_DAPI", "Image_FileName_Tubulin",
-              "Image_PathName_Tubulin", "Image_FileName_Actin", "Image_PathName_Actin", "Image_Metadata_Plate_DAPI",
-              "Image_Metadata_Well_DAPI", "Replicate", "Image_Metadata_Compound", "Image_Metadata_Concentration"]
+                image_rows.append(
+                    [
+                        table_number,
+                        number,
+                        names["DAPI"],
+                        folder,
+                        names["Tubulin"],
+                        folder,
+                        names["Actin"],
+                        folder,
+                        plate,
+                        well,
+                        replicate,
+                        compound,
+                        f"{conc:.6f}",
+                    ]
+                )
+    header = [
+        "TableNumber",
+        "ImageNumber",
+        "Image_FileName_DAPI",
+        "Image_PathName_DAPI",
+        "Image_FileName_Tubulin",
+        "Image_PathName_Tubulin",
+        "Image_FileName_Actin",
+        "Image_PathName_Actin",
+        "Image_Metadata_Plate_DAPI",
+        "Image_Metadata_Well_DAPI",
+        "Replicate",
+        "Image_Metadata_Compound",
+        "Image_Metadata_Concentration",
+    ]
     _write_csv(raw / "BBBC021_v1_image.csv", header, image_rows, quote_strings=True)
     # Like the real file: short number spellings (0.3 vs 0.300000) and old-Mac CR line endings.
     moa_rows = [[c, f"{conc:g}", moa] for c, conc, moa in treatments] + [["DMSO", "0", "DMSO"]]
@@ -134,12 +161,28 @@ IDR_CELL_LINES = ("HPSI0813i-ffdm_3", "HPSI0913i-gedo_33", "HPSI0713i-kaks_2", "
 IDR_CHANNELS = ("nucleus", "proliferation", "cell membrane", "brightfield")
 
 
-def write_idr_screen(raw: Path, seed: int, accession: str = "idrdemo-synthetic-screen", size: int = 192,
-                     plates: int = 2, wells_per_line: int = 6, fields: int = 2) -> None:
+def write_idr_screen(
+    raw: Path,
+    seed: int,
+    accession: str = "idrdemo-synthetic-screen",
+    size: int = 192,
+    plates: int = 2,
+    wells_per_line: int = 6,
+    fields: int = 2,
+) -> None:
     """``images/<measurement>/Images/r<RR>c<CC>f<FF>p01-ch<C>sk1fk1fl1.tiff`` with an IDR annotation CSV
     (``Characteristics [...]`` / ``Experimental Condition [...]`` columns) and a plates.tsv."""
-    header = ["Plate", "Well", "Characteristics [Organism]", "Characteristics [Cell Line]", "Characteristics [Cell Type]",
-              "Experimental Condition [Compound]", "Experimental Condition [Dose]", "Control Type", "Channels"]
+    header = [
+        "Plate",
+        "Well",
+        "Characteristics [Organism]",
+        "Characteristics [Cell Line]",
+        "Characteristics [Cell Type]",
+        "Experimental Condition [Compound]",
+        "Experimental Condition [Dose]",
+        "Control Type",
+        "Channels",
+    ]
     channels = "DAPI:nuclei;Alexa 488:EdU, proliferation;CellMask:plasma membrane;Brightfield:cell outline"
     rows, plate_lines = [], []
     for p in range(1, plates + 1):
@@ -153,7 +196,9 @@ def write_idr_screen(raw: Path, seed: int, accession: str = "idrdemo-synthetic-s
                 well_number += 1
                 compound = "fibronectin" if k % 3 else "laminin"
                 cell_type = "" if line.startswith("A1ATD") else "induced pluripotent stem cell"
-                rows.append([plate, f"{chr(64 + r)}{c}", "Homo sapiens", line, cell_type, compound, "1 microgram per milliliter", "", channels])
+                rows.append(
+                    [plate, f"{chr(64 + r)}{c}", "Homo sapiens", line, cell_type, compound, "1 microgram per milliliter", "", channels]
+                )
                 morphology = BASE.perturbed(line, strength=0.9).perturbed(compound, strength=0.3)
                 for f in range(1, fields + 1):
                     images = render_field(_rng(seed, accession, plate, r, c, f), morphology, list(IDR_CHANNELS), (size, size))
@@ -168,8 +213,16 @@ def write_idr_screen(raw: Path, seed: int, accession: str = "idrdemo-synthetic-s
 
 # -- Human Protein Atlas (Kaggle 2018 layout) --------------------------------------------------
 
-HPA_LOCALIZATIONS = {0: "Nucleoplasm", 2: "Nucleoli", 6: "Endoplasmic reticulum", 7: "Golgi apparatus",
-                     21: "Plasma membrane", 23: "Mitochondria", 25: "Cytosol", 11: "Intermediate filaments"}
+HPA_LOCALIZATIONS = {
+    0: "Nucleoplasm",
+    2: "Nucleoli",
+    6: "Endoplasmic reticulum",
+    7: "Golgi apparatus",
+    21: "Plasma membrane",
+    23: "Mitochondria",
+    25: "Cytosol",
+    11: "Intermediate filaments",
+}
 HPA_COLORS = {"red": "microtubules", "green": "protein", "blue": "nucleus", "yellow": "er"}
 
 
@@ -191,6 +244,7 @@ def write_hpa(raw: Path, seed: int, size: int = 192, images: int = 320) -> None:
 
 
 # -- Folder-per-class RGB sets (Leukemia BMP, Cell Cycle JPG) ----------------------------------
+
 
 def write_leukemia(raw: Path, seed: int, size: int = 160, per_class: int = 60) -> None:
     """``C-NMC_Leukemia/training_data/fold_<k>/{all,hem}/UID_<patient>_<image>_<cell>_<all|hem>.bmp`` (RGB)."""

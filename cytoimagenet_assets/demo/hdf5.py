@@ -25,17 +25,48 @@ from cytoimagenet_assets.demo.cells import Morphology, render_field, stable_hash
 
 # COOS-7's classes (SOURCES.md; the names are unconfirmed there) and the compartment each is drawn as.
 COOS7_CLASSES = {
-    "Endoplasmic Reticulum": "reticulum", "Inner Mitochondrial Membrane": "puncta", "Golgi": "perinuclear",
-    "Peroxisomes": "nucleoli", "Early Endosome": "filaments", "Cytosol": "cytoplasm", "Nuclear Envelope": "membrane",
+    "Endoplasmic Reticulum": "reticulum",
+    "Inner Mitochondrial Membrane": "puncta",
+    "Golgi": "perinuclear",
+    "Peroxisomes": "nucleoli",
+    "Early Endosome": "filaments",
+    "Cytosol": "cytoplasm",
+    "Nuclear Envelope": "membrane",
 }
 # How far each test set drifts from the training conditions (strength of a per-split perturbation).
 COOS7_SHIFT = {"train": 0.0, "test1": 0.0, "test2": 0.12, "test3": 0.3, "test4": 0.22}
-CYCLOPS_CLASSES = ("ACTIN", "BUDNECK", "BUDTIP", "CELLPERIPHERY", "CYTOPLASM", "ENDOSOME", "ER", "GOLGI", "MITOCHONDRIA",
-                   "NUCLEARPERIPHERY", "NUCLEI", "NUCLEOLUS", "PEROXISOME", "SPINDLE", "SPINDLEPOLE", "VACUOLARMEMBRANE", "VACUOLE",
-                   "DEAD", "GHOST")
+CYCLOPS_CLASSES = (
+    "ACTIN",
+    "BUDNECK",
+    "BUDTIP",
+    "CELLPERIPHERY",
+    "CYTOPLASM",
+    "ENDOSOME",
+    "ER",
+    "GOLGI",
+    "MITOCHONDRIA",
+    "NUCLEARPERIPHERY",
+    "NUCLEI",
+    "NUCLEOLUS",
+    "PEROXISOME",
+    "SPINDLE",
+    "SPINDLEPOLE",
+    "VACUOLARMEMBRANE",
+    "VACUOLE",
+    "DEAD",
+    "GHOST",
+)
 # The classes the demo draws and their compartments; SPINDLEPOLE looks like SPINDLE.
-CYCLOPS_DRAWN = {"ACTIN": "filaments", "BUDNECK": "membrane", "NUCLEI": "nucleus", "VACUOLE": "perinuclear", "SPINDLE": "puncta",
-                 "SPINDLEPOLE": "puncta", "DEAD": "cytoplasm", "GHOST": "nucleoli"}
+CYCLOPS_DRAWN = {
+    "ACTIN": "filaments",
+    "BUDNECK": "membrane",
+    "NUCLEI": "nucleus",
+    "VACUOLE": "perinuclear",
+    "SPINDLE": "puncta",
+    "SPINDLEPOLE": "puncta",
+    "DEAD": "cytoplasm",
+    "GHOST": "nucleoli",
+}
 YEAST = Morphology(nucleus_radius=5.0, elongation=1.1, cell_scale=2.0, density=0.45, texture=0.2, puncta=6)
 
 
@@ -50,7 +81,10 @@ def _centred(cell: dict[str, np.ndarray], reference: str) -> dict[str, np.ndarra
     if weight.sum() <= 0:
         return cell
     ys, xs = np.indices(image.shape)
-    shift = (int(round(image.shape[0] / 2 - (ys * weight).sum() / weight.sum())), int(round(image.shape[1] / 2 - (xs * weight).sum() / weight.sum())))
+    shift = (
+        int(round(image.shape[0] / 2 - (ys * weight).sum() / weight.sum())),
+        int(round(image.shape[1] / 2 - (xs * weight).sum() / weight.sum())),
+    )
     return {k: np.roll(v, shift, axis=(0, 1)) for k, v in cell.items()}
 
 
@@ -74,7 +108,9 @@ def write_coos7(raw: Path, seed: int, side: int = 64, train_per_class: int = 12,
             morphology = replace(morphology, brightness=morphology.brightness * microscope.brightness, texture=microscope.texture)
             for n in range(per_class):
                 i = c * per_class + n
-                cell = _centred(render_field(_rng(seed, "coos7", split, name, n), morphology, ["protein", "nucleus"], (side, side)), "nucleus")
+                cell = _centred(
+                    render_field(_rng(seed, "coos7", split, name, n), morphology, ["protein", "nucleus"], (side, side)), "nucleus"
+                )
                 data[i, 0] = to_uint(np.clip(cell["protein"] * gain, 0, 1), 16)
                 data[i, 1] = to_uint(np.clip(cell["nucleus"] * gain, 0, 1), 16)
                 labels[i] = c
@@ -93,21 +129,30 @@ def write_cyclops(raw: Path, seed: int, side: int = 64, per_class: int = 5, rare
     import h5py
 
     names = list(CYCLOPS_CLASSES)  # the 19 real class names
-    counts = {name: (per_class if name not in ("SPINDLEPOLE", "DEAD", "GHOST") else rare if name == "SPINDLEPOLE" else 1)
-              for name in CYCLOPS_DRAWN}
+    counts = {
+        name: (per_class if name not in ("SPINDLEPOLE", "DEAD", "GHOST") else rare if name == "SPINDLEPOLE" else 1)
+        for name in CYCLOPS_DRAWN
+    }
     for part in ("train", "valid", "test"):
         rows, onehot = [], []
         for name, compartment in CYCLOPS_DRAWN.items():
-            morphology = replace(YEAST.perturbed(f"cyclops-{name}" if name != "SPINDLEPOLE" else "cyclops-SPINDLE", strength=0.7),
-                                 protein_pattern=compartment)
+            morphology = replace(
+                YEAST.perturbed(f"cyclops-{name}" if name != "SPINDLEPOLE" else "cyclops-SPINDLE", strength=0.7),
+                protein_pattern=compartment,
+            )
             for n in range(counts[name]):
-                cell = _centred(render_field(_rng(seed, "cyclops", part, name, n), morphology, ["protein", "cytoplasm"], (side, side)), "cytoplasm")
+                cell = _centred(
+                    render_field(_rng(seed, "cyclops", part, name, n), morphology, ["protein", "cytoplasm"], (side, side)), "cytoplasm"
+                )
                 rows.append(np.concatenate([cell["protein"].ravel(), cell["cytoplasm"].ravel()]).astype(np.float32))
                 onehot.append(np.eye(len(names), dtype=np.float32)[names.index(name)])
         order = _rng(seed, "cyclops-order", part).permutation(len(rows))
         data, index = np.stack(rows)[order], np.stack(onehot)[order]
-        chunks = [(data, index)] if part != "train" else [(data[: len(data) // 2], index[: len(data) // 2]),
-                                                         (data[len(data) // 2:], index[len(data) // 2:])]
+        chunks = (
+            [(data, index)]
+            if part != "train"
+            else [(data[: len(data) // 2], index[: len(data) // 2]), (data[len(data) // 2 :], index[len(data) // 2 :])]
+        )
         path = raw / "datasets" / f"Chong_{part}_set.hdf5"
         path.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(path, "w") as f:

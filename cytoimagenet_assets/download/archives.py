@@ -58,8 +58,9 @@ def member_path(name: str, *, label: str, archive: str) -> PurePosixPath:
     raise ArchiveError(f"{label}: archive {archive}: member {name!r} has {reason}; refusing to extract it")
 
 
-def safe_extract(archive: Path, target: Path, *, label: str, max_bytes: int | None = None,
-                 members: Iterable[str] | None = None) -> list[str]:
+def safe_extract(
+    archive: Path, target: Path, *, label: str, max_bytes: int | None = None, members: Iterable[str] | None = None
+) -> list[str]:
     """Extract ``archive`` (.zip or .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz) under ``target``.
 
     ``members`` restricts extraction to those names (a missing one is an error); ``max_bytes``
@@ -73,8 +74,10 @@ def safe_extract(archive: Path, target: Path, *, label: str, max_bytes: int | No
         _check_links(chosen, label=label, archive=archive.name)
         declared = sum(e.size for e in chosen)
         if max_bytes is not None and declared > max_bytes:
-            raise ArchiveError(f"{label}: archive {archive.name} declares {declared} bytes uncompressed, "
-                               f"more than the bound of {max_bytes}; refusing to extract it")
+            raise ArchiveError(
+                f"{label}: archive {archive.name} declares {declared} bytes uncompressed, "
+                f"more than the bound of {max_bytes}; refusing to extract it"
+            )
         target.mkdir(parents=True, exist_ok=True)
         _remove_stale_staging(target, archive.name)
         staging = target / f".extract-{archive.name}.{uuid.uuid4().hex[:8]}.partial"
@@ -210,8 +213,9 @@ def _check_links(entries: list[_Entry], *, label: str, archive: str) -> None:
             raise ArchiveError(f"{where} is a symlink to {entry.link!r}, outside the target; refusing to extract it")
 
 
-def _extract_into(staging: Path, entries: list[_Entry], open_member: Callable[[_Entry], IO[bytes]], max_bytes: int | None,
-                  *, label: str, archive: str) -> None:
+def _extract_into(
+    staging: Path, entries: list[_Entry], open_member: Callable[[_Entry], IO[bytes]], max_bytes: int | None, *, label: str, archive: str
+) -> None:
     written = 0
     for entry in entries:
         out = staging / entry.path
@@ -229,8 +233,10 @@ def _extract_into(staging: Path, entries: list[_Entry], open_member: Callable[[_
                 while chunk := src.read(COPY_CHUNK):
                     written += len(chunk)
                     if max_bytes is not None and written > max_bytes:
-                        raise ArchiveError(f"{label}: archive {archive}: member {entry.name!r} pushes the bytes written past the bound of "
-                                           f"{max_bytes} (more than declared); refusing a possible zip bomb")
+                        raise ArchiveError(
+                            f"{label}: archive {archive}: member {entry.name!r} pushes the bytes written past the bound of "
+                            f"{max_bytes} (more than declared); refusing a possible zip bomb"
+                        )
                     dst.write(chunk)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, NotImplementedError) as exc:
             raise ArchiveError(f"{label}: archive {archive}: member {entry.name!r} cannot be read: {exc}") from exc
@@ -238,8 +244,10 @@ def _extract_into(staging: Path, entries: list[_Entry], open_member: Callable[[_
     root = os.path.realpath(staging)
     for entry in entries:  # links through links resolve only now that all exist
         if entry.kind == "symlink" and os.path.commonpath([root, os.path.realpath(staging / entry.path)]) != root:
-            raise ArchiveError(f"{label}: archive {archive}: member {entry.name!r} is a symlink that resolves outside the target "
-                               "through other links; refusing to extract it")
+            raise ArchiveError(
+                f"{label}: archive {archive}: member {entry.name!r} is a symlink that resolves outside the target "
+                "through other links; refusing to extract it"
+            )
 
 
 def _move_into_place(staging: Path, target: Path, entries: list[_Entry], *, label: str, archive: str) -> list[str]:

@@ -133,8 +133,16 @@ def redact(url: str) -> str:
 class ProgressMeter:
     """Turns byte counts into :class:`Progress` reports, throttled to one per ``interval_s``."""
 
-    def __init__(self, label: str, url: str, total: int | None, callback: Callable[[Progress], None] | None,
-                 start_done: int = 0, interval_s: float = PROGRESS_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        label: str,
+        url: str,
+        total: int | None,
+        callback: Callable[[Progress], None] | None,
+        start_done: int = 0,
+        interval_s: float = PROGRESS_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.label, self.url, self.total, self.callback = label, redact(url), total, callback
         self.start_done, self.interval_s, self.clock = start_done, interval_s, clock
         self.started = self.last = clock()
@@ -166,13 +174,28 @@ def session_scope(session: requests.Session | None) -> Iterator[requests.Session
         yield fresh
 
 
-def send(session: requests.Session, method: str, url: str, *, label: str, headers: dict[str, str] | None = None,
-         auth: Any = None, stream: bool = True) -> requests.Response:
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    label: str,
+    headers: dict[str, str] | None = None,
+    auth: Any = None,
+    stream: bool = True,
+) -> requests.Response:
     """One request (redirects followed, no content coding): a response with status < 400, else
     :class:`TransientError` for what a retry may cure and :class:`DownloadError` for the rest."""
     try:
-        response = session.request(method, url, headers={"Accept-Encoding": "identity", **(headers or {})}, auth=auth,
-                                   stream=stream, timeout=TIMEOUT_S, allow_redirects=True)
+        response = session.request(
+            method,
+            url,
+            headers={"Accept-Encoding": "identity", **(headers or {})},
+            auth=auth,
+            stream=stream,
+            timeout=TIMEOUT_S,
+            allow_redirects=True,
+        )
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TransientError(f"{type(exc).__name__}: {_without_url(exc)}") from None
     except requests.RequestException as exc:
@@ -198,13 +221,28 @@ def body_chunks(response: requests.Response, chunk_size: int) -> Iterator[bytes]
                 yield chunk
         else:  # chunked transfer encoding: requests' reader already yields chunk by chunk
             yield from response.iter_content(chunk_size)
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
+    except (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.HTTPError,
+        http.client.HTTPException,
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
         raise TransientError(f"connection broke mid-body: {type(exc).__name__}") from None
 
 
-def with_retries(attempt: Callable[[], Any], *, label: str, url: str, retries: int, backoff_s: float,
-                 sleep: Callable[[float], None], made_progress: Callable[[], bool] = lambda: False) -> Any:
+def with_retries(
+    attempt: Callable[[], Any],
+    *,
+    label: str,
+    url: str,
+    retries: int,
+    backoff_s: float,
+    sleep: Callable[[float], None],
+    made_progress: Callable[[], bool] = lambda: False,
+) -> Any:
     """Call ``attempt`` until it succeeds; transient failures sleep with exponential backoff, at most
     ``retries`` in a row (an attempt that moved data forward starts the count afresh)."""
     failures = 0
@@ -221,8 +259,16 @@ def with_retries(attempt: Callable[[], Any], *, label: str, url: str, retries: i
                 sleep(min(delay, MAX_BACKOFF_S))
 
 
-def head(url: str, *, label: str, session: requests.Session | None = None, auth: Any = None, retries: int = 3,
-         backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> RemoteInfo:
+def head(
+    url: str,
+    *,
+    label: str,
+    session: requests.Session | None = None,
+    auth: Any = None,
+    retries: int = 3,
+    backoff_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RemoteInfo:
     """Size, ETag, Last-Modified and Range support of ``url``. Servers that refuse HEAD (signed
     storage URLs behind a redirect do) are asked with a one-byte ranged GET instead."""
 
@@ -240,10 +286,21 @@ def head(url: str, *, label: str, session: requests.Session | None = None, auth:
     return with_retries(attempt, label=label, url=url, retries=retries, backoff_s=backoff_s, sleep=sleep)
 
 
-def fetch_file(url: str, dest: Path, *, label: str, size: int | None = None, md5: str | None = None,
-               session: requests.Session | None = None, retries: int = 5, backoff_s: float = 1.0,
-               progress: Callable[[Progress], None] | None = None, chunk_size: int = 1 << 20, auth: Any = None,
-               sleep: Callable[[float], None] = time.sleep) -> FetchResult:
+def fetch_file(
+    url: str,
+    dest: Path,
+    *,
+    label: str,
+    size: int | None = None,
+    md5: str | None = None,
+    session: requests.Session | None = None,
+    retries: int = 5,
+    backoff_s: float = 1.0,
+    progress: Callable[[Progress], None] | None = None,
+    chunk_size: int = 1 << 20,
+    auth: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchResult:
     """Download ``url`` to ``dest`` unless a verified copy is already there (see the module docstring).
 
     ``auth`` goes to requests as is (a ``(user, password)`` tuple for HTTP basic auth) and never into
@@ -256,8 +313,9 @@ def fetch_file(url: str, dest: Path, *, label: str, size: int | None = None, md5
         if found is not None:
             return found
         transfer = _Transfer(url, dest, label, size, md5.lower() if md5 else None, s, auth, chunk_size, progress)
-        with_retries(transfer.attempt, label=label, url=url, retries=retries, backoff_s=backoff_s, sleep=sleep,
-                     made_progress=transfer.made_progress)
+        with_retries(
+            transfer.attempt, label=label, url=url, retries=retries, backoff_s=backoff_s, sleep=sleep, made_progress=transfer.made_progress
+        )
         return transfer.finish()
 
 
@@ -285,12 +343,22 @@ def write_record(dest: Path, **fields: Any) -> None:
 def complete_record(dest: Path, url: str, md5: str | None, etag: str | None = None, last_modified: str | None = None) -> None:
     """Record that ``dest`` is a complete, verified copy of ``url`` as it is now."""
     stat = dest.stat()
-    write_record(dest, url=redact(url), complete=True, size=stat.st_size, mtime_ns=stat.st_mtime_ns, md5=md5,
-                 etag=etag, last_modified=last_modified)
+    write_record(
+        dest, url=redact(url), complete=True, size=stat.st_size, mtime_ns=stat.st_mtime_ns, md5=md5, etag=etag, last_modified=last_modified
+    )
 
 
-def verified_copy(dest: Path, url: str, *, label: str, size: int | None, md5: str | None, session: requests.Session,
-                  auth: Any = None, sleep: Callable[[float], None] = time.sleep) -> FetchResult | None:
+def verified_copy(
+    dest: Path,
+    url: str,
+    *,
+    label: str,
+    size: int | None,
+    md5: str | None,
+    session: requests.Session,
+    auth: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchResult | None:
     """A result for ``dest`` if it is already a verified copy of ``url``, else None.
 
     With a known MD5 the file is hashed once; the record then remembers the hash for this exact
@@ -320,8 +388,15 @@ def verified_copy(dest: Path, url: str, *, label: str, size: int | None, md5: st
         info = head(url, label=label, session=session, auth=auth, sleep=sleep)
     except DownloadError as exc:
         if exc.status is None:  # server unreachable (an offline node): trust the record of a completed download
-            return FetchResult(dest, 0, stat.st_size, reused=True, resumed_from=0, md5=record.get("md5"),
-                               notes=(f"{label}: kept {dest.name} as downloaded before; could not re-check it on the server: {exc}",))
+            return FetchResult(
+                dest,
+                0,
+                stat.st_size,
+                reused=True,
+                resumed_from=0,
+                md5=record.get("md5"),
+                notes=(f"{label}: kept {dest.name} as downloaded before; could not re-check it on the server: {exc}",),
+            )
         return None  # the GET that follows reports the refusal with its own message
     if info.size is not None and info.size != stat.st_size:
         return None
@@ -340,15 +415,27 @@ def check_disk_space(folder: Path, needed: int, *, label: str, url: str) -> None
     margin = max(needed // 100, 64 << 20)
     free = shutil.disk_usage(folder).free
     if free < needed + margin:
-        raise DownloadError(f"{label}: {redact(url)} needs {format_bytes(needed)} (+ {format_bytes(margin)} margin) in {folder}, "
-                            f"but only {format_bytes(free)} is free")
+        raise DownloadError(
+            f"{label}: {redact(url)} needs {format_bytes(needed)} (+ {format_bytes(margin)} margin) in {folder}, "
+            f"but only {format_bytes(free)} is free"
+        )
 
 
 class _Transfer:
     """The state of one download across its attempts: the .part, the running MD5, the validator."""
 
-    def __init__(self, url: str, dest: Path, label: str, size: int | None, md5: str | None, session: requests.Session,
-                 auth: Any, chunk_size: int, progress: Callable[[Progress], None] | None):
+    def __init__(
+        self,
+        url: str,
+        dest: Path,
+        label: str,
+        size: int | None,
+        md5: str | None,
+        session: requests.Session,
+        auth: Any,
+        chunk_size: int,
+        progress: Callable[[Progress], None] | None,
+    ):
         self.url, self.dest, self.label, self.size, self.md5 = url, dest, label, size, md5
         self.session, self.auth, self.chunk_size, self.progress = session, auth, chunk_size, progress
         self.part = part_path(dest)
@@ -400,12 +487,16 @@ class _Transfer:
                     offset = self._restart()  # the remote changed (If-Range failed) or ignores Range
                 self.resumed_from = 0
             else:
-                raise DownloadError(f"{self.label}: {redact(self.url)} answered {response.status_code} {response.reason}, expected the file",
-                                    status=response.status_code)
+                raise DownloadError(
+                    f"{self.label}: {redact(self.url)} answered {response.status_code} {response.reason}, expected the file",
+                    status=response.status_code,
+                )
             if total is not None and self.size is not None and total != self.size:
                 self._discard()
-                raise DownloadError(f"{self.label}: {redact(self.url)} is {total} bytes on the server, expected {self.size}: "
-                                    "the remote file changed (update the catalog's size and md5)")
+                raise DownloadError(
+                    f"{self.label}: {redact(self.url)} is {total} bytes on the server, expected {self.size}: "
+                    "the remote file changed (update the catalog's size and md5)"
+                )
             self.total = total if total is not None else self.size
             if self.total is not None:
                 check_disk_space(self.dest.parent, self.total - offset, label=self.label, url=self.url)

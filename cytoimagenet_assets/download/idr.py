@@ -96,13 +96,27 @@ def aspera_user(accession: str) -> str:
     return accession.split("-", 1)[0]
 
 
-def aspera_command(accession: str, relative_path: str, dest_dir: Path, *, key: Path, rate: str = ASPERA_RATE,
-                   ascp: str = "ascp") -> list[str]:
+def aspera_command(
+    accession: str, relative_path: str, dest_dir: Path, *, key: Path, rate: str = ASPERA_RATE, ascp: str = "ascp"
+) -> list[str]:
     """The ``ascp`` argv that fetches ``relative_path`` of the study into ``dest_dir`` (resuming a partial file)."""
     if relative_path.startswith("/") or ".." in relative_path.split("/"):
         raise ValueError(f"not a path inside an IDR study: {relative_path!r}")
-    return [ascp, "-T", "-Q", "-l", rate, "-P", str(ASPERA_PORT), "-k", "1", "-i", str(key),
-            f"{aspera_user(accession)}@{ASPERA_HOST}:{relative_path}", f"{dest_dir}/"]
+    return [
+        ascp,
+        "-T",
+        "-Q",
+        "-l",
+        rate,
+        "-P",
+        str(ASPERA_PORT),
+        "-k",
+        "1",
+        "-i",
+        str(key),
+        f"{aspera_user(accession)}@{ASPERA_HOST}:{relative_path}",
+        f"{dest_dir}/",
+    ]
 
 
 def aspera_key(ascp: str) -> Path | None:
@@ -113,9 +127,19 @@ def aspera_key(ascp: str) -> Path | None:
     return bundled if bundled.is_file() else None
 
 
-def fetch_idr_file(accession: str, relative_path: str, dest: Path, *, label: str, mirror: str = IDR_MIRROR,
-                   size: int | None = None, md5: str | None = None, session: requests.Session | None = None,
-                   progress: Callable[[Progress], None] | None = None, use_aspera: bool | None = None) -> FetchResult:
+def fetch_idr_file(
+    accession: str,
+    relative_path: str,
+    dest: Path,
+    *,
+    label: str,
+    mirror: str = IDR_MIRROR,
+    size: int | None = None,
+    md5: str | None = None,
+    session: requests.Session | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    use_aspera: bool | None = None,
+) -> FetchResult:
     """Fetch one file of an IDR study to ``dest``. ``use_aspera``: None uses Aspera when it is set up
     and falls back to HTTPS if it fails, True insists on it, False never tries it."""
     url = idr_file_url(accession, relative_path, mirror)
@@ -123,8 +147,10 @@ def fetch_idr_file(accession: str, relative_path: str, dest: Path, *, label: str
     ascp = shutil.which("ascp") if use_aspera is not False else None
     key = aspera_key(ascp) if ascp else None
     if use_aspera and key is None:
-        raise DownloadError(f"{label}: Aspera asked for {url}, but {'no ascp is on PATH' if ascp is None else 'no Aspera key was found'} "
-                            f"(install the Aspera CLI and set {ASPERA_KEY_ENV} to its {ASPERA_KEY_NAME})")
+        raise DownloadError(
+            f"{label}: Aspera asked for {url}, but {'no ascp is on PATH' if ascp is None else 'no Aspera key was found'} "
+            f"(install the Aspera CLI and set {ASPERA_KEY_ENV} to its {ASPERA_KEY_NAME})"
+        )
     with session_scope(session) as s:
         notes: tuple[str, ...] = ()
         if key is not None:
@@ -141,8 +167,9 @@ def fetch_idr_file(accession: str, relative_path: str, dest: Path, *, label: str
         return replace(result, notes=notes)
 
 
-def _fetch_with_aspera(ascp: str, key: Path, accession: str, relative_path: str, dest: Path, url: str, *, label: str,
-                       size: int | None, md5: str | None) -> FetchResult:
+def _fetch_with_aspera(
+    ascp: str, key: Path, accession: str, relative_path: str, dest: Path, url: str, *, label: str, size: int | None, md5: str | None
+) -> FetchResult:
     staging = records_dir(dest.parent) / "aspera"  # kept between calls: ascp resumes what it finds there
     staging.mkdir(parents=True, exist_ok=True)
     command = aspera_command(accession, relative_path, staging, key=key, ascp=ascp)

@@ -20,8 +20,7 @@ from requests.auth import HTTPBasicAuth
 from cytoimagenet_assets.download.http import DownloadError, FetchResult, Progress, fetch_file
 
 KAGGLE_API = "https://www.kaggle.com/api/v1"
-CREDENTIALS_HINT = ("check KAGGLE_USERNAME and KAGGLE_KEY (create an API token under Settings at "
-                    "https://www.kaggle.com/settings)")
+CREDENTIALS_HINT = "check KAGGLE_USERNAME and KAGGLE_KEY (create an API token under Settings at https://www.kaggle.com/settings)"
 
 
 class KaggleAuth(HTTPBasicAuth):
@@ -46,26 +45,72 @@ def kaggle_competition_url(competition: str, api: str = KAGGLE_API) -> str:
     return f"{api.rstrip('/')}/competitions/data/download-all/{quote(competition, safe='')}"
 
 
-def fetch_kaggle_dataset(slug: str, dest: Path, *, label: str, username: str, key: str, api: str = KAGGLE_API,
-                         session: requests.Session | None = None, progress: Callable[[Progress], None] | None = None,
-                         sleep: Callable[[float], None] = time.sleep) -> FetchResult:
+def fetch_kaggle_dataset(
+    slug: str,
+    dest: Path,
+    *,
+    label: str,
+    username: str,
+    key: str,
+    api: str = KAGGLE_API,
+    session: requests.Session | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchResult:
     """Download the dataset ``owner/dataset`` as one zip to ``dest``."""
     url = kaggle_dataset_url(slug, api)
-    return _fetch(url, dest, label=label, username=username, key=key, session=session, progress=progress, sleep=sleep,
-                  forbidden=f"your Kaggle account may not download the dataset {slug}")
+    return _fetch(
+        url,
+        dest,
+        label=label,
+        username=username,
+        key=key,
+        session=session,
+        progress=progress,
+        sleep=sleep,
+        forbidden=f"your Kaggle account may not download the dataset {slug}",
+    )
 
 
-def fetch_kaggle_competition(competition: str, dest: Path, *, label: str, username: str, key: str, api: str = KAGGLE_API,
-                             session: requests.Session | None = None, progress: Callable[[Progress], None] | None = None,
-                             sleep: Callable[[float], None] = time.sleep) -> FetchResult:
+def fetch_kaggle_competition(
+    competition: str,
+    dest: Path,
+    *,
+    label: str,
+    username: str,
+    key: str,
+    api: str = KAGGLE_API,
+    session: requests.Session | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchResult:
     """Download all files of ``competition`` as one zip to ``dest`` (its rules must have been accepted)."""
     url = kaggle_competition_url(competition, api)
-    return _fetch(url, dest, label=label, username=username, key=key, session=session, progress=progress, sleep=sleep,
-                  forbidden=f"accept the competition rules at https://www.kaggle.com/c/{competition}/rules with the account of KAGGLE_USERNAME")
+    return _fetch(
+        url,
+        dest,
+        label=label,
+        username=username,
+        key=key,
+        session=session,
+        progress=progress,
+        sleep=sleep,
+        forbidden=f"accept the competition rules at https://www.kaggle.com/c/{competition}/rules with the account of KAGGLE_USERNAME",
+    )
 
 
-def _fetch(url: str, dest: Path, *, label: str, username: str, key: str, session: requests.Session | None,
-           progress: Callable[[Progress], None] | None, sleep: Callable[[float], None], forbidden: str) -> FetchResult:
+def _fetch(
+    url: str,
+    dest: Path,
+    *,
+    label: str,
+    username: str,
+    key: str,
+    session: requests.Session | None,
+    progress: Callable[[Progress], None] | None,
+    sleep: Callable[[float], None],
+    forbidden: str,
+) -> FetchResult:
     if not username or not key:
         raise DownloadError(f"{label}: {url} needs Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY")
     try:

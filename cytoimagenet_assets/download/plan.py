@@ -86,9 +86,14 @@ class FetchReport:
         self.notes.extend(result.notes)
 
     def as_metadata(self) -> dict:
-        return {"bytes_downloaded": self.bytes_downloaded, "files_fetched": self.files_fetched, "files_reused": self.files_reused,
-                "files_extracted": self.files_extracted, "files_indexed_remotely": self.files_indexed,
-                "transports": ", ".join(f"{k} {v}" for k, v in sorted(self.transports.items())) or "none"}
+        return {
+            "bytes_downloaded": self.bytes_downloaded,
+            "files_fetched": self.files_fetched,
+            "files_reused": self.files_reused,
+            "files_extracted": self.files_extracted,
+            "files_indexed_remotely": self.files_indexed,
+            "transports": ", ".join(f"{k} {v}" for k, v in sorted(self.transports.items())) or "none",
+        }
 
 
 def is_archive(name: str) -> bool:
@@ -190,8 +195,10 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
     if rest:
         report.unavailable += rest
         shown = ", ".join(rest[:5]) + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
-        report.notes.append(f"{len(rest)} file(s) are neither under {raw_dir} nor in its remote index ({shown}); materialize "
-                            f"raw/{source.dir_name} again, or provide them by hand: {source.download.instructions()}")
+        report.notes.append(
+            f"{len(rest)} file(s) are neither under {raw_dir} nor in its remote index ({shown}); materialize "
+            f"raw/{source.dir_name} again, or provide them by hand: {source.download.instructions()}"
+        )
     with session_scope(fetching.session) as session:
         fetching = replace(fetching, session=session)
         in_zips = indexed[indexed["member"].notna()]
@@ -201,8 +208,17 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
             dest = contained(raw_dir, path)
             with _locked(raw_dir, dest):
                 try:
-                    report.add(fetch_idr_file(source.download.accession, path, dest, label=source.dir_name, mirror=fetching.idr_mirror,
-                                              session=session, progress=fetching.progress))
+                    report.add(
+                        fetch_idr_file(
+                            source.download.accession,
+                            path,
+                            dest,
+                            label=source.dir_name,
+                            mirror=fetching.idr_mirror,
+                            session=session,
+                            progress=fetching.progress,
+                        )
+                    )
                 except DownloadError as exc:
                     if exc.status not in GONE:
                         raise
@@ -217,8 +233,9 @@ def _download(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetch
     name = url_name(remote.url)
     archive = is_archive(name)
     dest = raw_dir / ARCHIVE_DIR / name if archive else contained(raw_dir, name)
-    result = fetch_file(remote.url, dest, label=source.dir_name, size=remote.size, md5=remote.md5, session=fetching.session,
-                        progress=fetching.progress)
+    result = fetch_file(
+        remote.url, dest, label=source.dir_name, size=remote.size, md5=remote.md5, session=fetching.session, progress=fetching.progress
+    )
     report.add(result)
     if archive:
         _extract(source, dest, raw_dir, report)
@@ -255,9 +272,19 @@ def _index_zip(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetc
                 report.bytes_downloaded += fetch_member(remote.url, m, dest, label=source.dir_name, session=fetching.session)
             report.files_fetched += 1
             report.transports["range"] += 1
-        rows.append({"path": m.name, "url": remote.url, "member": m.name, "header_offset": m.header_offset,
-                     "compressed_size": m.compressed_size, "file_size": m.file_size, "compress_type": m.compress_type,
-                     "crc32": m.crc32, "flags": m.flags})
+        rows.append(
+            {
+                "path": m.name,
+                "url": remote.url,
+                "member": m.name,
+                "header_offset": m.header_offset,
+                "compressed_size": m.compressed_size,
+                "file_size": m.file_size,
+                "compress_type": m.compress_type,
+                "crc32": m.crc32,
+                "flags": m.flags,
+            }
+        )
     return rows
 
 
@@ -284,8 +311,15 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
     if readable:
         try:
             for row in members.itertuples(index=False):
-                member = ZipMember(row.member, int(row.header_offset), int(row.compressed_size), int(row.file_size),
-                                   int(row.compress_type), int(row.crc32), int(row.flags))
+                member = ZipMember(
+                    row.member,
+                    int(row.header_offset),
+                    int(row.compressed_size),
+                    int(row.file_size),
+                    int(row.compress_type),
+                    int(row.crc32),
+                    int(row.flags),
+                )
                 dest = contained(raw_dir, row.path)
                 with _locked(raw_dir, dest):
                     if dest.is_file():
@@ -303,9 +337,17 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
         still_missing = [m for m, p in zip(members["member"], members["path"]) if not (raw_dir / p).is_file()]
         if not still_missing:
             return  # another class's run brought them meanwhile
-        result = fetch_members(url, still_missing, raw_dir, label=source.dir_name, archive_cache_dir=raw_dir / ARCHIVE_DIR,
-                               size=remote.size if remote else None, md5=remote.md5 if remote else None, session=fetching.session,
-                               progress=fetching.progress)
+        result = fetch_members(
+            url,
+            still_missing,
+            raw_dir,
+            label=source.dir_name,
+            archive_cache_dir=raw_dir / ARCHIVE_DIR,
+            size=remote.size if remote else None,
+            md5=remote.md5 if remote else None,
+            session=fetching.session,
+            progress=fetching.progress,
+        )
     report.bytes_downloaded += result.bytes_transferred
     report.files_fetched += len(result.paths) - result.already_present
     report.transports[result.method] += 1
@@ -314,13 +356,25 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
 def _download_kaggle(source: Source, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
     spec = source.download
     if not (fetching.kaggle_username and fetching.kaggle_key):
-        raise DownloadError(f"{source.dir_name}: Kaggle credentials are not set: export KAGGLE_USERNAME and KAGGLE_KEY "
-                            f"(an API token from https://www.kaggle.com/settings), or {spec.instructions()} into {raw_dir}")
+        raise DownloadError(
+            f"{source.dir_name}: Kaggle credentials are not set: export KAGGLE_USERNAME and KAGGLE_KEY "
+            f"(an API token from https://www.kaggle.com/settings), or {spec.instructions()} into {raw_dir}"
+        )
     fetch = fetch_kaggle_dataset if spec.method == "kaggle_dataset" else fetch_kaggle_competition
     dest = raw_dir / ARCHIVE_DIR / f"{spec.slug.replace('/', '-')}.zip"
     options = {"api": fetching.kaggle_api} if fetching.kaggle_api else {}
-    report.add(fetch(spec.slug, dest, label=source.dir_name, username=fetching.kaggle_username, key=fetching.kaggle_key,
-                     session=fetching.session, progress=fetching.progress, **options))
+    report.add(
+        fetch(
+            spec.slug,
+            dest,
+            label=source.dir_name,
+            username=fetching.kaggle_username,
+            key=fetching.kaggle_key,
+            session=fetching.session,
+            progress=fetching.progress,
+            **options,
+        )
+    )
     _extract(source, dest, raw_dir, report)
 
 
@@ -353,8 +407,17 @@ def _mirror_study(source: Source, raw_dir: Path, fetching: Fetching, report: Fet
     for path in _study_files(source, fetching):
         dest = contained(raw_dir, path)
         with _locked(raw_dir, dest):
-            report.add(fetch_idr_file(source.download.accession, path, dest, label=source.dir_name, mirror=fetching.idr_mirror,
-                                      session=fetching.session, progress=fetching.progress))
+            report.add(
+                fetch_idr_file(
+                    source.download.accession,
+                    path,
+                    dest,
+                    label=source.dir_name,
+                    mirror=fetching.idr_mirror,
+                    session=fetching.session,
+                    progress=fetching.progress,
+                )
+            )
 
 
 @contextmanager
@@ -370,4 +433,3 @@ def _locked(raw_dir: Path, dest: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-

@@ -89,17 +89,34 @@ def fetch_member(url: str, member: ZipMember, dest: Path, *, label: str, session
         raise DownloadError(f"{label}: {redact(url)}: member {member.name!r} is encrypted")
     if member.compress_type not in (STORED, DEFLATED):
         method = METHOD_NAMES.get(member.compress_type, "unknown")
-        raise DownloadError(f"{label}: {redact(url)}: member {member.name!r} uses compression method {member.compress_type} ({method}); "
-                            "only stored and deflate members can be fetched by range: download the whole archive")
+        raise DownloadError(
+            f"{label}: {redact(url)}: member {member.name!r} uses compression method {member.compress_type} ({method}); "
+            "only stored and deflate members can be fetched by range: download the whole archive"
+        )
     dest = Path(dest)
     with session_scope(session) as s:
-        return with_retries(lambda: _fetch_member_once(url, member, dest, label, s), label=label, url=url, retries=RETRIES,
-                            backoff_s=BACKOFF_S, sleep=time.sleep)
+        return with_retries(
+            lambda: _fetch_member_once(url, member, dest, label, s),
+            label=label,
+            url=url,
+            retries=RETRIES,
+            backoff_s=BACKOFF_S,
+            sleep=time.sleep,
+        )
 
 
-def fetch_members(url: str, names: Iterable[str], raw_dir: Path, *, label: str, archive_cache_dir: Path, size: int | None = None,
-                  md5: str | None = None, session: requests.Session | None = None,
-                  progress: Callable[[Progress], None] | None = None) -> FetchMembersResult:
+def fetch_members(
+    url: str,
+    names: Iterable[str],
+    raw_dir: Path,
+    *,
+    label: str,
+    archive_cache_dir: Path,
+    size: int | None = None,
+    md5: str | None = None,
+    session: requests.Session | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> FetchMembersResult:
     """Members ``names`` of the zip at ``url`` into ``raw_dir/<name>``: by Range requests when the
     server allows them and every member is stored or deflated, otherwise by downloading the whole
     archive once into ``archive_cache_dir`` (``size``/``md5`` verify it) and extracting just those."""
@@ -173,10 +190,10 @@ def _read_directory(url: str, label: str, session: requests.Session) -> tuple[li
         raise ArchiveError(f"{where} is not a zip: no end of central directory record in its last {len(tail)} bytes")
     _, disk, cd_disk, entries_here, entries, cd_size, cd_offset, _ = EOCD.unpack_from(tail, pos)
     locator = pos - ZIP64_LOCATOR.size
-    if locator >= 0 and tail[locator:locator + 4] == ZIP64_LOCATOR_SIGNATURE:
+    if locator >= 0 and tail[locator : locator + 4] == ZIP64_LOCATOR_SIGNATURE:
         record_offset = ZIP64_LOCATOR.unpack_from(tail, locator)[2]
         if record_offset >= tail_start:
-            record = tail[record_offset - tail_start:record_offset - tail_start + ZIP64_EOCD.size]
+            record = tail[record_offset - tail_start : record_offset - tail_start + ZIP64_EOCD.size]
         else:
             record = _get_range(session, url, f"{record_offset}-{record_offset + ZIP64_EOCD.size - 1}", label)[0]
             transferred += len(record)
@@ -188,7 +205,7 @@ def _read_directory(url: str, label: str, session: requests.Session) -> tuple[li
     if cd_offset + cd_size > archive_size:
         raise ArchiveError(f"{where}: central directory at byte {cd_offset} (+{cd_size}) lies beyond the archive's {archive_size} bytes")
     if cd_offset >= tail_start:
-        directory = tail[cd_offset - tail_start:cd_offset - tail_start + cd_size]
+        directory = tail[cd_offset - tail_start : cd_offset - tail_start + cd_size]
     elif cd_size:
         directory = _get_range(session, url, f"{cd_offset}-{cd_offset + cd_size - 1}", label)[0]
         transferred += len(directory)
@@ -201,14 +218,23 @@ def _parse_central_directory(directory: bytes, entries: int, where: str) -> list
     members = []
     pos = 0
     for _ in range(entries):
-        if directory[pos:pos + 4] != CENTRAL_SIGNATURE or pos + CENTRAL.size > len(directory):
+        if directory[pos : pos + 4] != CENTRAL_SIGNATURE or pos + CENTRAL.size > len(directory):
             raise ArchiveError(f"{where}: central directory entry {len(members)} is malformed (self-extracting or corrupt zip?)")
         fields = CENTRAL.unpack_from(directory, pos)
         flags, method, crc, compressed, size, name_length, extra_length, comment_length, offset = (
-            fields[5], fields[6], fields[9], fields[10], fields[11], fields[12], fields[13], fields[14], fields[18])
+            fields[5],
+            fields[6],
+            fields[9],
+            fields[10],
+            fields[11],
+            fields[12],
+            fields[13],
+            fields[14],
+            fields[18],
+        )
         start = pos + CENTRAL.size
-        name = directory[start:start + name_length].decode("utf-8" if flags & 0x800 else "cp437")
-        extra = directory[start + name_length:start + name_length + extra_length]
+        name = directory[start : start + name_length].decode("utf-8" if flags & 0x800 else "cp437")
+        extra = directory[start + name_length : start + name_length + extra_length]
         if 0xFFFFFFFF in (size, compressed, offset):
             size, compressed, offset = _zip64_extra(extra, size, compressed, offset, f"{where}: member {name!r}")
         members.append(ZipMember(name, offset, compressed, size, method, crc, flags))
@@ -259,8 +285,9 @@ class _RangedResponse:
         response = self.response
         if response.status_code != 206:
             response.close()
-            raise RangesNotSupported(f"{self.label}: {redact(self.url)} ignores Range requests (answered {response.status_code})",
-                                     status=response.status_code)
+            raise RangesNotSupported(
+                f"{self.label}: {redact(self.url)} ignores Range requests (answered {response.status_code})", status=response.status_code
+            )
         header = response.headers.get("Content-Range", "")
         try:
             first_last, total = header.removeprefix("bytes ").split("/")
@@ -351,5 +378,7 @@ def _write_member(body: _Body, member: ZipMember, dest: Path, where: str) -> Non
         crc, written = zlib.crc32(data, crc), written + len(data)
         out.write(data)
         if written != member.file_size or crc != member.crc32:
-            raise DownloadError(f"{where} failed verification: expected {member.file_size} bytes with CRC-32 {member.crc32:08x}, "
-                                f"got {written} bytes with CRC-32 {crc:08x}")
+            raise DownloadError(
+                f"{where} failed verification: expected {member.file_size} bytes with CRC-32 {member.crc32:08x}, "
+                f"got {written} bytes with CRC-32 {crc:08x}"
+            )

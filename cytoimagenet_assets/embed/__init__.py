@@ -85,8 +85,11 @@ def folder_inputs(folder: Path, glob: str = "**/*") -> Inputs:
     folder = Path(folder)
     if not folder.is_dir():
         raise EmbedError(f"{folder}: not a folder")
-    files = sorted(p for p in folder.glob(glob) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files = sorted(
+        p
+        for p in folder.glob(glob)
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
     if not files:
         raise EmbedError(f"{folder}: no image files matching {glob!r} (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
     return Inputs(folder, [Sample(p.relative_to(folder).as_posix(), (p.relative_to(folder).as_posix(),)) for p in files])
@@ -201,8 +204,16 @@ def _read_channels(inputs: Inputs, sample: Sample) -> tuple[list[np.ndarray], li
     return channels, names
 
 
-def embed(inputs: Inputs, model: Path, method: str, out: Path, batch_size: int = 64, device: str | None = None,
-          progress: bool = True, log: Callable[[str], None] = print) -> EmbedResult:
+def embed(
+    inputs: Inputs,
+    model: Path,
+    method: str,
+    out: Path,
+    batch_size: int = 64,
+    device: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> EmbedResult:
     """Features of every sample of ``inputs`` by ``method`` into ``out`` (Parquet), resuming; see the module docstring."""
     method, out = method_name(method), Path(out)
     loaded = load_model(model)
@@ -248,8 +259,16 @@ def embed(inputs: Inputs, model: Path, method: str, out: Path, batch_size: int =
             for group in by_channels.values():
                 features = extract(extractor, [channels for _, channels, _ in group], method)
                 for (sample, _, names), vector in zip(group, features):
-                    rows.append({"image": sample.image, "channel_names": names, "channel_paths": list(sample.channel_paths),
-                                 "method": method, "features": vector.astype(np.float32), **dict(sample.extra)})
+                    rows.append(
+                        {
+                            "image": sample.image,
+                            "channel_names": names,
+                            "channel_paths": list(sample.channel_paths),
+                            "method": method,
+                            "features": vector.astype(np.float32),
+                            **dict(sample.extra),
+                        }
+                    )
             if rows:
                 part = pd.DataFrame(rows)
                 write_parquet(part, parts / f"part-{next_part:06d}.parquet", stamp)
@@ -286,8 +305,15 @@ class TargetEmbedding:
     preview: pd.DataFrame
 
     def summary(self) -> dict:
-        return {"target": self.name, "input": str(self.input), "rows": self.result.rows, "dims": ", ".join(map(str, self.result.dims)),
-                "computed": self.result.computed, "reused": self.result.reused, "unreadable": len(self.result.failed)}
+        return {
+            "target": self.name,
+            "input": str(self.input),
+            "rows": self.result.rows,
+            "dims": ", ".join(map(str, self.result.dims)),
+            "computed": self.result.computed,
+            "reused": self.result.reused,
+            "unreadable": len(self.result.failed),
+        }
 
 
 def target_input(home: DataHome, target: EmbedTarget) -> Path:

@@ -31,16 +31,23 @@ def _benchmark(value: str) -> tuple[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cytoimagenet_assets.evaluation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cytoimagenet_assets.evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     treatments = commands.add_parser("bbbc021-treatments", help="the BBBC021 treatment table (DMSO excluded)")
     treatments.add_argument("image_csv", type=Path)
     treatments.add_argument("moa_csv", type=Path)
     run = commands.add_parser("run", help="evaluate a model on benchmark folders and write the report")
     run.add_argument("--model", type=Path, help="a CytoImageNet model.pt (state dict of torchvision's efficientnet_b0)")
-    run.add_argument("--benchmark", type=_benchmark, action="append", required=True, metavar="KIND=DIR",
-                     help=f"a benchmark folder; KIND one of {', '.join(KINDS)}; repeat for several")
+    run.add_argument(
+        "--benchmark",
+        type=_benchmark,
+        action="append",
+        required=True,
+        metavar="KIND=DIR",
+        help=f"a benchmark folder; KIND one of {', '.join(KINDS)}; repeat for several",
+    )
     run.add_argument("--out", type=Path, required=True, help="report folder (evaluation_report.{md,json,csv}, UMAP PNGs)")
     run.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
     run.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -60,14 +67,25 @@ def main(argv: list[str] | None = None) -> int:
         except (BenchmarkFileError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"treatments={len(table)} compounds={table['compound'].nunique()} moas={table['moa'].nunique()} "
-              f"nscb_treatments={int(nscb_eligible(table).sum())}")
+        print(
+            f"treatments={len(table)} compounds={table['compound'].nunique()} moas={table['moa'].nunique()} "
+            f"nscb_treatments={int(nscb_eligible(table).sum())}"
+        )
         return 0
     from cytoimagenet_assets.evaluation.run import BenchmarkInput, EvaluationSettings, run_evaluation
 
-    settings = EvaluationSettings(backbones=tuple(args.backbones), methods=tuple(args.methods), imagenet_weights=args.imagenet_weights,
-                                  batch_size=args.batch_size, tvn=not args.no_tvn, aggregations=tuple(args.aggregation),
-                                  tvn_components=args.tvn_components, seed=args.seed, umap=not args.no_umap, device=args.device)
+    settings = EvaluationSettings(
+        backbones=tuple(args.backbones),
+        methods=tuple(args.methods),
+        imagenet_weights=args.imagenet_weights,
+        batch_size=args.batch_size,
+        tvn=not args.no_tvn,
+        aggregations=tuple(args.aggregation),
+        tvn_components=args.tvn_components,
+        seed=args.seed,
+        umap=not args.no_umap,
+        device=args.device,
+    )
     inputs = [BenchmarkInput(kind, folder) for kind, folder in args.benchmark]
     evaluation = run_evaluation(inputs, args.model, settings, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
     out = evaluation.write(args.out)

@@ -22,8 +22,12 @@ NAMES = {"bbbc021": "BBBC021", "coos7": "COOS-7", "cyclops": "CyCLoPs"}
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "bbbc021": {"image_table": "BBBC021_v1_image.csv", "moa_table": "BBBC021_v1_moa.csv"},
     "coos7": {"files": "COOS7_v1.1_{split}.hdf5", "data_key": "data", "labels_key": "labels"},
-    "cyclops": {"files": ["datasets/Chong_train_set.hdf5", "datasets/Chong_valid_set.hdf5", "datasets/Chong_test_set.hdf5"],
-                "data_key": "data1", "labels_key": "Index1", "names_key": "Index1_columns"},
+    "cyclops": {
+        "files": ["datasets/Chong_train_set.hdf5", "datasets/Chong_valid_set.hdf5", "datasets/Chong_test_set.hdf5"],
+        "data_key": "data1",
+        "labels_key": "Index1",
+        "names_key": "Index1_columns",
+    },
 }
 # The variants of BBBC021 reported by default: the original's (raw, mean) and TVN beside it.
 DEFAULT_VARIANTS = (protocols.BBBC021Variant(), protocols.BBBC021Variant(tvn=True))
@@ -109,8 +113,16 @@ class Benchmark:
 
 
 def _row(benchmark: str, score: protocols.Score, variant: str = "raw", aggregation: str = "") -> dict:
-    return {"benchmark": benchmark, "variant": variant, "aggregation": aggregation, "accuracy": score.accuracy, "low": score.low,
-            "high": score.high, "n": score.n, "interval": score.interval}
+    return {
+        "benchmark": benchmark,
+        "variant": variant,
+        "aggregation": aggregation,
+        "accuracy": score.accuracy,
+        "low": score.low,
+        "high": score.high,
+        "n": score.n,
+        "interval": score.interval,
+    }
 
 
 def _need(path: Path) -> Path:
@@ -119,8 +131,9 @@ def _need(path: Path) -> Path:
     return path
 
 
-def load_bbbc021(folder: Path, options: dict | None = None, variants: Sequence[protocols.BBBC021Variant] = DEFAULT_VARIANTS,
-                 seed: int = 0) -> Benchmark:
+def load_bbbc021(
+    folder: Path, options: dict | None = None, variants: Sequence[protocols.BBBC021Variant] = DEFAULT_VARIANTS, seed: int = 0
+) -> Benchmark:
     options = {**DEFAULT_OPTIONS["bbbc021"], **(options or {})}
     folder = Path(folder)
     image_csv, moa_csv = _need(folder / options["image_table"]), _need(folder / options["moa_table"])
@@ -131,15 +144,19 @@ def load_bbbc021(folder: Path, options: dict | None = None, variants: Sequence[p
     for row, files in zip(images["source_row"], paths):
         for path in files:
             if not (folder / path).is_file():
-                raise FileNotFoundError(f"{image_csv.name} data row {row}: image file {folder / path} not found "
-                                        f"({len(images)} fields are referenced; put the image folders beside the tables)")
+                raise FileNotFoundError(
+                    f"{image_csv.name} data row {row}: image file {folder / path} not found "
+                    f"({len(images)} fields are referenced; put the image folders beside the tables)"
+                )
     treatments = protocols.bbbc021_treatments(images)
     eligible = protocols.nscb_eligible(treatments)
-    notes = [f"BBBC021: {len(treatments)} treatments ({treatments['compound'].nunique()} compounds, {treatments['moa'].nunique()} MOAs) "
-             f"in NSC; NSCB scores the {int(eligible.sum())} whose MOA occurs in more than one batch, leaving out "
-             f"{', '.join(sorted(set(treatments.loc[~eligible, 'moa']))) or 'none'} (the standard convention). "
-             "Features are standardized per image (scaler fit on every evaluated image, as the original) before "
-             "treatment profiles are formed; intervals are bootstrap 95% over treatments."]
+    notes = [
+        f"BBBC021: {len(treatments)} treatments ({treatments['compound'].nunique()} compounds, {treatments['moa'].nunique()} MOAs) "
+        f"in NSC; NSCB scores the {int(eligible.sum())} whose MOA occurs in more than one batch, leaving out "
+        f"{', '.join(sorted(set(treatments.loc[~eligible, 'moa']))) or 'none'} (the standard convention). "
+        "Features are standardized per image (scaler fit on every evaluated image, as the original) before "
+        "treatment profiles are formed; intervals are bootstrap 95% over treatments."
+    ]
 
     def score(parts: list[dict[str, np.ndarray]]) -> list[dict]:
         rows = []
@@ -170,11 +187,14 @@ def load_coos7(folder: Path, options: dict | None = None) -> Benchmark:
         features = {split: np.hstack([p[split] for p in standardized]) for split in parts[0]}
         return [_row(f"COOS-7 {split}", s) for split, s in protocols.coos7(features, labels).items()]
 
-    notes = [f"COOS-7: {len(labels['train'])} training cells, test sets of "
-             f"{', '.join(str(len(labels[s])) for s in protocols.COOS7_SPLITS[1:])}; 11-NN on features standardized by the train "
-             "split's scaler; Wilson 95% intervals."]
-    return Benchmark("coos7", "COOS-7", folder, {s: ArraySamples(a) for s, a in data.items()},
-                     [str(v) for v in labels["train"]], "train", score, notes)
+    notes = [
+        f"COOS-7: {len(labels['train'])} training cells, test sets of "
+        f"{', '.join(str(len(labels[s])) for s in protocols.COOS7_SPLITS[1:])}; 11-NN on features standardized by the train "
+        "split's scaler; Wilson 95% intervals."
+    ]
+    return Benchmark(
+        "coos7", "COOS-7", folder, {s: ArraySamples(a) for s, a in data.items()}, [str(v) for v in labels["train"]], "train", score, notes
+    )
 
 
 def _standardize_on(by_split: dict[str, np.ndarray], fit_split: str) -> dict[str, np.ndarray]:
@@ -192,13 +212,16 @@ def load_cyclops(folder: Path, options: dict | None = None) -> Benchmark:
         features = np.hstack([_standardize_on(p, "all")["all"] for p in parts])
         return [_row("CyCLoPs", protocols.cyclops(features, labels))]
 
-    notes = [f"CyCLoPs: {len(labels)} cells pooled from {len(paths)} files; {protocols.cyclops_class_note(classes)}; "
-             "11-NN leave-one-out on standardized features; Wilson 95% intervals."]
+    notes = [
+        f"CyCLoPs: {len(labels)} cells pooled from {len(paths)} files; {protocols.cyclops_class_note(classes)}; "
+        "11-NN leave-one-out on standardized features; Wilson 95% intervals."
+    ]
     return Benchmark("cyclops", "CyCLoPs", folder, {"all": ArraySamples(images)}, [classes[i] for i in labels], "all", score, notes)
 
 
-def load_benchmark(kind: str, folder: Path, options: dict | None = None,
-                   variants: Sequence[protocols.BBBC021Variant] = DEFAULT_VARIANTS, seed: int = 0) -> Benchmark:
+def load_benchmark(
+    kind: str, folder: Path, options: dict | None = None, variants: Sequence[protocols.BBBC021Variant] = DEFAULT_VARIANTS, seed: int = 0
+) -> Benchmark:
     """Read a benchmark folder; :class:`BenchmarkMissing` when its files are not there."""
     if kind not in KINDS:
         raise ValueError(f"unknown benchmark {kind!r}; known: {', '.join(KINDS)}")

@@ -45,7 +45,8 @@ def imagenet_backbone(weights_file: str | None = None) -> torch.nn.Module:
         raise BackboneUnavailable(
             f"ImageNet weights not found at {path}. With network access, fill the torch cache once: "
             f"python -c \"import torchvision; torchvision.models.efficientnet_b0(weights='IMAGENET1K_V1')\" "
-            f"(downloads {IMAGENET_WEIGHTS.url}), or configure imagenet_weights with the file's path")
+            f"(downloads {IMAGENET_WEIGHTS.url}), or configure imagenet_weights with the file's path"
+        )
     model = torchvision.models.efficientnet_b0(weights=None)
     model.load_state_dict(torch.load(path, map_location="cpu"))
     return model
@@ -121,8 +122,13 @@ def extract(extractor: FeatureExtractor, samples: Iterable[list[np.ndarray]], me
     return flat.reshape(len(prepared), per_sample * flat.shape[1])
 
 
-def extract_all(extractors: dict[str, FeatureExtractor], samples: Sequence[list[np.ndarray]], methods: Sequence[str],
-                chunk: int = 64, progress: Callable[[int], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+def extract_all(
+    extractors: dict[str, FeatureExtractor],
+    samples: Sequence[list[np.ndarray]],
+    methods: Sequence[str],
+    chunk: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
     """Features of every sample by every method and backbone: ``{backbone: {method: (N, D)}}``.
 
     Samples are read ``chunk`` at a time (a lazy sequence, e.g. BBBC021 fields read from disk) and
@@ -137,5 +143,7 @@ def extract_all(extractors: dict[str, FeatureExtractor], samples: Sequence[list[
                 out[name][method].append(extract(extractor, batch, method))
         if progress is not None:
             progress(len(batch))
-    return {b: {m: np.concatenate(parts) if parts else np.empty((0, 1280), np.float32) for m, parts in by_method.items()}
-            for b, by_method in out.items()}
+    return {
+        b: {m: np.concatenate(parts) if parts else np.empty((0, 1280), np.float32) for m, parts in by_method.items()}
+        for b, by_method in out.items()
+    }

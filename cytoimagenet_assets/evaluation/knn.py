@@ -25,8 +25,9 @@ def distances(queries: np.ndarray, train: np.ndarray, metric: str) -> np.ndarray
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def knn_predict(train: np.ndarray, train_labels: np.ndarray, queries: np.ndarray, k: int, metric: str = "euclidean",
-                excluded=None, chunk: int = 2048) -> np.ndarray:
+def knn_predict(
+    train: np.ndarray, train_labels: np.ndarray, queries: np.ndarray, k: int, metric: str = "euclidean", excluded=None, chunk: int = 2048
+) -> np.ndarray:
     """Predicted label index of every query, or -1 for a query left without any neighbour.
 
     ``excluded(rows) -> bool matrix (len(rows) × len(train))`` marks training rows a query may not

@@ -73,15 +73,18 @@ class TVNInfo:
         if self.batches_whitened:
             parts.append(f"re-whitened per batch in {len(self.batches_whitened)} batches")
         if self.batches_centred:
-            parts.append(f"centred on their own controls only in {len(self.batches_centred)} batches (fewer controls than "
-                         f"{self.components + 1}, the least for a full-rank covariance)")
+            parts.append(
+                f"centred on their own controls only in {len(self.batches_centred)} batches (fewer controls than "
+                f"{self.components + 1}, the least for a full-rank covariance)"
+            )
         if self.batches_without_controls:
             parts.append(f"{len(self.batches_without_controls)} batches without controls")
         return "; ".join(parts)
 
 
-def tvn(features: np.ndarray, controls: np.ndarray, batches: np.ndarray | None = None, components: int | None = None,
-        per_batch: bool = True) -> tuple[np.ndarray, TVNInfo]:
+def tvn(
+    features: np.ndarray, controls: np.ndarray, batches: np.ndarray | None = None, components: int | None = None, per_batch: bool = True
+) -> tuple[np.ndarray, TVNInfo]:
     """Typical variation normalization of every row of ``features`` (N × d) by the rows marked in
     ``controls``. Returns the transformed features (N × k) and what was done."""
     x = np.asarray(features, np.float64)

@@ -63,6 +63,7 @@ class Score:
 
 # -- BBBC021 -----------------------------------------------------------------------------------
 
+
 def _number_key(values: pd.Series, path: Path, column: str) -> pd.Series:
     numbers = pd.to_numeric(values, errors="coerce")
     bad = numbers.isna() & values.notna()
@@ -82,8 +83,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except UNREADABLE as exc:
         where = where_it_breaks(Path(path), exc)
-        raise BenchmarkFileError(f"cannot read {path}{' ' + where if where else ''}: "
-                                 f"{type(exc).__name__}: {exc or 'the file ends early (truncated?)'}") from exc
+        raise BenchmarkFileError(
+            f"cannot read {path}{' ' + where if where else ''}: {type(exc).__name__}: {exc or 'the file ends early (truncated?)'}"
+        ) from exc
 
 
 def _require(table: pd.DataFrame, columns: list[str], path: Path) -> None:
@@ -99,8 +101,12 @@ def bbbc021_images(image_csv: Path, moa_csv: Path, controls: bool = False) -> pd
     image_csv, moa_csv = Path(image_csv), Path(moa_csv)
     images = _read_csv(image_csv)
     moa = _read_csv(moa_csv)  # CR-only line endings read fine
-    _require(images, ["Image_Metadata_Compound", "Image_Metadata_Concentration", "Image_Metadata_Plate_DAPI"]
-             + [f"Image_{kind}_{c}" for c in BBBC021_CHANNELS for kind in ("FileName", "PathName")], image_csv)
+    _require(
+        images,
+        ["Image_Metadata_Compound", "Image_Metadata_Concentration", "Image_Metadata_Plate_DAPI"]
+        + [f"Image_{kind}_{c}" for c in BBBC021_CHANNELS for kind in ("FileName", "PathName")],
+        image_csv,
+    )
     _require(moa, ["compound", "concentration", "moa"], moa_csv)
     images["source_row"] = np.arange(1, len(images) + 1)
     images["concentration_key"] = _number_key(images["Image_Metadata_Concentration"], image_csv, "Image_Metadata_Concentration")
@@ -109,8 +115,13 @@ def bbbc021_images(image_csv: Path, moa_csv: Path, controls: bool = False) -> pd
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0])
         raise ValueError(f"{moa_csv}: data row {row + 1}: ({moa['compound'].iloc[row]}, {moa['concentration'].iloc[row]}) is listed twice")
-    joined = images.merge(moa[["compound", "concentration_key", "moa"]], left_on=["Image_Metadata_Compound", "concentration_key"],
-                          right_on=["compound", "concentration_key"], how="inner", validate="many_to_one")
+    joined = images.merge(
+        moa[["compound", "concentration_key", "moa"]],
+        left_on=["Image_Metadata_Compound", "concentration_key"],
+        right_on=["compound", "concentration_key"],
+        how="inner",
+        validate="many_to_one",
+    )
     joined["control"] = joined["moa"] == CONTROL_MOA
     if not controls:
         joined = joined[~joined["control"]]
@@ -119,7 +130,9 @@ def bbbc021_images(image_csv: Path, moa_csv: Path, controls: bool = False) -> pd
     joined["batch"] = joined["plate"].str.split("_").str[0]
     joined["concentration"] = joined["Image_Metadata_Concentration"].astype(float)
     for channel in BBBC021_CHANNELS:
-        joined[f"path_{channel}"] = joined[f"Image_PathName_{channel}"].astype(str).str.strip("/") + "/" + joined[f"Image_FileName_{channel}"]
+        joined[f"path_{channel}"] = (
+            joined[f"Image_PathName_{channel}"].astype(str).str.strip("/") + "/" + joined[f"Image_FileName_{channel}"]
+        )
     return joined[["compound", "concentration", "moa", "batch", "plate", "control", "source_row"] + [f"path_{c}" for c in BBBC021_CHANNELS]]
 
 
@@ -134,8 +147,9 @@ def bbbc021_treatments(images: pd.DataFrame) -> pd.DataFrame:
     its number of fields."""
     treated = images[~images["control"]] if "control" in images else images
     grouped = treated.groupby(["compound", "concentration"], sort=True)
-    return grouped.agg(moa=("moa", "first"), batches=("batch", lambda s: tuple(sorted(set(s)))), batch=("batch", _main_batch),
-                       fields=("moa", "size")).reset_index()
+    return grouped.agg(
+        moa=("moa", "first"), batches=("batch", lambda s: tuple(sorted(set(s)))), batch=("batch", _main_batch), fields=("moa", "size")
+    ).reset_index()
 
 
 def _batch_of(treatments: pd.DataFrame) -> pd.Series:
@@ -196,8 +210,9 @@ class BBBC021Variant:
         return ("TVN" if self.tvn else "raw") + ("" if self.standardize else ", unstandardized")
 
 
-def bbbc021_profiles(images: pd.DataFrame, parts: list[np.ndarray], variant: BBBC021Variant = BBBC021Variant()
-                     ) -> tuple[pd.DataFrame, np.ndarray, prof.TVNInfo | None]:
+def bbbc021_profiles(
+    images: pd.DataFrame, parts: list[np.ndarray], variant: BBBC021Variant = BBBC021Variant()
+) -> tuple[pd.DataFrame, np.ndarray, prof.TVNInfo | None]:
     """Treatment profiles from per-image features: one array per backbone in ``parts`` (rows =
     ``images`` rows), each standardized on its own (scaler fit on the treated images) and then
     concatenated; TVN on the control rows when asked; controls dropped; aggregated per treatment."""
@@ -214,7 +229,8 @@ def bbbc021_profiles(images: pd.DataFrame, parts: list[np.ndarray], variant: BBB
     treated = images[~control].reset_index(drop=True)
     treatments = bbbc021_treatments(treated)
     codes = pd.MultiIndex.from_frame(treatments[["compound", "concentration"]]).get_indexer(
-        pd.MultiIndex.from_frame(treated[["compound", "concentration"]]))
+        pd.MultiIndex.from_frame(treated[["compound", "concentration"]])
+    )
     return treatments, prof.aggregate(x[~control], codes, len(treatments), variant.aggregate), info
 
 
@@ -224,19 +240,25 @@ def treatment_profiles(images: pd.DataFrame, features: np.ndarray, how: str = "m
     return treatments, profiles
 
 
-def bbbc021_scores(images: pd.DataFrame, parts: list[np.ndarray], variant: BBBC021Variant = BBBC021Variant(), seed: int = 0
-                   ) -> tuple[dict[str, Score], dict]:
+def bbbc021_scores(
+    images: pd.DataFrame, parts: list[np.ndarray], variant: BBBC021Variant = BBBC021Variant(), seed: int = 0
+) -> tuple[dict[str, Score], dict]:
     """NSC and NSCB scores of one variant, and what was done (treatments scored, TVN details)."""
     treatments, profiles, info = bbbc021_profiles(images, parts, variant)
     nsc_score, _ = nsc(treatments, profiles, seed=seed)
     nscb_score, _ = nscb(treatments, profiles, seed=seed)
     eligible = nscb_eligible(treatments)
-    details = {"treatments": len(treatments), "nscb_treatments": int(eligible.sum()),
-               "nscb_excluded_moas": sorted(set(treatments.loc[~eligible, "moa"])), "tvn": info.describe() if info else None}
+    details = {
+        "treatments": len(treatments),
+        "nscb_treatments": int(eligible.sum()),
+        "nscb_excluded_moas": sorted(set(treatments.loc[~eligible, "moa"])),
+        "tvn": info.describe() if info else None,
+    }
     return {"BBBC021 NSC": nsc_score, "BBBC021 NSCB": nscb_score}, details
 
 
 # -- HDF5 chunks (DeepLoc layout) -------------------------------------------------------------
+
 
 def chunk_keys(f, key: str, path: Path, option: str) -> list[str]:
     """The datasets holding ``key``'s data: ``key`` itself, or its numbered chunks. ``data`` missing
@@ -250,16 +272,21 @@ def chunk_keys(f, key: str, path: Path, option: str) -> list[str]:
         keys.append(f"{prefix}{n}")
         n += 1
     if not keys:
-        raise KeyError(f"{path}: no dataset {key!r} (nor chunks {prefix}{start}, {prefix}{start + 1}, …); "
-                       f"it has {sorted(f.keys())} (set {option} in the catalog's entry)")
+        raise KeyError(
+            f"{path}: no dataset {key!r} (nor chunks {prefix}{start}, {prefix}{start + 1}, …); "
+            f"it has {sorted(f.keys())} (set {option} in the catalog's entry)"
+        )
     stray = sorted(k for k in f.keys() if re.fullmatch(re.escape(prefix) + r"\d+", k) and k not in keys)
     if stray:
-        raise ValueError(f"{path}: chunks {', '.join(keys)} are numbered consecutively but {', '.join(stray)} also exist: "
-                         "a chunk is missing, so the file is incomplete")
+        raise ValueError(
+            f"{path}: chunks {', '.join(keys)} are numbered consecutively but {', '.join(stray)} also exist: "
+            "a chunk is missing, so the file is incomplete"
+        )
     return keys
 
 
 # -- COOS-7 ------------------------------------------------------------------------------------
+
 
 def read_coos7(path: Path, data_key: str = "data", labels_key: str = "labels") -> tuple[np.ndarray, np.ndarray]:
     """(images N × channels × H × W, labels N) from one COOS-7 HDF5 split, every chunk."""
@@ -269,12 +296,16 @@ def read_coos7(path: Path, data_key: str = "data", labels_key: str = "labels") -
     with h5py.File(path, "r") as f:
         data_keys, label_keys = chunk_keys(f, data_key, path, "data_key"), chunk_keys(f, labels_key, path, "labels_key")
         if len(data_keys) != len(label_keys):
-            raise ValueError(f"{path}: {len(data_keys)} data chunks ({', '.join(data_keys)}) but {len(label_keys)} label chunks "
-                             f"({', '.join(label_keys)})")
+            raise ValueError(
+                f"{path}: {len(data_keys)} data chunks ({', '.join(data_keys)}) but {len(label_keys)} label chunks "
+                f"({', '.join(label_keys)})"
+            )
         for dk, lk in zip(data_keys, label_keys):
             chunk, chunk_labels = f[dk][()], np.asarray(f[lk][()]).astype(np.int64).ravel()
             if chunk.ndim != 4 or len(chunk) != len(chunk_labels):
-                raise ValueError(f"{path}: {dk} has shape {chunk.shape}, expected (N, channels, H, W) with N = {len(chunk_labels)} labels in {lk}")
+                raise ValueError(
+                    f"{path}: {dk} has shape {chunk.shape}, expected (N, channels, H, W) with N = {len(chunk_labels)} labels in {lk}"
+                )
             data.append(chunk)
             labels.append(chunk_labels)
     return np.concatenate(data), np.concatenate(labels)
@@ -284,14 +315,24 @@ def coos7(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int
     """11-NN fit on the train split's standardized features, accuracy on each test split."""
     scale = prof.fit_scaler(features["train"])
     train = scale(features["train"])
-    return {split: Score.of(knn_predict(train, labels["train"], scale(features[split]), k) == labels[split])
-            for split in features if split != "train"}
+    return {
+        split: Score.of(knn_predict(train, labels["train"], scale(features[split]), k) == labels[split])
+        for split in features
+        if split != "train"
+    }
 
 
 # -- CyCLoPs -----------------------------------------------------------------------------------
 
-def read_cyclops(paths: list[Path], data_key: str = "data1", labels_key: str = "Index1", names_key: str = "Index1_columns",
-                 channels: int = 2, side: int = 64) -> tuple[np.ndarray, np.ndarray, list[str]]:
+
+def read_cyclops(
+    paths: list[Path],
+    data_key: str = "data1",
+    labels_key: str = "Index1",
+    names_key: str = "Index1_columns",
+    channels: int = 2,
+    side: int = 64,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Pooled single cells (N × 2 × 64 × 64: GFP protein, RFP cytosol) of every chunk of every file,
     label indices and class names, with DEAD and GHOST dropped and SPINDLEPOLE merged into SPINDLE."""
     import h5py
@@ -301,8 +342,10 @@ def read_cyclops(paths: list[Path], data_key: str = "data1", labels_key: str = "
         with h5py.File(path, "r") as f:
             data_keys, label_keys = chunk_keys(f, data_key, path, "data_key"), chunk_keys(f, labels_key, path, "labels_key")
             if len(data_keys) != len(label_keys):
-                raise ValueError(f"{path}: {len(data_keys)} data chunks ({', '.join(data_keys)}) but {len(label_keys)} label chunks "
-                                 f"({', '.join(label_keys)})")
+                raise ValueError(
+                    f"{path}: {len(data_keys)} data chunks ({', '.join(data_keys)}) but {len(label_keys)} label chunks "
+                    f"({', '.join(label_keys)})"
+                )
             if names_key not in f:
                 raise KeyError(f"{path}: no dataset {names_key!r}; it has {sorted(f.keys())} (set names_key in the catalog's entry)")
             for dk, lk in zip(data_keys, label_keys):
@@ -311,8 +354,10 @@ def read_cyclops(paths: list[Path], data_key: str = "data1", labels_key: str = "
                 names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(f[own_names][()]).ravel()]
                 data, onehot = np.asarray(f[dk][()]), np.asarray(f[lk][()])
                 if data.ndim != 2 or data.shape[1] != channels * side * side or onehot.shape != (len(data), len(names)):
-                    raise ValueError(f"{path}: {dk} {data.shape} / {lk} {onehot.shape} do not match {channels}x{side}x{side} "
-                                     f"cells of {len(names)} classes ({own_names})")
+                    raise ValueError(
+                        f"{path}: {dk} {data.shape} / {lk} {onehot.shape} do not match {channels}x{side}x{side} "
+                        f"cells of {len(names)} classes ({own_names})"
+                    )
                 images.append(data.reshape(len(data), channels, side, side))
                 names_all.extend(names[i] for i in onehot.argmax(1))
     names_all = [CYCLOPS_MERGED.get(n, n) for n in names_all]
@@ -326,8 +371,10 @@ def read_cyclops(paths: list[Path], data_key: str = "data1", labels_key: str = "
 def cyclops_class_note(classes: list[str]) -> str:
     """What the class count is and why it differs from the paper's 17."""
     merged = ", ".join(f"{a} into {b}" for a, b in CYCLOPS_MERGED.items())
-    return (f"{len(classes)} classes after dropping {' and '.join(CYCLOPS_DROPPED)} and merging {merged}, as the original's "
-            "evaluation did; the paper's '17 labels' counts SPINDLE and SPINDLEPOLE separately (16 after the merge on the real data)")
+    return (
+        f"{len(classes)} classes after dropping {' and '.join(CYCLOPS_DROPPED)} and merging {merged}, as the original's "
+        "evaluation did; the paper's '17 labels' counts SPINDLE and SPINDLEPOLE separately (16 after the merge on the real data)"
+    )
 
 
 def cyclops(features: np.ndarray, labels: np.ndarray, k: int = 11) -> Score:

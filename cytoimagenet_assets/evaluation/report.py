@@ -28,7 +28,11 @@ def comparison_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per benchmark (and variant) and backbone: the best extraction method's accuracy [95% interval]
     beside the published figure. The best method is chosen on the test data itself, so that column
     is optimistic; the report lists every method too."""
-    keys = [(b, v, a) for b, v, a in results[["benchmark", "variant", "aggregation"]].fillna("").itertuples(index=False, name=None)] if len(results) else []
+    keys = (
+        [(b, v, a) for b, v, a in results[["benchmark", "variant", "aggregation"]].fillna("").itertuples(index=False, name=None)]
+        if len(results)
+        else []
+    )
     keys += [(b, "raw", "") for b in PUBLISHED]  # benchmarks not evaluated still show the published figures
     seen, ordered = set(), []
     for benchmark in dict.fromkeys(k[0] for k in keys):  # each benchmark's variants together, raw first
@@ -41,9 +45,16 @@ def comparison_table(results: pd.DataFrame) -> pd.DataFrame:
     for label, (benchmark, variant, aggregation) in ordered:
         row = {"benchmark": label}
         for i, backbone in enumerate(BACKBONES):
-            mine = results[(results["benchmark"] == benchmark) & (results["variant"] == variant) & (results["backbone"] == backbone)
-                           & (results["aggregation"].fillna("").isin([aggregation] if aggregation else ["", "mean"]))
-                           ].dropna(subset=["accuracy"]) if len(results) else results
+            mine = (
+                results[
+                    (results["benchmark"] == benchmark)
+                    & (results["variant"] == variant)
+                    & (results["backbone"] == backbone)
+                    & (results["aggregation"].fillna("").isin([aggregation] if aggregation else ["", "mean"]))
+                ].dropna(subset=["accuracy"])
+                if len(results)
+                else results
+            )
             published = PUBLISHED.get(benchmark, (None,) * 4)[i] if variant == "raw" and aggregation in ("", "mean") else None
             if len(mine):
                 best = mine.loc[mine["accuracy"].idxmax()]
@@ -59,7 +70,9 @@ def umap_png(features: np.ndarray, labels: list[str], title: str, seed: int = 0)
     """2-D UMAP of features coloured by label."""
     import umap
 
-    embedding = umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(features)
+    embedding = umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(
+        features
+    )
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for label in sorted(set(labels)):
         mask = np.array(labels) == label
@@ -75,7 +88,9 @@ def before_after_umap_png(features: np.ndarray, classes: list[str], before: np.n
     """Two UMAPs of one embedding: the rows marked ``before`` (source images) and the others (the class after upsampling)."""
     import umap
 
-    embedding = umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(features)
+    embedding = umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(
+        features
+    )
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     names = sorted(set(classes))
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))

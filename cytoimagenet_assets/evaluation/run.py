@@ -57,8 +57,11 @@ class EvaluationSettings:
         return out or list(DEFAULT_VARIANTS)
 
     def check(self) -> None:
-        for name, given, known in (("backbone", self.backbones, BACKBONES), ("method", self.methods, METHODS),
-                                   ("aggregation", self.aggregations, ("mean", "median"))):
+        for name, given, known in (
+            ("backbone", self.backbones, BACKBONES),
+            ("method", self.methods, METHODS),
+            ("aggregation", self.aggregations, ("mean", "median")),
+        ):
             unknown = [g for g in given if g not in known]
             if unknown:
                 raise ValueError(f"unknown {name}(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -87,16 +90,24 @@ class Evaluation:
 
     def markdown(self) -> str:
         comparison = self.comparison
-        parts = ["## Accuracy (%) [95% interval] beside the published figures", "",
-                 "Each cell is the best of the extraction methods evaluated, **chosen on the test data itself** (so it is "
-                 "optimistic); every method is listed under *Every method*. BBBC021 rows are raw (the original's protocol) and "
-                 "TVN (typical variation normalization on DMSO) side by side; the published figures are for the raw protocol.", "",
-                 markdown_table(comparison, max_rows=len(comparison)), ""]
+        parts = [
+            "## Accuracy (%) [95% interval] beside the published figures",
+            "",
+            "Each cell is the best of the extraction methods evaluated, **chosen on the test data itself** (so it is "
+            "optimistic); every method is listed under *Every method*. BBBC021 rows are raw (the original's protocol) and "
+            "TVN (typical variation normalization on DMSO) side by side; the published figures are for the raw protocol.",
+            "",
+            markdown_table(comparison, max_rows=len(comparison)),
+            "",
+        ]
         if self.notes:
             parts += ["## Protocols", ""] + [f"- {n}" for n in self.notes] + [""]
         if len(self.results):
-            per_method = self.results.assign(accuracy=(100 * self.results["accuracy"]).round(2), low=(100 * self.results["low"]).round(1),
-                                              high=(100 * self.results["high"]).round(1))
+            per_method = self.results.assign(
+                accuracy=(100 * self.results["accuracy"]).round(2),
+                low=(100 * self.results["low"]).round(1),
+                high=(100 * self.results["high"]).round(1),
+            )
             parts += ["## Every method", "", markdown_table(per_method, max_rows=len(per_method)), ""]
         for title, entries in (("Backbones unavailable", self.unavailable), ("Benchmarks skipped", self.skipped)):
             if entries:
@@ -104,8 +115,16 @@ class Evaluation:
         return "\n".join(parts)
 
     def to_json(self) -> str:
-        return json.dumps({"results": self.results.replace({np.nan: None}).to_dict("records"), "unavailable_backbones": self.unavailable,
-                           "skipped_benchmarks": self.skipped, "notes": self.notes, "settings": self.settings}, indent=1)
+        return json.dumps(
+            {
+                "results": self.results.replace({np.nan: None}).to_dict("records"),
+                "unavailable_backbones": self.unavailable,
+                "skipped_benchmarks": self.skipped,
+                "notes": self.notes,
+                "settings": self.settings,
+            },
+            indent=1,
+        )
 
     def write(self, out: Path) -> Path:
         """evaluation_report.{md,json,csv} and the UMAP PNGs under ``out``, each written atomically."""
@@ -123,7 +142,9 @@ def device_for(settings: EvaluationSettings) -> torch.device:
     return pick_device(settings.device)
 
 
-def load_backbones(settings: EvaluationSettings, model: Path | None, device: torch.device) -> tuple[dict[str, FeatureExtractor], dict[str, str]]:
+def load_backbones(
+    settings: EvaluationSettings, model: Path | None, device: torch.device
+) -> tuple[dict[str, FeatureExtractor], dict[str, str]]:
     """The wanted backbones as feature extractors, and why each unavailable one is missing."""
     extractors, unavailable = {}, {}
     wanted = set(settings.backbones) | ({"imagenet", "cytoimagenet"} if "fusion" in settings.backbones else set())
@@ -152,8 +173,9 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="sample", disable=not enabled, dynamic_ncols=True)
 
 
-def score_benchmark(bench: Benchmark, extractors: dict[str, FeatureExtractor], settings: EvaluationSettings,
-                    progress: bool = True) -> tuple[list[dict], dict[str, bytes]]:
+def score_benchmark(
+    bench: Benchmark, extractors: dict[str, FeatureExtractor], settings: EvaluationSettings, progress: bool = True
+) -> tuple[list[dict], dict[str, bytes]]:
     """Result rows of every backbone (and the fusion) × method on one benchmark, and its UMAPs."""
     rows, figures = [], {}
     if not extractors:
@@ -173,13 +195,22 @@ def score_benchmark(bench: Benchmark, extractors: dict[str, FeatureExtractor], s
             for row in bench.score([features[m][method] for m in members]):
                 rows.append({**row, "backbone": backbone, "method": method})
         if settings.umap and "concat_normalized" in settings.methods and len(members) == 1:
-            figures[f"umap_{bench.kind}_{backbone}"] = umap_png(features[backbone]["concat_normalized"][bench.umap_split], bench.colours,
-                                                                 f"{bench.name}, {backbone} features", settings.seed)
+            figures[f"umap_{bench.kind}_{backbone}"] = umap_png(
+                features[backbone]["concat_normalized"][bench.umap_split],
+                bench.colours,
+                f"{bench.name}, {backbone} features",
+                settings.seed,
+            )
     return rows, figures
 
 
-def run_evaluation(benchmarks: Sequence[BenchmarkInput], model: Path | None, settings: EvaluationSettings = EvaluationSettings(),
-                   progress: bool = True, log: Callable[[str], None] = lambda _: None) -> Evaluation:
+def run_evaluation(
+    benchmarks: Sequence[BenchmarkInput],
+    model: Path | None,
+    settings: EvaluationSettings = EvaluationSettings(),
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+) -> Evaluation:
     """Evaluate the backbones on every benchmark that is present; see the module docstring."""
     settings.check()
     device = device_for(settings)

@@ -38,8 +38,15 @@ def figure_backbone(imagenet_weights: str | None, model: Path | None) -> tuple[t
         return cytoimagenet_backbone(Path(model)), "cytoimagenet", f"ImageNet weights unavailable ({exc}); CytoImageNet features instead"
 
 
-def upsampling_figure(dataset_dir: Path, source_image: Callable[[str], np.ndarray], imagenet_weights: str | None = None,
-                      model: Path | None = None, classes: int = 20, images_per_class: int = 30, seed: int = 0) -> UpsamplingFigure:
+def upsampling_figure(
+    dataset_dir: Path,
+    source_image: Callable[[str], np.ndarray],
+    imagenet_weights: str | None = None,
+    model: Path | None = None,
+    classes: int = 20,
+    images_per_class: int = 30,
+    seed: int = 0,
+) -> UpsamplingFigure:
     """UMAP of ``classes`` random upsampled classes of the published dataset (``dataset/metadata.csv``);
     ``source_image(idx)`` gives the merged 8-bit source image of a row of the merged table."""
     metadata = pd.read_csv(Path(dataset_dir) / "metadata.csv")

@@ -60,9 +60,30 @@ def die_with_parent() -> None:
     if os.getppid() == 1:  # the parent died before the signal was armed
         os._exit(1)
 
+
 RELEASE_COLUMNS = [
-    "label", "category", "database", "name", "dir_name", "path", "filename", "idx", "organism", "cell_type",
-    "cell_visible", "phenotype", "compound", "sirna", "gene", "microscopy", "crop", "scaling", "x_min", "x_max", "y_min", "y_max",
+    "label",
+    "category",
+    "database",
+    "name",
+    "dir_name",
+    "path",
+    "filename",
+    "idx",
+    "organism",
+    "cell_type",
+    "cell_visible",
+    "phenotype",
+    "compound",
+    "sirna",
+    "gene",
+    "microscopy",
+    "crop",
+    "scaling",
+    "x_min",
+    "x_max",
+    "y_min",
+    "y_max",
 ]
 CARRIED = ["database", "name", "dir_name", "organism", "cell_type", "cell_visible", "phenotype", "compound", "sirna", "gene", "microscopy"]
 READ_ATTEMPTS = 3
@@ -186,8 +207,12 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
         cut = cut_region(channels, region)
         if cut is None:
             sizes = sorted({f"{c.shape[0]}x{c.shape[1]}" for c in channels})
-            return _drop(task, "region", f"region outside the image: {task.region} does not fit in the {' / '.join(sizes)} image "
-                                         f"({', '.join(Path(p).name for p in task.paths)})")
+            return _drop(
+                task,
+                "region",
+                f"region outside the image: {task.region} does not fit in the {' / '.join(sizes)} image "
+                f"({', '.join(Path(p).name for p in task.paths)})",
+            )
         channels, top, left = cut, region[0], region[2]
     try:
         merged = merge(channels)
@@ -216,13 +241,20 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
         outputs = crops if task.replace_with_crops and crops else [(0, None, whole), *crops]
     for n, crop, image in outputs:
         save_png(image, Path(task.stage) / f"{task.ordinal:08d}-{n}.png")
-        written.append({
-            "ordinal": task.ordinal, "n": n, "idx": task.idx, "crop": crop is not None,
-            "scaling": crop.scaling if crop else 1.0,
-            # in the source file's pixels: the crop (or the whole image) shifted by the region's corner
-            "x_min": left + (crop.x_min if crop else 0), "x_max": left + (crop.x_max if crop else w),
-            "y_min": top + (crop.y_min if crop else 0), "y_max": top + (crop.y_max if crop else h),
-        })
+        written.append(
+            {
+                "ordinal": task.ordinal,
+                "n": n,
+                "idx": task.idx,
+                "crop": crop is not None,
+                "scaling": crop.scaling if crop else 1.0,
+                # in the source file's pixels: the crop (or the whole image) shifted by the region's corner
+                "x_min": left + (crop.x_min if crop else 0),
+                "x_max": left + (crop.x_max if crop else w),
+                "y_min": top + (crop.y_min if crop else 0),
+                "y_max": top + (crop.y_max if crop else h),
+            }
+        )
     return written, dropped
 
 
@@ -240,8 +272,19 @@ def trim_to_target(outputs: pd.DataFrame, target: int, rng: np.random.Generator)
     return np.sort(np.concatenate([one_each, rng.choice(rest, excess - len(one_each), replace=False)]))
 
 
-def build_class(class_key: str, label: str, category: str, rows: pd.DataFrame, raw_dirs: dict[str, Path], out_dir: Path,
-                target: int, threshold: int, seed: int, upsampling: str = "original", workers: int = 1) -> ClassResult:
+def build_class(
+    class_key: str,
+    label: str,
+    category: str,
+    rows: pd.DataFrame,
+    raw_dirs: dict[str, Path],
+    out_dir: Path,
+    target: int,
+    threshold: int,
+    seed: int,
+    upsampling: str = "original",
+    workers: int = 1,
+) -> ClassResult:
     """Write the images of one class to ``out_dir`` (= dataset/<class_key>), atomically.
 
     ``rows`` are the class's rows of the merged table (idx, dir_name, channel_paths, region when
@@ -258,7 +301,9 @@ def build_class(class_key: str, label: str, category: str, rows: pd.DataFrame, r
     for dir_name in rows["dir_name"].unique():
         folder = raw_dirs.get(dir_name)
         if folder is None or not Path(folder).is_dir():
-            raise ClassBuildError(f"class {class_key}: raw folder of source {dir_name!r} is missing ({folder}); materialize raw/{dir_name} first")
+            raise ClassBuildError(
+                f"class {class_key}: raw folder of source {dir_name!r} is missing ({folder}); materialize raw/{dir_name} first"
+            )
     paths = [tuple(str(raw_dirs[d] / p) for p in files) for d, files in zip(rows["dir_name"], rows["channel_paths"])]
     readable = [bool(files) and all(Path(f).is_file() for f in files) for files in paths]
     if upsampling == "original":
@@ -269,8 +314,16 @@ def build_class(class_key: str, label: str, category: str, rows: pd.DataFrame, r
     regions = [None if pd.isna(r) else str(r) for r in rows["region"]] if "region" in rows else [None] * len(rows)
     with atomic_path(out_dir, is_dir=True) as stage:
         tasks = [
-            ImageTask(i, idx, paths[i], crops[i], (seed, zlib.crc32(f"{class_key}\x1f{idx}".encode())), str(stage), regions[i],
-                      replace_with_crops=upsampling == "original")
+            ImageTask(
+                i,
+                idx,
+                paths[i],
+                crops[i],
+                (seed, zlib.crc32(f"{class_key}\x1f{idx}".encode())),
+                str(stage),
+                regions[i],
+                replace_with_crops=upsampling == "original",
+            )
             for i, idx in enumerate(rows["idx"])
         ]
         written, dropped = [], []
@@ -291,8 +344,7 @@ def build_class(class_key: str, label: str, category: str, rows: pd.DataFrame, r
             reasons = Counter(r.split(":")[0] for r in drops["reason"])
             raise ClassBuildError(
                 f"class {class_key} ({category}: {label}): only {len(written)} usable images of {len(rows)} rows "
-                f"(threshold {threshold}); dropped: {dict(reasons)}"
-                + (f"; first: {drops['reason'].iloc[0]}" if len(drops) else "")
+                f"(threshold {threshold}); dropped: {dict(reasons)}" + (f"; first: {drops['reason'].iloc[0]}" if len(drops) else "")
             )
         outputs = pd.DataFrame(written).sort_values(["ordinal", "n"], kind="stable").reset_index(drop=True)
         trimmed = trim_to_target(outputs, target, np.random.default_rng([seed, zlib.crc32(f"{class_key}\x1ftrim".encode())]))
@@ -331,4 +383,3 @@ def thumbnail_grid(paths: list[Path], side: int = 5, size: int = 96) -> bytes:
 
 def drop_summary(drops: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in drops["reason"].map(lambda r: r.split(":")[0]).value_counts().items()} if len(drops) else {}
-

@@ -31,21 +31,40 @@ def assemble_dataset(dataset_dir: Path, class_keys: list[str]) -> tuple[pd.DataF
 def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str]) -> str:
     """README.md of the dataset: totals and the methods file's tables (labels per category, per database)."""
     classes = metadata.drop_duplicates("path")
-    per_category = classes["category"].value_counts().reindex(LABEL_CATEGORIES, fill_value=0).rename("# of labels").rename_axis("Category").reset_index()
+    per_category = (
+        classes["category"]
+        .value_counts()
+        .reindex(LABEL_CATEGORIES, fill_value=0)
+        .rename("# of labels")
+        .rename_axis("Category")
+        .reset_index()
+    )
     per_database = classes.groupby("database")["path"].nunique().sort_values(ascending=False).rename("Number of Labels Contributed")
     per_database = per_database.rename_axis("Database").reset_index()
     sources = metadata.groupby(["database", "name"]).size().rename("images").reset_index()
     lines = [
-        f"# CytoImageNet-style dataset (catalog: {catalog})", "",
+        f"# CytoImageNet-style dataset (catalog: {catalog})",
+        "",
         f"**{len(metadata):,}** images, **{len(classes):,}** classes (~{len(metadata) / max(len(classes), 1):.0f} images per class), "
-        f"from **{metadata['dir_name'].nunique()}** source datasets; {int(metadata['crop'].sum()):,} images are crops (upsampling).", "",
+        f"from **{metadata['dir_name'].nunique()}** source datasets; {int(metadata['crop'].sum()):,} images are crops (upsampling).",
+        "",
         "Images: `<class_key>/<class_key>-<number>.png`, 8-bit grayscale, channels normalized to their 0.1-99.9th "
         "percentiles and averaged. Metadata of every image: `metadata.csv` (label, category, database, name, dir_name, "
         "path, filename, idx, organism, cell_type, cell_visible, phenotype, compound, sirna, gene, microscopy, crop, "
-        "scaling, x_min, x_max, y_min, y_max).", "",
-        "## Labels per category", "", markdown_table(per_category, max_rows=len(per_category)), "",
-        "## Labels per database", "", markdown_table(per_database, max_rows=len(per_database)), "",
-        "## Images per source dataset", "", markdown_table(sources, max_rows=len(sources)), "",
+        "scaling, x_min, x_max, y_min, y_max).",
+        "",
+        "## Labels per category",
+        "",
+        markdown_table(per_category, max_rows=len(per_category)),
+        "",
+        "## Labels per database",
+        "",
+        markdown_table(per_database, max_rows=len(per_database)),
+        "",
+        "## Images per source dataset",
+        "",
+        markdown_table(sources, max_rows=len(sources)),
+        "",
     ]
     if missing:
         lines += [f"**Not built yet:** {len(missing)} classes ({', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}).", ""]
@@ -71,8 +90,10 @@ def class_folder_problems(folder: Path, metadata: pd.DataFrame, threshold: int, 
     on_disk = {p.name for p in folder.glob("*.png")}
     listed = set(metadata["filename"])
     if on_disk != listed:
-        problems.append(f"{len(on_disk)} PNGs on disk, {len(listed)} in metadata.csv; unlisted: {sorted(on_disk - listed)[:5]}, "
-                        f"absent: {sorted(listed - on_disk)[:5]}")
+        problems.append(
+            f"{len(on_disk)} PNGs on disk, {len(listed)} in metadata.csv; unlisted: {sorted(on_disk - listed)[:5]}, "
+            f"absent: {sorted(listed - on_disk)[:5]}"
+        )
     not_gray = []
     for name in sorted(on_disk & listed):
         with Image.open(folder / name) as image:  # reads the header only
@@ -102,8 +123,10 @@ def dataset_problems(metadata: pd.DataFrame, built: list[str]) -> list[str]:
 def upsampling_figures(metadata: pd.DataFrame) -> dict:
     """Share of crops and how many images at each scaling (1.0: a whole image)."""
     scaling = metadata["scaling"].astype(float).value_counts().sort_index(ascending=False)
-    return {"crop_share": round(float(metadata["crop"].mean()), 4) if len(metadata) else 0.0,
-            "scaling_histogram": {f"{k:g}": int(v) for k, v in scaling.items()}}
+    return {
+        "crop_share": round(float(metadata["crop"].mean()), 4) if len(metadata) else 0.0,
+        "scaling_histogram": {f"{k:g}": int(v) for k, v in scaling.items()},
+    }
 
 
 class EmptyDataset(RuntimeError):

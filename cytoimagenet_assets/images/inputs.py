@@ -17,8 +17,22 @@ from cytoimagenet_assets.download.plan import Fetching, FetchReport, fetch_missi
 from cytoimagenet_assets.images.classes import ClassBuildError
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata
 
-IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "region", "database", "name", "organism", "cell_type", "cell_visible",
-                 "phenotype", "compound", "sirna", "gene", "microscopy"]
+IMAGE_COLUMNS = [
+    "idx",
+    "dir_name",
+    "channel_paths",
+    "region",
+    "database",
+    "name",
+    "organism",
+    "cell_type",
+    "cell_visible",
+    "phenotype",
+    "compound",
+    "sirna",
+    "gene",
+    "microscopy",
+]
 
 
 class StaleClass(LookupError):
@@ -53,15 +67,25 @@ def class_rows(home: DataHome, key: str) -> ClassRows:
     labels = pd.read_parquet(home.labels_table(), columns=["idx", "class_key"], filters=[("class_key", "==", key)])
     absent = [c for c in IMAGE_COLUMNS if c not in pq.read_schema(home.merged_table()).names]
     if absent:
-        raise ClassBuildError(f"merged_metadata lacks column(s) {', '.join(absent)}: it predates them; materialize the "
-                              f"source_metadata assets and merged_metadata again")
+        raise ClassBuildError(
+            f"merged_metadata lacks column(s) {', '.join(absent)}: it predates them; materialize the "
+            f"source_metadata assets and merged_metadata again"
+        )
     rows = pd.read_parquet(home.merged_table(), columns=IMAGE_COLUMNS, filters=[("idx", "in", labels["idx"].tolist())])
-    return ClassRows(key, str(info["label"]), str(info["category"]), str(info["fingerprint"]), settings, rows,
-                     {d: home.raw_dir(d) for d in rows["dir_name"].unique()})
+    return ClassRows(
+        key,
+        str(info["label"]),
+        str(info["category"]),
+        str(info["fingerprint"]),
+        settings,
+        rows,
+        {d: home.raw_dir(d) for d in rows["dir_name"].unique()},
+    )
 
 
-def fetch_class_images(inputs: ClassRows, fetchable: dict[str, Source], fetching: Fetching,
-                       warn: Callable[[str], None] = print) -> FetchReport:
+def fetch_class_images(
+    inputs: ClassRows, fetchable: dict[str, Source], fetching: Fetching, warn: Callable[[str], None] = print
+) -> FetchReport:
     """Bring the image files the class's rows name from the sources downloaded metadata first (only
     those files), as one report over every source; files no remote holds are listed, not errors."""
     total = FetchReport(inputs.key)

@@ -33,8 +33,15 @@ from cytoimagenet_assets.storage import atomic_path, write_parquet
 SHARD_PATTERN = "cytoimagenet-%06d.tar"
 DEFAULT_SHARD_BYTES = 1_000_000_000
 INDEX_COLUMNS = ["shard", "key", "idx", "label", "category", "class_index", "source", "crop", "scaling"]
-JSON_TYPES = {"crop": "bool", "scaling": "float64", "x_min": "int64", "x_max": "int64", "y_min": "int64", "y_max": "int64",
-              "class_index": "int64"}  # the rest are strings
+JSON_TYPES = {
+    "crop": "bool",
+    "scaling": "float64",
+    "x_min": "int64",
+    "x_max": "int64",
+    "y_min": "int64",
+    "y_max": "int64",
+    "class_index": "int64",
+}  # the rest are strings
 CITATION = """@article{hua2021cytoimagenet,
   title = {CytoImageNet: A large-scale pretraining dataset for bioimage transfer learning},
   author = {Hua, Stanley Bryan Z. and Lu, Alex X. and Moses, Alan M.},
@@ -56,8 +63,15 @@ def class_table(metadata: pd.DataFrame) -> list[dict]:
     return [{"class_key": k, "category": c, "label": lbl} for k, c, lbl in zip(first["path"], first["category"], first["label"])]
 
 
-def write_release(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, licenses: dict[str, tuple[str, str]], catalog: str,
-                  shard_bytes: int = DEFAULT_SHARD_BYTES, progress: Callable[[int, int], None] | None = None) -> Release:
+def write_release(
+    metadata: pd.DataFrame,
+    dataset_dir: Path,
+    out_dir: Path,
+    licenses: dict[str, tuple[str, str]],
+    catalog: str,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> Release:
     """Write every image of the published table ``metadata`` (dataset/metadata.csv) into shards of at
     most ``shard_bytes``; ``licenses`` maps each source's dir_name to (name, license) for the card."""
     metadata = metadata.sort_values(["path", "filename"], kind="stable").reset_index(drop=True)
@@ -72,8 +86,19 @@ def write_release(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, lice
                 label = class_index[record["path"]]
                 fields = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
                 writer.write({"__key__": key, "png": png, "json": {**fields, "class_index": label}, "cls": label})
-                rows.append((Path(writer.fname).name, key, record["idx"], record["label"], record["category"], label,
-                             record["dir_name"], bool(record["crop"]), float(record["scaling"])))
+                rows.append(
+                    (
+                        Path(writer.fname).name,
+                        key,
+                        record["idx"],
+                        record["label"],
+                        record["category"],
+                        label,
+                        record["dir_name"],
+                        bool(record["crop"]),
+                        float(record["scaling"]),
+                    )
+                )
                 if progress:
                     progress(n + 1, len(metadata))
         index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
@@ -121,32 +146,53 @@ def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame,
         "pretty_name": f"CytoImageNet-style dataset ({catalog})",
         "size_categories": [_size_category(len(index))],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "cytoimagenet-*.tar"}]}],
-        "dataset_info": {"features": [
-            {"name": "png", "dtype": "image"},
-            {"name": "json", "struct": [{"name": c, "dtype": JSON_TYPES.get(c, "string")} for c in [*RELEASE_COLUMNS, "class_index"]]},
-            {"name": "cls", "dtype": "int64"},
-        ]},  # explicit: inferred from the first samples, a label column empty there would be typed null
+        "dataset_info": {
+            "features": [
+                {"name": "png", "dtype": "image"},
+                {"name": "json", "struct": [{"name": c, "dtype": JSON_TYPES.get(c, "string")} for c in [*RELEASE_COLUMNS, "class_index"]]},
+                {"name": "cls", "dtype": "int64"},
+            ]
+        },  # explicit: inferred from the first samples, a label column empty there would be typed null
     }
-    licence_rows = "\n".join(f"| {d} | {licenses.get(d, ('', 'unknown'))[0]} | {licenses.get(d, ('', 'unknown'))[1]} | {n} |"
-                             for d, n in per_source.items())
-    return "\n".join([
-        "---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
-        f"# CytoImageNet-style dataset (catalog: {catalog})", "",
-        f"{len(index):,} weakly labelled 8-bit gray microscopy images in {len(classes):,} classes, {len(shards)} WebDataset shards "
-        f"({int(shards['bytes'].sum()):,} bytes). Each sample: `<key>.png`, `<key>.json` (the release's columns: label, category, "
-        "source, idx, crop, scaling, ...) and `<key>.cls` (the class index; `classes.json` names it). `index.parquet` lists every "
-        "sample with its shard; `SHA256SUMS` checks the shards.", "",
-        "```python",
-        "import webdataset as wds",
-        'dataset = wds.WebDataset("cytoimagenet-{000000..%06d}.tar", shardshuffle=False).decode("pil").to_tuple("png", "cls")'
-        % (len(shards) - 1),
-        "",
-        "from datasets import load_dataset",
-        'hub = load_dataset(".", split="train")  # this folder or its Hub repository: the config and features above',
-        "```", "",
-        "## Sources and licenses", "", "| source | name | license | images |", "|---|---|---|---|", licence_rows, "",
-        "## Citation", "", "```bibtex", CITATION, "```", "",
-    ])
+    licence_rows = "\n".join(
+        f"| {d} | {licenses.get(d, ('', 'unknown'))[0]} | {licenses.get(d, ('', 'unknown'))[1]} | {n} |" for d, n in per_source.items()
+    )
+    return "\n".join(
+        [
+            "---",
+            yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(),
+            "---",
+            "",
+            f"# CytoImageNet-style dataset (catalog: {catalog})",
+            "",
+            f"{len(index):,} weakly labelled 8-bit gray microscopy images in {len(classes):,} classes, {len(shards)} WebDataset shards "
+            f"({int(shards['bytes'].sum()):,} bytes). Each sample: `<key>.png`, `<key>.json` (the release's columns: label, category, "
+            "source, idx, crop, scaling, ...) and `<key>.cls` (the class index; `classes.json` names it). `index.parquet` lists every "
+            "sample with its shard; `SHA256SUMS` checks the shards.",
+            "",
+            "```python",
+            "import webdataset as wds",
+            'dataset = wds.WebDataset("cytoimagenet-{000000..%06d}.tar", shardshuffle=False).decode("pil").to_tuple("png", "cls")'
+            % (len(shards) - 1),
+            "",
+            "from datasets import load_dataset",
+            'hub = load_dataset(".", split="train")  # this folder or its Hub repository: the config and features above',
+            "```",
+            "",
+            "## Sources and licenses",
+            "",
+            "| source | name | license | images |",
+            "|---|---|---|---|",
+            licence_rows,
+            "",
+            "## Citation",
+            "",
+            "```bibtex",
+            CITATION,
+            "```",
+            "",
+        ]
+    )
 
 
 def _size_category(n: int) -> str:

@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     assigned = with_class_keys(assigned)
     write_parquet(assigned, args.out)
     classes = assigned.groupby(["category", "label"]).size()
-    print(f"{len(classes)} classes, {len(assigned)} images from {len(merged)} rows ({int(reasons.notna().sum())} metadata-only left out) "
-          f"in {time.perf_counter() - started:.1f} s -> {args.out}")
+    print(
+        f"{len(classes)} classes, {len(assigned)} images from {len(merged)} rows ({int(reasons.notna().sum())} metadata-only left out) "
+        f"in {time.perf_counter() - started:.1f} s -> {args.out}"
+    )
     for category, n in assigned.drop_duplicates(["category", "label"])["category"].value_counts().items():
         print(f"  {category}: {n} classes")
     return 0

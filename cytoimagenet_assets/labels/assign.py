@@ -213,11 +213,13 @@ def assign_labels(df: pd.DataFrame, config: AssignConfig = AssignConfig()) -> pd
     if not out_rows:
         return pd.DataFrame({"idx": pd.Series(dtype="string"), "label": pd.Series(dtype="string"), "category": pd.Series(dtype="string")})
     rows = np.concatenate(out_rows)
-    return pd.DataFrame({
-        "idx": pd.array(idx[rows], dtype="string"),
-        "label": pd.array(np.concatenate(out_labels), dtype="string"),
-        "category": pd.array(np.concatenate(out_categories), dtype="string"),
-    })
+    return pd.DataFrame(
+        {
+            "idx": pd.array(idx[rows], dtype="string"),
+            "label": pd.array(np.concatenate(out_labels), dtype="string"),
+            "category": pd.array(np.concatenate(out_categories), dtype="string"),
+        }
+    )
 
 
 def class_key(category: str, label: str) -> str:
@@ -252,11 +254,14 @@ def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, settings: Assi
         databases=("database", lambda s: "|".join(sorted(s.dropna().unique()))),
     ).reset_index()
     if summary["class_key"].duplicated().any():
-        raise ValueError("two classes share a class key: " + ", ".join(summary.loc[summary["class_key"].duplicated(keep=False), "class_key"]))
+        raise ValueError(
+            "two classes share a class key: " + ", ".join(summary.loc[summary["class_key"].duplicated(keep=False), "class_key"])
+        )
     summary["needs_upsampling"] = summary["images"] < settings.target
     members = assigned.groupby("class_key", sort=False)["idx"].agg(lambda s: "\n".join(sorted(s)))
     summary["fingerprint"] = summary["class_key"].map(
-        lambda k: hashlib.sha1(f"{settings.target}\x1f{settings.seed}\x1f{settings.upsampling}\x1f{members[k]}".encode()).hexdigest()[:16])
+        lambda k: hashlib.sha1(f"{settings.target}\x1f{settings.seed}\x1f{settings.upsampling}\x1f{members[k]}".encode()).hexdigest()[:16]
+    )
     return summary
 
 

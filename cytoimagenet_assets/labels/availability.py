@@ -42,5 +42,11 @@ def unavailable_reasons(merged: pd.DataFrame, obtainable: Mapping[str, Collectio
 def unavailable_summary(merged: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
     """Rows left out of label assignment per source and reason (dir_name, reason, rows)."""
     left_out = merged.loc[reasons.notna(), ["dir_name"]].assign(reason=reasons[reasons.notna()])
-    return (left_out.groupby(["dir_name", "reason"], observed=True).size().rename("rows").reset_index()
-            .sort_values(["dir_name", "reason"]).reset_index(drop=True)[SUMMARY_COLUMNS])
+    return (
+        left_out.groupby(["dir_name", "reason"], observed=True)
+        .size()
+        .rename("rows")
+        .reset_index()
+        .sort_values(["dir_name", "reason"])
+        .reset_index(drop=True)[SUMMARY_COLUMNS]
+    )

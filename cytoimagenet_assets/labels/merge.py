@@ -67,6 +67,7 @@ def drop_overlaps(merged: pd.DataFrame, overlaps: dict[str, tuple[str, ...]]) ->
         return filled
 
     for source, other in _pairs(overlaps):
+
         def rows(dir_name: str) -> pd.DataFrame:
             live = usable & (merged["dir_name"] == dir_name) & ~merged.index.isin(list(dropped))
             return keyed[live].assign(files=has_files[live]).reset_index(names="row")
@@ -89,10 +90,19 @@ def drop_overlaps(merged: pd.DataFrame, overlaps: dict[str, tuple[str, ...]]) ->
                 gone = set(matched["row_well"].tolist())
                 dropped.update(gone)
                 from_source, from_inside = (from_source + len(gone), from_inside) if drops_mine else (from_source, from_inside + len(gone))
-        summary.append({"source": source, "inside": other, "duplicate_rows": from_source + from_inside,
-                        "dropped_from_source": from_source, "dropped_from_inside": from_inside, "labels_carried_over": carried})
-    report = pd.DataFrame(summary, columns=["source", "inside", "duplicate_rows", "dropped_from_source", "dropped_from_inside",
-                                            "labels_carried_over"])
+        summary.append(
+            {
+                "source": source,
+                "inside": other,
+                "duplicate_rows": from_source + from_inside,
+                "dropped_from_source": from_source,
+                "dropped_from_inside": from_inside,
+                "labels_carried_over": carried,
+            }
+        )
+    report = pd.DataFrame(
+        summary, columns=["source", "inside", "duplicate_rows", "dropped_from_source", "dropped_from_inside", "labels_carried_over"]
+    )
     return table.drop(index=sorted(dropped)).reset_index(drop=True), report
 
 

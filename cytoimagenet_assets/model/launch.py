@@ -48,8 +48,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def torchrun_command(data: Path, out: Path, recipe: TrainConfig, processes: int) -> list[str]:
     """torchrun on this machine, one process per GPU, each running the training CLI with ``recipe``."""
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "cytoimagenet_assets.model", str(data), str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "cytoimagenet_assets.model",
+        str(data),
+        str(out),
+    ]
     for field in dataclasses.fields(TrainConfig):
         args += [_flag(field.name), str(getattr(recipe, field.name))]
     return args
@@ -59,8 +68,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def train_run(home: DataHome, data: TrainingData, recipe: TrainConfig, processes: int = 1,
-              log: Callable[[str], None] = print) -> Path:
+def train_run(home: DataHome, data: TrainingData, recipe: TrainConfig, processes: int = 1, log: Callable[[str], None] = print) -> Path:
     """Train ``recipe`` on ``data`` into ``models/<run>/`` (resuming what is there), in this process
     or under torchrun with ``processes`` processes, then point ``models/latest`` at it (atomically),
     so the model is found through the data home whatever happens to the Dagster instance."""

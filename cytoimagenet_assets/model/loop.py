@@ -156,8 +156,9 @@ def _topk(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     return float((top[:, 0] == y).sum()), float((top == y[:, None]).any(1).sum())
 
 
-def train_one_epoch(model, optimizer, scaler, batches: Iterator, augment: DeviceAugment, seed: int, epoch: int, rank: int,
-                    device: torch.device, amp: bool) -> list[float]:
+def train_one_epoch(
+    model, optimizer, scaler, batches: Iterator, augment: DeviceAugment, seed: int, epoch: int, rank: int, device: torch.device, amp: bool
+) -> list[float]:
     """One pass over this rank's batches; returns [loss sum, top-1 hits, top-5 hits, images]."""
     model.train()
     totals = [0.0, 0.0, 0.0, 0.0]
@@ -258,8 +259,11 @@ def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callabl
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs) if config.lr_schedule == "cosine"
-                 else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        if config.lr_schedule == "cosine"
+        else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported())
 
     checkpoint_path = out_dir / "checkpoints" / "last.pt"
@@ -279,7 +283,11 @@ def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callabl
         _set_rng_state(state["rng"])
         log(f"resuming after epoch {state['epoch'] + 1} from {checkpoint_path}")
 
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp.world > 1 else model
+    net = (
+        torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if ddp.world > 1
+        else model
+    )
     augment = DeviceAugment(config.input_size, device, config.channels_last)
     train_batches = shards.batches(train_rows, config.batch_size, device, config.input_size)
     val_batches = shards.batches(val_rows, config.batch_size, device, config.input_size)
@@ -288,9 +296,13 @@ def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callabl
         started = time.perf_counter()
         plan = train_batches.plan(epoch, config.seed, True, ddp.rank, ddp.world, config.max_steps_per_epoch)
         if not plan:
-            raise ValueError(f"{len(train_rows)} training images cannot fill one batch of {config.batch_size} per process "
-                             f"({ddp.world}); lower batch_size")
-        train_totals = ddp.sum(train_one_epoch(net, optimizer, scaler, train_batches(plan), augment, config.seed, epoch, ddp.rank, device, config.amp), device)
+            raise ValueError(
+                f"{len(train_rows)} training images cannot fill one batch of {config.batch_size} per process "
+                f"({ddp.world}); lower batch_size"
+            )
+        train_totals = ddp.sum(
+            train_one_epoch(net, optimizer, scaler, train_batches(plan), augment, config.seed, epoch, ddp.rank, device, config.amp), device
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - started
@@ -298,8 +310,14 @@ def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callabl
         val_plan = val_batches.plan(epoch, config.seed, False, ddp.rank, ddp.world, 0)
         val_totals = ddp.sum(evaluate(model, val_batches(val_plan), augment, device, config.amp), device)
         scheduler.step()
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 2),
-               "images_per_s": round(train_totals[3] / max(elapsed, 1e-9), 1), **_rates("train", train_totals), **_rates("val", val_totals)}
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(elapsed, 2),
+            "images_per_s": round(train_totals[3] / max(elapsed, 1e-9), 1),
+            **_rates("train", train_totals),
+            **_rates("val", val_totals),
+        }
         history.append(row)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if ddp.main:
@@ -318,13 +336,32 @@ def _rates(split: str, totals: list[float]) -> dict:
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int, config: TrainConfig, history: list[dict]) -> None:
-    write_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "scaler": scaler.state_dict(), "epoch": epoch, "config": dataclasses.asdict(config), "history": history,
-                 "rng": _rng_state()}, path)
+    write_torch(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "config": dataclasses.asdict(config),
+            "history": history,
+            "rng": _rng_state(),
+        },
+        path,
+    )
 
 
-def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: TrainingData, classes: list[dict], history: list[dict],
-                   n_train: int, n_val: int, leak: int) -> None:
+def _write_outputs(
+    out_dir: Path,
+    model,
+    config: TrainConfig,
+    shards: TrainingData,
+    classes: list[dict],
+    history: list[dict],
+    n_train: int,
+    n_val: int,
+    leak: int,
+) -> None:
     write_torch(model.state_dict(), out_dir / "model.pt")
     write_csv(pd.DataFrame(history), out_dir / "history.csv")
     last = history[-1] if history else {}
@@ -332,21 +369,33 @@ def _write_outputs(out_dir: Path, model, config: TrainConfig, shards: TrainingDa
         "architecture": "torchvision efficientnet_b0, random initialization",
         "classes": [c["class_key"] for c in classes],
         "class_labels": [{"category": c["category"], "label": c["label"]} for c in classes],
-        "recipe": dataclasses.asdict(config) | {"optimizer": "Adam", "loss": "cross-entropy", "augmentation": "random rotation 0-360°, reflect fill",
-                                                "input": "gray replicated to 3 channels, ImageNet mean/std"},
-        "data": {"fingerprint": shards.fingerprint(), "images": n_train + n_val, "train": n_train, "validation": n_val,
-                 "split": "stratified by class, grouped by source image", "val_images_sharing_source_with_train": leak},
+        "recipe": dataclasses.asdict(config)
+        | {
+            "optimizer": "Adam",
+            "loss": "cross-entropy",
+            "augmentation": "random rotation 0-360°, reflect fill",
+            "input": "gray replicated to 3 channels, ImageNet mean/std",
+        },
+        "data": {
+            "fingerprint": shards.fingerprint(),
+            "images": n_train + n_val,
+            "train": n_train,
+            "validation": n_val,
+            "split": "stratified by class, grouped by source image",
+            "val_images_sharing_source_with_train": leak,
+        },
         "metrics": {k: last[k] for k in ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5") if k in last},
         "epochs_trained": len(history),
         "torch": torch.__version__,
     }
     write_text(out_dir / "model_card.json", json.dumps(card, indent=1))
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in card["metrics"].items())
-    write_text(out_dir / "model_card.md", 
+    write_text(
+        out_dir / "model_card.md",
         f"# CytoImageNet EfficientNet-B0\n\n{card['architecture']}, {len(classes)} classes, trained {len(history)} epochs "
         f"on {n_train} images (validation {n_val}, split by source image: {leak} validation images share a source image "
         f"with training); data fingerprint `{card['data']['fingerprint']}`.\n\n"
         f"Recipe: {json.dumps(card['recipe'])}\n\n| metric | value |\n|---|---|\n{metrics}\n\n"
         "Load: `m = torchvision.models.efficientnet_b0(num_classes=N); m.load_state_dict(torch.load('model.pt'))`; "
-        "class order in model_card.json.\n"
+        "class order in model_card.json.\n",
     )

@@ -39,9 +39,11 @@ PACKAGE_NAME = "cytoimagenet-efficientnet-b0"
 FEATURES = 1280
 SCALE_RANGE_EPS = 1e-6  # bioimage.io's scale_range default: (x - low) / (high - low + eps)
 ARCHITECTURE_FILE = Path(__file__).with_name("architecture.py")
-PAPER = {"text": "Hua, S. B. Z., Lu, A. X., Moses, A. M. CytoImageNet: A large-scale pretraining dataset for bioimage transfer "
-                 "learning. NeurIPS 2021 Workshop on Learning Meaningful Representations of Life (2021).",
-         "doi": "10.48550/arXiv.2111.11646"}
+PAPER = {
+    "text": "Hua, S. B. Z., Lu, A. X., Moses, A. M. CytoImageNet: A large-scale pretraining dataset for bioimage transfer "
+    "learning. NeurIPS 2021 Workshop on Learning Meaningful Representations of Life (2021).",
+    "doi": "10.48550/arXiv.2111.11646",
+}
 FILES = {
     "weights": "weights.pt",
     "torchscript": "weights_torchscript.pt",
@@ -175,17 +177,21 @@ def _validation_text(card: dict) -> str:
     """What the package's README says about how the model was validated."""
     metrics = card.get("metrics", {})
     held_out = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith("val_")) or "not recorded"
-    return ("Held-out validation (10% of the images, split by source image so no crop of a validation image is trained on): "
-            f"{held_out}. Transfer to other microscopy tasks (k-NN on the features: BBBC021 mechanism of action, COOS-7, "
-            "CyCLoPs) is reported by the pipeline's evaluation_report, beside the published figures.")
+    return (
+        "Held-out validation (10% of the images, split by source image so no crop of a validation image is trained on): "
+        f"{held_out}. Transfer to other microscopy tasks (k-NN on the features: BBBC021 mechanism of action, COOS-7, "
+        "CyCLoPs) is reported by the pipeline's evaluation_report, beside the published figures."
+    )
 
 
 def _dataset_card(card: dict, classes: list[dict]) -> str:
     data = card.get("data", {})
-    return (f"# CytoImageNet training data\n\n{data.get('images', '?')} images in {len(classes)} classes (data fingerprint "
-            f"`{data.get('fingerprint', '?')}`), weakly labelled from public microscopy sources by the cytoimagenet-assets "
-            "pipeline. Each source keeps its own license; the published dataset's card lists them.\n\n"
-            f"{PAPER['text']} doi:{PAPER['doi']}\n")
+    return (
+        f"# CytoImageNet training data\n\n{data.get('images', '?')} images in {len(classes)} classes (data fingerprint "
+        f"`{data.get('fingerprint', '?')}`), weakly labelled from public microscopy sources by the cytoimagenet-assets "
+        "pipeline. Each source keeps its own license; the published dataset's card lists them.\n\n"
+        f"{PAPER['text']} doi:{PAPER['doi']}\n"
+    )
 
 
 def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, description: str) -> dict:
@@ -203,37 +209,59 @@ def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, d
         "covers": [FILES["cover"]],
         "attachments": [{"source": FILES["classes"]}, {"source": FILES["card"]}],
         "version": "0.1.0",
-        "inputs": [{
-            "id": "image",
-            "description": "A gray microscopy image replicated to 3 channels (as in pretraining), raw intensities.",
-            "axes": [
-                {"type": "batch"},
-                {"type": "channel", "channel_names": ["gray_r", "gray_g", "gray_b"],
-                 "description": "the same gray image in each channel"},
-                {"type": "space", "id": "y", "size": {"min": 32, "step": 32}},
-                {"type": "space", "id": "x", "size": {"min": 32, "step": 32}},
-            ],
-            "test_tensor": {"source": FILES["test_input"]},
-            "data": {"type": "float32"},
-            "preprocessing": [
-                {"id": "scale_range", "kwargs": {"axes": ["y", "x"], "min_percentile": LOW, "max_percentile": HIGH, "eps": SCALE_RANGE_EPS}},
-                {"id": "clip", "kwargs": {"min": 0.0, "max": 1.0}},
-                {"id": "fixed_zero_mean_unit_variance", "kwargs": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "axis": "channel"}},
-            ],
-        }],
+        "inputs": [
+            {
+                "id": "image",
+                "description": "A gray microscopy image replicated to 3 channels (as in pretraining), raw intensities.",
+                "axes": [
+                    {"type": "batch"},
+                    {
+                        "type": "channel",
+                        "channel_names": ["gray_r", "gray_g", "gray_b"],
+                        "description": "the same gray image in each channel",
+                    },
+                    {"type": "space", "id": "y", "size": {"min": 32, "step": 32}},
+                    {"type": "space", "id": "x", "size": {"min": 32, "step": 32}},
+                ],
+                "test_tensor": {"source": FILES["test_input"]},
+                "data": {"type": "float32"},
+                "preprocessing": [
+                    {
+                        "id": "scale_range",
+                        "kwargs": {"axes": ["y", "x"], "min_percentile": LOW, "max_percentile": HIGH, "eps": SCALE_RANGE_EPS},
+                    },
+                    {"id": "clip", "kwargs": {"min": 0.0, "max": 1.0}},
+                    {
+                        "id": "fixed_zero_mean_unit_variance",
+                        "kwargs": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "axis": "channel"},
+                    },
+                ],
+            }
+        ],
         "outputs": [
-            {"id": "features", "description": "1280-d global-average-pooled penultimate layer (the transfer features).",
-             "axes": [{"type": "batch"}, {"type": "index", "id": "feature", "size": FEATURES}],
-             "test_tensor": {"source": FILES["test_features"]}, "data": {"type": "float32"}},
-            {"id": "logits", "description": f"Class scores, one per CytoImageNet class ({len(classes)}; classes.json).",
-             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": [c["class_key"] for c in classes]}],
-             "test_tensor": {"source": FILES["test_logits"]}, "data": {"type": "float32"}},
+            {
+                "id": "features",
+                "description": "1280-d global-average-pooled penultimate layer (the transfer features).",
+                "axes": [{"type": "batch"}, {"type": "index", "id": "feature", "size": FEATURES}],
+                "test_tensor": {"source": FILES["test_features"]},
+                "data": {"type": "float32"},
+            },
+            {
+                "id": "logits",
+                "description": f"Class scores, one per CytoImageNet class ({len(classes)}; classes.json).",
+                "axes": [{"type": "batch"}, {"type": "channel", "channel_names": [c["class_key"] for c in classes]}],
+                "test_tensor": {"source": FILES["test_logits"]},
+                "data": {"type": "float32"},
+            },
         ],
         "weights": {
             "pytorch_state_dict": {
                 "source": FILES["weights"],
-                "architecture": {"source": FILES["architecture"], "callable": "CytoImageNetEfficientNetB0",
-                                 "kwargs": {"num_classes": len(classes)}},
+                "architecture": {
+                    "source": FILES["architecture"],
+                    "callable": "CytoImageNetEfficientNetB0",
+                    "kwargs": {"num_classes": len(classes)},
+                },
                 "pytorch_version": torch_version,
             },
             "torchscript": {"source": FILES["torchscript"], "pytorch_version": torch_version, "parent": "pytorch_state_dict"},
@@ -243,16 +271,22 @@ def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, d
             "format_version": "0.3.0",
             "name": "CytoImageNet (as built by cytoimagenet-assets)",
             "description": f"Weakly labelled microscopy images from public sources: {len(classes)} classes, "
-                           f"{data.get('images', '?')} images; data fingerprint {data.get('fingerprint', '?')}. "
-                           "The original release: 890,737 images, 894 classes, 40 source datasets.",
+            f"{data.get('images', '?')} images; data fingerprint {data.get('fingerprint', '?')}. "
+            "The original release: 890,737 images, 894 classes, 40 source datasets.",
             "authors": [{"name": "Stanley Bryan Z. Hua"}, {"name": "Alex X. Lu"}, {"name": "Alan M. Moses"}],
             "cite": [dict(PAPER)],
             "documentation": FILES["dataset_card"],
             "tags": ["microscopy", "weak-labels", "pretraining"],
             "source": "https://www.kaggle.com/datasets/stanleyhua/cytoimagenet",
         },
-        "config": {"cytoimagenet": {"data_fingerprint": data.get("fingerprint"), "input_size": input_size,
-                                    "classes": len(classes), "metrics": card.get("metrics", {})}},
+        "config": {
+            "cytoimagenet": {
+                "data_fingerprint": data.get("fingerprint"),
+                "input_size": input_size,
+                "classes": len(classes),
+                "metrics": card.get("metrics", {}),
+            }
+        },
     }
 
 
@@ -270,8 +304,9 @@ def validate(source: Path | zipfile.ZipFile) -> tuple[str, str]:
     return summary.status, summary.format()
 
 
-def build_package(model_dir: Path, out_dir: Path, image: np.ndarray | None = None, dataset_card: Path | None = None,
-                  name: str = PACKAGE_NAME) -> PackageResult:
+def build_package(
+    model_dir: Path, out_dir: Path, image: np.ndarray | None = None, dataset_card: Path | None = None, name: str = PACKAGE_NAME
+) -> PackageResult:
     """Package the training output in ``model_dir`` (model.pt, model_card.json) under ``out_dir``.
 
     ``image``: the raw gray test input (sides multiples of 32; default a synthetic one at the
@@ -303,8 +338,10 @@ def build_package(model_dir: Path, out_dir: Path, image: np.ndarray | None = Non
     with torch.no_grad():
         features, logits = (t.numpy() for t in scripted(torch.from_numpy(preprocess(raw))))
 
-    description = (f"EfficientNet-B0 pretrained on CytoImageNet-style weakly labelled microscopy ({n_classes} classes): "
-                   "1280-d features for transfer to other microscopy tasks, and class logits.")
+    description = (
+        f"EfficientNet-B0 pretrained on CytoImageNet-style weakly labelled microscopy ({n_classes} classes): "
+        "1280-d features for transfer to other microscopy tasks, and class logits."
+    )
     with atomic_path(out_dir / name, is_dir=True) as stage:
         shutil.copyfile(weights_path, stage / FILES["weights"])
         scripted.save(str(stage / FILES["torchscript"]))
@@ -321,7 +358,11 @@ def build_package(model_dir: Path, out_dir: Path, image: np.ndarray | None = Non
         else:
             (stage / FILES["dataset_card"]).write_text(_dataset_card(card, classes), encoding="utf-8")
         rdf = _rdf(card, classes, input_size, torch.__version__.split("+")[0], description)
-        for entry in (rdf["weights"]["pytorch_state_dict"], rdf["weights"]["torchscript"], rdf["weights"]["pytorch_state_dict"]["architecture"]):
+        for entry in (
+            rdf["weights"]["pytorch_state_dict"],
+            rdf["weights"]["torchscript"],
+            rdf["weights"]["pytorch_state_dict"]["architecture"],
+        ):
             entry["sha256"] = _sha256(stage / entry["source"])
         (stage / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True), encoding="utf-8")
         status, text = validate(stage / "rdf.yaml")

@@ -64,7 +64,9 @@ class Shards:
         """The source image (idx) of each row."""
         index = pd.read_csv(self.folder / "index.csv", dtype=str, keep_default_na=False)
         if "idx" not in index.columns:
-            raise ValueError(f"{self.folder / 'index.csv'} has no idx column (packed by an older version); materialize training_shards again")
+            raise ValueError(
+                f"{self.folder / 'index.csv'} has no idx column (packed by an older version); materialize training_shards again"
+            )
         return index["idx"].to_numpy()
 
 
@@ -94,8 +96,9 @@ class Batches:
         return prefetch_to_device(gather(), self.device, self.prefetch)
 
 
-def prefetch_to_device(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-                       depth: int = 6) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def prefetch_to_device(
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device, depth: int = 6
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``batches`` made by a thread ahead of the consumer (pinned on CUDA), copied to ``device``
     asynchronously; an error in the thread is raised in the consumer."""
     pin = device.type == "cuda"
@@ -143,8 +146,15 @@ def pack(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, size: int, wo
     keys = sorted(metadata["path"].unique())
     index = {k: i for i, k in enumerate(keys)}
     first = metadata.drop_duplicates("path").set_index("path")
-    classes = [{"class_key": k, "label": str(first.loc[k, "label"]), "category": str(first.loc[k, "category"]),
-                "images": int((metadata["path"] == k).sum())} for k in keys]
+    classes = [
+        {
+            "class_key": k,
+            "label": str(first.loc[k, "label"]),
+            "category": str(first.loc[k, "category"]),
+            "images": int((metadata["path"] == k).sum()),
+        }
+        for k in keys
+    ]
     paths = [str(dataset_dir / p / f) for p, f in zip(metadata["path"], metadata["filename"])]
     with atomic_path(out_dir, is_dir=True) as stage:
         target = stage / "images.npy"

@@ -78,8 +78,16 @@ class WebDatasetShards:
 class StreamedBatches:
     """Batches of the rows ``rows`` (positions in the index), read from the shards."""
 
-    def __init__(self, release: WebDatasetShards, rows: np.ndarray, batch_size: int, device: torch.device, size: int,
-                 buffer: int = 2048, prefetch: int = 6):
+    def __init__(
+        self,
+        release: WebDatasetShards,
+        rows: np.ndarray,
+        batch_size: int,
+        device: torch.device,
+        size: int,
+        buffer: int = 2048,
+        prefetch: int = 6,
+    ):
         index = release.index
         self.folder, self.size, self.batch_size, self.device = release.folder, size, batch_size, device
         self.buffer, self.prefetch = buffer, prefetch
@@ -90,8 +98,10 @@ class StreamedBatches:
 
     def plan(self, epoch: int, seed: int, shuffle: bool, rank: int, world: int, max_steps: int) -> StreamPlan:
         if len(self.shard_names) < world:
-            raise ValueError(f"{self.folder}: {len(self.shard_names)} shards cannot be dealt to {world} processes; "
-                             f"write smaller shards (dataset_shards' shard_bytes)")
+            raise ValueError(
+                f"{self.folder}: {len(self.shard_names)} shards cannot be dealt to {world} processes; "
+                f"write smaller shards (dataset_shards' shard_bytes)"
+            )
         order = list(np.random.default_rng([seed, epoch]).permutation(self.shard_names)) if shuffle else list(self.shard_names)
         dealt = [order[r::world] for r in range(world)]
         counts = [sum(self.rows_per_shard.get(s, 0) for s in mine) for mine in dealt]
@@ -101,12 +111,17 @@ class StreamedBatches:
             steps = math.ceil(counts[rank] / self.batch_size)
         if max_steps:
             steps = min(steps, max_steps)
-        return StreamPlan(tuple(str(self.folder / s) for s in dealt[rank]), steps, int(np.random.default_rng([seed, epoch, rank]).integers(2**31)),
-                          shuffle)
+        return StreamPlan(
+            tuple(str(self.folder / s) for s in dealt[rank]),
+            steps,
+            int(np.random.default_rng([seed, epoch, rank]).integers(2**31)),
+            shuffle,
+        )
 
     def _samples(self, plan: StreamPlan) -> Iterator[tuple[np.ndarray, int]]:
-        stream = wds.WebDataset(list(plan.shards), shardshuffle=False, empty_check=False,
-                                nodesplitter=_already_dealt).to_tuple("__key__", "png")
+        stream = wds.WebDataset(list(plan.shards), shardshuffle=False, empty_check=False, nodesplitter=_already_dealt).to_tuple(
+            "__key__", "png"
+        )
         kept = ((key, png) for key, png in stream if key in self.label_of)
         if plan.shuffle:
             kept = _buffer_shuffle(kept, self.buffer, np.random.default_rng(plan.seed))

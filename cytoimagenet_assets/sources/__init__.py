@@ -19,7 +19,9 @@ def parse_source(source: Source, raw_dir: Path) -> ParsedSource:
         raise ParseError(f"{source.dir_name}: an evaluation set read by its protocol directly; it has no metadata table")
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
-        raise ParseError(f"{source.dir_name}: raw folder {raw_dir} does not exist. To provide it: {source.download.instructions()}, into {raw_dir}")
+        raise ParseError(
+            f"{source.dir_name}: raw folder {raw_dir} does not exist. To provide it: {source.download.instructions()}, into {raw_dir}"
+        )
     parser = importlib.import_module(f"{__name__}.{PARSER_MODULES[source.parser]}")
     parsed = parser.parse(source, raw_dir)
     return ParsedSource(standardize(parsed.table, source), parsed.rejects, parsed.join_misses)

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dir_name", help="the source's dir_name in the catalog, e.g. bbbc021, rec_rxrx1, kag_hpa, idr0037")
     parser.add_argument("raw_dir", type=Path, help="folder holding the source's files (or only its metadata)")
     parser.add_argument("--out", type=Path, required=True, help="Parquet file to write")
-    parser.add_argument("--catalog", default=None, help="demo, cytoimagenet or a YAML path (default: $CYTOIMAGENET_CATALOG, else cytoimagenet)")
+    parser.add_argument(
+        "--catalog", default=None, help="demo, cytoimagenet or a YAML path (default: $CYTOIMAGENET_CATALOG, else cytoimagenet)"
+    )
     parser.add_argument("--top", type=int, default=10, help="labels to print per category")
     args = parser.parse_args(argv)
     try:
@@ -37,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     write_parquet(table, args.out)
     missing = missing_files(table, args.raw_dir)
     print(f"{source.dir_name}: {len(table)} rows -> {args.out}")
-    print(f"referenced files: {parsed.referenced_files}, missing: {len(missing)}, rows without image files: {int((table['channel_paths'].map(len) == 0).sum())}")
+    print(
+        f"referenced files: {parsed.referenced_files}, missing: {len(missing)}, "
+        f"rows without image files: {int((table['channel_paths'].map(len) == 0).sum())}"
+    )
     print(f"rejected rows: {len(parsed.rejects)}")
     for reason, count in parsed.rejects["reason"].value_counts().head(5).items():
         print(f"  {count} x {reason}")

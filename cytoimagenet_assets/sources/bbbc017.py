@@ -66,7 +66,9 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         raise ParseError(f"{source.dir_name}: parser_options.pattern needs the groups {', '.join(sorted(GROUPS))}")
     unknown = sorted(set(columns) - set(LABEL_CATEGORIES))
     if unknown:
-        raise ParseError(f"{source.dir_name}: parser_options.columns keys {unknown} are not label categories ({', '.join(LABEL_CATEGORIES)})")
+        raise ParseError(
+            f"{source.dir_name}: parser_options.columns keys {unknown} are not label categories ({', '.join(LABEL_CATEGORIES)})"
+        )
     path = find_file(source, raw_dir, options.get("metadata", "BBBC017_v1_metadata.xls"))
     metadata_file = path.relative_to(raw_dir).as_posix()
     table = read_spreadsheet(source, path, required=[plate_column, well_column, *columns.values()], sheet=options.get("sheet"))
@@ -76,10 +78,14 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     for i, record in enumerate(table.to_dict("records"), start=1):
         plate, well = _plate(record[plate_column]), _well(record[well_column])
         if plate is None or well is None:
-            rejects.append((metadata_file, i, f"no plate/well: {plate_column}={record[plate_column]!r} {well_column}={record[well_column]!r}"))
+            rejects.append(
+                (metadata_file, i, f"no plate/well: {plate_column}={record[plate_column]!r} {well_column}={record[well_column]!r}")
+            )
             continue
         if (plate, well) in wells:
-            raise ParseError(f"{source.dir_name}: {path.name} data rows {wells[(plate, well)][0]} and {i} both describe plate {plate} well {well}")
+            raise ParseError(
+                f"{source.dir_name}: {path.name} data rows {wells[(plate, well)][0]} and {i} both describe plate {plate} well {well}"
+            )
         wells[(plate, well)] = (i, {category: record[column] for category, column in columns.items()})
 
     fields: dict[tuple[str, str, str], dict] = {}
@@ -93,8 +99,17 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     rows = []
     if not fields:  # metadata only: the wells, without files
         for (plate, well), (i, labels) in wells.items():
-            rows.append({**labels, "source_file": metadata_file, "source_row": i, "plate": str(plate), "well": well,
-                         "channel_names": [], "channel_paths": []})
+            rows.append(
+                {
+                    **labels,
+                    "source_file": metadata_file,
+                    "source_row": i,
+                    "plate": str(plate),
+                    "well": well,
+                    "channel_names": [],
+                    "channel_paths": [],
+                }
+            )
         return ParsedSource(frame(rows), rejects_frame(rejects))
 
     keys = {c.key.lower(): c.key for c in source.channels}

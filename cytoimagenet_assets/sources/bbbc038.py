@@ -38,7 +38,9 @@ def _metadata(source: Source, raw_dir: Path, rejects: list) -> tuple[str | None,
         return None, {}
     unknown = sorted(set(columns) - set(LABEL_CATEGORIES))
     if unknown:
-        raise ParseError(f"{source.dir_name}: parser_options.columns keys {unknown} are not label categories ({', '.join(LABEL_CATEGORIES)})")
+        raise ParseError(
+            f"{source.dir_name}: parser_options.columns keys {unknown} are not label categories ({', '.join(LABEL_CATEGORIES)})"
+        )
     id_column = options.get("id_column")
     if not id_column:
         raise ParseError(f"{source.dir_name}: parser_options.columns are given but not id_column (the metadata column holding the ImageId)")
@@ -83,7 +85,9 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
             seen.add(image_id)
         rows.extend(channel_rows(base, {source.channels[0].key: relative}, source.channels))
     if not rows:
-        raise ParseError(f"{source.dir_name}: no file under {raw_dir} matches the pattern {pattern.pattern!r} (<ImageId>/images/<ImageId>.png)")
+        raise ParseError(
+            f"{source.dir_name}: no file under {raw_dir} matches the pattern {pattern.pattern!r} (<ImageId>/images/<ImageId>.png)"
+        )
     for image_id, (row, _) in described.items():
         if image_id not in seen:
             rejects.append((metadata_file, row, f"no image file for ImageId {image_id!r}"))

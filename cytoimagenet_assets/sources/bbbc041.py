@@ -71,7 +71,9 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     options = source.parser_options
     target = options.get("category_to", "cell_type")
     if target not in LABEL_CATEGORIES:
-        raise ParseError(f"{source.dir_name}: parser_options.category_to {target!r} is not a label category ({', '.join(LABEL_CATEGORIES)})")
+        raise ParseError(
+            f"{source.dir_name}: parser_options.category_to {target!r} is not a label category ({', '.join(LABEL_CATEGORIES)})"
+        )
     if len(source.channels) != 1:
         raise ParseError(f"{source.dir_name}: the catalog must list exactly one channel (the smear image), not {len(source.channels)}")
     key = source.channels[0].key

@@ -12,7 +12,7 @@ listed, is a reject with its reason.
 
 Options::
 
-    pattern: '(?:^|/)[^/]*?(?P<cell_type>b[-_ ]?cell|t[-_ ]?cell|eosinophil|monocyte|neutrophil)[^/]*/(?:[^/]+/)*[^/]+_(?P<channel>[^/_]+)\\.tiff?$'
+    pattern: a regular expression with the named groups cell_type and channel (the catalog's bbbc045 entry)
     values: {cell_type: {bcell: b-cell, ...}}
     channel_keys: {ch1: brightfield, ch6: darkfield, ch2: fluorescence, ...}
     crop: [715, 825]
@@ -47,7 +47,10 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     catalog_keys = {c.key for c in source.channels}
     bad = sorted(set(channel_keys.values()) - catalog_keys)
     if bad:
-        raise ParseError(f"{source.dir_name}: parser_options.channel_keys name channel(s) {bad} the catalog does not list ({', '.join(sorted(catalog_keys))})")
+        raise ParseError(
+            f"{source.dir_name}: parser_options.channel_keys name channel(s) {bad} the catalog does not list "
+            f"({', '.join(sorted(catalog_keys))})"
+        )
 
     rows, rejects = [], []
     for relative in source_files(raw_dir):
@@ -71,6 +74,8 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
             base["region"] = format_region(0, crop[0], 0, crop[1])
         rows.extend(channel_rows(base, {key: relative}, source.channels))
     if not rows:
-        raise ParseError(f"{source.dir_name}: no montage under {raw_dir} matches the pattern {pattern.pattern!r}"
-                         + (f" with a listed channel (first reject: {rejects[0][2]})" if rejects else ""))
+        raise ParseError(
+            f"{source.dir_name}: no montage under {raw_dir} matches the pattern {pattern.pattern!r}"
+            + (f" with a listed channel (first reject: {rejects[0][2]})" if rejects else "")
+        )
     return ParsedSource(frame(rows), rejects_frame(rejects))

@@ -46,7 +46,9 @@ def read_annotation(source: Source, raw_dir: Path, spec: dict) -> pd.DataFrame:
     clash = table[table.duplicated(keys, keep=False)]
     if len(clash):
         rows = ", ".join(str(i + 1) for i in clash.index[:4])
-        raise ParseError(f"{source.dir_name}: {path.name} gives different values for the same key {tuple(clash.iloc[0][keys])} (data rows {rows})")
+        raise ParseError(
+            f"{source.dir_name}: {path.name} gives different values for the same key {tuple(clash.iloc[0][keys])} (data rows {rows})"
+        )
     return table
 
 
@@ -94,8 +96,10 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
             name, folder = record[f"Image_FileName_{channel.key}"].strip(), record[f"Image_PathName_{channel.key}"].strip()
             if name:
                 if escapes(folder) or escapes(name):
-                    raise ParseError(f"{source.dir_name}: {source_file} row {i + 1}: image path {folder!r} / {name!r} of channel "
-                                     f"{channel.key} is absolute or climbs out of the source's raw folder; paths must stay inside it")
+                    raise ParseError(
+                        f"{source.dir_name}: {source_file} row {i + 1}: image path {folder!r} / {name!r} of channel "
+                        f"{channel.key} is absolute or climbs out of the source's raw folder; paths must stay inside it"
+                    )
                 files[channel.key] = f"{folder.strip('/')}/{name}" if folder else name
         if not files:
             rejects.append((source_file, i + 1, "no channel file names"))

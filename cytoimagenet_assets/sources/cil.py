@@ -54,7 +54,9 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     for i, record in enumerate(table.to_dict("records"), start=1):
         image_id, group = _image_id(record[id_column]), record[group_column].strip()
         if not image_id or not group:
-            rejects.append((source_file, i, f"no image id or kinase group: {id_column}={record[id_column]!r} {group_column}={record[group_column]!r}"))
+            rejects.append(
+                (source_file, i, f"no image id or kinase group: {id_column}={record[id_column]!r} {group_column}={record[group_column]!r}")
+            )
             continue
         if image_id in seen:
             rejects.append((source_file, i, f"image {image_id} already listed in data row {seen[image_id]}"))
@@ -62,6 +64,14 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         seen[image_id] = i
         expected = image.format(id=image_id)
         found = on_disk.get(PurePosixPath(expected).name.lower(), expected)
-        rows.append({"source_file": source_file, "source_row": i, "field": image_id, "cell_visible": label.format(group=group),
-                     "channel_names": [names], "channel_paths": [found]})
+        rows.append(
+            {
+                "source_file": source_file,
+                "source_row": i,
+                "field": image_id,
+                "cell_visible": label.format(group=group),
+                "channel_names": [names],
+                "channel_paths": [found],
+            }
+        )
     return ParsedSource(frame(rows), rejects_frame(rejects))

@@ -22,11 +22,15 @@ def source_files(raw_dir: Path) -> list[str]:
     """Every file of a source as a path relative to ``raw_dir``, sorted: the files on disk (hidden
     folders such as ``.remote`` and staging leftovers skipped) plus those only in its remote index,
     so parsers that read metadata from file names work before any image is downloaded."""
-    local = {
-        path.relative_to(raw_dir).as_posix()
-        for path in raw_dir.rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(raw_dir).parts)
-    } if raw_dir.is_dir() else set()
+    local = (
+        {
+            path.relative_to(raw_dir).as_posix()
+            for path in raw_dir.rglob("*")
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(raw_dir).parts)
+        }
+        if raw_dir.is_dir()
+        else set()
+    )
     index = remote_index_path(raw_dir)
     if index.is_file():
         local.update(pd.read_parquet(index, columns=["path"])["path"])
@@ -50,8 +54,17 @@ class EmptyTableWarning(UserWarning):
 
 # What reading a damaged file raises: pandas' parser, a truncated or corrupt compressed stream
 # (EOFError, gzip.BadGzipFile and zipfile.BadZipFile, zlib/lzma errors), bytes that are not text.
-UNREADABLE = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, EOFError, OSError,
-              zlib.error, lzma.LZMAError, zipfile.BadZipFile)
+UNREADABLE = (
+    pd.errors.ParserError,
+    pd.errors.EmptyDataError,
+    UnicodeDecodeError,
+    ValueError,
+    EOFError,
+    OSError,
+    zlib.error,
+    lzma.LZMAError,
+    zipfile.BadZipFile,
+)
 
 
 def _opener(path: Path):
@@ -96,20 +109,22 @@ def read_table(source: Source, path: Path, required: Iterable[str] = (), sep: st
     :class:`EmptyTableWarning` naming the file.
     """
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep or ("\t" if ".tsv" in path.suffixes else ","),
-                         encoding="utf-8-sig")
+        df = pd.read_csv(
+            path, dtype=str, keep_default_na=False, sep=sep or ("\t" if ".tsv" in path.suffixes else ","), encoding="utf-8-sig"
+        )
     except FileNotFoundError as exc:
         raise ParseError(f"{source.dir_name}: cannot read {path}: no such file") from exc
     except UNREADABLE as exc:
         where = where_it_breaks(path, exc)
-        raise ParseError(f"{source.dir_name}: cannot read {path}{' ' + where if where else ''}: "
-                         f"{type(exc).__name__}: {exc or 'the file ends early (truncated?)'}") from exc
+        raise ParseError(
+            f"{source.dir_name}: cannot read {path}{' ' + where if where else ''}: "
+            f"{type(exc).__name__}: {exc or 'the file ends early (truncated?)'}"
+        ) from exc
     absent = [c for c in required if c not in df.columns]
     if absent:
         raise ParseError(f"{source.dir_name}: {path.name} lacks column(s) {', '.join(map(repr, absent))}; it has {', '.join(df.columns)}")
     if df.empty:
-        warnings.warn(EmptyTableWarning(f"{source.dir_name}: {path} has a header ({len(df.columns)} columns) and no rows"),
-                      stacklevel=2)
+        warnings.warn(EmptyTableWarning(f"{source.dir_name}: {path} has a header ({len(df.columns)} columns) and no rows"), stacklevel=2)
     return df
 
 
@@ -127,7 +142,9 @@ def channel_rows(base: dict, files: dict[str, str], channels: Iterable[Channel])
     for c in channels:
         if c.microscopy != "fluorescence" and c.key in files:
             # '' (not None): a brightfield image shows no stain, so no default fills it in.
-            rows.append({**base, "microscopy": c.microscopy, "cell_visible": "", "channel_names": [c.name], "channel_paths": [files[c.key]]})
+            rows.append(
+                {**base, "microscopy": c.microscopy, "cell_visible": "", "channel_names": [c.name], "channel_paths": [files[c.key]]}
+            )
     return rows
 
 

@@ -89,9 +89,16 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         for channel in source.channels:
             # '' (not None) for a protein channel without a localization: no default stain fills it in.
             shows = "|".join(labels) if channel.key == protein else channel.name
-            rows.append({
-                "source_file": source_file, "source_row": i + 1, "field": channel.key, "cell_visible": shows,
-                "cell_type": cell_line, "organism": organism,
-                "channel_names": [channel.name], "channel_paths": [f"{image_dir}/{image_id}_{channel.key}.{extension}"],
-            })
+            rows.append(
+                {
+                    "source_file": source_file,
+                    "source_row": i + 1,
+                    "field": channel.key,
+                    "cell_visible": shows,
+                    "cell_type": cell_line,
+                    "organism": organism,
+                    "channel_names": [channel.name],
+                    "channel_paths": [f"{image_dir}/{image_id}_{channel.key}.{extension}"],
+                }
+            )
     return ParsedSource(frame(rows), rejects_frame(rejects))

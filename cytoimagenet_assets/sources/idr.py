@@ -79,11 +79,14 @@ def read_plates(source: Source, path: Path) -> dict[str, str]:
             # A path alone (idr0081's plates.tsv, IDR/idr0081-georgi-adenovirus screenA): the plate is
             # named after its screen file (``.../HAdV-pre.HTD`` → ``HAdV-pre``). That IDR names such plates
             # by the file's stem is our reading, not documented; the annotation's Plate column decides.
-            server_path = (server_path.strip() or name.strip())
+            server_path = server_path.strip() or name.strip()
             name = PurePosixPath(server_path).stem
         server = PurePosixPath(server_path.strip())
         if not server_path or not server.is_relative_to(SERVER_PREFIX) or len(server.parts) < 6:
-            raise ParseError(f"{source.dir_name}: {path.name} line {n}: expected '<plate>\\t/uod/idr/filesets/<fileset>/<path>' (or path first, or a path alone), got {line!r}")
+            raise ParseError(
+                f"{source.dir_name}: {path.name} line {n}: expected '<plate>\\t/uod/idr/filesets/<fileset>/<path>' "
+                f"(or path first, or a path alone), got {line!r}"
+            )
         relative = PurePosixPath(*server.parts[5:])
         plates[name.strip()] = str(relative.parent if relative.suffix else relative)
     return plates
@@ -159,8 +162,9 @@ def _screen_files(pattern: re.Pattern, files: list[str], plates: dict[str, str] 
             candidates = [(None, relative)]
         else:
             parts = relative.split("/")
-            candidates = [(plate, "/".join(parts[i:])) for i in range(len(parts) - 1, -1, -1)
-                          for plate in folders.get("/".join(parts[:i]), [])]
+            candidates = [
+                (plate, "/".join(parts[i:])) for i in range(len(parts) - 1, -1, -1) for plate in folders.get("/".join(parts[:i]), [])
+            ]
         for plate, inside in candidates:
             match = pattern.search(inside)
             if not match:
@@ -193,7 +197,9 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     table = read_table(source, path, required=[*needed, *options.get("keep", {})])
     screen = {"Plate", "Well"} <= set(table.columns)
     if not screen and not {"Dataset Name", "Image Name"} <= set(table.columns):
-        raise ParseError(f"{source.dir_name}: {source_file} has neither Plate/Well (screen) nor Dataset Name/Image Name (experiment) columns")
+        raise ParseError(
+            f"{source.dir_name}: {source_file} has neither Plate/Well (screen) nor Dataset Name/Image Name (experiment) columns"
+        )
     plates = read_plates(source, find_file(source, raw_dir, options["plates"])) if options.get("plates") else None
     pattern = _file_pattern(source, screen, plates is not None)
     keys = {c.key for c in source.channels}

@@ -56,4 +56,3 @@ def order_key(text) -> str:
     """A sort key ordering regions numerically (top, bottom, left, right); '' for the whole image."""
     region = parse_region(text)
     return "" if region is None else ",".join(f"{v:012d}" for v in region)
-

@@ -88,8 +88,10 @@ def _integer_release(source: Source, tables, raw_dir: Path, column: str) -> bool
                 kinds.setdefault(value.isdigit(), (path.relative_to(raw_dir).as_posix(), i, value))
     if len(kinds) == 2:
         (f1, r1, v1), (f2, r2, v2) = kinds[True], kinds[False]
-        raise ParseError(f"{source.dir_name}: integer siRNA ids ({f1} row {r1}: {v1!r}, the original Kaggle release) and named ones "
-                         f"({f2} row {r2}: {v2!r}, a later release) in one source; keep the tables of one release")
+        raise ParseError(
+            f"{source.dir_name}: integer siRNA ids ({f1} row {r1}: {v1!r}, the original Kaggle release) and named ones "
+            f"({f2} row {r2}: {v2!r}, a later release) in one source; keep the tables of one release"
+        )
     return kinds.keys() == {True}
 
 
@@ -121,7 +123,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
                 base["sirna"] = None if control or not sirna else integer_label.format(id=sirna) if integers else sirna
             base.update(source_file=source_file, source_row=i + 1, plate=f"{experiment}_{plate}", well=well)
             base["cell_type"] = record["cell_type"] if "cell_type" in record else experiment.split("-")[0]
-            for site in ([record["site"].strip()] if not kaggle else sites):
+            for site in [record["site"].strip()] if not kaggle else sites:
                 stem = f"{root}/{experiment}/Plate{plate}/{well}_s{site}"
                 files = {c.key: f"{stem}_{c.key}.png" for c in source.channels}
                 rows.extend(channel_rows({**base, "field": site}, files, source.channels))

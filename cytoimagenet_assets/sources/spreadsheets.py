@@ -53,7 +53,9 @@ def read_spreadsheet(source: Source, path: Path, required: Iterable[str] = (), s
     table = pd.DataFrame(body, columns=header, dtype=str)
     absent = [c for c in required if c not in table.columns]
     if absent:
-        raise ParseError(f"{source.dir_name}: {path.name} lacks column(s) {', '.join(map(repr, absent))}; it has {', '.join(table.columns)}")
+        raise ParseError(
+            f"{source.dir_name}: {path.name} lacks column(s) {', '.join(map(repr, absent))}; it has {', '.join(table.columns)}"
+        )
     return table
 
 

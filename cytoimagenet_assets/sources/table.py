@@ -22,7 +22,16 @@ from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
 from cytoimagenet_assets.sources.regions import order_key, region_problem
 
 STRING_COLUMNS = (
-    "idx", "database", "name", "dir_name", *LABEL_CATEGORIES, "microscopy", "plate", "well", "field", "region",
+    "idx",
+    "database",
+    "name",
+    "dir_name",
+    *LABEL_CATEGORIES,
+    "microscopy",
+    "plate",
+    "well",
+    "field",
+    "region",
     "source_file",
 )
 LIST_COLUMNS = ("channel_names", "channel_paths")
@@ -144,8 +153,10 @@ def standardize(draft: pd.DataFrame, source: Source) -> pd.DataFrame:
     escaping = df["channel_paths"].map(lambda paths: next((p for p in paths if escapes(p)), None))
     if escaping.notna().any():
         row = df.loc[escaping.notna()].iloc[0]
-        raise ParseError(f"{source.dir_name}: {row['source_file']} row {row['source_row']}: image path {escaping[row.name]!r} "
-                         f"is absolute or climbs out of the source's raw folder; paths must stay inside it")
+        raise ParseError(
+            f"{source.dir_name}: {row['source_file']} row {row['source_row']}: image path {escaping[row.name]!r} "
+            f"is absolute or climbs out of the source's raw folder; paths must stay inside it"
+        )
     regions = df["region"].dropna()  # most sources have none: only their rows are parsed
     malformed = regions.map(region_problem).dropna()
     if len(malformed):
