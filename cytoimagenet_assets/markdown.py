@@ -1,6 +1,9 @@
-"""Small markdown tables, for the UI's metadata and the dataset card alike."""
+"""What a step shows about its result: markdown tables and text, figures — plain values that the Dagster
+layer turns into metadata (``defs.metadata.as_metadata``), for the UI and the dataset card alike."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,3 +22,24 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 10) -> str:
     lines = ["| " + " | ".join(map(str, head.columns)) + " |", "|" + "---|" * len(head.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.itertuples(index=False)]
     return "\n".join(lines)
+
+
+class Markdown(str):
+    """Text meant to be rendered as markdown (the UI renders it; CLIs print it as it is)."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG figure and its title."""
+
+    png: bytes
+    title: str
+
+
+def table(df: pd.DataFrame, max_rows: int = 10, empty: str | None = None) -> Markdown:
+    """:func:`markdown_table` as Markdown; ``empty`` instead when ``df`` has no rows (if given)."""
+    return Markdown(empty if empty is not None and not len(df) else markdown_table(df, max_rows))
+
+
+def bullets(items: list[str], empty: str = "none") -> Markdown:
+    return Markdown("\n".join(f"- {item}" for item in items) or empty)

@@ -152,6 +152,11 @@ class DataHome:
     def db_url(self) -> str:
         return os.environ.get(DB_URL_ENV) or f"sqlite:///{self.root / 'catalog.db'}"
 
+    @property
+    def db_url_shown(self) -> str:
+        """The SQL catalog's URL safe to show in logs and metadata (password hidden)."""
+        return sa.engine.make_url(self.db_url).render_as_string(hide_password=True)
+
 
 def _safe_name(part: str) -> str:
     """Refuse names that could escape the data home (``..``, separators, empty)."""

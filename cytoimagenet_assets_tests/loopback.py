@@ -37,7 +37,7 @@ class Remote:
     forbidden: set[str] = field(default_factory=set)
     redirects: dict[str, str] = field(default_factory=dict)
     auth: tuple[str, str] | None = None  # required on /api/ paths
-    entries: list[Logged] = field(default_factory=list)
+    entries: list[Logged | None] = field(default_factory=list)
     busy: int = 0
     settled: threading.Condition = field(default_factory=threading.Condition)
 
@@ -46,6 +46,7 @@ class Remote:
         """Every request so far, once the server has finished answering them (a client may return first)."""
         with self.settled:
             assert self.settled.wait_for(lambda: self.busy == 0, timeout=5)
+            self.entries[:] = [e for e in self.entries if e is not None]  # nothing in flight: no slot moves
             return self.entries
 
     def put(self, path: str, body: bytes, etag: str | None = None) -> str:
@@ -77,8 +78,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
-        with self.remote.settled:
+        with self.remote.settled:  # a request's place in the log is its arrival, not when its answer ends
             self.remote.busy += 1
+            self._slot = len(self.remote.entries)
+            self.remote.entries.append(None)
         try:
             self._answer()
         finally:
@@ -140,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             if cut is not None:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
-        self.remote.entries.append(Logged(self.command, path, self.headers.get("Range"), self.headers.get("If-Range"), status, sent))
+        self.remote.entries[self._slot] = Logged(self.command, path, self.headers.get("Range"), self.headers.get("If-Range"), status, sent)
 
 
 def serve(state: "Remote"):

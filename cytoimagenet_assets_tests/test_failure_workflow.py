@@ -167,7 +167,7 @@ def class_images(context):
         time.sleep(120)
     return None
 
-toy_defs = dg.Definitions(assets=[class_images], asset_checks=[], resources={})
+toy_defs = dg.Definitions(assets=[class_images], jobs=[dg.define_asset_job("class_images_job", [CLASS_IMAGES_KEY])], resources={})
 """
 
 KILLED_RUN = (
@@ -175,7 +175,7 @@ KILLED_RUN = (
     + """
 from cytoimagenet_assets.build import _run
 with dg.DagsterInstance.get() as instance:
-    _run(toy_defs, instance, dg.AssetSelection.assets(CLASS_IMAGES_KEY), partition_key="killed")
+    _run(toy_defs, instance, "class_images_job", partition_key="killed")
 """
 )
 

@@ -170,12 +170,11 @@ def ui(tmp_path_factory, demo_raw):
             try:
                 expect.set_options(timeout=TIMEOUT_MS)
                 ui = UI(url, victim, data_home / "raw" / moved[0].relative_to(data_home / "raw").parts[0], browser)
-                # A fresh instance greets the first visitor with "Join the Dagster community"; Skip it (once per instance).
+                # nux is off in dagster.yaml: a fresh instance opens on the UI, without the first-visit community modal.
                 page = ui.page()
                 page.goto(url + "/")
-                expect(page.get_by_text("Join the Dagster community")).to_be_visible()
-                shot(page, "0-community-dialog")
-                page.get_by_role("button", name="Skip", exact=True).click()
+                expect(page.get_by_role("navigation").first).to_be_visible()
+                shot(page, "0-first-visit")
                 expect(page.get_by_text("Join the Dagster community")).to_be_hidden()
                 page.close()
                 yield ui
@@ -185,17 +184,11 @@ def ui(tmp_path_factory, demo_raw):
         _stop(process)
 
 
-def _dismiss_community_dialog(page) -> None:
-    if page.get_by_text("Join the Dagster community").is_visible():
-        page.get_by_role("button", name="Skip", exact=True).click()
-
-
 def test_the_lineage_shows_every_asset_group(ui):
     groups = sorted({spec.group_name for spec in build_definitions(load_catalog("demo")).resolve_all_asset_specs()})
     assert len(groups) > 1
     page = ui.page()
     page.goto(ui.url + "/")
-    _dismiss_community_dialog(page)
     page.get_by_role("link", name=re.compile(r"\bLineage$")).click()
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
     graph = page.locator("svg foreignObject")  # the graph's nodes (the sidebar lists the groups too)
@@ -209,7 +202,6 @@ def test_a_materialization_launched_from_the_ui_succeeds(ui):
     source = next(s for s in load_catalog("demo").sources if s.evaluation_only)  # no class draws on it
     page = ui.page()
     page.goto(f"{ui.url}/assets/raw/{source.dir_name}")
-    _dismiss_community_dialog(page)
     expect(page.get_by_text("Latest materialization")).to_be_visible()
     shot(page, "2a-asset-before")
     page.get_by_role("button", name=re.compile(r"\bMaterialize$")).click()
@@ -240,7 +232,6 @@ def test_a_materialization_launched_from_the_ui_succeeds(ui):
 def test_the_partitions_view_shows_the_failed_class_and_its_error(ui):
     page = ui.page()
     page.goto(f"{ui.url}/assets/class_images")
-    _dismiss_community_dialog(page)
     page.get_by_role("tab", name="Partitions").click()
     expect(page.get_by_text(re.compile(r"^Failed \(1\)$"))).to_be_visible()
     shot(page, "3a-partitions")

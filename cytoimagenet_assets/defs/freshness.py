@@ -9,12 +9,7 @@ import dagster as dg
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.keys import raw_key, table_key
 from cytoimagenet_assets.defs.resources import DataHomeResource
-from cytoimagenet_assets.download import DownloadError
-from cytoimagenet_assets.download.fingerprint import local_fingerprint, remote_fingerprint
-from cytoimagenet_assets.download.plan import filled_by_hand
-from cytoimagenet_assets.storage import write_text
-
-STATE_FILE = "remote_fingerprints.json"
+from cytoimagenet_assets.download.fingerprint import changed_folders, check_remote_sources, hand_filled_fingerprints
 
 
 def _refresh_requests(catalog: Catalog, dir_names: list[str], reason: str) -> list[dg.RunRequest]:
@@ -47,14 +42,8 @@ def source_change_sensor(catalog: Catalog) -> dg.SensorDefinition:
         "baseline). Downloaded sources are watched on their server by weekly_remote_source_check.",
     )
     def sensor(context: dg.SensorEvaluationContext, data: DataHomeResource):
-        home = data.home()
-        # Folders this package downloads into change whenever a class fetches its images; their
-        # sources change on the server, which the weekly schedule watches. Hand-filled ones are watched here.
-        current = {s.dir_name: local_fingerprint(home.raw_dir(s.dir_name)) for s in watched if filled_by_hand(home.raw_dir(s.dir_name))}
-        if context.cursor is None:  # the first tick records what is on disk now
-            return dg.SensorResult(run_requests=[], cursor=json.dumps(current, sort_keys=True))
-        seen = json.loads(context.cursor)
-        changed = sorted(d for d, fp in current.items() if fp is not None and seen.get(d) != fp)
+        current = hand_filled_fingerprints(data.home(), watched)
+        changed = [] if context.cursor is None else changed_folders(json.loads(context.cursor), current)  # first tick: a baseline
         return dg.SensorResult(run_requests=_refresh_requests(catalog, changed, "files"), cursor=json.dumps(current, sort_keys=True))
 
     return sensor
@@ -72,19 +61,9 @@ def remote_check_schedule(catalog: Catalog) -> dg.ScheduleDefinition:
         "files changed on the server.",
     )
     def schedule(context: dg.ScheduleEvaluationContext, data: DataHomeResource):
-        home = data.home()
-        state_path = home.root / "state" / STATE_FILE
-        seen = json.loads(state_path.read_text()) if state_path.exists() else {}
-        current, errors = dict(seen), []
-        for source in remote:
-            try:
-                current[source.dir_name] = remote_fingerprint([f.url for f in source.download.files], source.dir_name)
-            except DownloadError as exc:
-                errors.append(f"{source.dir_name}: {exc}")
+        changed, errors = check_remote_sources(data.home(), remote)
         for error in errors:
             context.log.warning(error)
-        changed = sorted(d for d in current if d in seen and current[d] != seen[d])
-        write_text(state_path, json.dumps(current, indent=1, sort_keys=True))
         requests = _refresh_requests(catalog, changed, "server")
         return requests or dg.SkipReason(f"no source changed on its server ({len(errors)} unreachable)")
 

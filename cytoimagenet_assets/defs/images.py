@@ -10,13 +10,12 @@ import pandas as pd
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS, DATASET_KEY, LABELS_KEY, MERGED_KEY, RELEASE_KEY
 from cytoimagenet_assets.defs.labels import class_partition_requests
-from cytoimagenet_assets.defs.metadata import png_markdown
-from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource, redacted
-from cytoimagenet_assets.images.classes import ClassBuildError, build_class, drop_summary, thumbnail_grid
-from cytoimagenet_assets.images.dataset import EmptyDataset, class_folder_problems, composition_png, publish_dataset
-from cytoimagenet_assets.images.inputs import FetchFailed, StaleClass, class_rows, fetch_class_images
+from cytoimagenet_assets.defs.metadata import result
+from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
+from cytoimagenet_assets.images.class_partition import FetchFailed, StaleClass, build_class_images, class_rows, fetch_class_images
+from cytoimagenet_assets.images.classes import ClassBuildError
+from cytoimagenet_assets.images.dataset import EmptyDataset, publish_dataset
 from cytoimagenet_assets.images.release import DEFAULT_SHARD_BYTES, write_release
-from cytoimagenet_assets.markdown import markdown_table
 
 GROUP = "images"
 
@@ -60,55 +59,12 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
             raise dg.Failure(description=str(exc.args[0])) from exc
         except ClassBuildError as exc:  # deterministic: retrying would fail the same way
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        settings, folder = inputs.settings, home.class_dir(key)
         try:
-            result = build_class(
-                key,
-                inputs.label,
-                inputs.category,
-                inputs.rows,
-                inputs.raw_dirs,
-                folder,
-                target=settings["target"],
-                threshold=settings["threshold"],
-                seed=settings["seed"],
-                upsampling=settings["upsampling"],
-                workers=config.workers or os.cpu_count() or 1,
-            )
+            built = build_class_images(home, inputs, fetched, workers=config.workers or os.cpu_count() or 1)
         except ClassBuildError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        meta = result.metadata
-        problems = class_folder_problems(folder, pd.read_csv(folder / "metadata.csv"), settings["threshold"], settings["target"])
-        context.log.info(f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(result.drops)}")
-        return dg.MaterializeResult(
-            metadata={
-                "label": inputs.label,
-                "category": inputs.category,
-                "images": len(meta),
-                "originals": int((~meta["crop"]).sum()),
-                "crops": int(meta["crop"].sum()),
-                "upsampling": settings["upsampling"],
-                "trimmed_to_target": result.trimmed,
-                "source_rows": result.images_in,
-                "dropped": len(result.drops),
-                "dropped_by_reason": dg.MetadataValue.json(drop_summary(result.drops)),
-                "dropped_images": dg.MetadataValue.md(markdown_table(result.drops, max_rows=50) if len(result.drops) else "none"),
-                "images_per_second": round(result.images_in / max(result.seconds, 1e-9), 1),
-                "bytes_fetched": fetched.bytes_downloaded,
-                "files_fetched": fetched.files_fetched,
-                "files_unavailable": len(fetched.unavailable),
-                "fingerprint": inputs.fingerprint,
-                "path": dg.MetadataValue.path(str(folder)),
-                "samples": png_markdown(thumbnail_grid([folder / f for f in meta["filename"]]), f"{key} samples"),
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=check.name,
-                    passed=not problems,
-                    metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"), "images": len(meta)},
-                )
-            ],
-        )
+        context.log.info(built.summary)
+        return result(built.report, {check.name: (built.problems, {"images": built.report["images"]})})
 
     return class_images
 
@@ -176,38 +132,10 @@ def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
             dataset = publish_dataset(home, catalog.name)
         except EmptyDataset as exc:
             raise dg.Failure(description=str(exc)) from exc
-        metadata, missing, upsampling = dataset.metadata, dataset.missing, dataset.upsampling
-        if missing:
-            context.log.warning(f"{len(missing)} classes not built yet; the dataset holds the other {len(dataset.built)}")
-        per_category = metadata.drop_duplicates("path")["category"].value_counts().rename("classes").rename_axis("category").reset_index()
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(metadata),
-                "classes": int(metadata["path"].nunique()),
-                "classes_missing": dg.MetadataValue.json(missing[:50]),
-                "crops": int(metadata["crop"].sum()),
-                "crop_share": upsampling["crop_share"],
-                "scaling_histogram": dg.MetadataValue.json(upsampling["scaling_histogram"]),
-                "classes_per_category": dg.MetadataValue.md(markdown_table(per_category, max_rows=10)),
-                "card": dg.MetadataValue.md(dataset.card),
-                "composition": png_markdown(composition_png(metadata), "composition"),
-                "sql_catalog": redacted(home.db_url),
-                "sql_rows": dataset.sql_rows,
-                "path": dg.MetadataValue.path(str(home.dataset_dir())),
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="classes_listed_once",
-                    passed=not dataset.problems,
-                    metadata={
-                        "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in dataset.problems) or "none"),
-                        "classes_built": len(dataset.built),
-                        "crop_share": upsampling["crop_share"],
-                        "scaling_histogram": dg.MetadataValue.json(upsampling["scaling_histogram"]),
-                    },
-                )
-            ],
-        )
+        if dataset.missing:
+            context.log.warning(f"{len(dataset.missing)} classes not built yet; the dataset holds the other {len(dataset.built)}")
+        report = {**dataset.report(home), "sql_catalog": home.db_url_shown}
+        return result(report, {"classes_listed_once": (dataset.problems, dataset.check_report())})
 
     return cytoimagenet_dataset
 
@@ -241,16 +169,7 @@ def dataset_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
             config.shard_bytes,
             progress=lambda n, total: n % step == 0 and context.log.info(f"{n} of {total} images written"),
         )
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": release.samples,
-                "shards": len(release.shards),
-                "bytes": int(release.shards["bytes"].sum()),
-                "shard_table": dg.MetadataValue.md(markdown_table(release.shards, max_rows=50)),
-                "card": dg.MetadataValue.md((home.webdataset_card()).read_text(encoding="utf-8")),
-                "path": dg.MetadataValue.path(str(home.webdataset_dir())),
-            }
-        )
+        return result(release.report())
 
     return dataset_shards
 

@@ -2,7 +2,6 @@
 and what reuse needs: ``model_package`` (bioimage.io) and ``embeddings`` (the catalog's ``embed:``
 folders). ``cytoimagenet_assets.model`` and ``.embed`` do the work."""
 
-import json
 import os
 
 import dagster as dg
@@ -11,17 +10,14 @@ import pandas as pd
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.catalog.settings import TrainConfig
 from cytoimagenet_assets.defs.keys import DATASET_KEY, EMBEDDINGS_KEY, MODEL_KEY, PACKAGE_KEY, RELEASE_KEY, SHARDS_KEY, raw_key
-from cytoimagenet_assets.defs.metadata import png_markdown
+from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
-from cytoimagenet_assets.embed import EmbedError, embed_target
-from cytoimagenet_assets.markdown import markdown_table
-from cytoimagenet_assets.model.launch import TrainingFailed, latest_model, train_run
-from cytoimagenet_assets.model.package import FILES, PackageError, build_package, dataset_test_image
-from cytoimagenet_assets.model.report import history_png
-from cytoimagenet_assets.model.shards import Shards, pack
-from cytoimagenet_assets.model.stream import WebDatasetShards
-from cytoimagenet_assets.storage import DataHome
+from cytoimagenet_assets.embed import EmbedError, embed_target, embeddings_report
+from cytoimagenet_assets.model.launch import TrainingFailed, required_latest_model, train_run, training_input
+from cytoimagenet_assets.model.package import PackageError, build_package, dataset_test_image
+from cytoimagenet_assets.model.report import training_report
+from cytoimagenet_assets.model.shards import pack
 
 GROUP = "model"
 
@@ -65,31 +61,9 @@ def training_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
         size = config.input_size or catalog.training.input_size
         shards = pack(pd.read_csv(home.dataset_metadata()), home.dataset_dir(), home.shards_dir(size), size, workers=os.cpu_count() or 1)
         context.log.info(f"packed {shards.images.shape[0]} images into {shards.folder}")
-        return dg.MaterializeResult(
-            metadata={
-                "images": int(shards.images.shape[0]),
-                "classes": len(shards.classes),
-                "size": size,
-                "bytes": int(shards.images.nbytes),
-                "fingerprint": shards.fingerprint(),
-                "path": dg.MetadataValue.path(str(shards.folder)),
-            }
-        )
+        return result(shards.report())
 
     return training_shards
-
-
-def _training_data(home: DataHome, recipe: TrainConfig, stream: bool) -> Shards | WebDatasetShards:
-    if stream:
-        return WebDatasetShards(home.webdataset_dir())
-    folder = home.shards_dir(recipe.input_size)
-    if not (folder / "images.npy").is_file():
-        raise dg.Failure(
-            description=f"no packed shards at {recipe.input_size} px ({folder}): materialize training_shards "
-            f"with input_size {recipe.input_size}",
-            allow_retries=False,
-        )
-    return Shards(folder)
 
 
 def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -114,51 +88,14 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
         home = data.home()
         recipe = with_overrides(catalog.training, config)
         try:
-            out = train_run(home, _training_data(home, recipe, config.stream), recipe, config.processes, log=context.log.info)
-        except TrainingFailed as exc:
+            data = training_input(home, recipe.input_size, config.stream)
+            out = train_run(home, data, recipe, config.processes, log=context.log.info)
+        except (TrainingFailed, FileNotFoundError) as exc:
             raise dg.Failure(description=str(exc)) from exc
-        history = pd.read_csv(out / "history.csv")
-        card = json.loads((out / "model_card.json").read_text())
-        dataset_classes = sorted(pd.read_csv(home.dataset_metadata(), usecols=["path"])["path"].unique())
-        leak = card["data"]["val_images_sharing_source_with_train"]
-        classes_only = {
-            "card": sorted(set(card["classes"]) - set(dataset_classes)),
-            "dataset": sorted(set(dataset_classes) - set(card["classes"])),
-        }
-        return dg.MaterializeResult(
-            metadata={
-                "run": out.name,
-                "path": dg.MetadataValue.path(str(out)),
-                "epochs": len(history),
-                **{k: dg.MetadataValue.float(float(v)) for k, v in card["metrics"].items()},
-                "images_per_second": float(history["images_per_s"].iloc[-1]),
-                "history": dg.MetadataValue.md(markdown_table(history.round(4), max_rows=100)),
-                "curves": png_markdown(history_png(history), "training curves"),
-                "model_card": dg.MetadataValue.md((out / "model_card.md").read_text()),
-                "val_images_sharing_source_with_train": leak,
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=check.name,
-                    passed=card["classes"] == dataset_classes and leak == 0,
-                    metadata={
-                        "card_classes": len(card["classes"]),
-                        "dataset_classes": len(dataset_classes),
-                        **{f"classes_only_in_{k}": dg.MetadataValue.json(v[:20]) for k, v in classes_only.items()},
-                        "val_images_sharing_source_with_train": leak,
-                    },
-                )
-            ],
-        )
+        report, problems, check_report = training_report(out, home.dataset_metadata())
+        return result(report, {check.name: (problems, check_report)})
 
     return pretrained_model
-
-
-def _model_file(home: DataHome):
-    model = latest_model(home)
-    if model is None or not model.is_file():
-        raise dg.Failure(description=f"no trained model ({model or 'no models/latest'}): materialize pretrained_model first")
-    return model
 
 
 def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -175,31 +112,16 @@ def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "release/model/, folder and zip, validated with bioimageio.spec.",
     )
     def model_package(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
-        home = data.home()
-        model = _model_file(home)
-        card = home.dataset_card()
+        home, card = data.home(), data.home().dataset_card()
         try:
-            result = build_package(
+            model = required_latest_model(home)
+            package = build_package(
                 model.parent, home.model_package_dir(), dataset_test_image(home, input_size), card if card.is_file() else None
             )
-        except PackageError as exc:
+        except (PackageError, FileNotFoundError) as exc:
             raise dg.Failure(description=str(exc)) from exc
-        context.log.info(result.validation)
-        files = pd.DataFrame({"file": list(result.files), "bytes": list(result.files.values())})
-        return dg.MaterializeResult(
-            metadata={
-                "validation_status": result.status,
-                "validation": dg.MetadataValue.md(result.validation),
-                "files": dg.MetadataValue.md(markdown_table(files, max_rows=50)),
-                "package_bytes": sum(v for k, v in result.files.items() if not k.endswith(".zip")),
-                "zip_bytes": result.files[result.zip.name],
-                "classes": result.classes,
-                "model": dg.MetadataValue.path(str(model)),
-                "path": dg.MetadataValue.path(str(result.folder)),
-                "zip": dg.MetadataValue.path(str(result.zip)),
-                "cover": png_markdown((result.folder / FILES["cover"]).read_bytes(), "test input, raw and normalized"),
-            }
-        )
+        context.log.info(package.validation)
+        return result({**package.report(), "model": model})
 
     return model_package
 
@@ -221,28 +143,15 @@ def embeddings_asset(catalog: Catalog) -> dg.AssetsDefinition:
         home = data.home()
         if not catalog.embed:
             return dg.MaterializeResult(metadata={"note": f"the catalog {catalog.name!r} lists no embed targets (embed:)"})
-        model = _model_file(home)
         try:
+            model = required_latest_model(home)
             done = [embed_target(home, target, model, log=context.log.info) for target in catalog.embed]
-        except EmbedError as exc:
+        except (EmbedError, FileNotFoundError) as exc:
             raise dg.Failure(description=str(exc)) from exc
-        metadata = {}
         for target in done:
             for image, reason in target.result.failed:
                 context.log.warning(f"{target.name}: unreadable {image}: {reason}")
-            metadata[f"{target.name}_preview"] = dg.MetadataValue.md(markdown_table(target.preview))
-            metadata[f"{target.name}_path"] = dg.MetadataValue.path(str(target.result.out))
-            if target.result.failed:
-                metadata[f"{target.name}_unreadable"] = dg.MetadataValue.json([f"{i}: {r}" for i, r in target.result.failed[:20]])
-        return dg.MaterializeResult(
-            metadata={
-                "rows": sum(t.result.rows for t in done),
-                "dims": dg.MetadataValue.json(sorted({int(d) for t in done for d in t.result.dims})),
-                "targets": dg.MetadataValue.md(markdown_table(pd.DataFrame([t.summary() for t in done]))),
-                "model": dg.MetadataValue.path(str(model)),
-                **metadata,
-            }
-        )
+        return result(embeddings_report(done, model))
 
     return embeddings
 

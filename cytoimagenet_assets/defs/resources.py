@@ -1,14 +1,13 @@
 """Resources: where the data lives."""
 
 import os
-import time
 from pathlib import Path
 from typing import Callable
 
 import dagster as dg
-from sqlalchemy.engine import make_url
 
-from cytoimagenet_assets.download import IDR_MIRROR, Progress
+from cytoimagenet_assets.download import IDR_MIRROR
+from cytoimagenet_assets.download.http import throttled_progress
 from cytoimagenet_assets.download.plan import Fetching
 from cytoimagenet_assets.storage import DataHome, default_home
 
@@ -26,11 +25,6 @@ class DataHomeResource(dg.ConfigurableResource):
         return DataHome(Path(self.root).expanduser().resolve() if self.root else default_home())
 
 
-def redacted(url: str) -> str:
-    """A database URL safe to show in logs and metadata (password hidden)."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
 class DownloadsResource(dg.ConfigurableResource):
     """How sources are fetched. Kaggle credentials are given as ``dg.EnvVar``s, so the UI shows
     the variable's name, never its value; the mirror can point at a local copy of IDR's."""
@@ -42,7 +36,7 @@ class DownloadsResource(dg.ConfigurableResource):
 
     def fetching(self, log: Callable[[str], None]) -> Fetching:
         return Fetching(
-            progress=throttled(log),
+            progress=throttled_progress(log),
             log=log,
             kaggle_username=self.kaggle_username,
             kaggle_key=self.kaggle_key,
@@ -57,16 +51,3 @@ def downloads_from_env(**settings) -> DownloadsResource:
     if all(os.environ.get(name) for name in KAGGLE_ENV):
         return DownloadsResource(kaggle_username=dg.EnvVar(KAGGLE_ENV[0]), kaggle_key=dg.EnvVar(KAGGLE_ENV[1]), **settings)
     return DownloadsResource(**settings)
-
-
-def throttled(log: Callable[[str], None], interval_s: float = PROGRESS_LOG_INTERVAL_S) -> Callable[[Progress], None]:
-    """A progress callback that logs a transfer's bytes, rate and ETA every ``interval_s`` and when it ends."""
-    last = {"at": 0.0}
-
-    def report(progress: Progress) -> None:
-        now = time.monotonic()
-        if now - last["at"] >= interval_s or (progress.total is not None and progress.done >= progress.total):
-            last["at"] = now
-            log(progress.format())
-
-    return report

@@ -3,6 +3,7 @@ settings object, unset by default, and one helper that lays the fields set over 
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import typing
 from typing import Any, Literal, Optional
@@ -32,7 +33,7 @@ def with_overrides(settings, config: dg.Config):
 def _launchpad_type(annotation):
     """The type the launchpad edits: lists for tuples, plain strings for a choice (checked by the settings)."""
     origin = typing.get_origin(annotation)
-    if origin is tuple:
+    if origin in (tuple, list, collections.abc.Sequence):
         return list[typing.get_args(annotation)[0]]
     if origin is Literal:
         return str

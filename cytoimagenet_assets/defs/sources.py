@@ -6,14 +6,13 @@ from cytoimagenet_assets.catalog import Catalog, Source
 from cytoimagenet_assets.defs.checks import source_table_checks
 from cytoimagenet_assets.defs.freshness import change_detection
 from cytoimagenet_assets.defs.keys import raw_key, table_key
-from cytoimagenet_assets.defs.metadata import table_metadata
+from cytoimagenet_assets.defs.metadata import result, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
 from cytoimagenet_assets.demo import generate
 from cytoimagenet_assets.download import ArchiveError, DownloadError
 from cytoimagenet_assets.download.plan import fetch_source
-from cytoimagenet_assets.markdown import markdown_table
 from cytoimagenet_assets.sources import parse_source
-from cytoimagenet_assets.sources.table import ParseError, missing_files
+from cytoimagenet_assets.sources.table import ParseError
 from cytoimagenet_assets.storage import write_parquet
 
 GROUP = "sources"
@@ -69,12 +68,8 @@ def _raw_asset(source: Source, seed: int) -> dg.AssetsDefinition:
                 ) from exc
             for note in report.notes:
                 context.log.info(f"{source.dir_name}: {note}")
-            fetched = {
-                **report.as_metadata(),
-                "download_mode": "full" if config.full_download else "metadata first",
-                "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in report.notes) or "none"),
-            }
-        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(raw_dir)), **_folder_summary(raw_dir), **fetched})
+            fetched = {**report.report(), "download_mode": "full" if config.full_download else "metadata first"}
+        return result({"path": raw_dir, **_folder_summary(raw_dir), **fetched})
 
     return raw
 
@@ -96,8 +91,6 @@ def _table_asset(source: Source) -> dg.AssetsDefinition:
         except ParseError as exc:
             raise dg.Failure(description=str(exc)) from exc
         path = write_parquet(parsed.table, home.source_table(source.dir_name))
-        missing = missing_files(parsed.table, raw_dir)
-        no_files = int((parsed.table["channel_paths"].map(len) == 0).sum())
         if len(parsed.rejects):
             context.log.warning(f"{source.dir_name}: {len(parsed.rejects)} rows could not be used; see the 'rejected_rows' metadata")
         if len(parsed.join_misses):
@@ -105,21 +98,7 @@ def _table_asset(source: Source) -> dg.AssetsDefinition:
                 f"{source.dir_name}: {int(parsed.join_misses['rows'].sum())} rows have keys no annotation table holds; "
                 "see the 'annotation_join_misses' metadata"
             )
-        return dg.MaterializeResult(
-            metadata={
-                **table_metadata(parsed.table, path),
-                "rejected_rows": len(parsed.rejects),
-                "rejected_rows_sample": dg.MetadataValue.md(markdown_table(parsed.rejects, max_rows=20) if len(parsed.rejects) else "none"),
-                "referenced_files": parsed.referenced_files,
-                "missing_files": len(missing),
-                "rows_without_image_files": no_files,
-                # Keys of this source's rows that an annotation table it joins lacks: the rows stay, unlabelled by it.
-                "annotation_join_misses": int(parsed.join_misses["rows"].sum()),
-                "annotation_join_misses_sample": dg.MetadataValue.md(
-                    markdown_table(parsed.join_misses, max_rows=20) if len(parsed.join_misses) else "none"
-                ),
-            }
-        )
+        return result({**table_metadata(parsed.table, path), **parsed.report(raw_dir)})
 
     return source_metadata
 

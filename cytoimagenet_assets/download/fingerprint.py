@@ -4,10 +4,15 @@ URLs on the server (ETag, Last-Modified, size from HEAD requests)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
-from cytoimagenet_assets.download.http import head
+from cytoimagenet_assets.download.http import DownloadError, head
+from cytoimagenet_assets.download.plan import filled_by_hand
+from cytoimagenet_assets.storage import DataHome, write_text
+
+REMOTE_STATE = "remote_fingerprints.json"
 
 
 def local_fingerprint(folder: Path) -> str | None:
@@ -36,3 +41,29 @@ def remote_fingerprint(urls: list[str], label: str) -> dict[str, str]:
         info = head(url, label=label)
         found[url] = "|".join("" if v is None else str(v) for v in (info.etag, info.last_modified, info.size))
     return found
+
+
+def hand_filled_fingerprints(home: DataHome, sources) -> dict[str, str | None]:
+    """The fingerprints of the raw folders filled by hand among ``sources``. Folders this package
+    downloads into change whenever a class fetches its images; their sources change on the server,
+    which :func:`check_remote_sources` watches."""
+    return {s.dir_name: local_fingerprint(home.raw_dir(s.dir_name)) for s in sources if filled_by_hand(home.raw_dir(s.dir_name))}
+
+
+def changed_folders(seen: dict, current: dict) -> list[str]:
+    return sorted(d for d, fp in current.items() if fp is not None and seen.get(d) != fp)
+
+
+def check_remote_sources(home: DataHome, sources) -> tuple[list[str], list[str]]:
+    """(sources whose files changed on their server since the last check, errors of unreachable ones);
+    the fingerprints are kept in ``state/remote_fingerprints.json`` between checks (first seen: not changed)."""
+    state = home.state_path(REMOTE_STATE)
+    seen = json.loads(state.read_text()) if state.exists() else {}
+    current, errors = dict(seen), []
+    for source in sources:
+        try:
+            current[source.dir_name] = remote_fingerprint([f.url for f in source.download.files], source.dir_name)
+        except DownloadError as exc:
+            errors.append(f"{source.dir_name}: {exc}")
+    write_text(state, json.dumps(current, indent=1, sort_keys=True))
+    return sorted(d for d in current if d in seen and current[d] != seen[d]), errors

@@ -621,3 +621,19 @@ def _without_url(exc: Exception) -> str:
     """A requests exception's text, which can hold a signed redirect URL, cut to its cause."""
     text = str(exc)
     return text.split("(Caused by ", 1)[-1].rstrip(")") if "(Caused by " in text else text
+
+
+PROGRESS_LOG_INTERVAL_S = 15.0
+
+
+def throttled_progress(log: Callable[[str], None], interval_s: float = PROGRESS_LOG_INTERVAL_S) -> Callable[[Progress], None]:
+    """A progress callback that logs a transfer's bytes, rate and ETA every ``interval_s`` and when it ends."""
+    last = {"at": 0.0}
+
+    def report(progress: Progress) -> None:
+        now = time.monotonic()
+        if now - last["at"] >= interval_s or (progress.total is not None and progress.done >= progress.total):
+            last["at"] = now
+            log(progress.format())
+
+    return report

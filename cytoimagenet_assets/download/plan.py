@@ -33,6 +33,7 @@ from cytoimagenet_assets.download.http import DownloadError, FetchResult, Progre
 from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_file_url, list_idr_folder
 from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
 from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
+from cytoimagenet_assets.markdown import bullets
 from cytoimagenet_assets.sources.common import source_files
 from cytoimagenet_assets.storage import RAW_RECORDS, contained, records_dir, remote_index_path, write_parquet, write_text
 
@@ -85,7 +86,7 @@ class FetchReport:
             self.transports[result.transport] += 1
         self.notes.extend(result.notes)
 
-    def as_metadata(self) -> dict:
+    def report(self) -> dict:
         return {
             "bytes_downloaded": self.bytes_downloaded,
             "files_fetched": self.files_fetched,
@@ -93,6 +94,7 @@ class FetchReport:
             "files_extracted": self.files_extracted,
             "files_indexed_remotely": self.files_indexed,
             "transports": ", ".join(f"{k} {v}" for k, v in sorted(self.transports.items())) or "none",
+            "notes": bullets(self.notes),
         }
 
 

@@ -33,6 +33,7 @@ from cytoimagenet_assets.catalog import EmbedTarget
 from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.features import METHODS, FeatureExtractor, cytoimagenet_backbone, extract
 from cytoimagenet_assets.images.readers import PILLOW, TIFF, ImageReadError, read_channels
+from cytoimagenet_assets.markdown import table
 from cytoimagenet_assets.storage import DataHome, read_parquet_metadata, write_parquet
 
 METHOD_NAMES = {"concat-norm": "concat_normalized", "concat-raw": "concat_raw", "merge-norm": "merge_normalized", "merge-raw": "merge_raw"}
@@ -337,3 +338,20 @@ def embed_target(home: DataHome, target: EmbedTarget, model: Path, log: Callable
         for i in range(4):
             preview[f"f{i}"] = matrix[: len(preview), i].round(4)
     return TargetEmbedding(target.name, source, result, preview)
+
+
+def embeddings_report(done: list[TargetEmbedding], model: Path) -> dict:
+    """What the embeddings asset shows: rows and dimensions over all targets, one line per target,
+    each target's preview and path (and its unreadable images)."""
+    report = {
+        "rows": sum(t.result.rows for t in done),
+        "dims": sorted({int(d) for t in done for d in t.result.dims}),
+        "targets": table(pd.DataFrame([t.summary() for t in done])),
+        "model": model,
+    }
+    for target in done:
+        report[f"{target.name}_preview"] = table(target.preview)
+        report[f"{target.name}_path"] = target.result.out
+        if target.result.failed:
+            report[f"{target.name}_unreadable"] = [f"{i}: {r}" for i, r in target.result.failed[:20]]
+    return report

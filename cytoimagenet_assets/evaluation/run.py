@@ -19,7 +19,15 @@ import pandas as pd
 import torch
 
 from cytoimagenet_assets.devices import pick_device
-from cytoimagenet_assets.evaluation.benchmarks import DEFAULT_VARIANTS, NAMES, Benchmark, BenchmarkMissing, load_benchmark
+from cytoimagenet_assets.evaluation.benchmarks import (
+    DEFAULT_VARIANTS,
+    NAMES,
+    Benchmark,
+    BenchmarkMissing,
+    benchmark_kind,
+    benchmark_options,
+    load_benchmark,
+)
 from cytoimagenet_assets.evaluation.features import (
     METHODS,
     BackboneUnavailable,
@@ -31,8 +39,8 @@ from cytoimagenet_assets.evaluation.features import (
 )
 from cytoimagenet_assets.evaluation.protocols import BBBC021Variant
 from cytoimagenet_assets.evaluation.report import BACKBONES, comparison_table, umap_png
-from cytoimagenet_assets.markdown import markdown_table
-from cytoimagenet_assets.storage import write_bytes, write_csv, write_text
+from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table
+from cytoimagenet_assets.storage import DataHome, write_bytes, write_csv, write_text
 
 COLUMNS = ["benchmark", "variant", "aggregation", "backbone", "method", "accuracy", "low", "high", "n", "interval"]
 
@@ -87,6 +95,16 @@ class Evaluation:
     @property
     def comparison(self) -> pd.DataFrame:
         return comparison_table(self.results)
+
+    def report(self, out: Path) -> dict:
+        return {
+            "report": Markdown(self.markdown()),
+            "results": len(self.results),
+            "unavailable_backbones": self.unavailable,
+            "skipped_benchmarks": self.skipped,
+            "path": out,
+            **{name: Figure(png, name) for name, png in self.figures.items()},
+        }
 
     def markdown(self) -> str:
         comparison = self.comparison
@@ -234,3 +252,35 @@ def run_evaluation(
     results = pd.DataFrame(rows, columns=COLUMNS)
     settings_record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
     return Evaluation(results, unavailable, skipped, notes, figures, {**settings_record, "model": str(model) if model else None})
+
+
+def catalog_benchmarks(sources) -> dict[str, object]:
+    """The first catalog source of each benchmark kind (bbbc021, coos7, cyclops) among ``sources``."""
+    found: dict = {}
+    for source in sources:
+        kind = benchmark_kind(source)
+        if kind is not None and kind not in found:
+            found[kind] = source
+    return found
+
+
+def evaluate_catalog(
+    home: DataHome,
+    catalog_name: str,
+    benchmarks: dict,
+    model: Path | None,
+    settings: EvaluationSettings,
+    log: Callable[[str], None] = print,
+) -> tuple[Evaluation, Path]:
+    """Evaluate ``model`` on the catalog's benchmark sources (their raw folders); benchmarks the catalog
+    lacks are reported as skipped. The report is written to ``reports/evaluation/``."""
+    inputs = [
+        BenchmarkInput(
+            kind, home.raw_dir(s.dir_name), benchmark_options(s, kind), f"{s.download.instructions()}, into {home.raw_dir(s.dir_name)}"
+        )
+        for kind, s in benchmarks.items()
+    ]
+    evaluation = run_evaluation(inputs, model, settings, progress=False, log=log)
+    absent = {NAMES[k]: f"the catalog {catalog_name!r} lists no {NAMES[k]} evaluation source" for k in NAMES if k not in benchmarks}
+    evaluation.skipped = {**absent, **evaluation.skipped}
+    return evaluation, evaluation.write(home.report_dir("evaluation"))

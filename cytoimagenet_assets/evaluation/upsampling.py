@@ -16,7 +16,10 @@ import torch
 from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.features import BackboneUnavailable, FeatureExtractor, cytoimagenet_backbone, extract, imagenet_backbone
 from cytoimagenet_assets.evaluation.report import before_after_umap_png
+from cytoimagenet_assets.images.classes import source_image
 from cytoimagenet_assets.images.readers import read_channels
+from cytoimagenet_assets.markdown import Figure
+from cytoimagenet_assets.storage import DataHome, write_bytes
 
 
 @dataclass
@@ -26,6 +29,18 @@ class UpsamplingFigure:
     images: int
     backbone: str
     note: str
+
+    def report(self, path: Path | None) -> dict:
+        if self.png is None:
+            return {"note": self.note}
+        return {
+            "classes": self.classes,
+            "images": self.images,
+            "backbone": self.backbone,
+            "note": self.note,
+            "umap": Figure(self.png, "before and after upsampling"),
+            "path": path,
+        }
 
 
 def figure_backbone(imagenet_weights: str | None, model: Path | None) -> tuple[torch.nn.Module, str, str]:
@@ -66,3 +81,21 @@ def upsampling_figure(
     before = np.arange(len(images)) < len(sources)
     png = before_after_umap_png(features, [*sources["path"], *rows["path"]], before, f"{backbone} features", seed)
     return UpsamplingFigure(png, len(chosen), len(rows), backbone, note)
+
+
+def dataset_upsampling_figure(
+    home: DataHome, imagenet_weights: str | None, model: Path | None, classes: int = 20, images_per_class: int = 30, seed: int = 0
+) -> tuple[UpsamplingFigure, Path | None]:
+    """:func:`upsampling_figure` of the published dataset, the source images read from the raw files
+    and merged as the image step merges them; written to ``reports/upsampling_umap/``."""
+    rows = pd.read_parquet(home.merged_table(), columns=["idx", "dir_name", "channel_paths", "region"]).set_index("idx")
+
+    def source(idx: str) -> np.ndarray:
+        row = rows.loc[idx]
+        region = None if pd.isna(row["region"]) else row["region"]
+        return source_image([home.raw_dir(row["dir_name"]) / p for p in row["channel_paths"]], region)
+
+    figure = upsampling_figure(home.dataset_dir(), source, imagenet_weights, model, classes, images_per_class, seed)
+    if figure.png is None:
+        return figure, None
+    return figure, write_bytes(home.report_dir("upsampling_umap") / "upsampling_umap.png", figure.png)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
-from cytoimagenet_assets.markdown import markdown_table
+from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table, table
 from cytoimagenet_assets.plots import plt, png_bytes
 from cytoimagenet_assets.storage import DataHome, read_parquet, write_csv, write_sql_table, write_text
 
@@ -142,6 +142,26 @@ class PublishedDataset:
     sql_rows: int
     problems: list[str]  # what the classes_listed_once check reports
     upsampling: dict  # crop share and scaling histogram
+
+    def report(self, home: DataHome) -> dict:
+        metadata = self.metadata
+        per_category = metadata.drop_duplicates("path")["category"].value_counts().rename("classes").rename_axis("category").reset_index()
+        return {
+            "dagster/row_count": len(metadata),
+            "classes": int(metadata["path"].nunique()),
+            "classes_missing": self.missing[:50],
+            "crops": int(metadata["crop"].sum()),
+            "crop_share": self.upsampling["crop_share"],
+            "scaling_histogram": self.upsampling["scaling_histogram"],
+            "classes_per_category": table(per_category, max_rows=10),
+            "card": Markdown(self.card),
+            "composition": Figure(composition_png(metadata), "composition"),
+            "sql_rows": self.sql_rows,
+            "path": home.dataset_dir(),
+        }
+
+    def check_report(self) -> dict:
+        return {"classes_built": len(self.built), **self.upsampling}
 
 
 def publish_dataset(home: DataHome, catalog: str) -> PublishedDataset:

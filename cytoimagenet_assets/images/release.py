@@ -28,6 +28,7 @@ import webdataset as wds
 import yaml
 
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.markdown import Markdown, table
 from cytoimagenet_assets.storage import atomic_path, write_parquet
 
 SHARD_PATTERN = "cytoimagenet-%06d.tar"
@@ -55,6 +56,16 @@ class Release:
     folder: Path
     shards: pd.DataFrame  # shard, samples, bytes, sha256
     samples: int
+
+    def report(self) -> dict:
+        return {
+            "dagster/row_count": self.samples,
+            "shards": len(self.shards),
+            "bytes": int(self.shards["bytes"].sum()),
+            "shard_table": table(self.shards, max_rows=50),
+            "card": Markdown((self.folder / "README.md").read_text(encoding="utf-8")),
+            "path": self.folder,
+        }
 
 
 def class_table(metadata: pd.DataFrame) -> list[dict]:

@@ -14,21 +14,62 @@ from cytoimagenet_assets.download.plan import obtainable_files
 from cytoimagenet_assets.labels.assign import assign_labels, class_summary, label_counts_table, membership_changes, with_class_keys
 from cytoimagenet_assets.labels.availability import unavailable_reasons, unavailable_summary
 from cytoimagenet_assets.labels.merge import drop_overlaps, merge_sources
-from cytoimagenet_assets.labels.report import class_table_figures
-from cytoimagenet_assets.storage import DataHome, read_parquet, write_bytes, write_parquet, write_sql_table
+from cytoimagenet_assets.labels.report import class_table_figures, classes_per_category, classes_per_database
+from cytoimagenet_assets.markdown import Figure, Markdown, table
+from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_bytes, write_parquet, write_sql_table
 
 ASSIGNMENT_COLUMNS = ["idx", "database", "dir_name", "channel_paths", *LABEL_CATEGORIES]
+WHY_LEFT_OUT = (
+    "Rows that cannot become images take no part in label assignment: metadata-only rows (no image file named) "
+    "and rows whose files are neither on disk nor in the source's remote index would fill classes that then "
+    "shrink or fail when their images are built."
+)
 
 
-def write_merged(home: DataHome, sources: tuple[Source, ...]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+class NoImageRows(ValueError):
+    """No row of the merged table can become an image; ``left_out`` says per source why."""
+
+    def __init__(self, left_out: pd.DataFrame):
+        reasons = "; ".join(f"{d}: {n} {r}" for d, r, n in left_out.itertuples(index=False))
+        super().__init__(
+            f"no row of merged_metadata can become an image ({int(left_out['rows'].sum())} rows left out: {reasons}); "
+            f"materialize the raw/ assets of the sources, or provide their files by hand"
+        )
+        self.left_out = left_out
+
+
+def left_out_report(left_out: pd.DataFrame) -> dict:
+    return {
+        "rows_without_images": int(left_out["rows"].sum()),
+        "rows_without_images_per_source": Markdown(WHY_LEFT_OUT + "\n\n" + table(left_out, max_rows=len(left_out), empty="none")),
+    }
+
+
+@dataclass
+class Merged:
+    table: pd.DataFrame
+    duplicates: pd.DataFrame  # rows dropped per pair of overlapping sources
+    sql_rows: int
+
+    def report(self) -> dict:
+        per_source = self.table.groupby(["database", "dir_name"], observed=True).size().rename("images").reset_index()
+        return {
+            "images_per_source": table(per_source, max_rows=len(per_source)),
+            "sql_rows": self.sql_rows,
+            "overlap_duplicates_dropped": int(self.duplicates["duplicate_rows"].sum()),
+            "overlaps": table(self.duplicates, max_rows=len(self.duplicates), empty="none declared"),
+        }
+
+
+def write_merged(home: DataHome, sources: tuple[Source, ...]) -> Merged:
     """Merge the sources' tables (images two sources share, the catalog's overlaps, kept once) into
-    ``merged_metadata``: (the table, the duplicates dropped per pair, rows written to SQL)."""
+    ``merged_metadata``, Parquet and SQL."""
     names = {s.dir_name for s in sources}
     overlaps = {s.dir_name: tuple(o for o in s.overlaps if o in names) for s in sources if set(s.overlaps) & names}
     tables = {s.dir_name: read_parquet(home.source_table(s.dir_name)) for s in sources}
     merged, duplicates = drop_overlaps(merge_sources(tables), overlaps)
     write_parquet(merged, home.merged_table())
-    return merged, duplicates, write_sql_table(merged, "merged_metadata", home.db_url)
+    return Merged(merged, duplicates, write_sql_table(merged, "merged_metadata", home.db_url))
 
 
 def rows_with_images(catalog: Catalog, home: DataHome) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -48,6 +89,16 @@ def write_candidates(home: DataHome, merged: pd.DataFrame, threshold: int) -> pd
     return counts
 
 
+def candidates_report(counts: pd.DataFrame) -> dict:
+    per_category = counts[counts["candidate"]].groupby("category").size().reindex(LABEL_CATEGORIES, fill_value=0)
+    return {
+        "dagster/row_count": len(counts),
+        "candidates": int(counts["candidate"].sum()),
+        "candidates_per_category": table(per_category.rename("candidates").reset_index(), max_rows=10),
+        "most_frequent": table(counts, max_rows=15),
+    }
+
+
 def settings_record(settings: AssignConfig) -> dict:
     """The settings as JSON-ready values (stored with the class table, shown in the UI)."""
     return {**asdict(settings), "categories": list(settings.categories)}
@@ -60,11 +111,35 @@ class ClassTable:
     changes: pd.DataFrame  # classes added, removed or changed since the previous table
     first: bool  # no previous table
     figures: dict[str, bytes]
+    settings: AssignConfig
+
+    def report(self) -> dict:
+        summary, status = self.summary, self.changes["status"].value_counts()
+        changes = {
+            name: int(status.get(kind, 0))
+            for name, kind in (("classes_added", "added"), ("classes_removed", "removed"), ("classes_changed", "changed"))
+        }
+        return {
+            "dagster/row_count": len(self.assigned),
+            "classes": len(summary),
+            "images": len(self.assigned),
+            "classes_needing_upsampling": int(summary["needs_upsampling"].sum()),
+            "settings": settings_record(self.settings),
+            "classes_per_category": table(classes_per_category(summary), max_rows=10),
+            "classes_per_database": table(classes_per_database(summary), max_rows=20),
+            "class_table": table(summary[["class_key", "category", "label", "images", "databases"]], max_rows=25),
+            "changes": {"first_materialization": self.first, **changes},
+            "changed_classes": table(self.changes, max_rows=30, empty="no class changed"),
+            **{f"plot_{name}": Figure(png, name) for name, png in self.figures.items()},
+        }
 
 
-def write_class_table(home: DataHome, merged: pd.DataFrame, settings: AssignConfig) -> ClassTable:
-    """Assign weak labels over ``merged`` and write ``cytoimagenet_labels`` (its settings in the
+def write_class_table(home: DataHome, merged: pd.DataFrame, left_out: pd.DataFrame, settings: AssignConfig) -> ClassTable:
+    """Assign weak labels over ``merged`` (the rows that can become images; ``left_out`` the others,
+    per source and reason: NoImageRows when ``merged`` is empty) and write ``cytoimagenet_labels`` (its settings in the
     Parquet footer, which the image step reads), ``cytoimagenet_classes`` and the figures."""
+    if merged.empty:
+        raise NoImageRows(left_out)
     assigned = with_class_keys(assign_labels(merged, settings))
     summary = class_summary(assigned, merged, settings)
     previous = pd.read_parquet(home.labels_table(), columns=["idx", "class_key"]) if home.labels_table().exists() else None
@@ -75,4 +150,30 @@ def write_class_table(home: DataHome, merged: pd.DataFrame, settings: AssignConf
     figures = class_table_figures(summary, read_parquet(home.candidates_table()), settings.threshold, settings.target)
     for name, png in figures.items():
         write_bytes(home.report_dir("cytoimagenet_labels") / f"{name}.png", png)
-    return ClassTable(assigned, summary, membership_changes(previous, assigned), previous is None, figures)
+    return ClassTable(assigned, summary, membership_changes(previous, assigned), previous is None, figures, settings)
+
+
+# The checks of the merged table and the class table: each gives (passed, report).
+def no_evaluation_rows_check(merged: pd.DataFrame, evaluation: list[str]) -> tuple[bool, dict]:
+    leaked = merged["dir_name"].isin(evaluation)
+    return not leaked.any(), {"leaked_rows": int(leaked.sum())}
+
+
+def one_class_per_image_check(home: DataHome) -> tuple[bool, dict]:
+    labels = read_parquet(home.labels_table())
+    twice = labels.loc[labels["idx"].duplicated(keep=False), "idx"].unique().tolist()
+    return not twice, {"images_in_two_classes": len(twice), "examples": twice[:20]}
+
+
+def class_sizes_check(home: DataHome) -> tuple[bool, dict]:
+    """Every class holds between the threshold and the target the table was built with."""
+    settings = read_parquet_metadata(home.labels_table())["settings"]
+    sizes = read_parquet(home.labels_table()).groupby("class_key").size()
+    outside = sizes[(sizes < settings["threshold"]) | (sizes > settings["target"])]
+    return outside.empty, {"outside_bounds": outside.head(20).to_dict(), "threshold": settings["threshold"], "target": settings["target"]}
+
+
+def images_in_merged_check(home: DataHome) -> tuple[bool, dict]:
+    labels = read_parquet(home.labels_table())
+    unknown = sorted(set(labels["idx"]) - set(pd.read_parquet(home.merged_table(), columns=["idx"])["idx"]))
+    return not unknown, {"unknown_images": len(unknown), "examples": unknown[:20]}

@@ -16,6 +16,8 @@ from typing import Callable, Literal
 
 from cytoimagenet_assets.catalog.settings import TrainConfig
 from cytoimagenet_assets.model.loop import TrainingData, train
+from cytoimagenet_assets.model.shards import Shards
+from cytoimagenet_assets.model.stream import WebDatasetShards
 from cytoimagenet_assets.storage import DataHome, write_text
 
 
@@ -93,6 +95,23 @@ def latest_model(home: DataHome) -> Path | None:
     """The latest trained model's weights (``models/latest``), or None before the first training."""
     folder = home.latest_model_dir()
     return None if folder is None else folder / "model.pt"
+
+
+def required_latest_model(home: DataHome) -> Path:
+    model = latest_model(home)
+    if model is None or not model.is_file():
+        raise FileNotFoundError(f"no trained model ({model or 'no models/latest'}): materialize pretrained_model first")
+    return model
+
+
+def training_input(home: DataHome, input_size: int, stream: bool) -> TrainingData:
+    """What training reads: the WebDataset release when streaming, else the array packed at ``input_size``."""
+    if stream:
+        return WebDatasetShards(home.webdataset_dir())
+    folder = home.shards_dir(input_size)
+    if not (folder / "images.npy").is_file():
+        raise FileNotFoundError(f"no packed shards at {input_size} px ({folder}): materialize training_shards with input_size {input_size}")
+    return Shards(folder)
 
 
 class TrainingFailed(RuntimeError):

@@ -31,6 +31,7 @@ import yaml
 
 from cytoimagenet_assets.images.process import HIGH, LOW, normalize
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
+from cytoimagenet_assets.markdown import Figure, Markdown, table
 from cytoimagenet_assets.model.architecture import CytoImageNetEfficientNetB0
 from cytoimagenet_assets.model.loop import IMAGENET_MEAN, IMAGENET_STD
 from cytoimagenet_assets.storage import DataHome, atomic_path
@@ -71,6 +72,20 @@ class PackageResult:
     status: str  # its status: "valid-format" (spec checks passed) or "failed"
     files: dict[str, int] = field(default_factory=dict)  # file name → bytes
     classes: int = 0
+
+    def report(self) -> dict:
+        files = pd.DataFrame({"file": list(self.files), "bytes": list(self.files.values())})
+        return {
+            "validation_status": self.status,
+            "validation": Markdown(self.validation),
+            "files": table(files, max_rows=50),
+            "package_bytes": sum(v for k, v in self.files.items() if not k.endswith(".zip")),
+            "zip_bytes": self.files[self.zip.name],
+            "classes": self.classes,
+            "path": self.folder,
+            "zip": self.zip,
+            "cover": Figure((self.folder / FILES["cover"]).read_bytes(), "test input, raw and normalized"),
+        }
 
 
 def load_state_dict(path: Path) -> dict:

@@ -1,9 +1,14 @@
-"""Training curves as a PNG."""
+"""What a training run shows: its history, curves, card and metrics, and whether its card matches the
+dataset it was trained on."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 
+from cytoimagenet_assets.markdown import Figure, Markdown, table
 from cytoimagenet_assets.plots import plt, png_bytes
 
 
@@ -19,3 +24,39 @@ def history_png(history: pd.DataFrame) -> bytes:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     return png_bytes(fig)
+
+
+def training_report(out: Path, dataset_metadata: Path) -> tuple[dict, list[str], dict]:
+    """(report, problems, check report) of the run in ``out``: problems when the card's classes are
+    not the dataset's, or a validation image shares a source image with training."""
+    history = pd.read_csv(out / "history.csv")
+    card = json.loads((out / "model_card.json").read_text())
+    dataset_classes = sorted(pd.read_csv(dataset_metadata, usecols=["path"])["path"].unique())
+    leak = card["data"]["val_images_sharing_source_with_train"]
+    only_card, only_dataset = sorted(set(card["classes"]) - set(dataset_classes)), sorted(set(dataset_classes) - set(card["classes"]))
+    report = {
+        "run": out.name,
+        "path": out,
+        "epochs": len(history),
+        **{k: float(v) for k, v in card["metrics"].items()},
+        "images_per_second": float(history["images_per_s"].iloc[-1]),
+        "history": table(history.round(4), max_rows=100),
+        "curves": Figure(history_png(history), "training curves"),
+        "model_card": Markdown((out / "model_card.md").read_text()),
+        "val_images_sharing_source_with_train": leak,
+    }
+    problems = []
+    if card["classes"] != dataset_classes:
+        problems.append(
+            f"the card's classes are not the dataset's ({len(only_card)} only in the card, {len(only_dataset)} only in the dataset)"
+        )
+    if leak:
+        problems.append(f"{leak} validation images share a source image with training")
+    check = {
+        "card_classes": len(card["classes"]),
+        "dataset_classes": len(dataset_classes),
+        "classes_only_in_card": only_card[:20],
+        "classes_only_in_dataset": only_dataset[:20],
+        "val_images_sharing_source_with_train": leak,
+    }
+    return report, problems, check

@@ -47,6 +47,17 @@ class Shards:
     def classes(self) -> list[dict]:
         return json.loads((self.folder / "classes.json").read_text())
 
+    def report(self) -> dict:
+        images = self.images
+        return {
+            "images": int(images.shape[0]),
+            "classes": len(self.classes),
+            "size": int(images.shape[1]),
+            "bytes": int(images.nbytes),
+            "fingerprint": self.fingerprint(),
+            "path": self.folder,
+        }
+
     def fingerprint(self) -> str:
         """What the model was trained on: the packed file list, classes and array shape."""
         h = hashlib.sha1((self.folder / "index.csv").read_bytes())

@@ -13,12 +13,14 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 import pandas as pd
 import yaml
 
 from cytoimagenet_assets.catalog import BUILTIN_DIR, Source
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
+from cytoimagenet_assets.markdown import bullets, table
 from cytoimagenet_assets.sources.regions import order_key, region_problem
 
 STRING_COLUMNS = (
@@ -56,6 +58,19 @@ class ParsedSource:
     @property
     def referenced_files(self) -> int:
         return int(self.table["channel_paths"].map(len).sum())
+
+    def report(self, raw_dir: Path) -> dict:
+        """Rows that could not be used, files referenced and missing under ``raw_dir``, rows without
+        files, and the keys an annotation table lacks (those rows stay, unlabelled by it)."""
+        return {
+            "rejected_rows": len(self.rejects),
+            "rejected_rows_sample": table(self.rejects, max_rows=20, empty="none"),
+            "referenced_files": self.referenced_files,
+            "missing_files": len(missing_files(self.table, raw_dir)),
+            "rows_without_image_files": int((self.table["channel_paths"].map(len) == 0).sum()),
+            "annotation_join_misses": int(self.join_misses["rows"].sum()),
+            "annotation_join_misses_sample": table(self.join_misses, max_rows=20, empty="none"),
+        }
 
 
 class ParseError(ValueError):
@@ -238,3 +253,29 @@ def label_counts(df: pd.DataFrame, top: int | None = None) -> dict[str, dict[str
         series = df[category].dropna().str.split("|").explode().value_counts()
         counts[category] = {str(k): int(v) for k, v in (series.head(top) if top else series).items()}
     return counts
+
+
+# The checks of a standardized table (a source's or the merged one): each gives (passed, report).
+def schema_check(df: pd.DataFrame) -> tuple[bool, dict]:
+    problems = table_problems(df)
+    return not problems, {"problems": bullets(problems)}
+
+
+def unique_idx_check(df: pd.DataFrame) -> tuple[bool, dict]:
+    duplicates = duplicate_idx(df)
+    return not duplicates, {"duplicated": len(duplicates), "examples": duplicates[:20]}
+
+
+def files_exist_check(df: pd.DataFrame, raw_dir: Callable[[str], Path]) -> tuple[bool, dict]:
+    """Every channel file a row names is under its source's raw folder (``raw_dir(dir_name)``)."""
+    missing = pd.concat(
+        [missing_files(group, raw_dir(d)) for d, group in df.groupby("dir_name", observed=True)] or [pd.DataFrame(columns=["idx", "path"])]
+    )
+    no_files = int((df["channel_paths"].map(len) == 0).sum())
+    report = {"missing_files": len(missing), "rows_without_image_files": no_files, "examples": table(missing, max_rows=20, empty="none")}
+    return missing.empty and no_files == 0, report
+
+
+def labels_normalized_check(df: pd.DataFrame) -> tuple[bool, dict]:
+    bad = unnormalized_labels(df)
+    return not bad, {"unnormalized": bad}

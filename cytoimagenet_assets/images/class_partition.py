@@ -1,6 +1,6 @@
-"""What one class's build reads: its row of the class table, the label settings that table was made
-with, its rows of the merged table, and the image files those rows name (fetched on demand for
-sources downloaded metadata first)."""
+"""One class partition's work: what it reads (its row of the class table, the label settings that
+table was made with, its rows of the merged table), the image files those rows name (fetched on
+demand for sources downloaded metadata first), the build, and its report."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pyarrow.parquet as pq
 from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.download import ArchiveError, DownloadError
 from cytoimagenet_assets.download.plan import Fetching, FetchReport, fetch_missing
-from cytoimagenet_assets.images.classes import ClassBuildError
+from cytoimagenet_assets.images.classes import ClassBuildError, ClassResult, build_class, drop_summary, thumbnail_grid
+from cytoimagenet_assets.images.dataset import class_folder_problems
+from cytoimagenet_assets.markdown import Figure, table
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata
 
 IMAGE_COLUMNS = [
@@ -103,3 +105,53 @@ def fetch_class_images(
         total.files_fetched += report.files_fetched
         total.unavailable += report.unavailable
     return total
+
+
+@dataclass
+class ClassImages:
+    result: ClassResult
+    problems: list[str]  # what the class_folder check reports
+    report: dict
+    summary: str  # one line for the log
+
+
+def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, workers: int) -> ClassImages:
+    """Build the class's folder (``build_class`` with the class table's settings) and check it."""
+    settings, folder, key = inputs.settings, home.class_dir(inputs.key), inputs.key
+    result = build_class(
+        key,
+        inputs.label,
+        inputs.category,
+        inputs.rows,
+        inputs.raw_dirs,
+        folder,
+        target=settings["target"],
+        threshold=settings["threshold"],
+        seed=settings["seed"],
+        upsampling=settings["upsampling"],
+        workers=workers,
+    )
+    meta, drops = result.metadata, result.drops
+    problems = class_folder_problems(folder, pd.read_csv(folder / "metadata.csv"), settings["threshold"], settings["target"])
+    report = {
+        "label": inputs.label,
+        "category": inputs.category,
+        "images": len(meta),
+        "originals": int((~meta["crop"]).sum()),
+        "crops": int(meta["crop"].sum()),
+        "upsampling": settings["upsampling"],
+        "trimmed_to_target": result.trimmed,
+        "source_rows": result.images_in,
+        "dropped": len(drops),
+        "dropped_by_reason": drop_summary(drops),
+        "dropped_images": table(drops, max_rows=50, empty="none"),
+        "images_per_second": round(result.images_in / max(result.seconds, 1e-9), 1),
+        "bytes_fetched": fetched.bytes_downloaded,
+        "files_fetched": fetched.files_fetched,
+        "files_unavailable": len(fetched.unavailable),
+        "fingerprint": inputs.fingerprint,
+        "path": folder,
+        "samples": Figure(thumbnail_grid([folder / f for f in meta["filename"]]), f"{key} samples"),
+    }
+    summary = f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(drops)}"
+    return ClassImages(result, problems, report, summary)
