@@ -1,6 +1,7 @@
 """Transfer evaluation assets: they resolve inputs (catalog sources, the latest model) and call
 ``cytoimagenet_assets.evaluation``; the science lives there."""
 
+import functools
 from typing import Optional
 
 import dagster as dg
@@ -15,17 +16,16 @@ from cytoimagenet_assets.evaluation.run import EvaluationSettings, catalog_bench
 from cytoimagenet_assets.evaluation.upsampling import dataset_upsampling_figure
 from cytoimagenet_assets.model.launch import latest_model
 
-GROUP = "evaluation"
+asset = functools.partial(dg.asset, group_name="evaluation")  # every asset of this domain is in its group
 EvaluationConfig = overrides_of(EvaluationSettings, "EvaluationConfig", "Overrides of the evaluation's settings (unset: the defaults).")
 
 
 def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
     benchmarks = catalog_benchmarks(catalog.sources)
 
-    @dg.asset(
+    @asset(
         key=REPORT_KEY,
         deps=[MODEL_KEY, *(raw_key(s) for s in benchmarks.values())],
-        group_name=GROUP,
         kinds={"pytorch", "csv"},
         description="k-NN transfer accuracy of random, ImageNet, CytoImageNet and fused features on BBBC021 (NSC, NSCB; raw "
         "and TVN), COOS-7 and CyCLoPs, every extraction method, with 95% intervals, beside the published figures. "
@@ -46,10 +46,9 @@ class UpsamplingUmapConfig(dg.Config):
     imagenet_weights: Optional[str] = None
 
 
-@dg.asset(
+@asset(
     key=UMAP_KEY,
     deps=[DATASET_KEY, MODEL_KEY, MERGED_KEY],
-    group_name=GROUP,
     kinds={"umap"},
     description="UMAP of ImageNet features of random classes before upsampling (their source images) and after "
     "(the published crops and originals), as in the methods file's 'Upsampling Classes' figure. Without "

@@ -1,6 +1,7 @@
 """Per-class images (``class_images``, one partition per class), the sensor that keeps those
 partitions in step with the class table, and the published dataset (``cytoimagenet_dataset``)."""
 
+import functools
 import json
 import os
 
@@ -15,9 +16,9 @@ from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResour
 from cytoimagenet_assets.images.class_partition import FetchFailed, StaleClass, build_class_images, class_rows, fetch_class_images
 from cytoimagenet_assets.images.classes import ClassBuildError
 from cytoimagenet_assets.images.dataset import EmptyDataset, publish_dataset
-from cytoimagenet_assets.images.release import DEFAULT_SHARD_BYTES, write_release
+from cytoimagenet_assets.images.release import DEFAULT_SHARD_BYTES, release_dataset
 
-GROUP = "images"
+asset = functools.partial(dg.asset, group_name="images")  # every asset of this domain is in its group
 
 
 class ClassImagesConfig(dg.Config):
@@ -36,11 +37,10 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "between the threshold and the target in number.",
     )
 
-    @dg.asset(
+    @asset(
         key=CLASS_IMAGES_KEY,
         deps=[LABELS_KEY, MERGED_KEY],
         partitions_def=CLASS_PARTITIONS,
-        group_name=GROUP,
         kinds={"png"},
         pool="io",
         check_specs=[check],
@@ -111,10 +111,9 @@ def built_fingerprints(instance: dg.DagsterInstance) -> dict[str, str]:
 
 
 def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
-    @dg.asset(
+    @asset(
         key=DATASET_KEY,
         deps=[CLASS_IMAGES_KEY],
-        group_name=GROUP,
         kinds={"csv", "sql"},
         description="The published dataset: dataset/metadata.csv over every built class (the release's columns), "
         "a dataset card (dataset/README.md), the SQL table images, and composition figures.",
@@ -147,28 +146,16 @@ class DatasetShardsConfig(dg.Config):
 def dataset_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
     licenses = {s.dir_name: (s.name, s.license) for s in catalog.sources}
 
-    @dg.asset(
+    @asset(
         key=RELEASE_KEY,
         deps=[DATASET_KEY],
-        group_name=GROUP,
         kinds={"webdataset", "parquet"},
         description="The published dataset as WebDataset tar shards (PNG + JSON of the release's columns + class index per "
         "sample), a Parquet index, SHA-256 checksums and a dataset card with the Hugging Face YAML header, under "
         "release/webdataset/: what multi-node training streams and the Hub reads.",
     )
     def dataset_shards(context: dg.AssetExecutionContext, config: DatasetShardsConfig, data: DataHomeResource) -> dg.MaterializeResult:
-        home = data.home()
-        metadata = pd.read_csv(home.dataset_metadata())
-        step = max(1, len(metadata) // 10)
-        release = write_release(
-            metadata,
-            home.dataset_dir(),
-            home.webdataset_dir(),
-            licenses,
-            catalog.name,
-            config.shard_bytes,
-            progress=lambda n, total: n % step == 0 and context.log.info(f"{n} of {total} images written"),
-        )
+        release = release_dataset(data.home(), licenses, catalog.name, config.shard_bytes, log=context.log.info)
         return result(release.report())
 
     return dataset_shards

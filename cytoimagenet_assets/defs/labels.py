@@ -1,6 +1,8 @@
 """The label-side tables: ``merged_metadata``, ``label_candidates`` and ``cytoimagenet_labels``
 (the class table, which also keeps the ``cytoimagenet_class`` partitions equal to its classes)."""
 
+import functools
+
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog
@@ -20,7 +22,7 @@ from cytoimagenet_assets.labels.tables import (
     write_merged,
 )
 
-GROUP = "labels"
+asset = functools.partial(dg.asset, group_name="labels")  # every asset of this domain is in its group
 
 LabelAssignmentConfig = overrides_of(
     AssignConfig, "LabelAssignmentConfig", "Overrides of the catalog's label settings (unset: the catalog's values)."
@@ -35,26 +37,27 @@ def class_partition_requests(instance: dg.DagsterInstance, keys: list[str]) -> l
 
 
 def _apply(instance: dg.DagsterInstance, requests: list) -> tuple[int, int]:
+    """Apply partition requests at once (an asset cannot return them, as a sensor does): (added, removed)."""
     added = removed = 0
     for request in requests:
+        keys = list(request.partition_keys)
         if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(CLASS_PARTITIONS.name, list(request.partition_keys))
-            added += len(request.partition_keys)
+            instance.add_dynamic_partitions(CLASS_PARTITIONS.name, keys)
+            added += len(keys)
         else:
-            for key in request.partition_keys:
+            for key in keys:
                 instance.delete_dynamic_partition(CLASS_PARTITIONS.name, key)
-            removed += len(request.partition_keys)
+            removed += len(keys)
     return added, removed
 
 
 def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
     sources = catalog.pretraining_sources
 
-    @dg.asset(
+    @asset(
         key=MERGED_KEY,
         automation_condition=dg.AutomationCondition.eager(),
         deps=[table_key(s) for s in sources],
-        group_name=GROUP,
         kinds={"pandas", "parquet", "sql"},
         description="Every pretraining source's standardized metadata in one table (evaluation sets excluded), "
         "also written to the SQL catalog as table merged_metadata. Images two sources share (the catalog's "
@@ -72,11 +75,10 @@ def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
 def label_candidates_asset(catalog: Catalog) -> dg.AssetsDefinition:
     threshold = catalog.labels.threshold
 
-    @dg.asset(
+    @asset(
         key=CANDIDATES_KEY,
         automation_condition=dg.AutomationCondition.eager(),
         deps=[MERGED_KEY],
-        group_name=GROUP,
         kinds={"pandas", "parquet"},
         description=f"Images per (category, label) over the rows of merged_metadata that can become images (with files on "
         f"disk or in a remote index), multi-labels split on '|'; candidates are those with at least the catalog's "
@@ -92,11 +94,10 @@ def label_candidates_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
 
 def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
-    @dg.asset(
+    @asset(
         key=LABELS_KEY,
         automation_condition=dg.AutomationCondition.eager(),
         deps=[MERGED_KEY, CANDIDATES_KEY],
-        group_name=GROUP,
         kinds={"pandas", "parquet", "sql"},
         description="Weak labels: each image that can become one (files on disk or in a remote index) assigned to at most "
         "one class, least frequent labels first, large classes stratified-sampled down to the target. Registers "

@@ -2,6 +2,7 @@
 and what reuse needs: ``model_package`` (bioimage.io) and ``embeddings`` (the catalog's ``embed:``
 folders). ``cytoimagenet_assets.model`` and ``.embed`` do the work."""
 
+import functools
 import os
 
 import dagster as dg
@@ -15,11 +16,11 @@ from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
 from cytoimagenet_assets.embed import EmbedError, embed_target, embeddings_report
 from cytoimagenet_assets.model.launch import TrainingFailed, required_latest_model, train_run, training_input
-from cytoimagenet_assets.model.package import PackageError, build_package, dataset_test_image
+from cytoimagenet_assets.model.package import PackageError, package_model
 from cytoimagenet_assets.model.report import training_report
 from cytoimagenet_assets.model.shards import pack
 
-GROUP = "model"
+asset = functools.partial(dg.asset, group_name="model")  # every asset of this domain is in its group
 
 PretrainConfig = overrides_of(
     TrainConfig,
@@ -47,10 +48,9 @@ GPU_POD = {
 
 
 def training_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
-    @dg.asset(
+    @asset(
         key=SHARDS_KEY,
         deps=[DATASET_KEY],
-        group_name=GROUP,
         kinds={"numpy"},
         description=f"Every dataset image decoded once and packed at the recipe's input size (the catalog's: "
         f"{catalog.training.input_size} px) into a memory-mapped uint8 array, so training reads batches "
@@ -73,10 +73,9 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
         description="The model card's classes are the dataset's, and no validation image shares a source image with training.",
     )
 
-    @dg.asset(
+    @asset(
         key=MODEL_KEY,
         deps=[SHARDS_KEY, RELEASE_KEY],
-        group_name=GROUP,
         kinds={"pytorch"},
         pool="gpu",
         op_tags=GPU_POD,
@@ -101,10 +100,9 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
 def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
     input_size = catalog.training.input_size
 
-    @dg.asset(
+    @asset(
         key=PACKAGE_KEY,
         deps=[MODEL_KEY],
-        group_name=GROUP,
         kinds={"pytorch", "yaml"},
         automation_condition=dg.AutomationCondition.eager(),
         description="The latest pretrained_model as TorchScript and a bioimage.io model package (spec 0.5 rdf.yaml with "
@@ -112,12 +110,9 @@ def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "release/model/, folder and zip, validated with bioimageio.spec.",
     )
     def model_package(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
-        home, card = data.home(), data.home().dataset_card()
         try:
-            model = required_latest_model(home)
-            package = build_package(
-                model.parent, home.model_package_dir(), dataset_test_image(home, input_size), card if card.is_file() else None
-            )
+            model = required_latest_model(data.home())
+            package = package_model(data.home(), model, input_size)
         except (PackageError, FileNotFoundError) as exc:
             raise dg.Failure(description=str(exc)) from exc
         context.log.info(package.validation)
@@ -129,10 +124,9 @@ def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
 def embeddings_asset(catalog: Catalog) -> dg.AssetsDefinition:
     sources = sorted({t.source for t in catalog.embed if t.source is not None})
 
-    @dg.asset(
+    @asset(
         key=EMBEDDINGS_KEY,
         deps=[MODEL_KEY, *(raw_key(catalog.source(s)) for s in sources)],
-        group_name=GROUP,
         kinds={"pytorch", "parquet"},
         automation_condition=dg.AutomationCondition.eager(),
         description="1280-d CytoImageNet features of the folders (or channel CSVs) in the catalog's `embed:` list, with the "

@@ -12,7 +12,6 @@ from cytoimagenet_assets.download.plan import Fetching
 from cytoimagenet_assets.storage import DataHome, default_home
 
 KAGGLE_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY")
-PROGRESS_LOG_INTERVAL_S = 15.0
 
 
 class DataHomeResource(dg.ConfigurableResource):

@@ -1,26 +1,21 @@
 """Per-source assets: ``raw/<dir_name>`` (the files) and ``source_metadata/<dir_name>`` (its table)."""
 
+import functools
+
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, Source
 from cytoimagenet_assets.defs.checks import source_table_checks
 from cytoimagenet_assets.defs.freshness import change_detection
 from cytoimagenet_assets.defs.keys import raw_key, table_key
-from cytoimagenet_assets.defs.metadata import result, table_metadata
+from cytoimagenet_assets.defs.metadata import as_metadata, result, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
-from cytoimagenet_assets.demo import generate
-from cytoimagenet_assets.download import ArchiveError, DownloadError
-from cytoimagenet_assets.download.plan import fetch_source
+from cytoimagenet_assets.download.plan import SourceUnavailable, obtain_source
 from cytoimagenet_assets.sources import parse_source
 from cytoimagenet_assets.sources.table import ParseError
 from cytoimagenet_assets.storage import write_parquet
 
-GROUP = "sources"
-
-
-def _folder_summary(path) -> dict:
-    files = [p for p in path.rglob("*") if p.is_file()]
-    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+asset = functools.partial(dg.asset, group_name="sources")  # every asset of this domain is in its group
 
 
 class RawSourceConfig(dg.Config):
@@ -33,9 +28,8 @@ class RawSourceConfig(dg.Config):
 def _raw_asset(source: Source, seed: int) -> dg.AssetsDefinition:
     spec = source.download
 
-    @dg.asset(
+    @asset(
         key=raw_key(source),
-        group_name=GROUP,
         kinds={"folder"},
         description=f"{source.name} ({source.database}) as distributed, under raw/{source.dir_name}: its metadata and an index of "
         f"its images by default, everything with full_download. {source.notes or ''}".strip(),
@@ -51,34 +45,20 @@ def _raw_asset(source: Source, seed: int) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: RawSourceConfig, data: DataHomeResource, downloads: DownloadsResource
     ) -> dg.MaterializeResult:
         raw_dir = data.home().raw_dir(source.dir_name)
-        fetched = {}
-        if spec.method == "demo":
-            generate(source, raw_dir, seed)
-            context.log.info(f"wrote demo source {source.dir_name} to {raw_dir}")
-        else:
-            try:
-                report = fetch_source(source, raw_dir, full=config.full_download, fetching=downloads.fetching(context.log.info))
-            except (DownloadError, ArchiveError, ValueError) as exc:
-                raise dg.Failure(
-                    description=f"{exc}\n\nTo provide {source.dir_name} by hand instead: {spec.instructions()}, into {raw_dir}.",
-                    metadata={
-                        "expected_at": dg.MetadataValue.path(str(raw_dir)),
-                        "landing_page": dg.MetadataValue.url(source.landing_page),
-                    },
-                ) from exc
-            for note in report.notes:
-                context.log.info(f"{source.dir_name}: {note}")
-            fetched = {**report.report(), "download_mode": "full" if config.full_download else "metadata first"}
-        return result({"path": raw_dir, **_folder_summary(raw_dir), **fetched})
+        try:
+            report = obtain_source(source, raw_dir, seed, config.full_download, downloads.fetching(context.log.info))
+        except SourceUnavailable as exc:
+            metadata = {"expected_at": raw_dir, "landing_page": dg.MetadataValue.url(source.landing_page)}
+            raise dg.Failure(description=str(exc), metadata=as_metadata(metadata)) from exc
+        return result(report)
 
     return raw
 
 
 def _table_asset(source: Source) -> dg.AssetsDefinition:
-    @dg.asset(
+    @asset(
         key=table_key(source),
         deps=[raw_key(source)],
-        group_name=GROUP,
         kinds={"pandas", "parquet"},
         description=f"Standardized metadata of {source.name}: one row per (multi-channel) image, parser {source.parser!r}.",
         tags={"evaluation_only": "true"} if source.evaluation_only else None,

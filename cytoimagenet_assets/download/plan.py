@@ -28,7 +28,8 @@ import pandas as pd
 import requests
 
 from cytoimagenet_assets.catalog import RemoteFile, Source
-from cytoimagenet_assets.download.archives import safe_extract
+from cytoimagenet_assets.demo import generate
+from cytoimagenet_assets.download.archives import ArchiveError, safe_extract
 from cytoimagenet_assets.download.http import DownloadError, FetchResult, Progress, fetch_file, session_scope, url_name
 from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_file_url, list_idr_folder
 from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
@@ -119,6 +120,32 @@ def obtainable_files(source: Source, raw_dir: Path) -> set[str] | None:
     """The files (relative to ``raw_dir``) the image step can read or fetch for ``source``: those on
     disk and those in its remote index; None when any path can be fetched (:func:`mirror_unlisted`)."""
     return None if mirror_unlisted(source, raw_dir) else set(source_files(raw_dir))
+
+
+class SourceUnavailable(RuntimeError):
+    """A source that could not be brought into its raw folder; the message says how to provide it by hand."""
+
+
+def obtain_source(source: Source, raw_dir: Path, seed: int, full: bool, fetching: Fetching) -> dict:
+    """Fill ``raw_dir`` with ``source``: the demo generator's files, or a download (metadata first unless
+    ``full``). Returns the folder's files and bytes, and what the download did."""
+    if source.download.method == "demo":
+        generate(source, raw_dir, seed)
+        fetching.log(f"wrote demo source {source.dir_name} to {raw_dir}")
+        return folder_report(raw_dir)
+    try:
+        report = fetch_source(source, raw_dir, full=full, fetching=fetching)
+    except (DownloadError, ArchiveError, ValueError) as exc:
+        how = f"To provide {source.dir_name} by hand instead: {source.download.instructions()}, into {raw_dir}."
+        raise SourceUnavailable(f"{exc}\n\n{how}") from exc
+    for note in report.notes:
+        fetching.log(f"{source.dir_name}: {note}")
+    return {**folder_report(raw_dir), **report.report(), "download_mode": "full" if full else "metadata first"}
+
+
+def folder_report(folder: Path) -> dict:
+    files = [p for p in Path(folder).rglob("*") if p.is_file()]
+    return {"path": Path(folder), "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
 
 
 def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching: Fetching | None = None) -> FetchReport:

@@ -29,7 +29,7 @@ import yaml
 
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.markdown import Markdown, table
-from cytoimagenet_assets.storage import atomic_path, write_parquet
+from cytoimagenet_assets.storage import DataHome, atomic_path, write_parquet
 
 SHARD_PATTERN = "cytoimagenet-%06d.tar"
 DEFAULT_SHARD_BYTES = 1_000_000_000
@@ -211,3 +211,21 @@ def _size_category(n: int) -> str:
         if n < limit:
             return name
     return "1M<n<10M"
+
+
+def release_dataset(
+    home: DataHome,
+    licenses: dict[str, tuple[str, str]],
+    catalog: str,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    log: Callable[[str], None] = print,
+) -> Release:
+    """:func:`write_release` of the published dataset into ``release/webdataset/``, logging every tenth."""
+    metadata = pd.read_csv(home.dataset_metadata())
+    step = max(1, len(metadata) // 10)
+
+    def progress(n: int, total: int) -> None:
+        if n % step == 0:
+            log(f"{n} of {total} images written")
+
+    return write_release(metadata, home.dataset_dir(), home.webdataset_dir(), licenses, catalog, shard_bytes, progress=progress)

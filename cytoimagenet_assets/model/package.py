@@ -414,3 +414,10 @@ def dataset_test_image(home: DataHome, size: int) -> np.ndarray | None:
         return None
     side = max(32, round(size / 32) * 32)
     return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR), np.float32)
+
+
+def package_model(home: DataHome, model: Path, input_size: int) -> PackageResult:
+    """:func:`build_package` of ``model``'s training folder into ``release/model/``, its test input the
+    dataset's first image and its training data documented by the dataset card (when there is one)."""
+    card = home.dataset_card()
+    return build_package(model.parent, home.model_package_dir(), dataset_test_image(home, input_size), card if card.is_file() else None)

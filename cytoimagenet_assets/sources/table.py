@@ -20,7 +20,7 @@ import yaml
 
 from cytoimagenet_assets.catalog import BUILTIN_DIR, Source
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
-from cytoimagenet_assets.markdown import bullets, table
+from cytoimagenet_assets.markdown import Markdown, bullets, markdown_table, table
 from cytoimagenet_assets.sources.regions import order_key, region_problem
 
 STRING_COLUMNS = (
@@ -279,3 +279,21 @@ def files_exist_check(df: pd.DataFrame, raw_dir: Callable[[str], Path]) -> tuple
 def labels_normalized_check(df: pd.DataFrame) -> tuple[bool, dict]:
     bad = unnormalized_labels(df)
     return not bad, {"unnormalized": bad}
+
+
+def table_report(df: pd.DataFrame, path: Path) -> dict:
+    """What a standardized table shows: rows, path, label counts per category (top 15), a preview."""
+    counts, totals = label_counts(df, top=15), distinct_labels(df)
+    parts = []
+    for category in LABEL_CATEGORIES:
+        rows = counts[category]
+        parts.append(f"**{category}** — {totals[category]} distinct labels" + (f", top {len(rows)}:" if rows else ""))
+        if rows:
+            parts.append(markdown_table(pd.DataFrame({"label": list(rows), "images": list(rows.values())}), max_rows=15))
+    return {
+        "dagster/row_count": len(df),
+        "path": Path(path),
+        "label_counts": Markdown("\n\n".join(parts)),
+        "distinct_labels": totals,
+        "preview": table(df),
+    }
