@@ -50,7 +50,7 @@ def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
         dg.Definitions(
             jobs=[tables_job, release_job],
             executor=executor_from_env(),
-            resources={"data": DataHomeResource(root=data_home), "downloads": downloads_from_env()},
+            resources={"data": DataHomeResource(root=data_home), "downloads": downloads_from_env(mirrors=dict(catalog.mirrors))},
         ),
     )
 

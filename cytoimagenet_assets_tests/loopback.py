@@ -21,6 +21,7 @@ class Logged:
     if_range: str | None
     status: int
     sent: int
+    authorization: bool = False  # the request carried an Authorization header
 
 
 @dataclass
@@ -143,7 +144,9 @@ class _Handler(BaseHTTPRequestHandler):
             if cut is not None:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
-        self.remote.entries[self._slot] = Logged(self.command, path, self.headers.get("Range"), self.headers.get("If-Range"), status, sent)
+        self.remote.entries[self._slot] = Logged(
+            self.command, path, self.headers.get("Range"), self.headers.get("If-Range"), status, sent, "Authorization" in self.headers
+        )
 
 
 def serve(state: "Remote"):

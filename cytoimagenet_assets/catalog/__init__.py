@@ -210,6 +210,7 @@ class Catalog(_Strict):
     training: TrainConfig = TrainConfig()
     sources: tuple[Source, ...]
     embed: tuple[EmbedTarget, ...] = ()  # folders of users' images featurized by the `embeddings` asset
+    mirrors: dict[str, str] = {}  # download URL prefix -> another server's (download/mirrors.py); CYTOIMAGENET_MIRRORS wins
     path: Path | None = None
 
     @model_validator(mode="before")
@@ -240,6 +241,14 @@ class Catalog(_Strict):
         if len({t.name for t in self.embed}) != len(self.embed):
             raise ValueError("embed target names must be unique")
         return self
+
+    @field_validator("mirrors")
+    @classmethod
+    def _mirrors(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [u for pair in value.items() for u in pair if not re.match(r"^(https?|ftp)://[^/\s]+", u)]
+        if bad:
+            raise ValueError(f"not an http(s)/ftp URL: {bad[0]!r}")
+        return value
 
     @cached_property
     def by_dir_name(self) -> dict[str, Source]:

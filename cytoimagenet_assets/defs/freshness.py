@@ -10,6 +10,7 @@ from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.defs.keys import raw_key, table_key
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.download.fingerprint import changed_folders, check_remote_sources, hand_filled_fingerprints
+from cytoimagenet_assets.download.mirrors import configured_mirrors
 
 
 def _refresh_requests(catalog: Catalog, dir_names: list[str], reason: str) -> list[dg.RunRequest]:
@@ -61,7 +62,7 @@ def remote_check_schedule(catalog: Catalog) -> dg.ScheduleDefinition:
         "files changed on the server.",
     )
     def schedule(context: dg.ScheduleEvaluationContext, data: DataHomeResource):
-        changed, errors = check_remote_sources(data.home(), remote)
+        changed, errors = check_remote_sources(data.home(), remote, configured_mirrors(catalog.mirrors))
         for error in errors:
             context.log.warning(error)
         requests = _refresh_requests(catalog, changed, "server")

@@ -8,6 +8,7 @@ import dagster as dg
 
 from cytoimagenet_assets.download import IDR_MIRROR
 from cytoimagenet_assets.download.http import throttled_progress
+from cytoimagenet_assets.download.mirrors import configured_mirrors
 from cytoimagenet_assets.download.plan import Fetching
 from cytoimagenet_assets.storage import DataHome, default_home
 
@@ -32,6 +33,7 @@ class DownloadsResource(dg.ConfigurableResource):
     kaggle_key: str | None = None
     kaggle_api: str | None = None  # Kaggle's API by default; a proxy or a test server otherwise
     idr_mirror: str = IDR_MIRROR
+    mirrors: dict[str, str] = {}  # the catalog's URL prefixes redirected to other servers (CYTOIMAGENET_MIRRORS wins)
 
     def fetching(self, log: Callable[[str], None]) -> Fetching:
         return Fetching(
@@ -41,6 +43,7 @@ class DownloadsResource(dg.ConfigurableResource):
             kaggle_key=self.kaggle_key,
             kaggle_api=self.kaggle_api,
             idr_mirror=self.idr_mirror,
+            mirrors=configured_mirrors(self.mirrors),
         )
 
 

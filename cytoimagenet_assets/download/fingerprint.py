@@ -8,7 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from cytoimagenet_assets.download.http import DownloadError, head
+from cytoimagenet_assets.download.http import DownloadError, head, session_scope
+from cytoimagenet_assets.download.mirrors import Mirrors
 from cytoimagenet_assets.download.plan import filled_by_hand
 from cytoimagenet_assets.storage import DataHome, write_text
 
@@ -34,12 +35,14 @@ def local_fingerprint(folder: Path) -> str | None:
     return h.hexdigest()[:16]
 
 
-def remote_fingerprint(urls: list[str], label: str) -> dict[str, str]:
-    """Per URL, "etag|last-modified|size" from a HEAD request; a failure is a DownloadError naming the URL."""
+def remote_fingerprint(urls: list[str], label: str, mirrors: Mirrors | None = None) -> dict[str, str]:
+    """Per URL, "etag|last-modified|size" from a HEAD request (to its mirror, if any); a failure is a
+    DownloadError naming the URL."""
     found = {}
-    for url in urls:
-        info = head(url, label=label)
-        found[url] = "|".join("" if v is None else str(v) for v in (info.etag, info.last_modified, info.size))
+    with session_scope(None, mirrors) as session:
+        for url in urls:
+            info = head(url, label=label, session=session)
+            found[url] = "|".join("" if v is None else str(v) for v in (info.etag, info.last_modified, info.size))
     return found
 
 
@@ -54,7 +57,7 @@ def changed_folders(seen: dict, current: dict) -> list[str]:
     return sorted(d for d, fp in current.items() if fp is not None and seen.get(d) != fp)
 
 
-def check_remote_sources(home: DataHome, sources) -> tuple[list[str], list[str]]:
+def check_remote_sources(home: DataHome, sources, mirrors: Mirrors | None = None) -> tuple[list[str], list[str]]:
     """(sources whose files changed on their server since the last check, errors of unreachable ones);
     the fingerprints are kept in ``state/remote_fingerprints.json`` between checks (first seen: not changed)."""
     state = home.state_path(REMOTE_STATE)
@@ -62,7 +65,7 @@ def check_remote_sources(home: DataHome, sources) -> tuple[list[str], list[str]]
     current, errors = dict(seen), []
     for source in sources:
         try:
-            current[source.dir_name] = remote_fingerprint([f.url for f in source.download.files], source.dir_name)
+            current[source.dir_name] = remote_fingerprint([f.url for f in source.download.files], source.dir_name, mirrors)
         except DownloadError as exc:
             errors.append(f"{source.dir_name}: {exc}")
     write_text(state, json.dumps(current, indent=1, sort_keys=True))

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 import urllib3
 
+from cytoimagenet_assets.download.mirrors import MirroredSession, Mirrors
 from cytoimagenet_assets.storage import records_dir, write_text
 
 USER_AGENT = "cytoimagenet-assets"
@@ -164,14 +165,20 @@ class ProgressMeter:
 
 
 @contextmanager
-def session_scope(session: requests.Session | None) -> Iterator[requests.Session]:
-    """The caller's session, or a fresh one closed afterwards."""
+def session_scope(session: requests.Session | None, mirrors: Mirrors | None = None) -> Iterator[requests.Session]:
+    """The caller's session, or a fresh one (following ``mirrors``, default CYTOIMAGENET_MIRRORS) closed afterwards."""
     if session is not None:
         yield session
         return
-    with requests.Session() as fresh:
+    with MirroredSession(mirrors) as fresh:
         fresh.headers["User-Agent"] = USER_AGENT
         yield fresh
+
+
+def _via(session: requests.Session, url: str) -> str:
+    """`` (mirror <url>)`` when ``session`` sends ``url`` to a mirror, for messages."""
+    actual = session.mirrors.rewrite(url) if isinstance(session, MirroredSession) else url
+    return "" if actual == url else f" (mirror {redact(actual)})"
 
 
 def send(
@@ -199,14 +206,14 @@ def send(
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TransientError(f"{type(exc).__name__}: {_without_url(exc)}") from None
     except requests.RequestException as exc:
-        raise DownloadError(f"{label}: {redact(url)}: {type(exc).__name__}: {_without_url(exc)}") from None
+        raise DownloadError(f"{label}: {redact(url)}{_via(session, url)}: {type(exc).__name__}: {_without_url(exc)}") from None
     status = response.status_code
     if status < 400:
         return response
     response.close()
     if status in (408, 429) or status >= 500:
         raise TransientError(f"returned {status} {response.reason}", _retry_after(response))
-    raise DownloadError(f"{label}: {redact(url)} returned {status} {response.reason}", status=status)
+    raise DownloadError(f"{label}: {redact(url)}{_via(session, url)} returned {status} {response.reason}", status=status)
 
 
 def body_chunks(response: requests.Response, chunk_size: int) -> Iterator[bytes]:

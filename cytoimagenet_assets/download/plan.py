@@ -33,6 +33,7 @@ from cytoimagenet_assets.download.archives import ArchiveError, safe_extract
 from cytoimagenet_assets.download.http import DownloadError, FetchResult, Progress, fetch_file, session_scope, url_name
 from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_file_url, list_idr_folder
 from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
+from cytoimagenet_assets.download.mirrors import Mirrors, mirrors_from_env
 from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
 from cytoimagenet_assets.markdown import bullets
 from cytoimagenet_assets.sources.common import source_files
@@ -62,6 +63,7 @@ class Fetching:
     kaggle_key: str | None = field(default=None, repr=False)
     kaggle_api: str | None = None
     idr_mirror: str = IDR_MIRROR
+    mirrors: Mirrors = field(default_factory=mirrors_from_env)  # URL prefixes redirected to other servers
 
 
 @dataclass
@@ -174,7 +176,7 @@ def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching:
 
 def _fetch_source(source: Source, raw_dir: Path, full: bool, fetching: Fetching, report: FetchReport) -> None:
     spec = source.download
-    with session_scope(fetching.session) as session:
+    with session_scope(fetching.session, fetching.mirrors) as session:
         fetching = replace(fetching, session=session)
         if spec.method in ("https", "idr"):
             index = []
@@ -228,7 +230,7 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
             f"{len(rest)} file(s) are neither under {raw_dir} nor in its remote index ({shown}); materialize "
             f"raw/{source.dir_name} again, or provide them by hand: {source.download.instructions()}"
         )
-    with session_scope(fetching.session) as session:
+    with session_scope(fetching.session, fetching.mirrors) as session:
         fetching = replace(fetching, session=session)
         in_zips = indexed[indexed["member"].notna()]
         for url, members in in_zips.groupby("url", sort=True):
