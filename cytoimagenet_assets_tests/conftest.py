@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# One CPU thread per test process (before torch is imported anywhere): the suite runs one process per
+# core, and a fixed thread count keeps CPU results bitwise repeatable (a resumed run equals an
+# uninterrupted one), which fitting threads to the machine's load would not (devices.fit_cpu_threads).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

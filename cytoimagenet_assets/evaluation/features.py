@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torchvision
 
+from cytoimagenet_assets.devices import fit_cpu_threads
 from cytoimagenet_assets.images.process import normalize
 from cytoimagenet_assets.model.loop import IMAGENET_MEAN, IMAGENET_STD
 
@@ -65,6 +66,8 @@ class FeatureExtractor:
     def __init__(self, model: torch.nn.Module, device: torch.device, batch_size: int = 64):
         self.net = torch.nn.Sequential(model.features, model.avgpool, torch.nn.Flatten()).to(device).eval()
         self.device, self.batch_size = device, batch_size
+        if device.type == "cpu":
+            fit_cpu_threads()
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 import torchvision
 
 from cytoimagenet_assets.catalog.settings import TrainConfig
-from cytoimagenet_assets.devices import pick_device
+from cytoimagenet_assets.devices import fit_cpu_threads, pick_device
 from cytoimagenet_assets.model.shards import Shards
 from cytoimagenet_assets.model.stream import WebDatasetShards
 from cytoimagenet_assets.storage import write_csv, write_text, write_torch
@@ -293,6 +293,8 @@ def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callabl
     val_batches = shards.batches(val_rows, config.batch_size, device, config.input_size)
     seen, seconds = 0.0, 0.0
     for epoch in range(start_epoch, config.epochs):
+        if device.type == "cpu":
+            fit_cpu_threads(log)  # the machine's load may have changed since the last epoch
         started = time.perf_counter()
         plan = train_batches.plan(epoch, config.seed, True, ddp.rank, ddp.world, config.max_steps_per_epoch)
         if not plan:
