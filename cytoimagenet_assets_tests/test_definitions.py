@@ -77,3 +77,26 @@ def test_definitions_validate_and_asset_list_from_the_command_line():
     keys = set(listed.stdout.split())
     catalog = load_catalog("cytoimagenet")
     assert {f"source_metadata/{s.dir_name}" for s in catalog.pretraining_sources} <= keys
+
+
+def test_launchpad_overrides_are_the_step_settings_fields_and_are_validated_like_the_catalog():
+    """One settings object per step: the launchpad config lists exactly its fields (plus the asset's own),
+    unset fields keep the catalog's values, and a bad override fails as a bad catalog value would."""
+    import dataclasses
+
+    from cytoimagenet_assets.catalog.settings import AssignConfig, TrainConfig
+    from cytoimagenet_assets.defs.labels import LabelAssignmentConfig
+    from cytoimagenet_assets.defs.model import PretrainConfig
+    from cytoimagenet_assets.defs.settings import with_overrides
+
+    assert set(LabelAssignmentConfig.model_fields) == {f.name for f in dataclasses.fields(AssignConfig)}
+    assert set(PretrainConfig.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)} | {"processes", "stream"}
+    catalog = load_catalog("demo")
+    recipe = with_overrides(catalog.training, PretrainConfig(epochs=5, stream=True))
+    assert recipe == dataclasses.replace(catalog.training, epochs=5) and recipe.seed == catalog.seed
+    labels = with_overrides(catalog.labels, LabelAssignmentConfig(categories=["compound"], upsampling="top_up"))
+    assert labels.categories == ("compound",) and labels.upsampling == "top_up" and labels.target == catalog.labels.target
+    with pytest.raises(ValueError, match="threshold <= target <= cap"):
+        with_overrides(catalog.labels, LabelAssignmentConfig(threshold=10_000))
+    with pytest.raises(ValueError, match="upsampling"):
+        with_overrides(catalog.labels, LabelAssignmentConfig(upsampling="sideways"))
