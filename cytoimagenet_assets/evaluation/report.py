@@ -66,13 +66,16 @@ def comparison_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def umap_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A seeded 2-D UMAP embedding (15 neighbours, fewer for tiny sets)."""
+    import umap  # numba compiles it on first use: imported only when a figure is drawn
+
+    return umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(features)
+
+
 def umap_png(features: np.ndarray, labels: list[str], title: str, seed: int = 0) -> bytes:
     """2-D UMAP of features coloured by label."""
-    import umap
-
-    embedding = umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(
-        features
-    )
+    embedding = umap_2d(features, seed)
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for label in sorted(set(labels)):
         mask = np.array(labels) == label
@@ -86,11 +89,7 @@ def umap_png(features: np.ndarray, labels: list[str], title: str, seed: int = 0)
 
 def before_after_umap_png(features: np.ndarray, classes: list[str], before: np.ndarray, title: str, seed: int = 0) -> bytes:
     """Two UMAPs of one embedding: the rows marked ``before`` (source images) and the others (the class after upsampling)."""
-    import umap
-
-    embedding = umap.UMAP(n_neighbors=max(2, min(15, len(features) - 1)), random_state=seed, n_jobs=1, init="random").fit_transform(
-        features
-    )
+    embedding = umap_2d(features, seed)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     names = sorted(set(classes))
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from cytoimagenet_assets.catalog import Source
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
 from cytoimagenet_assets.download import ArchiveError, DownloadError
 from cytoimagenet_assets.download.plan import Fetching, FetchReport, fetch_missing
 from cytoimagenet_assets.images.classes import ClassBuildError, ClassResult, build_class, drop_summary, thumbnail_grid
@@ -19,22 +20,7 @@ from cytoimagenet_assets.images.dataset import class_folder_problems
 from cytoimagenet_assets.markdown import Figure, table
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata
 
-IMAGE_COLUMNS = [
-    "idx",
-    "dir_name",
-    "channel_paths",
-    "region",
-    "database",
-    "name",
-    "organism",
-    "cell_type",
-    "cell_visible",
-    "phenotype",
-    "compound",
-    "sirna",
-    "gene",
-    "microscopy",
-]
+IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "region", "database", "name", *LABEL_CATEGORIES, "microscopy"]
 
 
 class StaleClass(LookupError):
