@@ -22,8 +22,10 @@ import sys
 import time
 from pathlib import Path
 
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
+
 SHARED_BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "bench"
-COLUMNS = ["idx", "dir_name", "organism", "cell_type", "cell_visible", "phenotype", "compound", "gene", "sirna"]
+COLUMNS = ["idx", "dir_name", *LABEL_CATEGORIES]
 
 CHILD = (
     """

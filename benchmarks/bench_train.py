@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
 from cytoimagenet_assets.images.release import write_release
 from cytoimagenet_assets.model.loop import DeviceAugment, _autocast, build_model
 from cytoimagenet_assets.model.shards import Shards
@@ -77,9 +78,7 @@ def make_release(folder: Path, images: int, size: int, classes: int) -> WebDatas
                 "y_max": size,
             }
         )
-    metadata = pd.DataFrame(rows).reindex(
-        columns=[*rows[0], "organism", "cell_type", "cell_visible", "phenotype", "compound", "sirna", "gene", "microscopy"]
-    )
+    metadata = pd.DataFrame(rows).reindex(columns=[*rows[0], *LABEL_CATEGORIES, "microscopy"])
     write_release(metadata, dataset, folder / "release", {}, "bench", shard_bytes=256_000_000)
     return WebDatasetShards(folder / "release")
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from cytoimagenet_assets.defs.images import class_images_job, release_job, tables_job
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
 
 LAUNCHED_BY = {"cytoimagenet/launched_by": "build"}
@@ -94,7 +95,7 @@ def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
 
 def _build_classes(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], log) -> list[str]:
     """One run per class partition in ``keys``; returns the keys whose run failed."""
-    failed = [key for key in keys if not _run(defs, instance, "class_images_job", partition_key=key)]
+    failed = [key for key in keys if not _run(defs, instance, class_images_job.name, partition_key=key)]
     log(f"class images: {len(keys) - len(failed)} of {len(keys)} classes built" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return failed
 
@@ -111,12 +112,12 @@ def build_all(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> 
         finally:
             seconds[stage] = time.perf_counter() - started
 
-    ok = timed("tables", lambda: _run(defs, instance, "tables_job"))
+    ok = timed("tables", lambda: _run(defs, instance, tables_job.name))
     if not ok:
         log("the tables upstream of the class images failed; see the run in the UI")
     else:
         failed = timed("class images", lambda: _build_classes(defs, instance, instance.get_dynamic_partitions(CLASS_PARTITIONS.name), log))
-        ok = timed("dataset, model, evaluation", lambda: _run(defs, instance, "release_job")) and not failed
+        ok = timed("dataset, model, evaluation", lambda: _run(defs, instance, release_job.name)) and not failed
     stages = ", ".join(f"{stage} {t:.0f} s" for stage, t in seconds.items())
     log(f"{'built' if ok else 'finished with failures'} in {sum(seconds.values()):.0f} s ({stages})")
     return ok

@@ -1,6 +1,6 @@
 """The Dagster code location: ``defs`` for the catalog chosen by CYTOIMAGENET_CATALOG (default demo),
-each domain's definitions (sources, labels, images, model, evaluation) merged with the resources,
-the executor and the jobs of the headless build's stages."""
+each domain's definitions (sources, labels, images, model, evaluation) merged with the resources and
+the executor."""
 
 import os
 
@@ -8,25 +8,10 @@ import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, load_catalog
 from cytoimagenet_assets.defs import evaluation, images, labels, model, sources
-from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY
 from cytoimagenet_assets.defs.resources import DataHomeResource, downloads_from_env
 
 EXECUTOR_ENV = "CYTOIMAGENET_EXECUTOR"
 DOMAINS = (sources, labels, images, model, evaluation)
-
-_class_images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
-# The headless build's stages around the class images (each class is a run of class_images_job).
-tables_job = dg.define_asset_job(
-    "tables_job",
-    selection=dg.AssetSelection.all() - _class_images.downstream(),
-    description="Everything the class images need: each source's files and table, the merged table, "
-    "the class table (and the evaluation sets' files).",
-)
-release_job = dg.define_asset_job(
-    "release_job",
-    selection=_class_images.downstream() - _class_images,
-    description="Everything after the class images: the dataset and its release, the model, its package and embeddings, the evaluation.",
-)
 
 
 def executor_from_env() -> dg.ExecutorDefinition | None:
@@ -48,7 +33,6 @@ def build_definitions(catalog: Catalog, data_home: str = "") -> dg.Definitions:
     return dg.Definitions.merge(
         *(domain.defs(catalog) for domain in DOMAINS),
         dg.Definitions(
-            jobs=[tables_job, release_job],
             executor=executor_from_env(),
             resources={"data": DataHomeResource(root=data_home), "downloads": downloads_from_env(mirrors=dict(catalog.mirrors))},
         ),

@@ -4,7 +4,8 @@ Layout (every path comes from a method of :class:`DataHome`; nothing else assemb
 
     raw/<dir_name>/...                  as the source distributes it (or as the demo writes it)
     raw/<dir_name>/.remote/files.parquet    files a source holds remotely (metadata-first downloads)
-    raw/<dir_name>/.download/           download records, locks and staging (hidden from parsers)
+    raw/<dir_name>/.download/           download records, locks, staging and the fetched-by mark (hidden from parsers)
+    raw/<dir_name>/.archives/           downloaded archives (verified, not downloaded again, on a rerun)
     tables/<group>/<name>.parquet       source_metadata/<dir_name>, merged_metadata, ...
     dataset/<class_key>/<class_key>-00000001.png, metadata.csv   one folder per class
     dataset/metadata.csv, dataset/README.md                        the published dataset
@@ -51,7 +52,23 @@ def default_home() -> Path:
 # Bookkeeping inside a raw folder, hidden so that parsers listing the folder skip it.
 RAW_RECORDS = ".download"
 REMOTE_INDEX = Path(".remote") / "files.parquet"
+RAW_ARCHIVES = ".archives"
+FETCHED_MARK = Path(RAW_RECORDS) / "fetched-by-cytoimagenet"
 LATEST_MODEL = "latest"
+
+
+def archives_dir(raw_dir: Path) -> Path:
+    """Downloaded archives of a source, kept so that a rerun verifies them instead of downloading again."""
+    return Path(raw_dir) / RAW_ARCHIVES
+
+
+def fetched_mark(raw_dir: Path) -> Path:
+    """Set before the first byte this package fetches into a raw folder: the folder is not filled by hand."""
+    return Path(raw_dir) / FETCHED_MARK
+
+
+def locks_dir(raw_dir: Path) -> Path:
+    return records_dir(raw_dir) / "locks"
 
 
 def remote_index_path(raw_dir: Path) -> Path:
@@ -73,9 +90,6 @@ class DataHome:
 
     def raw_dir(self, dir_name: str) -> Path:
         return self.root / "raw" / _safe_name(dir_name)
-
-    def remote_index(self, dir_name: str) -> Path:
-        return remote_index_path(self.raw_dir(dir_name))
 
     def table_path(self, *parts: str) -> Path:
         *folders, name = (_safe_name(p) for p in parts)
@@ -109,6 +123,9 @@ class DataHome:
     def class_dir(self, class_key: str) -> Path:
         """A class's folder in the dataset; the key comes from a partition, so it is checked."""
         return self.dataset_dir() / _safe_name(class_key)
+
+    def class_metadata(self, class_key: str) -> Path:
+        return self.class_dir(class_key) / "metadata.csv"
 
     def webdataset_dir(self) -> Path:
         """The dataset as WebDataset shards with their index and card (``dataset_shards``)."""

@@ -13,7 +13,7 @@ from cytoimagenet_assets.defs.freshness import remote_check_schedule, source_cha
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.download import DownloadError
 from cytoimagenet_assets.download.fingerprint import local_fingerprint, remote_fingerprint
-from cytoimagenet_assets.download.plan import FETCHED_MARK
+from cytoimagenet_assets.storage import FETCHED_MARK
 
 
 def _catalog(url: str):

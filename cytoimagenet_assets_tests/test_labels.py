@@ -12,7 +12,7 @@ from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, LABELS_KEY
-from cytoimagenet_assets.download.plan import FETCHED_MARK, obtainable_files
+from cytoimagenet_assets.download.plan import obtainable_files
 from cytoimagenet_assets.labels.assign import (
     assign_labels,
     class_key,
@@ -24,7 +24,7 @@ from cytoimagenet_assets.labels.assign import (
     with_class_keys,
 )
 from cytoimagenet_assets.labels.availability import NO_FILES, NOT_OBTAINABLE, unavailable_reasons, unavailable_summary
-from cytoimagenet_assets.storage import REMOTE_INDEX, DataHome, read_parquet, write_parquet
+from cytoimagenet_assets.storage import FETCHED_MARK, REMOTE_INDEX, DataHome, read_parquet, write_parquet
 
 
 def table(**columns) -> pd.DataFrame:

@@ -218,7 +218,7 @@ class Catalog(_Strict):
     def _seed_everywhere(cls, raw: Any) -> Any:
         """The catalog's seed is each step's unless a step's block sets its own."""
         if isinstance(raw, dict):
-            seed = raw.get("seed", 0)
+            seed = raw.get("seed", cls.model_fields["seed"].default)
             for block in ("labels", "training"):
                 if raw.get(block) is None or isinstance(raw[block], dict):
                     raw = {**raw, block: {"seed": seed, **(raw.get(block) or {})}}

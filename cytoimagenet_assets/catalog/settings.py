@@ -9,7 +9,7 @@ launchpad, the CLI) with the field named, and ``dataclasses.fields`` / ``replace
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import ConfigDict, model_validator
 from pydantic.dataclasses import dataclass
@@ -17,7 +17,8 @@ from pydantic.dataclasses import dataclass
 # The label columns of the standardized table, in its column order.
 LABEL_CATEGORIES = ("organism", "cell_type", "cell_visible", "phenotype", "compound", "sirna", "gene")
 # How the image step fills classes: crops replacing the images as the original, or added to small classes.
-UPSAMPLING = ("original", "top_up")
+Upsampling = Literal["original", "top_up"]
+UPSAMPLING = get_args(Upsampling)
 
 STRICT = ConfigDict(extra="forbid")
 
@@ -34,7 +35,7 @@ class AssignConfig:
     cap: int = 10_000
     seed: int = 0
     categories: tuple[str, ...] = LABEL_CATEGORIES
-    upsampling: Literal["original", "top_up"] = "original"
+    upsampling: Upsampling = "original"
 
     @model_validator(mode="after")
     def _valid(self) -> "AssignConfig":

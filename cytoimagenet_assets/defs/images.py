@@ -9,8 +9,15 @@ import dagster as dg
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS, DATASET_KEY, LABELS_KEY, MERGED_KEY, RELEASE_KEY
-from cytoimagenet_assets.defs.labels import class_partition_requests
+from cytoimagenet_assets.defs.keys import (
+    CLASS_IMAGES_KEY,
+    CLASS_PARTITIONS,
+    DATASET_KEY,
+    LABELS_KEY,
+    MERGED_KEY,
+    RELEASE_KEY,
+    class_partition_requests,
+)
 from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
 from cytoimagenet_assets.images.class_partition import FetchFailed, StaleClass, build_class_images, class_rows, fetch_class_images
@@ -70,6 +77,19 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
 
 class_images_job = dg.define_asset_job("class_images_job", selection=[CLASS_IMAGES_KEY])
+_images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
+# The headless build's stages around the class images (each class is a run of class_images_job).
+tables_job = dg.define_asset_job(
+    "tables_job",
+    selection=dg.AssetSelection.all() - _images.downstream(),
+    description="Everything the class images need: each source's files and table, the merged table, "
+    "the class table (and the evaluation sets' files).",
+)
+release_job = dg.define_asset_job(
+    "release_job",
+    selection=_images.downstream() - _images,
+    description="Everything after the class images: the dataset and its release, the model, its package and embeddings, the evaluation.",
+)
 
 
 @dg.sensor(
@@ -165,6 +185,6 @@ def defs(catalog: Catalog) -> dg.Definitions:
     """The images domain: each class's images (and the sensor that follows the class table), the dataset and its release."""
     return dg.Definitions(
         assets=[class_images_asset(catalog), dataset_asset(catalog), dataset_shards_asset(catalog)],
-        jobs=[class_images_job],
+        jobs=[tables_job, class_images_job, release_job],
         sensors=[class_partitions_sensor],
     )

@@ -8,7 +8,7 @@ import dagster as dg
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.catalog.settings import AssignConfig
 from cytoimagenet_assets.defs.checks import label_table_checks
-from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, table_key
+from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, class_partition_requests, table_key
 from cytoimagenet_assets.defs.metadata import as_metadata, result, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
@@ -27,13 +27,6 @@ asset = functools.partial(dg.asset, group_name="labels")  # every asset of this 
 LabelAssignmentConfig = overrides_of(
     AssignConfig, "LabelAssignmentConfig", "Overrides of the catalog's label settings (unset: the catalog's values)."
 )
-
-
-def class_partition_requests(instance: dg.DagsterInstance, keys: list[str]) -> list:
-    """The requests that make the ``cytoimagenet_class`` partitions exactly ``keys``."""
-    have = set(instance.get_dynamic_partitions(CLASS_PARTITIONS.name))
-    add, delete = [k for k in keys if k not in have], sorted(have - set(keys))
-    return [r for r in (add and CLASS_PARTITIONS.build_add_request(add), delete and CLASS_PARTITIONS.build_delete_request(delete)) if r]
 
 
 def _apply(instance: dg.DagsterInstance, requests: list) -> tuple[int, int]:

@@ -58,7 +58,7 @@ def training_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
     )
     def training_shards(context: dg.AssetExecutionContext, config: TrainingShardsConfig, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
-        size = config.input_size or catalog.training.input_size
+        size = catalog.training.input_size if config.input_size is None else config.input_size
         shards = pack(pd.read_csv(home.dataset_metadata()), home.dataset_dir(), home.shards_dir(size), size, workers=os.cpu_count() or 1)
         context.log.info(f"packed {shards.images.shape[0]} images into {shards.folder}")
         return result(shards.report())
@@ -87,8 +87,8 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
         home = data.home()
         recipe = with_overrides(catalog.training, config)
         try:
-            data = training_input(home, recipe.input_size, config.stream)
-            out = train_run(home, data, recipe, config.processes, log=context.log.info)
+            inputs = training_input(home, recipe.input_size, config.stream)
+            out = train_run(home, inputs, recipe, config.processes, log=context.log.info)
         except (TrainingFailed, FileNotFoundError) as exc:
             raise dg.Failure(description=str(exc)) from exc
         report, problems, check_report = training_report(out, home.dataset_metadata())
@@ -139,12 +139,9 @@ def embeddings_asset(catalog: Catalog) -> dg.AssetsDefinition:
             return dg.MaterializeResult(metadata={"note": f"the catalog {catalog.name!r} lists no embed targets (embed:)"})
         try:
             model = required_latest_model(home)
-            done = [embed_target(home, target, model, log=context.log.info) for target in catalog.embed]
+            done = [embed_target(home, target, model, log=context.log.info, warn=context.log.warning) for target in catalog.embed]
         except (EmbedError, FileNotFoundError) as exc:
             raise dg.Failure(description=str(exc)) from exc
-        for target in done:
-            for image, reason in target.result.failed:
-                context.log.warning(f"{target.name}: unreadable {image}: {reason}")
         return result(embeddings_report(done, model))
 
     return embeddings

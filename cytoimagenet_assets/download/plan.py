@@ -37,13 +37,11 @@ from cytoimagenet_assets.download.mirrors import Mirrors, mirrors_from_env
 from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
 from cytoimagenet_assets.markdown import bullets
 from cytoimagenet_assets.sources.common import source_files
-from cytoimagenet_assets.storage import RAW_RECORDS, contained, records_dir, remote_index_path, write_parquet, write_text
+from cytoimagenet_assets.storage import archives_dir, contained, fetched_mark, locks_dir, remote_index_path, write_parquet, write_text
 
-ARCHIVE_DIR = ".archives"  # downloaded archives, kept so that a rerun verifies instead of downloading again
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
 TABLE_MARKERS = (".csv.", ".tsv.", ".txt.")  # a compressed table (x.csv.zip) is read as is, not extracted
 EXTRACT_RATIO = 100  # an archive may expand to at most this many times its size (zip bombs)
-FETCHED_MARK = Path(RAW_RECORDS) / "fetched-by-cytoimagenet"  # set before the first byte: the folder is ours
 LOCK_STRIPES = 64
 GONE = (404, 410)  # a file the server says it does not have: that image is dropped, the class goes on
 RANGE_METHODS = (0, 8)  # stored, deflate
@@ -110,7 +108,7 @@ def filled_by_hand(raw_dir: Path) -> bool:
     """Files in the raw folder, yet no mark that this package ever fetched into it."""
     if not raw_dir.is_dir():
         return False
-    return any(not p.name.startswith(".") for p in raw_dir.iterdir()) and not (raw_dir / FETCHED_MARK).exists()
+    return any(not p.name.startswith(".") for p in raw_dir.iterdir()) and not fetched_mark(raw_dir).exists()
 
 
 def mirror_unlisted(source: Source, raw_dir: Path) -> bool:
@@ -161,7 +159,7 @@ def fetch_source(source: Source, raw_dir: Path, *, full: bool = False, fetching:
     spec = source.download
     if spec.method == "manual":
         raise DownloadError(f"{source.dir_name}: cannot be downloaded automatically; {spec.instructions()}, into {raw_dir}")
-    mark = raw_dir / FETCHED_MARK
+    mark = fetched_mark(raw_dir)
     first_fetch = not mark.exists()
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.touch()
@@ -263,7 +261,7 @@ def _download(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetch
     .archives/ and extracted into the raw folder."""
     name = url_name(remote.url)
     archive = is_archive(name)
-    dest = raw_dir / ARCHIVE_DIR / name if archive else contained(raw_dir, name)
+    dest = archives_dir(raw_dir) / name if archive else contained(raw_dir, name)
     result = fetch_file(
         remote.url, dest, label=source.dir_name, size=remote.size, md5=remote.md5, session=fetching.session, progress=fetching.progress
     )
@@ -364,7 +362,7 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
     else:
         report.notes.append(f"{url_name(url)}: members compressed in a way a range read cannot undo; fetched through the whole archive")
     remote = next((f for f in source.download.files if f.url == url), None)
-    with _locked(raw_dir, raw_dir / ARCHIVE_DIR / url_name(url)):  # one download and extraction of an archive at a time
+    with _locked(raw_dir, archives_dir(raw_dir) / url_name(url)):  # one download and extraction of an archive at a time
         still_missing = [m for m, p in zip(members["member"], members["path"]) if not (raw_dir / p).is_file()]
         if not still_missing:
             return  # another class's run brought them meanwhile
@@ -373,7 +371,7 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
             still_missing,
             raw_dir,
             label=source.dir_name,
-            archive_cache_dir=raw_dir / ARCHIVE_DIR,
+            archive_cache_dir=archives_dir(raw_dir),
             size=remote.size if remote else None,
             md5=remote.md5 if remote else None,
             session=fetching.session,
@@ -392,7 +390,7 @@ def _download_kaggle(source: Source, raw_dir: Path, fetching: Fetching, report: 
             f"(an API token from https://www.kaggle.com/settings), or {spec.instructions()} into {raw_dir}"
         )
     fetch = fetch_kaggle_dataset if spec.method == "kaggle_dataset" else fetch_kaggle_competition
-    dest = raw_dir / ARCHIVE_DIR / f"{spec.slug.replace('/', '-')}.zip"
+    dest = archives_dir(raw_dir) / f"{spec.slug.replace('/', '-')}.zip"
     options = {"api": fetching.kaggle_api} if fetching.kaggle_api else {}
     report.add(
         fetch(
@@ -456,7 +454,7 @@ def _locked(raw_dir: Path, dest: Path) -> Iterator[None]:
     """One fetch of a file at a time across processes: classes built in parallel may share a file.
     Files share LOCK_STRIPES lock files by hash, so locking never litters the image folders."""
     stripe = zlib.crc32(str(dest).encode()) % LOCK_STRIPES
-    lock = records_dir(raw_dir) / "locks" / f"{stripe:02d}.lock"
+    lock = locks_dir(raw_dir) / f"{stripe:02d}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -34,6 +34,7 @@ from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.features import METHODS, FeatureExtractor, cytoimagenet_backbone, extract
 from cytoimagenet_assets.images.readers import PILLOW, TIFF, ImageReadError, read_channels
 from cytoimagenet_assets.markdown import table
+from cytoimagenet_assets.model.loop import FEATURES
 from cytoimagenet_assets.storage import DataHome, read_parquet_metadata, write_parquet
 
 METHOD_NAMES = {"concat-norm": "concat_normalized", "concat-raw": "concat_raw", "merge-norm": "merge_normalized", "merge-raw": "merge_raw"}
@@ -292,7 +293,7 @@ def embed(
 
 def feature_matrix(table: pd.DataFrame) -> np.ndarray:
     """The ``features`` column as an (N, D) float32 array (all rows of one length)."""
-    return np.stack(table["features"].to_numpy()).astype(np.float32) if len(table) else np.empty((0, 1280), np.float32)
+    return np.stack(table["features"].to_numpy()).astype(np.float32) if len(table) else np.empty((0, FEATURES), np.float32)
 
 
 @dataclass
@@ -322,7 +323,9 @@ def target_input(home: DataHome, target: EmbedTarget) -> Path:
     return home.raw_dir(target.source) if target.source is not None else home.resolve(target.path)
 
 
-def embed_target(home: DataHome, target: EmbedTarget, model: Path, log: Callable[[str], None] = print) -> TargetEmbedding:
+def embed_target(
+    home: DataHome, target: EmbedTarget, model: Path, log: Callable[[str], None] = print, warn: Callable[[str], None] = print
+) -> TargetEmbedding:
     """Featurize ``target`` with ``model`` into ``embeddings/<name>/features.parquet`` (resuming)."""
     source = target_input(home, target)
     try:
@@ -330,6 +333,8 @@ def embed_target(home: DataHome, target: EmbedTarget, model: Path, log: Callable
         result = embed(inputs, model, target.method, home.embeddings_path(target.name), progress=False, log=log)
     except (EmbedError, FileNotFoundError) as exc:
         raise EmbedError(f"embed target {target.name!r}: {exc}") from exc
+    for image, reason in result.failed:
+        warn(f"{target.name}: unreadable {image}: {reason}")
     table = pd.read_parquet(result.out)
     preview = table[["image", "channel_names", "method"]].head(10).copy()
     preview["channel_names"] = preview["channel_names"].map(lambda names: ", ".join(names))

@@ -21,6 +21,7 @@ from cytoimagenet_assets.evaluation.benchmarks import KINDS
 from cytoimagenet_assets.evaluation.features import METHODS
 from cytoimagenet_assets.evaluation.protocols import BenchmarkFileError, bbbc021_images, bbbc021_treatments, nscb_eligible
 from cytoimagenet_assets.evaluation.report import BACKBONES
+from cytoimagenet_assets.evaluation.run import EvaluationSettings
 
 
 def _benchmark(value: str) -> tuple[str, Path]:
@@ -49,15 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"a benchmark folder; KIND one of {', '.join(KINDS)}; repeat for several",
     )
     run.add_argument("--out", type=Path, required=True, help="report folder (evaluation_report.{md,json,csv}, UMAP PNGs)")
-    run.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
-    run.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    defaults = EvaluationSettings()
+    run.add_argument("--backbones", nargs="+", default=list(defaults.backbones), choices=BACKBONES)
+    run.add_argument("--methods", nargs="+", default=list(defaults.methods), choices=list(METHODS))
     run.add_argument("--imagenet-weights", help="EfficientNet-B0 ImageNet weights file (default: the torch cache)")
-    run.add_argument("--aggregation", nargs="+", default=["mean"], choices=["mean", "median"], help="BBBC021 treatment aggregation(s)")
+    run.add_argument(
+        "--aggregation", nargs="+", default=list(defaults.aggregations), choices=["mean", "median"], help="BBBC021 treatment aggregation(s)"
+    )
     run.add_argument("--no-tvn", action="store_true", help="do not report the TVN variant of BBBC021")
     run.add_argument("--tvn-components", type=int, help="keep at most this many whitened dimensions in TVN")
-    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
     run.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--no-umap", action="store_true", help="skip the UMAP figures")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             f"nscb_treatments={int(nscb_eligible(table).sum())}"
         )
         return 0
-    from cytoimagenet_assets.evaluation.run import BenchmarkInput, EvaluationSettings, run_evaluation
+    from cytoimagenet_assets.evaluation.run import BenchmarkInput, run_evaluation
 
     settings = EvaluationSettings(
         backbones=tuple(args.backbones),

@@ -18,7 +18,7 @@ import torchvision
 
 from cytoimagenet_assets.devices import fit_cpu_threads
 from cytoimagenet_assets.images.process import normalize
-from cytoimagenet_assets.model.loop import IMAGENET_MEAN, IMAGENET_STD
+from cytoimagenet_assets.model.loop import FEATURES, IMAGENET_MEAN, IMAGENET_STD
 
 METHODS = {
     "concat_normalized": ("concat", True),
@@ -86,7 +86,7 @@ class FeatureExtractor:
                 torch.set_flush_denormal(False)
 
     def _features(self, images: list[np.ndarray]) -> np.ndarray:
-        out = np.empty((len(images), 1280), np.float32)
+        out = np.empty((len(images), FEATURES), np.float32)
         by_shape: dict[tuple, list[int]] = {}
         for i, image in enumerate(images):
             by_shape.setdefault(image.shape, []).append(i)
@@ -147,6 +147,6 @@ def extract_all(
         if progress is not None:
             progress(len(batch))
     return {
-        b: {m: np.concatenate(parts) if parts else np.empty((0, 1280), np.float32) for m, parts in by_method.items()}
+        b: {m: np.concatenate(parts) if parts else np.empty((0, FEATURES), np.float32) for m, parts in by_method.items()}
         for b, by_method in out.items()
     }

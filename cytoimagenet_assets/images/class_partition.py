@@ -118,7 +118,7 @@ def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, 
         workers=workers,
     )
     meta, drops = result.metadata, result.drops
-    problems = class_folder_problems(folder, pd.read_csv(folder / "metadata.csv"), settings["threshold"], settings["target"])
+    problems = class_folder_problems(folder, pd.read_csv(home.class_metadata(key)), settings["threshold"], settings["target"])
     report = {
         "label": inputs.label,
         "category": inputs.category,

@@ -15,11 +15,11 @@ from cytoimagenet_assets.plots import plt, png_bytes
 from cytoimagenet_assets.storage import DataHome, read_parquet, write_csv, write_sql_table, write_text
 
 
-def assemble_dataset(dataset_dir: Path, class_keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
+def assemble_dataset(home: DataHome, class_keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """(release metadata of every built class, class keys not built yet), in class-key order."""
     frames, missing = [], []
     for key in sorted(class_keys):
-        path = dataset_dir / key / "metadata.csv"
+        path = home.class_metadata(key)
         if path.is_file():
             frames.append(pd.read_csv(path, dtype={"crop": bool}, keep_default_na=True))
         else:
@@ -49,9 +49,7 @@ def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str]) -> st
         f"from **{metadata['dir_name'].nunique()}** source datasets; {int(metadata['crop'].sum()):,} images are crops (upsampling).",
         "",
         "Images: `<class_key>/<class_key>-<number>.png`, 8-bit grayscale, channels normalized to their 0.1-99.9th "
-        "percentiles and averaged. Metadata of every image: `metadata.csv` (label, category, database, name, dir_name, "
-        "path, filename, idx, organism, cell_type, cell_visible, phenotype, compound, sirna, gene, microscopy, crop, "
-        "scaling, x_min, x_max, y_min, y_max).",
+        f"percentiles and averaged. Metadata of every image: `metadata.csv` ({', '.join(RELEASE_COLUMNS)}).",
         "",
         "## Labels per category",
         "",
@@ -168,12 +166,12 @@ def publish_dataset(home: DataHome, catalog: str) -> PublishedDataset:
     """Write the dataset's metadata.csv over every built class, its card (README.md) and the SQL table
     ``images``; fails when no class has been built."""
     classes = read_parquet(home.classes_table())["class_key"].tolist()
-    metadata, missing = assemble_dataset(home.dataset_dir(), classes)
+    metadata, missing = assemble_dataset(home, classes)
     if metadata.empty:
         raise EmptyDataset(f"no class has been built yet: materialize class_images ({len(missing)} partitions)")
     write_csv(metadata, home.dataset_metadata())
     card = dataset_card(catalog, metadata, missing)
     write_text(home.dataset_card(), card)
     rows = write_sql_table(metadata, "images", home.db_url)
-    built = [k for k in classes if (home.class_dir(k) / "metadata.csv").is_file()]
+    built = [k for k in classes if home.class_metadata(k).is_file()]
     return PublishedDataset(metadata, missing, built, card, rows, dataset_problems(metadata, built), upsampling_figures(metadata))

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
 from cytoimagenet_assets.labels.assign import AssignConfig, assign_labels, with_class_keys
 from cytoimagenet_assets.labels.availability import unavailable_reasons
-from cytoimagenet_assets.sources.table import LABEL_CATEGORIES
+from cytoimagenet_assets.labels.tables import ASSIGNMENT_COLUMNS
 from cytoimagenet_assets.storage import write_parquet
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = AssignConfig(args.threshold, args.target, args.cap, args.seed, tuple(c.strip() for c in args.categories.split(",")))
         started = time.perf_counter()
-        merged = pd.read_parquet(args.merged, columns=["idx", "dir_name", "channel_paths", *LABEL_CATEGORIES])
+        merged = pd.read_parquet(args.merged, columns=ASSIGNMENT_COLUMNS)
         reasons = unavailable_reasons(merged, dict.fromkeys(merged["dir_name"].unique()))
         assigned = assign_labels(merged[reasons.isna()].reset_index(drop=True), config)
     except (ValueError, OSError) as exc:

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from cytoimagenet_assets.catalog.settings import TrainConfig
-from cytoimagenet_assets.model.loop import TrainingData, train
-from cytoimagenet_assets.model.shards import Shards
-from cytoimagenet_assets.model.stream import WebDatasetShards
+from cytoimagenet_assets.model.loop import TrainingData, train, training_data
 from cytoimagenet_assets.storage import DataHome, write_text
 
 
@@ -106,12 +104,12 @@ def required_latest_model(home: DataHome) -> Path:
 
 def training_input(home: DataHome, input_size: int, stream: bool) -> TrainingData:
     """What training reads: the WebDataset release when streaming, else the array packed at ``input_size``."""
-    if stream:
-        return WebDatasetShards(home.webdataset_dir())
-    folder = home.shards_dir(input_size)
-    if not (folder / "images.npy").is_file():
-        raise FileNotFoundError(f"no packed shards at {input_size} px ({folder}): materialize training_shards with input_size {input_size}")
-    return Shards(folder)
+    folder = home.webdataset_dir() if stream else home.shards_dir(input_size)
+    try:
+        return training_data(folder)
+    except ValueError:
+        asset = "dataset_shards" if stream else f"training_shards with input_size {input_size}"
+        raise FileNotFoundError(f"nothing to train on in {folder}: materialize {asset}") from None
 
 
 class TrainingFailed(RuntimeError):

@@ -44,6 +44,7 @@ from cytoimagenet_assets.storage import write_csv, write_text, write_torch
 TrainingData = Shards | WebDatasetShards  # the packed memory-mapped array (one node) or the streamed WebDataset release
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+FEATURES = 1280  # EfficientNet-B0's global-average-pooled penultimate layer: the transfer features
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 

@@ -33,11 +33,10 @@ from cytoimagenet_assets.images.process import HIGH, LOW, normalize
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
 from cytoimagenet_assets.markdown import Figure, Markdown, table
 from cytoimagenet_assets.model.architecture import CytoImageNetEfficientNetB0
-from cytoimagenet_assets.model.loop import IMAGENET_MEAN, IMAGENET_STD
+from cytoimagenet_assets.model.loop import FEATURES, IMAGENET_MEAN, IMAGENET_STD
 from cytoimagenet_assets.storage import DataHome, atomic_path
 
 PACKAGE_NAME = "cytoimagenet-efficientnet-b0"
-FEATURES = 1280
 SCALE_RANGE_EPS = 1e-6  # bioimage.io's scale_range default: (x - low) / (high - low + eps)
 ARCHITECTURE_FILE = Path(__file__).with_name("architecture.py")
 PAPER = {
