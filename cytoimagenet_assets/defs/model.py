@@ -98,8 +98,6 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
 
 def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
-    input_size = catalog.training.input_size
-
     @asset(
         key=PACKAGE_KEY,
         deps=[MODEL_KEY],
@@ -112,7 +110,7 @@ def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
     def model_package(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         try:
             model = required_latest_model(data.home())
-            package = package_model(data.home(), model, input_size)
+            package = package_model(data.home(), model)
         except (PackageError, FileNotFoundError) as exc:
             raise dg.Failure(description=str(exc)) from exc
         context.log.info(package.validation)

@@ -415,8 +415,10 @@ def dataset_test_image(home: DataHome, size: int) -> np.ndarray | None:
     return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR), np.float32)
 
 
-def package_model(home: DataHome, model: Path, input_size: int) -> PackageResult:
+def package_model(home: DataHome, model: Path) -> PackageResult:
     """:func:`build_package` of ``model``'s training folder into ``release/model/``, its test input the
-    dataset's first image and its training data documented by the dataset card (when there is one)."""
+    dataset's first image at the size the run trained at, its training data documented by the dataset card
+    (when there is one)."""
+    input_size = int(_card(model.parent).get("recipe", {}).get("input_size", 224))
     card = home.dataset_card()
     return build_package(model.parent, home.model_package_dir(), dataset_test_image(home, input_size), card if card.is_file() else None)
