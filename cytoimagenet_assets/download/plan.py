@@ -234,25 +234,13 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
         for url, members in in_zips.groupby("url", sort=True):
             _fetch_indexed(source, url, members, raw_dir, fetching, report)
         for path in on_mirror:
-            dest = contained(raw_dir, path)
-            with _locked(raw_dir, dest):
-                try:
-                    report.add(
-                        fetch_idr_file(
-                            source.download.accession,
-                            path,
-                            dest,
-                            label=source.dir_name,
-                            mirror=fetching.idr_mirror,
-                            session=session,
-                            progress=fetching.progress,
-                        )
-                    )
-                except DownloadError as exc:
-                    if exc.status not in GONE:
-                        raise
-                    report.unavailable.append(path)
-                    report.notes.append(str(exc))
+            try:
+                _fetch_study_file(source, raw_dir, path, fetching, report)
+            except DownloadError as exc:
+                if exc.status not in GONE:
+                    raise
+                report.unavailable.append(path)
+                report.notes.append(str(exc))
     return report
 
 
@@ -434,19 +422,24 @@ def _index_study(source: Source, raw_dir: Path, fetching: Fetching) -> list[dict
 def _mirror_study(source: Source, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
     """Every file of an IDR study from its mirror (``full`` mode)."""
     for path in _study_files(source, fetching):
-        dest = contained(raw_dir, path)
-        with _locked(raw_dir, dest):
-            report.add(
-                fetch_idr_file(
-                    source.download.accession,
-                    path,
-                    dest,
-                    label=source.dir_name,
-                    mirror=fetching.idr_mirror,
-                    session=fetching.session,
-                    progress=fetching.progress,
-                )
+        _fetch_study_file(source, raw_dir, path, fetching, report)
+
+
+def _fetch_study_file(source: Source, raw_dir: Path, path: str, fetching: Fetching, report: FetchReport) -> None:
+    """One file of an IDR study from its mirror into the raw folder, locked against other classes fetching it."""
+    dest = contained(raw_dir, path)
+    with _locked(raw_dir, dest):
+        report.add(
+            fetch_idr_file(
+                source.download.accession,
+                path,
+                dest,
+                label=source.dir_name,
+                mirror=fetching.idr_mirror,
+                session=fetching.session,
+                progress=fetching.progress,
             )
+        )
 
 
 @contextmanager
