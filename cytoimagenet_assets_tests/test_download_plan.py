@@ -268,3 +268,19 @@ def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(
 def test_an_idr_source_lists_only_metadata_files():
     with pytest.raises(ValueError, match="lists only its metadata files"):
         _source({"method": "idr", "accession": "idr0099-x", "files": [{"url": "https://example.org/a.zip"}]})
+
+
+def test_a_member_failing_its_crc_is_dropped_with_its_reason_and_the_others_fetched(bbbc, remote, tmp_path):
+    source, archive = bbbc
+    raw = tmp_path / "raw" / source.dir_name
+    fetch_source(source, raw)
+    bad, good = "Week1_22123/Week1_150607_B03_s1_w1.tif", "Week1_22123/Week1_150607_B03_s1_w2.tif"
+    info = zipfile.ZipFile(io.BytesIO(archive)).getinfo(bad)
+    damaged = bytearray(archive)
+    damaged[info.header_offset + 30 + len(bad) + info.compress_size // 2] ^= 0xFF  # inside the member's deflate data
+    remote.put("/bbbc/BBBC_test_images.zip", bytes(damaged))
+    report = fetch_missing(source, raw, [bad, good])
+    assert report.unavailable == [bad] and not (raw / bad).exists()
+    assert (raw / good).read_bytes() == IMAGES[good] and report.files_fetched == 1
+    assert any(bad in note and "BBBC_test_images.zip" in note for note in report.notes), report.notes
+    assert len([e for e in remote.gets("/bbbc/BBBC_test_images.zip") if e.range]) >= 3  # the bad member read twice, then the good

@@ -42,6 +42,10 @@ class DownloadError(RuntimeError):
         self.status = status
 
 
+class VerificationFailed(DownloadError):
+    """Bytes that arrived but are not the file's (size, MD5 or CRC-32 differ): that file is bad, not the server."""
+
+
 class TransientError(Exception):
     """A failure worth retrying (connection, timeout, truncated body, 5xx/408/429)."""
 
@@ -249,9 +253,11 @@ def with_retries(
     backoff_s: float,
     sleep: Callable[[float], None],
     made_progress: Callable[[], bool] = lambda: False,
+    session: requests.Session | None = None,
 ) -> Any:
     """Call ``attempt`` until it succeeds; transient failures sleep with exponential backoff, at most
-    ``retries`` in a row (an attempt that moved data forward starts the count afresh)."""
+    ``retries`` in a row (an attempt that moved data forward starts the count afresh). The final
+    error names the mirror ``session`` sent ``url`` to, if any."""
     failures = 0
     while True:
         try:
@@ -260,7 +266,9 @@ def with_retries(
             failures = 1 if made_progress() else failures + 1
             if failures > retries:
                 attempts = "1 attempt" if failures == 1 else f"{failures} attempts in a row"
-                raise DownloadError(f"{label}: {redact(url)} failed after {attempts}: {exc}") from None
+                raise DownloadError(
+                    f"{label}: {redact(url)}{_via(session, url) if session else ''} failed after {attempts}: {exc}"
+                ) from None
             if not isinstance(exc, RestartError):
                 delay = exc.retry_after if exc.retry_after is not None else backoff_s * 2 ** (failures - 1)
                 sleep(min(delay, MAX_BACKOFF_S))
@@ -290,7 +298,7 @@ def head(
             with response:
                 return _remote_info(response)
 
-    return with_retries(attempt, label=label, url=url, retries=retries, backoff_s=backoff_s, sleep=sleep)
+    return with_retries(attempt, label=label, url=url, retries=retries, backoff_s=backoff_s, sleep=sleep, session=session)
 
 
 def fetch_file(
@@ -321,7 +329,14 @@ def fetch_file(
             return found
         transfer = _Transfer(url, dest, label, size, md5.lower() if md5 else None, s, auth, chunk_size, progress)
         with_retries(
-            transfer.attempt, label=label, url=url, retries=retries, backoff_s=backoff_s, sleep=sleep, made_progress=transfer.made_progress
+            transfer.attempt,
+            label=label,
+            url=url,
+            retries=retries,
+            backoff_s=backoff_s,
+            sleep=sleep,
+            made_progress=transfer.made_progress,
+            session=s,
         )
         return transfer.finish()
 
@@ -544,10 +559,10 @@ class _Transfer:
         digest = self.hasher.hexdigest()
         if self.size is not None and got_size != self.size:
             self._discard()
-            raise DownloadError(f"{self.label}: {redact(self.url)} failed verification: expected {self.size} bytes, got {got_size}")
+            raise VerificationFailed(f"{self.label}: {redact(self.url)} failed verification: expected {self.size} bytes, got {got_size}")
         if self.md5 is not None and digest != self.md5:
             self._discard()
-            raise DownloadError(f"{self.label}: {redact(self.url)} failed verification: expected md5 {self.md5}, got {digest}")
+            raise VerificationFailed(f"{self.label}: {redact(self.url)} failed verification: expected md5 {self.md5}, got {digest}")
         os.replace(self.part, self.dest)
         _fsync_dir(self.dest.parent)
         complete_record(self.dest, self.url, digest, self.validators.get("etag"), self.validators.get("last_modified"))

@@ -70,7 +70,7 @@ def list_idr_folder(url: str, *, label: str, session: requests.Session | None = 
             return response.text
 
     parser = _IndexLinks()
-    parser.feed(with_retries(attempt, label=label, url=url, retries=3, backoff_s=1.0, sleep=time.sleep))
+    parser.feed(with_retries(attempt, label=label, url=url, retries=3, backoff_s=1.0, sleep=time.sleep, session=session))
     entries: dict[str, FolderEntry] = {}
     for href in parser.hrefs:
         if href.startswith(("?", "/", "#", "../")) or "://" in href:

@@ -30,7 +30,7 @@ import requests
 from cytoimagenet_assets.catalog import RemoteFile, Source
 from cytoimagenet_assets.demo import generate
 from cytoimagenet_assets.download.archives import ArchiveError, safe_extract
-from cytoimagenet_assets.download.http import DownloadError, FetchResult, Progress, fetch_file, session_scope, url_name
+from cytoimagenet_assets.download.http import DownloadError, FetchResult, Progress, VerificationFailed, fetch_file, session_scope, url_name
 from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_file_url, list_idr_folder
 from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
 from cytoimagenet_assets.download.mirrors import Mirrors, mirrors_from_env
@@ -77,6 +77,7 @@ class FetchReport:
     transports: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)  # wanted, but no remote holds them
+    seconds: float = 0.0
 
     def add(self, result: FetchResult) -> None:
         self.bytes_downloaded += result.bytes_downloaded
@@ -237,11 +238,19 @@ def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetchi
             try:
                 _fetch_study_file(source, raw_dir, path, fetching, report)
             except DownloadError as exc:
-                if exc.status not in GONE:
+                if exc.status not in GONE and not isinstance(exc, VerificationFailed):
                     raise
                 report.unavailable.append(path)
                 report.notes.append(str(exc))
     return report
+
+
+def _fetch_verified(url: str, member: ZipMember, dest: Path, label: str, session: requests.Session) -> int:
+    """A zip member by Range, read again once if it fails its CRC (bytes damaged on the way); bytes transferred."""
+    try:
+        return fetch_member(url, member, dest, label=label, session=session)
+    except VerificationFailed:
+        return fetch_member(url, member, dest, label=label, session=session)
 
 
 def _download(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetching, report: FetchReport) -> None:
@@ -341,7 +350,12 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
                 with _locked(raw_dir, dest):
                     if dest.is_file():
                         continue  # another class's run fetched it meanwhile
-                    report.bytes_downloaded += fetch_member(url, member, dest, label=source.dir_name, session=fetching.session)
+                    try:
+                        report.bytes_downloaded += _fetch_verified(url, member, dest, source.dir_name, fetching.session)
+                    except VerificationFailed as exc:  # that file is bad: it is dropped with its reason, the others go on
+                        report.unavailable.append(row.path)
+                        report.notes.append(str(exc))
+                        continue
                 report.files_fetched += 1
                 report.transports["range"] += 1
             return

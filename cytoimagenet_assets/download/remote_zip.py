@@ -23,6 +23,7 @@ from cytoimagenet_assets.download.http import (
     Progress,
     ProgressMeter,
     TransientError,
+    VerificationFailed,
     body_chunks,
     check_disk_space,
     fetch_file,
@@ -102,6 +103,7 @@ def fetch_member(url: str, member: ZipMember, dest: Path, *, label: str, session
             retries=RETRIES,
             backoff_s=BACKOFF_S,
             sleep=time.sleep,
+            session=s,
         )
 
 
@@ -271,7 +273,7 @@ def _get_range(session: requests.Session, url: str, spec: str, label: str) -> tu
             raise TransientError(f"body ended at {len(body)} of {expected} bytes")
         return body, first, total
 
-    return with_retries(attempt, label=label, url=url, retries=RETRIES, backoff_s=BACKOFF_S, sleep=time.sleep)
+    return with_retries(attempt, label=label, url=url, retries=RETRIES, backoff_s=BACKOFF_S, sleep=time.sleep, session=session)
 
 
 class _RangedResponse:
@@ -378,7 +380,7 @@ def _write_member(body: _Body, member: ZipMember, dest: Path, where: str) -> Non
         crc, written = zlib.crc32(data, crc), written + len(data)
         out.write(data)
         if written != member.file_size or crc != member.crc32:
-            raise DownloadError(
+            raise VerificationFailed(
                 f"{where} failed verification: expected {member.file_size} bytes with CRC-32 {member.crc32:08x}, "
                 f"got {written} bytes with CRC-32 {crc:08x}"
             )
