@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
-import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from cytoimagenet_assets.rehearsal.server import RangeNotSatisfiable, byte_range, write_body
 
 
 @dataclass
@@ -110,16 +111,14 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"ETag": etag, **({"Accept-Ranges": "bytes"} if r.honour_range else {})}
         asked, if_range = self.headers.get("Range"), self.headers.get("If-Range")
         if asked and r.honour_range and if_range in (None, etag):
-            first, last = asked.removeprefix("bytes=").split("-")
-            start, end = (
-                (max(0, len(body) - int(last)), len(body) - 1)
-                if not first
-                else (int(first), min(int(last or len(body) - 1), len(body) - 1))
-            )
-            if start >= len(body):
+            try:
+                span = byte_range(asked, len(body))
+            except RangeNotSatisfiable:
                 return self._reply(path, 416, headers={"Content-Range": f"bytes */{len(body)}"})
-            headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
-            return self._reply(path, 206, body[start : end + 1], headers)
+            if span is not None:
+                start, end = span
+                headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+                return self._reply(path, 206, body[start : end + 1], headers)
         return self._reply(path, 200, body, headers)
 
     def _reply(self, path: str, status: int, body: bytes = b"", headers: dict | None = None) -> None:
@@ -131,19 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        sent = 0
-        if self.command == "GET":
-            payload = body if cut is None else body[:cut]
-            try:
-                for i in range(0, len(payload), 1 << 16):
-                    self.wfile.write(payload[i : i + (1 << 16)])
-                    sent += len(payload[i : i + (1 << 16)])
-                self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-            if cut is not None:
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
+        sent = write_body(self, [body], cut=cut) if self.command == "GET" else 0
         self.remote.entries[self._slot] = Logged(
             self.command, path, self.headers.get("Range"), self.headers.get("If-Range"), status, sent, "Authorization" in self.headers
         )
