@@ -5,11 +5,11 @@
     python -m cytoimagenet_assets.build --failed-and-missing   # only the classes that failed or were never built
 
 Each stage is a named job of the code location, so its runs say what they are in the UI: first
-``tables_job`` (everything that does not depend on the class images: sources, tables, class table);
-then ``class_images_job`` once per class partition — each class has its own status and error, as the
-sensor would launch them; then ``release_job`` (everything downstream of the class images). A class
-that fails does not stop the others; the exit status says whether all succeeded, and the last line
-gives each stage's time.
+``sources_job`` (each source's files and table), then ``tables_job`` (the merged table and the
+class table); then ``class_images_job`` once per class partition — each class has its own status and
+error, as the sensor would launch them; then ``release_job`` (everything downstream of the class
+images). A source or a class that fails does not stop the others (a failed source is named and left
+out of the merge); the exit status says whether all succeeded, and the last line gives each stage's time.
 
 ``--failed-and-missing`` does what the UI's "Materialize → failed and missing" does for
 ``class_images``: it asks the instance for each class partition's status and launches one run per
@@ -26,11 +26,12 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
-from cytoimagenet_assets.defs.images import class_images_job, release_job, tables_job
+from cytoimagenet_assets.defs.images import class_images_job, release_job, sources_job, tables_job
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
 
 LAUNCHED_BY = {"cytoimagenet/launched_by": "build"}
@@ -65,12 +66,16 @@ def _process_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), STARTED_TAG: _process_started(os.getpid()) or ""}
 
 
-def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None) -> bool:
-    """One in-process run of the job named ``job`` recorded in ``instance``; True when it succeeded."""
-    result = defs.resolve_job_def(job).execute_in_process(
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None):
+    """One in-process run of the job named ``job``, recorded in ``instance``."""
+    return defs.resolve_job_def(job).execute_in_process(
         instance=instance, partition_key=partition_key, raise_on_error=False, tags={**LAUNCHED_BY, **_process_tags()}
     )
-    return result.success
+
+
+def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None) -> bool:
+    """:func:`_execute`; True when the run succeeded."""
+    return _execute(defs, instance, job, partition_key).success
 
 
 def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
@@ -93,34 +98,64 @@ def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
     return dead
 
 
-def _build_classes(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], log) -> list[str]:
-    """One run per class partition in ``keys``; returns the keys whose run failed."""
-    failed = [key for key in keys if not _run(defs, instance, class_images_job.name, partition_key=key)]
+@dataclass
+class Build:
+    """What a build did: each stage's seconds, what failed, and each class run's wall time."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    failed_sources: list[str] = field(default_factory=list)
+    failed_classes: list[str] = field(default_factory=list)
+    class_run_seconds: dict[str, float] = field(default_factory=dict)
+    completed: bool = False  # every stage ran (some sources or classes may still have failed)
+
+    @property
+    def ok(self) -> bool:
+        return self.completed and not self.failed_sources and not self.failed_classes
+
+
+def _build_classes(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], log, build: Build) -> None:
+    """One run per class partition in ``keys``; their wall times and failures go into ``build``."""
+    for key in keys:
+        started = time.perf_counter()
+        if not _run(defs, instance, class_images_job.name, partition_key=key):
+            build.failed_classes.append(key)
+        build.class_run_seconds[key] = time.perf_counter() - started
+    failed = [k for k in keys if k in build.failed_classes]
     log(f"class images: {len(keys) - len(failed)} of {len(keys)} classes built" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return failed
 
 
-def build_all(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> bool:
-    """The tables (tables_job), one run per class (class_images_job), then the rest (release_job);
-    ends with each stage's time."""
-    seconds: dict[str, float] = {}
+def _failed_sources(result) -> list[str]:
+    """The sources (dir names) of which a step failed in the sources_job run ``result`` (step keys
+    are the asset keys joined by ``__``: raw__<dir_name>, source_metadata__<dir_name>)."""
+    return sorted({event.step_key.split("__")[-1] for event in result.all_events if event.is_step_failure})
+
+
+def build_all(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> Build:
+    """The sources (sources_job), the tables (tables_job), one run per class (class_images_job), then
+    the rest (release_job); ends with each stage's time. A failing source is named and left out of
+    the merge; the build stops only when the tables cannot be made."""
+    build = Build()
 
     def timed(stage: str, work):
         started = time.perf_counter()
         try:
             return work()
         finally:
-            seconds[stage] = time.perf_counter() - started
+            build.seconds[stage] = time.perf_counter() - started
 
-    ok = timed("tables", lambda: _run(defs, instance, tables_job.name))
-    if not ok:
+    sources = timed("sources", lambda: _execute(defs, instance, sources_job.name))
+    if not sources.success:
+        build.failed_sources = _failed_sources(sources)
+        log(f"sources that failed (left out of the merge; see their runs in the UI): {', '.join(build.failed_sources)}")
+    if not timed("tables", lambda: _run(defs, instance, tables_job.name)):
         log("the tables upstream of the class images failed; see the run in the UI")
     else:
-        failed = timed("class images", lambda: _build_classes(defs, instance, instance.get_dynamic_partitions(CLASS_PARTITIONS.name), log))
-        ok = timed("dataset, model, evaluation", lambda: _run(defs, instance, release_job.name)) and not failed
-    stages = ", ".join(f"{stage} {t:.0f} s" for stage, t in seconds.items())
-    log(f"{'built' if ok else 'finished with failures'} in {sum(seconds.values()):.0f} s ({stages})")
-    return ok
+        keys = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
+        timed("class images", lambda: _build_classes(defs, instance, keys, log, build))
+        build.completed = timed("dataset, model, evaluation", lambda: _run(defs, instance, release_job.name))
+    stages = ", ".join(f"{stage} {t:.0f} s" for stage, t in build.seconds.items())
+    log(f"{'built' if build.ok else 'finished with failures'} in {sum(build.seconds.values()):.0f} s ({stages})")
+    return build
 
 
 def failed_and_missing_classes(instance: dg.DagsterInstance) -> list[str]:
@@ -142,10 +177,11 @@ def rebuild_failed_and_missing(defs: dg.Definitions, instance: dg.DagsterInstanc
     if not keys:
         log("class images: no failed or missing classes")
         return True
-    failed = _build_classes(defs, instance, keys, log)
-    if len(failed) < len(keys):
+    build = Build()
+    _build_classes(defs, instance, keys, log, build)
+    if len(build.failed_classes) < len(keys):
         log("rebuild cytoimagenet_dataset and what follows it (or run the full build) so the dataset includes the rebuilt classes")
-    return not failed
+    return not build.failed_classes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     from cytoimagenet_assets.definitions import defs
 
     with dg.DagsterInstance.get() as instance:
-        ok = rebuild_failed_and_missing(defs, instance) if args.failed_and_missing else build_all(defs, instance)
+        ok = rebuild_failed_and_missing(defs, instance) if args.failed_and_missing else build_all(defs, instance).ok
         return 0 if ok else 1
 
 

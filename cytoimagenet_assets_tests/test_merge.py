@@ -1,8 +1,11 @@
 import pandas as pd
+import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.labels.merge import drop_overlaps, merge_sources
+from cytoimagenet_assets.labels.tables import NoSourceTables, every_source_merged_check, write_merged
 from cytoimagenet_assets.sources.table import COLUMNS, standardize
+from cytoimagenet_assets.storage import DataHome, write_parquet
 
 
 def _table(dir_name, rows):
@@ -106,3 +109,19 @@ def test_a_well_annotated_without_files_stands_for_the_fields_shown_elsewhere():
     assert table.loc[table["well"] == "D04", "compound"].tolist() == ["brd-k0001"] * 3
     assert table.loc[table["well"] == "E05", "compound"].isna().all()
     assert report[["duplicate_rows", "dropped_from_source", "dropped_from_inside", "labels_carried_over"]].values.tolist() == [[1, 0, 1, 3]]
+
+
+def test_a_source_without_a_table_is_left_out_and_named(tmp_path):
+    catalog = load_catalog("demo")
+    home = DataHome(tmp_path)
+    present, absent = catalog.pretraining_sources[:2]
+    write_parquet(_table(present.dir_name, [{"channel_paths": ["a.tif"], "phenotype": "mitosis"}]), home.source_table(present.dir_name))
+    merged = write_merged(home, (present, absent))
+    assert merged.table["dir_name"].unique().tolist() == [present.dir_name]
+    assert list(merged.missing) == [absent.dir_name] and str(home.source_table(absent.dir_name)) in merged.missing[absent.dir_name]
+    assert f"- {absent.dir_name}: no table at" in merged.report()["sources_missing"]
+    passed, report = every_source_merged_check(home, (present, absent))
+    assert not passed and absent.dir_name in report["sources_missing"]
+    assert every_source_merged_check(home, (present,))[0]
+    with pytest.raises(NoSourceTables, match=absent.dir_name):
+        write_merged(home, (absent,))

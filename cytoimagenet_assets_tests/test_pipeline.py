@@ -7,6 +7,7 @@ import sqlite3
 import dagster as dg
 import pandas as pd
 import pytest
+from PIL import Image
 
 from cytoimagenet_assets.build import build_all
 from cytoimagenet_assets.catalog import load_catalog
@@ -36,7 +37,7 @@ def demo_build(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     defs = build_definitions(DEMO, data_home=str(home))
     instance = dg.DagsterInstance.ephemeral()
-    assert build_all(defs, instance, log=lambda _: None)
+    assert build_all(defs, instance, log=lambda _: None).ok
     runs = instance.get_runs()
     return home, defs, instance, runs
 
@@ -45,7 +46,7 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
     home, defs, instance, runs = demo_build
     catalog = DEMO
     partitions = instance.get_dynamic_partitions("cytoimagenet_class")
-    assert len(runs) == 1 + len(partitions) + 1  # tables, one run per class, then the dataset and the model
+    assert len(runs) == 2 + len(partitions) + 1  # sources, tables, one run per class, then the dataset and the model
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     expected = {dg.AssetKey(["raw", s.dir_name]) for s in catalog.sources}
     expected |= {dg.AssetKey(["source_metadata", s.dir_name]) for s in catalog.sources if s.parser is not None}
@@ -73,8 +74,9 @@ def test_demo_build_materializes_every_asset_and_passes_every_check(demo_build):
         e.asset_check_evaluation for run in runs for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     ]
     parsed = [s for s in catalog.sources if s.parser is not None]  # the HDF5 evaluation sets have no table, no checks
-    # 4 per table, the merged table's leak check, 3 on the class table, one per class folder, the dataset's and the model's
-    assert len(evaluations) == 4 * (len(parsed) + 1) + 1 + 3 + len(partitions) + 2
+    # 4 per table, the merged table's leak and every-source checks, 3 on the class table, one per class folder,
+    # the dataset's and the model's
+    assert len(evaluations) == 4 * (len(parsed) + 1) + 2 + 3 + len(partitions) + 2
     assert [(str(e.asset_key), e.check_name) for e in evaluations if not e.passed] == []
 
 
@@ -108,7 +110,7 @@ def test_the_ui_metadata_of_a_table(demo_build):
 def test_a_rerun_gives_identical_tables_and_images(demo_build, tmp_path):
     home, _, _, _ = demo_build
     defs = build_definitions(DEMO, data_home=str(tmp_path))
-    assert build_all(defs, dg.DagsterInstance.ephemeral(), log=lambda _: None)
+    assert build_all(defs, dg.DagsterInstance.ephemeral(), log=lambda _: None).ok
     for path in (home / "tables").rglob("*.parquet"):
         again = tmp_path / path.relative_to(home)
         assert pd.read_parquet(path).equals(pd.read_parquet(again)), path.name
@@ -199,7 +201,9 @@ def test_the_dataset_and_a_class_partitions_metadata(demo_build):
     metadata = records[0].asset_materialization.metadata
     assert metadata["images"].value == int((dataset["path"] == key).sum())
     assert metadata["fingerprint"].value == classes.set_index("class_key").loc[key, "fingerprint"]
-    assert metadata["samples"].value.startswith(f"![{key} samples](data:image/png;base64,")
+    assert metadata["samples"].value.startswith(f"![{key} samples](data:image/jpeg;base64,")
+    assert len(metadata["samples"].value) < 20_000  # a preview: every class's materialization is in the event log
+    assert Image.open(metadata["samples_grid"].value).size == (480, 480)
 
 
 def test_a_class_whose_raw_files_are_missing_fails_alone(demo_build, tmp_path):

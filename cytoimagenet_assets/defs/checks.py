@@ -76,6 +76,13 @@ def label_table_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
     return [
         *_table_checks(MERGED_KEY, read_merged, files_must_exist=generated),
         _check(MERGED_KEY, "no_evaluation_sources", leak, lambda home: tables.no_evaluation_rows_check(read_merged(home), evaluation)),
+        _check(
+            MERGED_KEY,
+            "every_source_merged",
+            "Every pretraining source had a table to merge (a source whose download or parse failed is left out of the merge).",
+            lambda home: tables.every_source_merged_check(home, catalog.pretraining_sources),
+            blocking=False,
+        ),
         _check(LABELS_KEY, "one_class_per_image", "No image is in two classes.", tables.one_class_per_image_check),
         _check(
             LABELS_KEY,

@@ -78,12 +78,18 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
 class_images_job = dg.define_asset_job("class_images_job", selection=[CLASS_IMAGES_KEY])
 _images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
-# The headless build's stages around the class images (each class is a run of class_images_job).
+# The headless build's stages around the class images (each class is a run of class_images_job). The
+# sources are a job of their own so that one failing source does not stop the merge of the others.
+_sources = dg.AssetSelection.groups("sources")
+sources_job = dg.define_asset_job(
+    "sources_job",
+    selection=_sources,
+    description="Each source's files and table (and the evaluation sets' files); a failing source fails alone.",
+)
 tables_job = dg.define_asset_job(
     "tables_job",
-    selection=dg.AssetSelection.all() - _images.downstream(),
-    description="Everything the class images need: each source's files and table, the merged table, "
-    "the class table (and the evaluation sets' files).",
+    selection=dg.AssetSelection.all() - _images.downstream() - _sources,
+    description="The merged table (of the sources that have a table), the candidates and the class table.",
 )
 release_job = dg.define_asset_job(
     "release_job",
@@ -185,6 +191,6 @@ def defs(catalog: Catalog) -> dg.Definitions:
     """The images domain: each class's images (and the sensor that follows the class table), the dataset and its release."""
     return dg.Definitions(
         assets=[class_images_asset(catalog), dataset_asset(catalog), dataset_shards_asset(catalog)],
-        jobs=[tables_job, class_images_job, release_job],
+        jobs=[sources_job, tables_job, class_images_job, release_job],
         sensors=[class_partitions_sensor],
     )

@@ -14,6 +14,7 @@ from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
 from cytoimagenet_assets.labels.tables import (
     NoImageRows,
+    NoSourceTables,
     candidates_report,
     left_out_report,
     rows_with_images,
@@ -58,8 +59,14 @@ def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
     )
     def merged_metadata(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
-        merged = write_merged(home, sources)
-        context.log.info(f"merged {len(merged.table)} rows from {len(sources)} sources into {home.merged_table()} and the SQL catalog")
+        try:
+            merged = write_merged(home, sources)
+        except NoSourceTables as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        for dir_name, why in merged.missing.items():
+            context.log.warning(f"{dir_name} left out of the merge: {why}")
+        merged_from = len(sources) - len(merged.missing)
+        context.log.info(f"merged {len(merged.table)} rows from {merged_from} sources into {home.merged_table()} and the SQL catalog")
         return result({**table_metadata(merged.table, home.merged_table()), **merged.report(), "sql_catalog": home.db_url_shown})
 
     return merged_metadata

@@ -28,7 +28,7 @@ def metadata_value(value):
     if isinstance(value, Markdown):
         return dg.MetadataValue.md(str(value))
     if isinstance(value, Figure):
-        return dg.MetadataValue.md(f"![{value.title}](data:image/png;base64,{base64.b64encode(value.png).decode()})")
+        return dg.MetadataValue.md(f"![{value.title}](data:{value.mime};base64,{base64.b64encode(value.png).decode()})")
     if isinstance(value, Path):
         return dg.MetadataValue.path(str(value))
     if isinstance(value, (dict, list, tuple)):

@@ -15,7 +15,7 @@ from cytoimagenet_assets.labels.assign import assign_labels, class_summary, labe
 from cytoimagenet_assets.labels.availability import unavailable_reasons, unavailable_summary
 from cytoimagenet_assets.labels.merge import drop_overlaps, merge_sources
 from cytoimagenet_assets.labels.report import class_table_figures, classes_per_category, classes_per_database
-from cytoimagenet_assets.markdown import Figure, Markdown, table
+from cytoimagenet_assets.markdown import Figure, Markdown, bullets, table
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_bytes, write_parquet, write_sql_table
 
 ASSIGNMENT_COLUMNS = ["idx", "database", "dir_name", "channel_paths", *LABEL_CATEGORIES]
@@ -50,10 +50,13 @@ class Merged:
     table: pd.DataFrame
     duplicates: pd.DataFrame  # rows dropped per pair of overlapping sources
     sql_rows: int
+    missing: dict[str, str]  # dir_name -> why its table is not in the merge
 
     def report(self) -> dict:
         per_source = self.table.groupby(["database", "dir_name"], observed=True).size().rename("images").reset_index()
         return {
+            "sources_merged": int(per_source["dir_name"].nunique()),
+            "sources_missing": bullets([f"{d}: {why}" for d, why in self.missing.items()]),
             "images_per_source": table(per_source, max_rows=len(per_source)),
             "sql_rows": self.sql_rows,
             "overlap_duplicates_dropped": int(self.duplicates["duplicate_rows"].sum()),
@@ -61,15 +64,35 @@ class Merged:
         }
 
 
+class NoSourceTables(FileNotFoundError):
+    """Not one source has a standardized table to merge."""
+
+
 def write_merged(home: DataHome, sources: tuple[Source, ...]) -> Merged:
     """Merge the sources' tables (images two sources share, the catalog's overlaps, kept once) into
-    ``merged_metadata``, Parquet and SQL."""
-    names = {s.dir_name for s in sources}
-    overlaps = {s.dir_name: tuple(o for o in s.overlaps if o in names) for s in sources if set(s.overlaps) & names}
-    tables = {s.dir_name: read_parquet(home.source_table(s.dir_name)) for s in sources}
+    ``merged_metadata``, Parquet and SQL. A source without a table (its download or parse failed, or
+    it was never materialized) is left out and named in ``missing``: one unreachable server out of
+    forty must not hold back the other thirty-nine, nor pass unnoticed (the every_source_merged check)."""
+    missing = {s.dir_name: missing_table_reason(home, s) for s in sources if not home.source_table(s.dir_name).is_file()}
+    present = tuple(s for s in sources if s.dir_name not in missing)
+    if not present:
+        raise NoSourceTables(f"no source has a standardized table to merge: {'; '.join(f'{d}: {w}' for d, w in missing.items())}")
+    names = {s.dir_name for s in present}
+    overlaps = {s.dir_name: tuple(o for o in s.overlaps if o in names) for s in present if set(s.overlaps) & names}
+    tables = {s.dir_name: read_parquet(home.source_table(s.dir_name)) for s in present}
     merged, duplicates = drop_overlaps(merge_sources(tables), overlaps)
     write_parquet(merged, home.merged_table())
-    return Merged(merged, duplicates, write_sql_table(merged, "merged_metadata", home.db_url))
+    return Merged(merged, duplicates, write_sql_table(merged, "merged_metadata", home.db_url), missing)
+
+
+def missing_table_reason(home: DataHome, source: Source) -> str:
+    return f"no table at {home.source_table(source.dir_name)}: materialize raw/{source.dir_name} and source_metadata/{source.dir_name}"
+
+
+def every_source_merged_check(home: DataHome, sources: tuple[Source, ...]) -> tuple[bool, dict]:
+    """Every pretraining source has a table, so the merge holds all of them."""
+    missing = {s.dir_name: missing_table_reason(home, s) for s in sources if not home.source_table(s.dir_name).is_file()}
+    return not missing, {"sources_missing": bullets([f"{d}: {why}" for d, why in missing.items()]), "sources": len(sources)}
 
 
 def rows_with_images(catalog: Catalog, home: DataHome) -> tuple[pd.DataFrame, pd.DataFrame]:
