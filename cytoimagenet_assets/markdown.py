@@ -30,10 +30,12 @@ class Markdown(str):
 
 @dataclass(frozen=True)
 class Figure:
-    """A PNG figure and its title."""
+    """A figure (PNG unless ``mime`` says otherwise) and its title, shown inline: keep it small
+    where one is made per partition, as each is stored in the event log."""
 
     png: bytes
     title: str
+    mime: str = "image/png"
 
 
 def table(df: pd.DataFrame, max_rows: int = 10, empty: str | None = None) -> Markdown:

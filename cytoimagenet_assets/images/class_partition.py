@@ -4,6 +4,7 @@ demand for sources downloaded metadata first), the build, and its report."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,8 +19,9 @@ from cytoimagenet_assets.download.plan import Fetching, FetchReport, fetch_missi
 from cytoimagenet_assets.images.classes import ClassBuildError, ClassResult, build_class, drop_summary, thumbnail_grid
 from cytoimagenet_assets.images.dataset import class_folder_problems
 from cytoimagenet_assets.markdown import Figure, table
-from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata
+from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_bytes
 
+PREVIEW_PX = 40  # a 5 × 5 preview of 200 px: a few kB of JPEG in each class's materialization
 IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "region", "database", "name", *LABEL_CATEGORIES, "microscopy"]
 
 
@@ -76,7 +78,7 @@ def fetch_class_images(
 ) -> FetchReport:
     """Bring the image files the class's rows name from the sources downloaded metadata first (only
     those files), as one report over every source; files no remote holds are listed, not errors."""
-    total = FetchReport(inputs.key)
+    total, started = FetchReport(inputs.key), time.perf_counter()
     for dir_name, rows in inputs.rows.groupby("dir_name", sort=True):
         if dir_name not in fetchable:
             continue
@@ -90,6 +92,7 @@ def fetch_class_images(
         total.bytes_downloaded += report.bytes_downloaded
         total.files_fetched += report.files_fetched
         total.unavailable += report.unavailable
+    total.seconds = time.perf_counter() - started
     return total
 
 
@@ -118,6 +121,7 @@ def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, 
         workers=workers,
     )
     meta, drops = result.metadata, result.drops
+    images = [folder / f for f in meta["filename"]]
     problems = class_folder_problems(folder, pd.read_csv(home.class_metadata(key)), settings["threshold"], settings["target"])
     report = {
         "label": inputs.label,
@@ -132,12 +136,15 @@ def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, 
         "dropped_by_reason": drop_summary(drops),
         "dropped_images": table(drops, max_rows=50, empty="none"),
         "images_per_second": round(result.images_in / max(result.seconds, 1e-9), 1),
+        "seconds": round(fetched.seconds + result.seconds, 2),  # fetching and building: the class's own work
         "bytes_fetched": fetched.bytes_downloaded,
         "files_fetched": fetched.files_fetched,
         "files_unavailable": len(fetched.unavailable),
         "fingerprint": inputs.fingerprint,
         "path": folder,
-        "samples": Figure(thumbnail_grid([folder / f for f in meta["filename"]]), f"{key} samples"),
+        # A small preview inline (900 classes' materializations live in the event log); the full grid as a file.
+        "samples": Figure(thumbnail_grid(images, size=PREVIEW_PX, format="JPEG"), f"{key} samples", "image/jpeg"),
+        "samples_grid": write_bytes(home.report_dir("class_samples") / f"{key}.png", thumbnail_grid(images)),
     }
     summary = f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(drops)}"
     return ClassImages(result, problems, report, summary)

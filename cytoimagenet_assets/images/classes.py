@@ -348,8 +348,8 @@ def _number_outputs(outputs: pd.DataFrame, rows: pd.DataFrame, class_key: str, l
     return out[RELEASE_COLUMNS]
 
 
-def thumbnail_grid(paths: list[Path], side: int = 5, size: int = 96) -> bytes:
-    """A side × side montage of evenly spaced images of a class, as PNG bytes."""
+def thumbnail_grid(paths: list[Path], side: int = 5, size: int = 96, format: str = "PNG") -> bytes:
+    """A side × side montage of evenly spaced images of a class, as PNG (or ``format``) bytes."""
     chosen = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(len(paths), side * side))] if paths else []
     grid = Image.new("L", (side * size, side * size), 0)
     for k, path in enumerate(chosen):
@@ -357,7 +357,7 @@ def thumbnail_grid(paths: list[Path], side: int = 5, size: int = 96) -> bytes:
             thumb = image.convert("L").resize((size, size), Image.Resampling.BILINEAR)
         grid.paste(thumb, ((k % side) * size, (k // side) * size))
     buffer = io.BytesIO()
-    grid.save(buffer, format="PNG")
+    grid.save(buffer, format=format, **({"quality": 70} if format == "JPEG" else {}))
     return buffer.getvalue()
 
 
