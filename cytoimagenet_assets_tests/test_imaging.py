@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mrc
 import numpy as np
 import pandas as pd
 import pytest
@@ -530,3 +531,15 @@ def test_the_class_image_pool_workers_die_with_their_run(tmp_path):
     if alive:
         os.kill(worker, signal.SIGKILL)  # do not leave the orphan behind this test
     assert not alive, "the pool worker outlived its killed run"
+
+
+def test_deltavision_files_give_one_channel_per_wavelength_projected_over_z(tmp_path):
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 4000, (2, 3, 40, 50), dtype=np.uint16)  # wavelengths, sections, y, x
+    mrc.imsave(str(tmp_path / "cell_SIR_PRJ.dv"), stack)
+    channels = read_channels(tmp_path / "cell_SIR_PRJ.dv")
+    assert [c.dtype for c in channels] == [np.uint16, np.uint16]
+    assert all(np.array_equal(c, stack[w].max(axis=0)) for w, c in enumerate(channels))
+    (tmp_path / "broken.dv").write_bytes(b"\0" * 2000)
+    with pytest.raises(ImageReadError, match="broken.dv"):
+        read_channels(tmp_path / "broken.dv")

@@ -1,7 +1,8 @@
 """Read any source image into 2-D channel arrays.
 
 TIFF (8/16-bit, either byte order, palette, multi-page, OME axes) and Opera FLEX through tifffile;
-PNG (8/16-bit), JPEG, BMP/DIB through Pillow; NPY through numpy. Colour images become one gray
+DeltaVision .dv (IDR's OMX/DeltaVision studies) through mrc; PNG (8/16-bit), JPEG, BMP/DIB through
+Pillow; NPY through numpy. Colour images become one gray
 channel (ITU-R 601 luma, as Pillow's "L"); palette images are looked up in their colour map first.
 Z-stacks are reduced by maximum projection, time series to their first frame; an explicit channel
 axis (OME ``C``, TIFF samples that are not RGB colours such as 2 samples per pixel, the last axis of
@@ -14,6 +15,7 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
+import mrc
 import numpy as np
 import tifffile
 from PIL import Image
@@ -47,6 +49,8 @@ def read_channels(path: Path) -> list[np.ndarray]:
             channels = _tiff(path, flex=suffix == ".flex")
         elif suffix in PILLOW:
             channels = [_pillow(path)]
+        elif suffix == ".dv":
+            channels = _deltavision(path)
         elif suffix == ".npy":
             channels = _npy(path)
         else:
@@ -126,6 +130,21 @@ def _tiff(path: Path, flex: bool) -> list[np.ndarray]:
         channel_axis = axes.index("C")
         return [_reduce(c, axes.replace("C", "")) for c in np.moveaxis(data, channel_axis, 0)]
     return [_reduce(data, axes)]
+
+
+def _deltavision(path: Path) -> list[np.ndarray]:
+    """One array per wavelength; Z projected and T's first frame, as for TIFF."""
+    dv = mrc.DVFile(str(path))
+    try:
+        data, sizes = np.asarray(dv.asarray()), dv.sizes
+    finally:
+        dv.close()
+    if 0 in sizes.values():
+        raise ImageReadError(path, f"DeltaVision header declares an empty dimension ({sizes})")
+    data = data.reshape([sizes[a] for a in sizes])  # mrc squeezes length-1 axes; put them back
+    axes = "".join(sizes)
+    channel_axis = axes.index("C")
+    return [_reduce(c, axes.replace("C", "")) for c in np.moveaxis(data, channel_axis, 0)]
 
 
 def _reduce(data: np.ndarray, axes: str) -> np.ndarray:
