@@ -129,11 +129,12 @@ class SourceUnavailable(RuntimeError):
 
 def obtain_source(source: Source, raw_dir: Path, seed: int, full: bool, fetching: Fetching) -> dict:
     """Fill ``raw_dir`` with ``source``: the demo generator's files, or a download (metadata first unless
-    ``full``). Returns the folder's files and bytes, and what the download did."""
+    ``full`` or an evaluation set). Returns the folder's files and bytes, and what the download did."""
     if source.download.method == "demo":
         generate(source, raw_dir, seed)
         fetching.log(f"wrote demo source {source.dir_name} to {raw_dir}")
         return folder_report(raw_dir)
+    full = full or source.evaluation_only  # read whole by its protocol: no class step would fetch its images later
     try:
         report = fetch_source(source, raw_dir, full=full, fetching=fetching)
     except (DownloadError, ArchiveError, ValueError) as exc:
