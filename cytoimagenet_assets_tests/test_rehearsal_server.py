@@ -115,7 +115,8 @@ def test_a_burst_of_500s_is_retried_and_a_server_that_always_fails_is_named(root
         server.faults.update(errors={"data.broadinstitute.org": -1})
         with pytest.raises(
             DownloadError,
-            match=rf"^bbbc022: {BBBC}/BBBC022/b.zip \(mirror {server.url}/data\.broadinstitute\.org/bbbc/BBBC022/b\.zip\) failed after 6 attempts in a row: returned 500",
+            match=rf"^bbbc022: {BBBC}/BBBC022/b.zip \(mirror {server.url}/data\.broadinstitute\.org/bbbc/BBBC022/b\.zip\) "
+            "failed after 6 attempts in a row: returned 500",
         ):
             fetch_file(f"{BBBC}/BBBC022/b.zip", tmp_path / "b.zip", label="bbbc022", sleep=no_sleep)
         server.faults.clear()

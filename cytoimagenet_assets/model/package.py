@@ -208,7 +208,15 @@ def _dataset_card(card: dict, classes: list[dict]) -> str:
     )
 
 
-def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, description: str) -> dict:
+def absolute_tolerance(test_output: np.ndarray) -> float | None:
+    """bioimage.io's default absolute tolerance (1e-3), or half of 1 % of the test output's maximum when
+    smaller: the spec refuses a tolerance above 1 % of it (a barely trained model's features are small).
+    None when that maximum is not positive: no tolerance passes the spec's check then."""
+    top = float(np.max(test_output))
+    return min(1e-3, 0.005 * top) if top > 0 else None
+
+
+def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, description: str, tolerances: dict[str, float]) -> dict:
     data = card.get("data", {})
     return {
         "format_version": "0.5.4",
@@ -294,12 +302,18 @@ def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, d
             "source": "https://www.kaggle.com/datasets/stanleyhua/cytoimagenet",
         },
         "config": {
+            "bioimageio": {
+                "reproducibility_tolerance": [
+                    {"output_ids": [name], "absolute_tolerance": tolerance, "relative_tolerance": 1e-3}
+                    for name, tolerance in tolerances.items()
+                ]
+            },
             "cytoimagenet": {
                 "data_fingerprint": data.get("fingerprint"),
                 "input_size": input_size,
                 "classes": len(classes),
                 "metrics": card.get("metrics", {}),
-            }
+            },
         },
     }
 
@@ -371,7 +385,9 @@ def build_package(
             shutil.copyfile(dataset_card, stage / FILES["dataset_card"])
         else:
             (stage / FILES["dataset_card"]).write_text(_dataset_card(card, classes), encoding="utf-8")
-        rdf = _rdf(card, classes, input_size, torch.__version__.split("+")[0], description)
+        tolerances = {name: absolute_tolerance(t) for name, t in (("features", features), ("logits", logits))}
+        tolerances = {name: t for name, t in tolerances.items() if t is not None}
+        rdf = _rdf(card, classes, input_size, torch.__version__.split("+")[0], description, tolerances)
         for entry in (
             rdf["weights"]["pytorch_state_dict"],
             rdf["weights"]["torchscript"],
