@@ -284,3 +284,20 @@ def test_a_member_failing_its_crc_is_dropped_with_its_reason_and_the_others_fetc
     assert (raw / good).read_bytes() == IMAGES[good] and report.files_fetched == 1
     assert any(bad in note and "BBBC_test_images.zip" in note for note in report.notes), report.notes
     assert len([e for e in remote.gets("/bbbc/BBBC_test_images.zip") if e.range]) >= 3  # the bad member read twice, then the good
+
+
+def test_an_archive_extracts_into_the_folder_its_metadata_expects(remote, tmp_path):
+    """BBBC021's plate zips unpack to Week1_22123/, while image.csv says Week1/Week1_22123: extract_to."""
+    members = {"Week1_22123/B02_s1_w1.tif": payload(20_000, 1), "Week1_22123/B02_s1_w2.tif": payload(20_000, 2)}
+    url = remote.put("/bbbc/BBBC021_v1_images_Week1_22123.zip", _zip(members))
+    source = _source({"method": "https", "files": [{"url": url, "extract_to": "Week1"}]})
+    raw = tmp_path / "indexed" / source.dir_name
+    fetch_source(source, raw)
+    assert source_files(raw) == sorted(f"Week1/{m}" for m in members)
+    report = fetch_missing(source, raw, ["Week1/Week1_22123/B02_s1_w1.tif"])
+    assert report.files_fetched == 1 and (raw / "Week1/Week1_22123/B02_s1_w1.tif").read_bytes() == members["Week1_22123/B02_s1_w1.tif"]
+    whole = tmp_path / "whole" / source.dir_name
+    fetch_source(source, whole, full=True)
+    assert sorted(str(p.relative_to(whole)) for p in whole.rglob("*.tif")) == sorted(f"Week1/{m}" for m in members)
+    with pytest.raises(ValueError, match="extract_to"):
+        _source({"method": "https", "files": [{"url": url, "extract_to": "../elsewhere"}]})

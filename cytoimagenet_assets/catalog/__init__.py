@@ -59,6 +59,15 @@ class RemoteFile(_Strict):
     md5: str | None = None
     role: Literal["metadata", "images"] = "images"
     metadata_members: tuple[str, ...] = ()  # glob patterns of an image zip's members that hold metadata (BBBC041's JSON)
+    extract_to: str = ""  # a folder of the raw folder the archive unpacks into, where the metadata expects its files
+
+    @field_validator("extract_to")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        value = value.strip("/")
+        if value.startswith("~") or ".." in value.split("/") or "\\" in value:
+            raise ValueError(f"extract_to must be a folder inside the source's raw folder, got {value!r}")
+        return value
 
     @field_validator("url")
     @classmethod

@@ -265,15 +265,15 @@ def _download(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetch
     )
     report.add(result)
     if archive:
-        _extract(source, dest, raw_dir, report)
+        _extract(source, dest, contained(raw_dir, remote.extract_to) if remote.extract_to else raw_dir, report)
 
 
-def _extract(source: Source, archive: Path, raw_dir: Path, report: FetchReport) -> None:
+def _extract(source: Source, archive: Path, into: Path, report: FetchReport) -> None:
     done = archive.parent / f".{archive.name}.extracted"
     stamp = f"{archive.stat().st_size}:{archive.stat().st_mtime_ns}"
     if done.is_file() and done.read_text() == stamp:
         return  # this exact archive was extracted before
-    extracted = safe_extract(archive, raw_dir, label=source.dir_name, max_bytes=EXTRACT_RATIO * max(archive.stat().st_size, 1 << 20))
+    extracted = safe_extract(archive, into, label=source.dir_name, max_bytes=EXTRACT_RATIO * max(archive.stat().st_size, 1 << 20))
     report.files_extracted += len(extracted)
     write_text(done, stamp)
 
@@ -292,7 +292,8 @@ def _index_zip(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetc
     for m in members:
         if m.is_dir:
             continue
-        dest = contained(raw_dir, m.name)  # refuse an index entry that would later write outside the raw folder
+        path = f"{remote.extract_to}/{m.name}" if remote.extract_to else m.name
+        dest = contained(raw_dir, path)  # refuse an index entry that would later write outside the raw folder
         wanted_now = any(fnmatch.fnmatchcase(m.name, pattern) for pattern in remote.metadata_members)
         if wanted_now and not (dest.is_file() and dest.stat().st_size == m.file_size):
             with _locked(raw_dir, dest):
@@ -301,7 +302,7 @@ def _index_zip(source: Source, remote: RemoteFile, raw_dir: Path, fetching: Fetc
             report.transports["range"] += 1
         rows.append(
             {
-                "path": m.name,
+                "path": path,
                 "url": remote.url,
                 "member": m.name,
                 "header_offset": m.header_offset,
@@ -372,7 +373,7 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
         result = fetch_members(
             url,
             still_missing,
-            raw_dir,
+            contained(raw_dir, remote.extract_to) if remote and remote.extract_to else raw_dir,
             label=source.dir_name,
             archive_cache_dir=archives_dir(raw_dir),
             size=remote.size if remote else None,
