@@ -12,7 +12,6 @@ import datetime
 import gzip
 import io
 import json
-import struct
 import zipfile
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pandas as pd
 import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
+from cytoimagenet_assets.rehearsal.mirror import xls_bytes
 from cytoimagenet_assets.sources import parse_source
 from cytoimagenet_assets.sources.regions import parse_region
 from cytoimagenet_assets.sources.spreadsheets import read_spreadsheet
@@ -87,33 +87,6 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     frame = pd.DataFrame(rows, columns=header)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
-
-
-def _record(kind: int, data: bytes) -> bytes:
-    return struct.pack("<HH", kind, len(data)) + data
-
-
-def _unicode(text: str, length_bytes: int) -> bytes:
-    return struct.pack("<H" if length_bytes == 2 else "<B", len(text)) + b"\x01" + text.encode("utf-16-le")
-
-
-def xls_bytes(rows: list[list], sheet: str = "Data") -> bytes:
-    """A minimal BIFF8 workbook stream (what xlrd reads inside an .xls): text and number cells."""
-
-    def bof(kind):
-        return _record(0x0809, struct.pack("<HHHHII", 0x0600, kind, 0, 1997, 0, 0x0600))
-
-    cells = b""
-    for r, row in enumerate(rows):
-        for c, value in enumerate(row):
-            if isinstance(value, (int, float)):
-                cells += _record(0x0203, struct.pack("<HHHd", r, c, 0, float(value)))
-            elif value:
-                cells += _record(0x0204, struct.pack("<HHH", r, c, 0) + _unicode(value, 2))
-    name = _unicode(sheet, 1)
-    globals_size = len(bof(5)) + 4 + 6 + len(name) + 4
-    boundsheet = _record(0x0085, struct.pack("<IBB", globals_size, 0, 0) + name)
-    return bof(0x0005) + boundsheet + _record(0x000A, b"") + bof(0x0010) + cells + _record(0x000A, b"")
 
 
 def xlsx_bytes(rows: list[list], sheet: str = "Sheet1") -> bytes:
@@ -939,7 +912,7 @@ def test_rxrx19b_and_rxrx2_metadata_csv(tmp_path):
     assert set(table["cell_type"]) == {"huvec"}
 
     (tmp_path / "rxrx2").mkdir()
-    (tmp_path / "rxrx2" / "metadata.csv").write_text(
+    (tmp_path / "rxrx2" / "rxrx2-metadata.csv").write_text(
         "site_id,well_id,cell_type,experiment,plate,well,site,treatment,treatment_conc\n"
         "HUVEC-1_1_AA02_1,HUVEC-1_1_AA02,HUVEC,HUVEC-1,1,AA02,1,IFN-gamma,0.1\n"
         "HUVEC-1_1_AA02_4,HUVEC-1_1_AA02,HUVEC,HUVEC-1,1,AA02,4,IFN-gamma,0.1\n"

@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table
+from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table, source_files
 from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
 
 KAGGLE_TABLES = ("train.csv", "train_controls.csv", "test.csv", "test_controls.csv")
@@ -49,9 +49,10 @@ INTEGER_LABEL = "kaggle sirna {id}"
 
 
 def _tables(source: Source, raw_dir: Path) -> list[tuple[Path, pd.DataFrame, bool]]:
-    """(path, table, is_kaggle) for the metadata present: metadata.csv wins over the Kaggle files."""
+    """(path, table, is_kaggle) for the metadata present: the metadata table (``metadata``, default
+    metadata.csv) wins over the Kaggle files."""
     try:
-        path = find_file(source, raw_dir, "metadata.csv")
+        path = find_file(source, raw_dir, source.parser_options.get("metadata", "metadata.csv"))
         return [(path, read_table(source, path, required=["experiment", "plate", "well", "site"]), False)]
     except ParseError:
         pass
@@ -68,12 +69,16 @@ def _tables(source: Source, raw_dir: Path) -> list[tuple[Path, pd.DataFrame, boo
     return found
 
 
-def _image_root(raw_dir: Path, roots, experiments: set[str]) -> str:
-    """The first candidate root that holds an experiment folder of the tables (else the first)."""
-    for root in roots:
-        if any((raw_dir / root / experiment).is_dir() for experiment in experiments):
+def _image_root(raw_dir: Path, table_dir: str, roots, experiments: set[str]) -> str:
+    """The first candidate root holding an experiment folder of the tables, on disk or in the remote
+    index (else the first): beside the metadata table first (the rxrx.ai zips unpack to
+    ``rxrx1/metadata.csv`` beside ``rxrx1/images/``), then at the top of the raw folder."""
+    candidates = [f"{table_dir}/{r}" for r in roots] + list(roots) if table_dir else list(roots)
+    folders = {"/".join(p.split("/")[:k]) for p in source_files(raw_dir) for k in range(1, min(p.count("/"), 4) + 1)}
+    for root in candidates:
+        if any(f"{root}/{experiment}" in folders for experiment in experiments):
             return root
-    return roots[0]
+    return candidates[0]
 
 
 def _integer_release(source: Source, tables, raw_dir: Path, column: str) -> bool:
@@ -104,7 +109,8 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     integers = sirna_column is not None and _integer_release(source, tables, raw_dir, sirna_column)
     integer_label = str(options.get("integer_sirna_label", INTEGER_LABEL))
     experiments = {e.strip() for _, table, _ in tables for e in table["experiment"].unique()}
-    root = _image_root(raw_dir, options.get("image_roots", DEFAULT_ROOTS), experiments)
+    table_dir = "" if tables[0][0].parent == raw_dir else tables[0][0].parent.relative_to(raw_dir).as_posix()
+    root = _image_root(raw_dir, table_dir, options.get("image_roots", DEFAULT_ROOTS), experiments)
     rows, rejects = [], []
     for path, table, kaggle in tables:
         source_file = path.relative_to(raw_dir).as_posix()
