@@ -54,7 +54,7 @@ def demo_raw(tmp_path_factory, demo_catalog) -> Path:
 # `pytest -n N` (xdist's "load" distribution) all of a module's tests go to the same worker, so the
 # fixture is set up once. (xdist's own `--dist loadgroup` cannot do this here: with pytest 9.2 and xdist 3.8 its
 # group suffix on node ids has no effect.) Every other test is scheduled one by one, as with "load".
-ONE_WORKER_MODULES = ("test_ui_browser.py", "test_pipeline.py", "test_instance_profiles.py")
+ONE_WORKER_MODULES = ("test_ui_browser.py", "test_pipeline.py", "test_instance_profiles.py", "test_rehearsal.py")
 
 
 @pytest.hookimpl(optionalhook=True)
