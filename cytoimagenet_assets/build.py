@@ -87,7 +87,8 @@ def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition
 
 def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
     """Mark failed the unfinished runs this build started on this host whose process is gone
-    (killed by the OS), so their partitions count as failed, not in progress. Returns their ids."""
+    (killed by the OS), so their partitions count as failed, not in progress, and free the pool
+    slots they held. Returns their ids."""
     host, dead = socket.gethostname(), []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED, tags=LAUNCHED_BY)):
         if run.tags.get(HOST_TAG) != host or not run.tags.get(PID_TAG, "").isdigit():
@@ -100,6 +101,9 @@ def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
             message=f"the process of this run (pid {run.tags[PID_TAG]} on {host}) is gone: killed "
             "by the operating system or a reboot; marked failed by the build",
         )
+        if instance.event_log_storage.supports_global_concurrency_limits:
+            # the pool slots it held (class_images' "io") die with it, or the rerun's steps wait for them forever
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         log(f"run {run.run_id}{' (class ' + partition + ')' if partition else ''}: its process is gone; marked failed")
         dead.append(run.run_id)
     return dead

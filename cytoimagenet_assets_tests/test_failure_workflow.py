@@ -160,7 +160,7 @@ import dagster as dg
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY
 from cytoimagenet_assets.defs.keys import CLASS_PARTITIONS
 
-@dg.asset(key=CLASS_IMAGES_KEY, partitions_def=CLASS_PARTITIONS)
+@dg.asset(key=CLASS_IMAGES_KEY, partitions_def=CLASS_PARTITIONS, pool="io")  # as the real one: a killed run holds its slot
 def class_images(context):
     if os.environ.get("TOY_HANG"):
         print("running", flush=True)
@@ -196,14 +196,14 @@ def test_a_class_whose_run_was_killed_by_the_os_is_rebuilt_by_failed_and_missing
     toy_defs = namespace["toy_defs"]
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("cytoimagenet_class", ["killed", "built"])
+        assert dg.materialize([namespace["class_images"]], instance=instance, partition_key="built").success
     child = subprocess.Popen([sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE, text=True, env={**os.environ, "TOY_HANG": "1"})
     assert child.stdout.readline().strip() == "running"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "killed"}))
-        assert run.status == dg.DagsterRunStatus.STARTED  # what the OS kill leaves behind
-        assert dg.materialize([namespace["class_images"]], instance=instance, partition_key="built").success
+        assert run.status == dg.DagsterRunStatus.STARTED  # what the OS kill leaves behind, holding its "io" pool slot
         assert rebuild_failed_and_missing(toy_defs, instance, log=lambda _: None)
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
         assert instance.get_materialized_partitions(CLASS_IMAGES) == {"killed", "built"}
