@@ -298,7 +298,7 @@ def write_sql_table(df: pd.DataFrame, table_name: str, db_url: str) -> int:
     """
     out = df.copy()
     for column in out.columns:
-        if out[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+        if any(isinstance(v, (list, tuple, np.ndarray)) for v in out[column]):  # (map().any() fails on an empty string column)
             out[column] = out[column].map(lambda v: json.dumps([str(x) for x in v]) if isinstance(v, (list, tuple, np.ndarray)) else None)
     if db_url.startswith("sqlite:///"):
         Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

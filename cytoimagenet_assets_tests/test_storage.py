@@ -89,3 +89,9 @@ def test_compressed_tsv_is_read_as_tab_separated(tmp_path):
         f.write("Plate\tWell\np1\tA1\n")
     table = read_table(load_catalog("demo").sources[0], tmp_path / "plates.tsv.gz")
     assert list(table.columns) == ["Plate", "Well"] and table.iloc[0].tolist() == ["p1", "A1"]
+
+
+def test_an_empty_table_with_string_columns_is_written_to_sql(tmp_path):
+    """A class table with no class (a catalog where no label reaches the threshold) still writes."""
+    empty = pd.DataFrame({"idx": pd.Series([], dtype="string"), "channel_paths": pd.Series([], dtype=object)})
+    assert write_sql_table(empty, "cytoimagenet_labels", f"sqlite:///{tmp_path / 'catalog.db'}") == 0
