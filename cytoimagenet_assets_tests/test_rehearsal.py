@@ -69,8 +69,8 @@ def test_a_source_whose_server_fails_fails_alone_and_cut_connections_resume(rehe
     only = ["bbbc005", "bbbc013", "idr0016", "bbbc022"]
     faults = Faults(errors={"data.broadinstitute.org/bbbc/BBBC005": -1}, cut={"data.broadinstitute.org/bbbc/BBBC022": 3000})
     with MirrorServer(root, faults=faults, kaggle_auth=KAGGLE_AUTH) as server:
-        env = rehearsal_environment(
-            root, tmp_path, server.url, label_scale=LABEL_SCALE, scale=SCALE, instance_config=REPO / "dagster.yaml", only=only
+        env = rehearsal_environment(  # class sizes scaled further: these four sources alone must still form classes
+            root, tmp_path, server.url, label_scale=LABEL_SCALE / 8, scale=SCALE, instance_config=REPO / "dagster.yaml", only=only
         )
         defs = build_definitions(load_catalog(env["CYTOIMAGENET_CATALOG"]), data_home=env["CYTOIMAGENET_HOME"])
         instance = dg.DagsterInstance.ephemeral()
