@@ -277,3 +277,9 @@ def test_label_assets_count_and_assign_only_rows_that_can_become_images(tmp_path
     )
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "no row of merged_metadata can become an image (9 rows left out: demo_hpa: 7 " in failure.event_specific_data.error.message
+
+
+def test_membership_changes_of_a_first_class_table_without_classes():
+    """No previous table and no class at all (a catalog where no label reaches the threshold): nothing changed."""
+    empty = pd.DataFrame({"idx": pd.Series([], dtype="string"), "class_key": pd.Series([], dtype="string")})
+    assert membership_changes(None, empty).empty

@@ -269,7 +269,7 @@ def membership_changes(previous: pd.DataFrame | None, current: pd.DataFrame) -> 
     """Per class key whose images changed since ``previous`` (both (idx, class_key) tables): its
     status (added, removed or changed) and images before, now, added and removed."""
     columns = ["class_key", "status", "images_before", "images_now", "added", "removed"]
-    before = previous[["idx", "class_key"]] if previous is not None else pd.DataFrame({"idx": [], "class_key": []})
+    before = previous[["idx", "class_key"]] if previous is not None else current[["idx", "class_key"]].iloc[:0]  # current's dtypes
     both = before.assign(before=True).merge(current[["idx", "class_key"]].assign(now=True), on=["idx", "class_key"], how="outer")
     both["before"] = both["before"].eq(True)
     both["now"] = both["now"].eq(True)
