@@ -10,7 +10,7 @@
    steps, the evaluation (``cytoimagenet_assets.build``).
 4. Times the class_images partitions page of the Dagster UI, all classes listed, in Chromium.
 
-    python benchmarks/rehearsal.py --scale 0.01 [--workdir /tmp/cytoimagenet-rehearsal] [--seed 0]
+    python benchmarks/rehearsal.py --scale 0.01 [--label-scale 0.02] [--workdir /tmp/cytoimagenet-rehearsal] [--seed 0]
         [--fault error=<path prefix>=<n>] [--fault cut=<prefix>=<bytes>] [--fault corrupt=<prefix>]
         [--fault slow=<prefix>=<bytes/s>] [--no-ui]
 
