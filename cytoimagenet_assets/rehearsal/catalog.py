@@ -17,7 +17,7 @@ from cytoimagenet_assets.catalog import catalog_path, load_catalog, parse_catalo
 from cytoimagenet_assets.download.idr import IDR_MIRROR
 from cytoimagenet_assets.download.kaggle import KAGGLE_API
 from cytoimagenet_assets.rehearsal.mirror import MANUAL
-from cytoimagenet_assets.storage import write_text
+from cytoimagenet_assets.storage import DataHome, write_text
 
 REAL = "cytoimagenet"
 KAGGLE_AUTH = ("rehearsal", "rehearsal-key")  # what the mirror's Kaggle API accepts
@@ -83,7 +83,7 @@ def rehearsal_environment(
     shutil.copy(instance_config, dagster_home / "dagster.yaml")
     for manual in sorted((Path(mirror_root) / MANUAL).glob("*")):
         if only is None or manual.name in set(only):
-            shutil.copytree(manual, home / "raw" / manual.name)
+            shutil.copytree(manual, DataHome(home).raw_dir(manual.name))
     catalog = write_rehearsal_catalog(run_dir / "catalog.yaml", label_scale, mirror_url, only=only, scale=scale)
     return {
         "CYTOIMAGENET_HOME": str(home),
