@@ -1464,6 +1464,21 @@ def _rec_rxrx2(ctx: Ctx) -> int:
     return len(rows)
 
 
+RXRX19_COLUMNS = [  # RxRx19a's and RxRx19b's metadata.csv
+    "site_id",
+    "well_id",
+    "cell_type",
+    "experiment",
+    "plate",
+    "well",
+    "site",
+    "disease_condition",
+    "treatment",
+    "treatment_conc",
+    "SMILES",
+]
+
+
 def _rec_rxrx19a(ctx: Ctx) -> int:
     """HRCE and VERO, 1,672 compounds in 6 doses, mock / irradiated / active SARS-CoV-2 controls; 5 channels."""
     experiments = [("HRCE", "HRCE-1", 0.45), ("HRCE", "HRCE-2", 0.4), ("VERO", "VERO-1", 0.08), ("VERO", "VERO-2", 0.07)]
@@ -1489,20 +1504,7 @@ def _rec_rxrx19a(ctx: Ctx) -> int:
                 "C" if treated else "",
             ]
         )
-    header = [
-        "site_id",
-        "well_id",
-        "cell_type",
-        "experiment",
-        "plate",
-        "well",
-        "site",
-        "disease_condition",
-        "treatment",
-        "treatment_conc",
-        "SMILES",
-    ]
-    _rxrx_zips(ctx, "RxRx19a", "metadata.csv", header, rows, 5)
+    _rxrx_zips(ctx, "RxRx19a", "metadata.csv", RXRX19_COLUMNS, rows, 5)
     return len(rows)
 
 
@@ -1517,20 +1519,7 @@ def _rec_rxrx19b(ctx: Ctx) -> int:
         rows.append(
             [f"{e}_{p}_{w}_{s}", f"{e}_{p}_{w}", line, e, p, w, s, cocktail, compounds[c], "1.0" if treated else "", "C" if treated else ""]
         )
-    header = [
-        "site_id",
-        "well_id",
-        "cell_type",
-        "experiment",
-        "plate",
-        "well",
-        "site",
-        "disease_condition",
-        "treatment",
-        "treatment_conc",
-        "SMILES",
-    ]
-    _rxrx_zips(ctx, "rxrx19b", "metadata.csv", header, rows, 6)
+    _rxrx_zips(ctx, "rxrx19b", "metadata.csv", RXRX19_COLUMNS, rows, 6)
     return len(rows)
 
 
