@@ -8,7 +8,7 @@ import pytest
 from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.download import DownloadError
 from cytoimagenet_assets.download.plan import Fetching, fetch_missing, fetch_source
-from cytoimagenet_assets.sources import parse_source
+from cytoimagenet_assets.sources import ParseError, parse_source
 from cytoimagenet_assets.sources.common import source_files
 from cytoimagenet_assets.storage import REMOTE_INDEX
 from cytoimagenet_assets_tests.loopback import payload
@@ -211,15 +211,20 @@ def _index_page(*names: str) -> bytes:
 
 
 def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(remote, tmp_path):
-    study = "/idr/idr0099-test-study"
-    annotation = b"Plate,Well,Gene Symbol\nP1,A1,TP53\nP1,A2,KRAS\n"
-    plates = b"P1\t/uod/idr/filesets/idr0099-test-study/plates/P1\n"
+    study, other = "/idr/idr0099-test-study", "/idr/idr0098-other-study"
+    annotation = b"Plate,Well,Gene Symbol\nP1,A1,TP53\nP1,A2,KRAS\nP2,A1,MYC\n"
+    plates = b"P1\t/uod/idr/filesets/idr0099-test-study/plates/P1\nP2\t/uod/idr/filesets/idr0098-other-study/2017/P2\n"
     images = {f"plates/P1/r01c0{c}f01p01-ch{ch}sk1fk1fl1.tiff": payload(5_000, seed=10 * c + ch) for c in (1, 2) for ch in (1, 2)}
+    elsewhere = {f"idr0098-other-study/2017/P2/r01c01f01p01-ch{ch}sk1fk1fl1.tiff": payload(3_000, seed=ch) for ch in (1, 2)}
     remote.put(study + "/", _index_page("plates/"))
     remote.put(study + "/plates/", _index_page("P1/"))
     remote.put(study + "/plates/P1/", _index_page(*(name.rsplit("/", 1)[1] for name in images)))
+    remote.put(other + "/2017/", _index_page("P2/"))  # the other study's folder: a plate of this screen is filed there
+    remote.put(other + "/2017/P2/", _index_page(*(name.rsplit("/", 1)[1] for name in elsewhere)))
     for name, data in images.items():
         remote.put(f"{study}/{name}", data)
+    for name, data in elsewhere.items():
+        remote.put(f"/idr/{name}", data)
     source = Source.model_validate(
         {
             "dir_name": "idr0099",
@@ -232,6 +237,7 @@ def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(
             "download": {
                 "method": "idr",
                 "accession": "idr0099-test-study",
+                "filesets": ["idr0098-other-study/2017"],
                 "files": [
                     {"url": remote.put("/github/idr0099-screenA-annotation.csv", annotation), "role": "metadata"},
                     {"url": remote.put("/github/idr0099-screenA-plates.tsv", plates), "role": "metadata"},
@@ -250,24 +256,45 @@ def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(
     fetching = Fetching(idr_mirror=remote.base + "/idr")
     report = fetch_source(source, raw, fetching=fetching)
     assert (raw / "idr0099-screenA-annotation.csv").read_bytes() == annotation
-    assert report.files_indexed == len(images) and not (raw / "plates").exists()
+    assert report.files_indexed == len(images) + len(elsewhere) and not (raw / "plates").exists()
     # The Operetta layout is read from the index: fields with their channel files, before any image is here.
     table = parse_source(source, raw).table
-    assert table["gene"].tolist() == ["tp53 targeted", "kras targeted"]
-    assert table["channel_paths"].map(list).tolist() == [sorted(n for n in images if "c01" in n), sorted(n for n in images if "c02" in n)]
-    wanted = list(table["channel_paths"][0])
+    assert table["gene"].tolist() == ["tp53 targeted", "kras targeted", "myc targeted"]
+    assert table["channel_paths"].map(list).tolist() == [
+        sorted(n for n in images if "c01" in n),
+        sorted(n for n in images if "c02" in n),
+        sorted(elsewhere),  # under a folder named after the study it is filed in
+    ]
+    wanted = [*table["channel_paths"][0], *table["channel_paths"][2]]
     fetched = fetch_missing(source, raw, wanted, fetching=fetching)
-    assert all((raw / n).read_bytes() == images[n] for n in wanted) and not (raw / table["channel_paths"][1][0]).exists()
-    assert (fetched.files_fetched, fetched.bytes_downloaded, fetched.transports) == (2, 10_000, {"https": 2})
+    assert all((raw / n).read_bytes() == {**images, **elsewhere}[n] for n in wanted) and not (raw / table["channel_paths"][1][0]).exists()
+    assert (fetched.files_fetched, fetched.bytes_downloaded, fetched.transports) == (4, 16_000, {"https": 4})
     # A file the listing lacks is not asked for; one the mirror no longer has (404) is dropped, not fatal.
     del remote.files[f"{study}/{table['channel_paths'][1][0]}"]
     gone = fetch_missing(source, raw, [*table["channel_paths"][1], "plates/P1/not-listed.tiff"], fetching=fetching)
     assert gone.unavailable == ["plates/P1/not-listed.tiff", table["channel_paths"][1][0]] and gone.files_fetched == 1
+    # A plate in a study the catalog does not list is an error naming the line, not a plate without images.
+    unlisted = source.model_copy(update={"download": source.download.model_copy(update={"filesets": ()})})
+    with pytest.raises(ParseError, match="idr0099: idr0099-screenA-plates.tsv line 2: plate 'P2' lies in the fileset 'idr0098-other-study'"):
+        parse_source(unlisted, raw)
 
 
 def test_an_idr_source_lists_only_metadata_files():
     with pytest.raises(ValueError, match="lists only its metadata files"):
         _source({"method": "idr", "accession": "idr0099-x", "files": [{"url": "https://example.org/a.zip"}]})
+
+
+@pytest.mark.parametrize(
+    "download, message",
+    [
+        ({"method": "https", "files": [{"url": "https://example.org/a.csv"}], "filesets": ["idr0098-x"]}, "only an IDR source"),
+        ({"method": "idr", "accession": "idr0099-x", "filesets": ["../idr0098-x"]}, "'<IDR accession>"),
+        ({"method": "idr", "accession": "idr0099-x", "filesets": ["idr0098-x/../../etc"]}, "'<IDR accession>"),
+    ],
+)
+def test_filesets_are_other_idr_studies_folders(download, message):
+    with pytest.raises(ValueError, match=message):
+        _source(download)
 
 
 def test_a_member_failing_its_crc_is_dropped_with_its_reason_and_the_others_fetched(bbbc, remote, tmp_path):

@@ -36,7 +36,6 @@ METADATA_ONLY = {"idr0003", "idr0009", "idr0016", "idr0017", "idr0067", "idr0072
 # providers document them).
 KNOWN = {
     "bbbc022": (AssertionError, "the catalog lists 5 of the 100 image zips (plate 20585): the other plates' images are never downloaded"),
-    "idr0037": (AssertionError, "29 of 69 plates lie under idr0034-kilpinen-hipsci on EBI's mirror, outside the study's folder"),
 }
 
 
@@ -70,13 +69,11 @@ def fill_raw(mirror: Path, source, raw: Path) -> None:
             safe_extract(path, raw / remote.extract_to, label=source.dir_name)
         else:
             shutil.copyfile(path, raw / url_name(remote.url))
-    if spec.method == "idr":
-        study = mirror_path(mirror, f"{IDR_MIRROR}/{spec.accession}/")
-        assert study.is_dir(), f"{source.dir_name}: the mirror lacks the study folder {spec.accession}"
-        for path in sorted(p for p in study.rglob("*") if p.is_file()):
-            target = raw / path.relative_to(study)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+    if spec.method == "idr":  # the study at the raw folder's root, another study's fileset in a folder of its name
+        for folder, into in [(spec.accession, raw), *((f, raw / f) for f in spec.filesets)]:
+            study = mirror_path(mirror, f"{IDR_MIRROR}/{folder}/")
+            assert study.is_dir(), f"{source.dir_name}: the mirror lacks the study folder {folder}"
+            shutil.copytree(study, into, dirs_exist_ok=True)
     elif spec.method in ("kaggle_dataset", "kaggle_competition"):  # saved as <slug>.zip, then extracted
         url = kaggle_dataset_url(spec.slug) if spec.method == "kaggle_dataset" else kaggle_competition_url(spec.slug)
         safe_extract(mirror_path(mirror, url), raw, label=source.dir_name)
@@ -96,7 +93,7 @@ def marked(dir_names, known: dict):
     return params
 
 
-def check(mirror, source, folder: Path, exact: bool = True) -> None:
+def check(mirror, source, folder: Path) -> None:
     """The source yields the rows the mirror reports, a sound table and (unless metadata only) every
     image file it names; an evaluation set's benchmark reads; its first images decode and pass QC."""
     kind = benchmark_kind(source)
@@ -105,7 +102,7 @@ def check(mirror, source, folder: Path, exact: bool = True) -> None:
     if source.parser is None:
         return
     table = parse_source(source, folder).table
-    assert len(table) == mirror.rows[source.dir_name] > 0 if exact else len(table) > mirror.rows[source.dir_name]
+    assert len(table) == mirror.rows[source.dir_name] > 0
     assert table_problems(table) == [] and unnormalized_labels(table) == {}
     with_files = table["channel_paths"].map(len) > 0
     if source.dir_name in METADATA_ONLY:
@@ -130,8 +127,6 @@ def by_hand(mirror: Path, source, folder: Path) -> None:
         for archive in sorted(mirror_path(mirror, source.download.files[-1].url).parent.glob("*.zip")):
             if archive.name not in listed:
                 safe_extract(archive, folder, label=source.dir_name)
-    elif source.dir_name == "idr0037":
-        shutil.copytree(mirror_path(mirror, f"{IDR_MIRROR}/idr0034-kilpinen-hipsci/"), folder, dirs_exist_ok=True)
 
 
 @pytest.mark.parametrize("dir_name", sorted(KNOWN))
@@ -139,7 +134,7 @@ def test_the_known_problems_are_the_only_ones(mirror, raw, tmp_path, dir_name):
     source = CATALOG.source(dir_name)
     folder = shutil.copytree(raw / dir_name, tmp_path / dir_name)
     by_hand(mirror.root, source, folder)
-    check(mirror, source, folder, exact=dir_name != "idr0037")  # its plates under idr0034 now give 18 rows per well, not 1
+    check(mirror, source, folder)
 
 
 def digests(root: Path) -> dict[str, str]:

@@ -89,6 +89,9 @@ class DownloadSpec(_Strict):
     files: tuple[RemoteFile, ...] = ()
     slug: str | None = None  # Kaggle owner/dataset or competition name
     accession: str | None = None  # IDR study name on the FTP mirror, e.g. idr0037-vigilante-hipsci
+    # Folders of other IDR studies that hold some of this study's plates, as its plates.tsv says
+    # (``<accession>[/<folder>]``): listed and fetched too, under ``<raw folder>/<accession>/``.
+    filesets: tuple[str, ...] = ()
     generator: str | None = None  # demo generator name
     generator_options: dict[str, Any] = Field(default_factory=dict)
     notes: str | None = None
@@ -98,6 +101,11 @@ class DownloadSpec(_Strict):
         needs = {"https": "files", "kaggle_dataset": "slug", "kaggle_competition": "slug", "idr": "accession", "demo": "generator"}
         if self.method == "idr" and any(f.role == "images" for f in self.files):
             raise ValueError("an IDR source lists only its metadata files (role: metadata); images come from the IDR mirror")
+        if self.filesets and self.method != "idr":
+            raise ValueError("filesets name other IDR studies' folders: only an IDR source (method: idr) has them")
+        for fileset in self.filesets:
+            if not re.fullmatch(r"idr\d{4}-[\w.-]+(/[^/]+)*", fileset.strip("/")) or ".." in fileset.split("/"):
+                raise ValueError(f"a fileset is '<IDR accession>[/<folder>]' on the IDR mirror, got {fileset!r}")
         field = needs.get(self.method)
         if field and not getattr(self, field):
             raise ValueError(f"method {self.method!r} needs {field!r}")
@@ -112,6 +120,10 @@ class DownloadSpec(_Strict):
                 f"download the IDR study {self.accession} from https://ftp.ebi.ac.uk/pub/databases/IDR/{self.accession}/ "
                 f"(or Aspera: ascp -TQ -l40m -P 33001 {self.accession.split('-')[0]}@fasp.ebi.ac.uk:.), "
                 f"with its annotation files from https://github.com/IDR/{self.accession}"
+                + "".join(
+                    f"; and https://ftp.ebi.ac.uk/pub/databases/IDR/{f}/ into its folder {f}/ (plates filed there)"
+                    for f in self.filesets
+                )
             )
         if self.method == "kaggle_dataset":
             return f"run `kaggle datasets download -d {self.slug}` and unzip it"

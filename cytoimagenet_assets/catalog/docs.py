@@ -47,6 +47,10 @@ def what_is_fetched(source: Source) -> list[str]:
             f"Images: the study's file list is read from the folder listings of the IDR mirror "
             f"https://ftp.ebi.ac.uk/pub/databases/IDR/{spec.accession}/; single files are fetched on demand "
             "(Aspera when `ascp` and its key are installed)."
+            + "".join(
+                f" Plates filed under another study are listed from https://ftp.ebi.ac.uk/pub/databases/IDR/{f}/ and kept under `{f}/`."
+                for f in spec.filesets
+            )
         )
     if spec.method in ("kaggle_dataset", "kaggle_competition"):
         kind = "dataset" if spec.method == "kaggle_dataset" else "competition"

@@ -61,6 +61,16 @@ def idr_file_url(accession: str, relative_path: str, mirror: str = IDR_MIRROR) -
     return "/".join([mirror.rstrip("/"), quote(accession, safe=""), *(quote(s, safe="") for s in segments)])
 
 
+def study_location(accession: str, filesets: tuple[str, ...], local_path: str) -> tuple[str, str]:
+    """(study, path inside it) on the mirror of a file at ``local_path`` in a study's raw folder: the
+    study's own files lie at their paths, the files of another study's ``filesets`` (plates filed
+    there) under a folder named after that study (``idr0034-kilpinen-hipsci/20170421-original/...``)."""
+    first, slash, rest = local_path.partition("/")
+    if slash and first != accession and any(f.split("/", 1)[0] == first for f in filesets):
+        return first, rest
+    return accession, local_path
+
+
 def list_idr_folder(url: str, *, label: str, session: requests.Session | None = None) -> list[FolderEntry]:
     """The files and folders of a mirror folder, read from its Apache-style HTML index (server order)."""
     url = url if url.endswith("/") else url + "/"

@@ -31,7 +31,7 @@ from cytoimagenet_assets.catalog import RemoteFile, Source
 from cytoimagenet_assets.demo import generate
 from cytoimagenet_assets.download.archives import ArchiveError, safe_extract
 from cytoimagenet_assets.download.http import DownloadError, FetchResult, Progress, VerificationFailed, fetch_file, session_scope, url_name
-from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_file_url, list_idr_folder
+from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_file_url, list_idr_folder, study_location
 from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
 from cytoimagenet_assets.download.mirrors import Mirrors, mirrors_from_env
 from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
@@ -412,11 +412,13 @@ def _download_kaggle(source: Source, raw_dir: Path, fetching: Fetching, report: 
 
 
 def _study_files(source: Source, fetching: Fetching) -> Iterator[str]:
-    """Every file of an IDR study, relative to its root, by walking the mirror's folder listings."""
-    pending = [""]
+    """Every file of an IDR study and of its other studies' ``filesets``, as paths in its raw folder
+    (:func:`study_location`), by walking the mirror's folder listings."""
+    spec = source.download
+    pending = [""] + [fileset.strip("/") for fileset in spec.filesets]
     while pending:
         folder = pending.pop()
-        url = idr_file_url(source.download.accession, folder + "/" if folder else "", fetching.idr_mirror)
+        url = idr_file_url(*study_location(spec.accession, spec.filesets, folder + "/" if folder else ""), fetching.idr_mirror)
         for entry in list_idr_folder(url, label=source.dir_name, session=fetching.session):
             path = f"{folder}/{entry.name}" if folder else entry.name
             if entry.is_dir:
@@ -427,11 +429,13 @@ def _study_files(source: Source, fetching: Fetching) -> Iterator[str]:
 
 def _index_study(source: Source, raw_dir: Path, fetching: Fetching) -> list[dict]:
     """The files of an IDR study as index rows (no member: each is one file on the mirror)."""
+    spec = source.download
     rows = []
     for path in _study_files(source, fetching):
         contained(raw_dir, path)
-        rows.append({"path": path, "url": idr_file_url(source.download.accession, path, fetching.idr_mirror)})
-    fetching.log(f"{source.dir_name}: indexed {len(rows)} files of {source.download.accession} on the IDR mirror")
+        rows.append({"path": path, "url": idr_file_url(*study_location(spec.accession, spec.filesets, path), fetching.idr_mirror)})
+    studies = " and ".join([spec.accession, *spec.filesets])
+    fetching.log(f"{source.dir_name}: indexed {len(rows)} files of {studies} on the IDR mirror")
     return rows
 
 
@@ -447,8 +451,7 @@ def _fetch_study_file(source: Source, raw_dir: Path, path: str, fetching: Fetchi
     with _locked(raw_dir, dest):
         report.add(
             fetch_idr_file(
-                source.download.accession,
-                path,
+                *study_location(source.download.accession, source.download.filesets, path),
                 dest,
                 label=source.dir_name,
                 mirror=fetching.idr_mirror,

@@ -1094,7 +1094,7 @@ IDR0037_CHANNELS = "DAPI:nuclei;Alexa 488:EdU, proliferation;CellMask:plasma mem
 
 def _idr0037(ctx: Ctx) -> int:
     """69 plates of 48 wells x 9 fields x 4 channels; 29 plates are filed under idr0034 (as IDR's
-    plates.tsv says), outside this study's folder on the mirror."""
+    plates.tsv says), outside this study's folder on the mirror (the catalog's download.filesets)."""
     lines = ["A1ATD-iPSC patient 1"] + [
         f"HPSI{m % 12 + 1:02d}{13 + m % 3}i-{'abcdefghijklmnopqrstuvwxyz'[m % 26]}{'aeiou'[m % 5]}{m:02d}_{m % 4 + 1}" for m in range(114)
     ]
@@ -1104,7 +1104,6 @@ def _idr0037(ctx: Ctx) -> int:
     picked = _wells(ctx, plates, 48, columns=6, k=-(-ctx.n // 18))
     per_well = np.array(lines)[ctx.draw(weights, len(picked))] if picked else []
     rows, files, tsv = [], {}, []
-    rows_out = 0
     for p, plate in enumerate(plates):
         measurement = f"2014{p % 12 + 1:02d}{p % 27 + 1:02d}_HipSci Experiment {p + 1}__2014-05-28T11_47_{p:02d}-Measurement1"
         if p in elsewhere:
@@ -1117,7 +1116,6 @@ def _idr0037(ctx: Ctx) -> int:
         cell_type, kind = ("", "control cell line") if control else ("induced pluripotent stem cell", "")
         rows.append([plate, well, "Homo sapiens", line, cell_type, kind, IDR0037_CHANNELS])
         files.setdefault(p, []).append((well, w))
-        rows_out += 1 if p in elsewhere else 9 * 2
     for p, wells in files.items():
         fileset, relative = tsv[p][1], tsv[p][2].rsplit("/", 1)[0]
         _operetta(ctx, "hipsci", 4, _study(ctx, relative, fileset), wells, 9)
@@ -1125,7 +1123,7 @@ def _idr0037(ctx: Ctx) -> int:
     header += ["Channels"]
     _annotation(ctx, header, rows)
     _plates_tsv(ctx, tsv)
-    return rows_out
+    return len(rows) * 9 * 2  # a row per field, for fluorescence and brightfield
 
 
 IDR0041_GENES = (

@@ -3,7 +3,9 @@
 An IDR study ships an annotation CSV (``idrNNNN-screenX-annotation.csv`` keyed by ``Plate`` and
 ``Well``, or ``idrNNNN-experimentX-annotation.csv`` keyed by ``Dataset Name`` and ``Image Name``)
 and, for screens, ``idrNNNN-screenX-plates.tsv`` mapping each plate to its folder on the IDR
-file server (``/uod/idr/filesets/<fileset>/...``; the same tree sits under ``raw/<dir_name>``).
+file server (``/uod/idr/filesets/<fileset>/...``; the same tree sits under ``raw/<dir_name>``, and a
+plate filed under another study, one of the catalog's ``download.filesets``, under
+``raw/<dir_name>/<that study>/``: idr0037's plates in ``idr0034-kilpinen-hipsci``).
 
 Options::
 
@@ -88,8 +90,23 @@ def read_plates(source: Source, path: Path) -> dict[str, str]:
                 f"(or path first, or a path alone), got {line!r}"
             )
         relative = PurePosixPath(*server.parts[5:])
+        fileset, others = server.parts[4], _other_filesets(source)
+        if others is not None and fileset != source.download.accession:
+            if fileset not in others:
+                raise ParseError(
+                    f"{source.dir_name}: {path.name} line {n}: plate {name.strip()!r} lies in the fileset {fileset!r}, outside the "
+                    f"study {source.download.accession}: add it to the catalog's download.filesets"
+                )
+            relative = PurePosixPath(fileset) / relative
         plates[name.strip()] = str(relative.parent if relative.suffix else relative)
     return plates
+
+
+def _other_filesets(source: Source) -> set[str] | None:
+    """The other studies whose plates an IDR source's raw folder holds (``download.filesets``); None
+    for a source not downloaded from the IDR mirror (a demo), whose plates may lie anywhere."""
+    spec = source.download
+    return {f.split("/", 1)[0] for f in spec.filesets} if spec.method == "idr" else None
 
 
 def _labels(record: dict, columns: dict) -> dict:
