@@ -275,7 +275,7 @@ def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(
     assert gone.unavailable == ["plates/P1/not-listed.tiff", table["channel_paths"][1][0]] and gone.files_fetched == 1
     # A plate in a study the catalog does not list is an error naming the line, not a plate without images.
     unlisted = source.model_copy(update={"download": source.download.model_copy(update={"filesets": ()})})
-    with pytest.raises(ParseError, match="idr0099: idr0099-screenA-plates.tsv line 2: plate 'P2' lies in the fileset 'idr0098-other-study'"):
+    with pytest.raises(ParseError, match="idr0099-screenA-plates.tsv line 2: plate 'P2' lies in the fileset 'idr0098-other-study'"):
         parse_source(unlisted, raw)
 
 

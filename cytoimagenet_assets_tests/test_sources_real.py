@@ -177,7 +177,8 @@ def test_idr_plates_tsv_maps_plates_to_folders(real):
     assert len(plates) == 69
     assert plates["experiment_01"] == "images/20140424_HipSci + BJ 3000c_well_OC__2014-04-24T17_01_22-Measurement1/Images"
     # 29 plates are filed under another study, fetched into a folder of its name (the catalog's download.filesets)
-    assert plates["experiment_02"] == "idr0034-kilpinen-hipsci/20170421-original/Oli/HipSci Experiment 2__2014-04-29T10_58_26-Measurement1/Images"
+    elsewhere = "idr0034-kilpinen-hipsci/20170421-original/Oli/"
+    assert plates["experiment_02"] == elsewhere + "HipSci Experiment 2__2014-04-29T10_58_26-Measurement1/Images"
     assert sum(folder.startswith("idr0034-kilpinen-hipsci/") for folder in plates.values()) == 29
 
 

@@ -121,8 +121,7 @@ class DownloadSpec(_Strict):
                 f"(or Aspera: ascp -TQ -l40m -P 33001 {self.accession.split('-')[0]}@fasp.ebi.ac.uk:.), "
                 f"with its annotation files from https://github.com/IDR/{self.accession}"
                 + "".join(
-                    f"; and https://ftp.ebi.ac.uk/pub/databases/IDR/{f}/ into its folder {f}/ (plates filed there)"
-                    for f in self.filesets
+                    f"; and https://ftp.ebi.ac.uk/pub/databases/IDR/{f}/ into its folder {f}/ (plates filed there)" for f in self.filesets
                 )
             )
         if self.method == "kaggle_dataset":
