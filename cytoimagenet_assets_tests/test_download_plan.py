@@ -279,6 +279,47 @@ def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(
         parse_source(unlisted, raw)
 
 
+def test_image_zips_named_by_the_metadata_table_are_each_indexed_and_fetched(remote, tmp_path):
+    """BBBC022's 100 zips: images_<plate>w<k>.zip, the plates those of the downloaded image table."""
+    plates = {"Week1_22123": dict(list(IMAGES.items())[:2]), "Week1_22141": dict(list(IMAGES.items())[2:4])}
+    for plate, members in plates.items():
+        remote.put(f"/bbbc/{plate}_images.zip", _zip(members))
+    table = b"plate,well\nWeek1_22123,B02\nWeek1_22141,B03\nWeek1_22123,B03\n"
+    template = {"url": remote.base + "/bbbc/{plate}_images.zip", "values_from": "BBBC_test_metadata.csv"}
+    source = _source(
+        {"method": "https", "files": [{"url": remote.put("/bbbc/BBBC_test_metadata.csv", table), "role": "metadata"}, template]}
+    )
+    raw = tmp_path / "raw" / source.dir_name
+    assert fetch_source(source, raw).files_indexed == 4 and not (raw / "Week1_22123").exists()
+    wanted = [*plates["Week1_22141"], next(iter(plates["Week1_22123"]))]
+    report = fetch_missing(source, raw, wanted)
+    assert report.files_fetched == 3 and all((raw / p).read_bytes() == IMAGES[p] for p in wanted)
+    # A value that cannot be part of a URL is an error naming the table, the row and the column.
+    remote.put("/bbbc/BBBC_test_metadata.csv", b"plate,well\nWeek1_22123,B02\n../../etc,B03\n")
+    with pytest.raises(DownloadError, match=r"bbbc_test: BBBC_test_metadata.csv data row 2: plate '../../etc' cannot be part of"):
+        fetch_source(source, tmp_path / "raw2" / source.dir_name)
+    missing_column = template | {"url": remote.base + "/bbbc/{Plate_ID}_images.zip"}
+    source = _source(
+        {"method": "https", "files": [{"url": remote.put("/bbbc/BBBC_test_metadata.csv", table), "role": "metadata"}, missing_column]}
+    )
+    with pytest.raises(DownloadError, match=r"bbbc_test: BBBC_test_metadata.csv cannot fill .*\{Plate_ID\}_images.zip"):
+        fetch_source(source, tmp_path / "raw3" / source.dir_name)
+
+
+@pytest.mark.parametrize(
+    "remote_file, message",
+    [
+        ({"url": "https://example.org/{plate}.zip"}, "needs values_from"),
+        ({"url": "https://example.org/a.zip", "values_from": "t.csv"}, "needs values_from .* and only it"),
+        ({"url": "https://example.org/{plate}.zip", "values_from": "t.csv", "md5": "0" * 32}, "no size or md5"),
+        ({"url": "https://example.org/{plate}.csv", "values_from": "t.csv", "role": "metadata"}, "role images"),
+    ],
+)
+def test_a_url_filled_from_a_table_is_checked_when_the_catalog_loads(remote_file, message):
+    with pytest.raises(ValueError, match=message):
+        _source({"method": "https", "files": [remote_file]})
+
+
 def test_an_idr_source_lists_only_metadata_files():
     with pytest.raises(ValueError, match="lists only its metadata files"):
         _source({"method": "idr", "accession": "idr0099-x", "files": [{"url": "https://example.org/a.zip"}]})

@@ -2,8 +2,7 @@
 folder the way the download code does it (archives extracted at the folder's root, tables copied
 under their URL's name, IDR study trees at their relative paths, Kaggle's zip extracted, manual
 folders copied), then read by the production parser or, for an evaluation set, by its benchmark
-reader. Where the real layout defeats a parser or the catalog, the source is a strict xfail that
-names the file and the problem: fixing it turns the xfail into a failure to remove here.
+reader: every row the mirror wrote, every image file it names.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from cytoimagenet_assets.download.archives import safe_extract
 from cytoimagenet_assets.download.http import url_name
 from cytoimagenet_assets.download.idr import IDR_MIRROR
 from cytoimagenet_assets.download.kaggle import kaggle_competition_url, kaggle_dataset_url
-from cytoimagenet_assets.download.plan import is_archive
+from cytoimagenet_assets.download.plan import expanded, is_archive
 from cytoimagenet_assets.evaluation.benchmarks import benchmark_kind, benchmark_options, load_benchmark
 from cytoimagenet_assets.images.process import merge, quality_problem, to_uint8
 from cytoimagenet_assets.images.readers import read_channels
@@ -32,11 +31,6 @@ CATALOG = load_catalog("cytoimagenet")
 SCALE = 0.0005
 # IDR studies annotated per well whose image files this repo does not read yet (see their catalog notes).
 METADATA_ONLY = {"idr0003", "idr0009", "idr0016", "idr0017", "idr0067", "idr0072", "idr0081", "idr0088", "idr0093"}
-# What the real servers' layouts do to this repo's catalog and parsers (files as SOURCES.md and the
-# providers document them).
-KNOWN = {
-    "bbbc022": (AssertionError, "the catalog lists 5 of the 100 image zips (plate 20585): the other plates' images are never downloaded"),
-}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,8 @@ def fill_raw(mirror: Path, source, raw: Path) -> None:
     spec = source.download
     raw.mkdir(parents=True)
 
-    for remote in spec.files:
+    listed = sorted(spec.files, key=lambda f: f.role != "metadata")  # the tables first: they name some of the zips
+    for remote in (concrete for f in listed for concrete in expanded(source, f, raw)):
         path = mirror_path(mirror, remote.url)
         assert path.is_file(), f"{source.dir_name}: the mirror lacks {remote.url}"
         if is_archive(url_name(remote.url)):
@@ -79,18 +74,6 @@ def fill_raw(mirror: Path, source, raw: Path) -> None:
         safe_extract(mirror_path(mirror, url), raw, label=source.dir_name)
     elif spec.method == "manual":
         shutil.copytree(mirror / "manual" / source.dir_name, raw, dirs_exist_ok=True)
-
-
-def marked(dir_names, known: dict):
-    """The sources as pytest params, the known problems as strict xfails."""
-    params = []
-    for name in dir_names:
-        if name not in known:
-            params.append(name)
-            continue
-        raises, reason = known[name]
-        params.append(pytest.param(name, marks=pytest.mark.xfail(raises=raises, strict=True, reason=reason)))
-    return params
 
 
 def check(mirror, source, folder: Path) -> None:
@@ -115,26 +98,9 @@ def check(mirror, source, folder: Path) -> None:
         assert quality_problem(merged) is None and min(merged.shape) >= 140
 
 
-@pytest.mark.parametrize("dir_name", marked([s.dir_name for s in CATALOG.sources], KNOWN))
+@pytest.mark.parametrize("dir_name", [s.dir_name for s in CATALOG.sources])
 def test_each_source_reads_from_its_mirror(mirror, raw, dir_name):
     check(mirror, CATALOG.source(dir_name), raw / dir_name)
-
-
-def by_hand(mirror: Path, source, folder: Path) -> None:
-    """What a user does about each known problem, after the download."""
-    if source.dir_name == "bbbc022":  # fetch the plates the catalog does not list
-        listed = {url_name(f.url) for f in source.download.files}
-        for archive in sorted(mirror_path(mirror, source.download.files[-1].url).parent.glob("*.zip")):
-            if archive.name not in listed:
-                safe_extract(archive, folder, label=source.dir_name)
-
-
-@pytest.mark.parametrize("dir_name", sorted(KNOWN))
-def test_the_known_problems_are_the_only_ones(mirror, raw, tmp_path, dir_name):
-    source = CATALOG.source(dir_name)
-    folder = shutil.copytree(raw / dir_name, tmp_path / dir_name)
-    by_hand(mirror.root, source, folder)
-    check(mirror, source, folder)
 
 
 def digests(root: Path) -> dict[str, str]:

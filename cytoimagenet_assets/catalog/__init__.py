@@ -60,6 +60,10 @@ class RemoteFile(_Strict):
     role: Literal["metadata", "images"] = "images"
     metadata_members: tuple[str, ...] = ()  # glob patterns of an image zip's members that hold metadata (BBBC041's JSON)
     extract_to: str = ""  # a folder of the raw folder the archive unpacks into, where the metadata expects its files
+    # A metadata table of the source (its name in the raw folder) whose columns fill the url's
+    # ``{Column}`` placeholders: one file per distinct value, read once that table is downloaded
+    # (BBBC022's images_{Image_Metadata_PlateID}w1.zip: its image table names the plates).
+    values_from: str = ""
 
     @field_validator("extract_to")
     @classmethod
@@ -75,6 +79,19 @@ class RemoteFile(_Strict):
         if not re.match(r"^(https?|ftp)://", value):
             raise ValueError(f"not an http(s)/ftp URL: {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _template(self) -> "RemoteFile":
+        if bool(self.placeholders) != bool(self.values_from):
+            raise ValueError(f"{self.url}: a url with {{Column}} placeholders needs values_from (the table that fills them), and only it")
+        if self.values_from and (self.role != "images" or self.size is not None or self.md5 is not None):
+            raise ValueError(f"{self.url}: a url filled from a table stands for several image files: role images, no size or md5")
+        return self
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The ``{Column}`` names in the url, in order."""
+        return tuple(re.findall(r"\{([^{}]+)\}", self.url))
 
     @property
     def indexed_remotely(self) -> bool:

@@ -40,6 +40,9 @@ def what_is_fetched(source: Source) -> list[str]:
             "Only the members the class table needs are fetched, by the per-class image step"
             + (f"; the members matching {', '.join(f'`{p}`' for p in inside)} hold metadata and are fetched at once." if inside else ".")
         )
+    for table in sorted({f.values_from for f in images if f.values_from}):
+        columns = sorted({c for f in images if f.values_from == table for c in f.placeholders})
+        lines.append(f"A `{{{'}`, `{'.join(columns)}}}` in a name stands for each value of that column in `{table}`: one file per value.")
     if whole:
         lines.append(f"Archives that cannot be read by range (not zip), downloaded and extracted whole: {_listing(whole)}.")
     if spec.method == "idr":

@@ -59,13 +59,15 @@ def changed_folders(seen: dict, current: dict) -> list[str]:
 
 def check_remote_sources(home: DataHome, sources, mirrors: Mirrors | None = None) -> tuple[list[str], list[str]]:
     """(sources whose files changed on their server since the last check, errors of unreachable ones);
-    the fingerprints are kept in ``state/remote_fingerprints.json`` between checks (first seen: not changed)."""
+    the fingerprints are kept in ``state/remote_fingerprints.json`` between checks (first seen: not changed).
+    Files a table names (``values_from``) are checked through that table."""
     state = home.state_path(REMOTE_STATE)
     seen = json.loads(state.read_text()) if state.exists() else {}
     current, errors = dict(seen), []
     for source in sources:
         try:
-            current[source.dir_name] = remote_fingerprint([f.url for f in source.download.files], source.dir_name, mirrors)
+            urls = [f.url for f in source.download.files if not f.values_from]
+            current[source.dir_name] = remote_fingerprint(urls, source.dir_name, mirrors)
         except DownloadError as exc:
             errors.append(f"{source.dir_name}: {exc}")
     write_text(state, json.dumps(current, indent=1, sort_keys=True))

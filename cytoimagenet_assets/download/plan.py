@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
+import re
 import zlib
 from collections import Counter
 from contextlib import contextmanager
@@ -180,7 +181,8 @@ def _fetch_source(source: Source, raw_dir: Path, full: bool, fetching: Fetching,
         fetching = replace(fetching, session=session)
         if spec.method in ("https", "idr"):
             index = []
-            for remote in sorted(spec.files, key=lambda f: f.role != "metadata"):  # metadata first: the cheap part
+            listed = sorted(spec.files, key=lambda f: f.role != "metadata")  # metadata first: the cheap part, and it names the rest
+            for remote in (concrete for f in listed for concrete in expanded(source, f, raw_dir)):
                 if full or not remote.indexed_remotely:
                     if remote.role == "images" and not full:
                         report.notes.append(f"{url_name(remote.url)} is not a zip, so it cannot be read by range: downloaded whole")
@@ -198,6 +200,37 @@ def _fetch_source(source: Source, raw_dir: Path, full: bool, fetching: Fetching,
             _download_kaggle(source, raw_dir, fetching, report)
         else:
             raise DownloadError(f"{source.dir_name}: download method {spec.method!r} is not fetched over the network")
+
+
+def expanded(source: Source, remote: RemoteFile, raw_dir: Path) -> list[RemoteFile]:
+    """The files a listed file stands for: itself, or one per distinct value of its ``{Column}``
+    placeholders in its ``values_from`` table, which the metadata-first download brought already."""
+    if not remote.values_from:
+        return [remote]
+    table = contained(raw_dir, remote.values_from)
+    if not table.is_file():
+        raise DownloadError(
+            f"{source.dir_name}: {remote.url} is filled from {remote.values_from}, which is not in {raw_dir} (list it as metadata)"
+        )
+    columns = list(dict.fromkeys(remote.placeholders))
+    try:
+        values = pd.read_csv(table, usecols=columns, dtype=str, keep_default_na=False)
+    except ValueError as exc:
+        raise DownloadError(f"{source.dir_name}: {remote.values_from} cannot fill {remote.url}: {exc}") from None
+    for column in columns:  # a value becomes part of a URL and of a file name
+        bad = ~values[column].str.fullmatch(r"[\w.-]+") | values[column].isin([".", ".."])
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise DownloadError(
+                f"{source.dir_name}: {remote.values_from} data row {row + 1}: {column} {values[column].iloc[row]!r} "
+                f"cannot be part of {remote.url}"
+            )
+
+    def filled(record: dict) -> str:
+        return re.sub(r"\{([^{}]+)\}", lambda m: record[m.group(1)], remote.url)
+
+    urls = sorted({filled(record) for record in values.drop_duplicates().to_dict("records")})
+    return [remote.model_copy(update={"url": url, "values_from": ""}) for url in urls]
 
 
 def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetching: Fetching | None = None) -> FetchReport:
@@ -365,7 +398,7 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
             report.notes.append(f"{url_name(url)}: the server no longer honours Range requests; fetched through the whole archive")
     else:
         report.notes.append(f"{url_name(url)}: members compressed in a way a range read cannot undo; fetched through the whole archive")
-    remote = next((f for f in source.download.files if f.url == url), None)
+    remote = next((f for listed in source.download.files for f in expanded(source, listed, raw_dir) if f.url == url), None)
     with _locked(raw_dir, archives_dir(raw_dir) / url_name(url)):  # one download and extraction of an archive at a time
         still_missing = [m for m, p in zip(members["member"], members["path"]) if not (raw_dir / p).is_file()]
         if not still_missing:
