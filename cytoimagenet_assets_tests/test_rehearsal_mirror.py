@@ -21,10 +21,12 @@ from cytoimagenet_assets.download.idr import IDR_MIRROR
 from cytoimagenet_assets.download.kaggle import kaggle_competition_url, kaggle_dataset_url
 from cytoimagenet_assets.download.plan import expanded, is_archive
 from cytoimagenet_assets.evaluation.benchmarks import benchmark_kind, benchmark_options, load_benchmark
+from cytoimagenet_assets.images.classes import cut_region
 from cytoimagenet_assets.images.process import merge, quality_problem, to_uint8
 from cytoimagenet_assets.images.readers import read_channels
 from cytoimagenet_assets.rehearsal.mirror import THRESHOLD, frequencies, mirror_path, quotas, write_mirror
 from cytoimagenet_assets.sources import parse_source
+from cytoimagenet_assets.sources.regions import parse_region
 from cytoimagenet_assets.sources.table import missing_files, table_problems, unnormalized_labels
 
 CATALOG = load_catalog("cytoimagenet")
@@ -96,6 +98,9 @@ def check(mirror, source, folder: Path) -> None:
     for paths in table["channel_paths"].iloc[:3]:
         merged = to_uint8(merge([c for path in paths for c in read_channels(folder / path)]))
         assert quality_problem(merged) is None and min(merged.shape) >= 140
+    regions = table.dropna(subset=["region"]) if "region" in table else table.iloc[:0]
+    for paths, region in zip(regions["channel_paths"].iloc[:20], regions["region"].iloc[:20]):  # boxes inside their images
+        assert cut_region([c for path in paths for c in read_channels(folder / path)], parse_region(region)) is not None, region
 
 
 @pytest.mark.parametrize("dir_name", [s.dir_name for s in CATALOG.sources])

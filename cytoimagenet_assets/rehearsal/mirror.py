@@ -809,11 +809,12 @@ BBBC041_CATEGORIES = {  # boxes per category (estimate from the BBBC041 page: >9
 
 
 def _bbbc041(ctx: Ctx) -> int:
-    """malaria.zip: images/ (training PNG, test JPEG) and training.json / test.json of boxes, ~63 per smear."""
+    """malaria.zip: images/ (training PNG, test JPEG) and training.json / test.json of boxes, ~63 per smear,
+    inside the written image (square here, 1600x1200 there)."""
     categories = list(BBBC041_CATEGORIES)
     drawn = ctx.draw(np.array(list(BBBC041_CATEGORIES.values()), np.float64))
     smears = max(2, -(-ctx.n // 63))
-    h, w = 3 * ctx.pool.px // 2, 2 * ctx.pool.px
+    h = w = ctx.pool.px
     tables: dict[str, list] = {"training": [], "test": []}
     with ctx.out.zip(ctx.at(ctx.url("malaria.zip"))) as z:
         for s, boxes in enumerate(np.array_split(drawn, smears)):
