@@ -131,7 +131,9 @@ class DownloadSpec(_Strict):
     def instructions(self) -> str:
         """What a user must fetch, from where, to provide this source by hand."""
         if self.method == "https":
-            return "download " + ", ".join(f.url for f in self.files) + " and extract the archives"
+            tables = sorted({f.values_from for f in self.files if f.values_from})
+            filled = f" (a {{Column}} in a URL: each value of that column in {', '.join(tables)})" if tables else ""
+            return "download " + ", ".join(f.url for f in self.files) + filled + " and extract the archives"
         if self.method == "idr":
             return (
                 f"download the IDR study {self.accession} from https://ftp.ebi.ac.uk/pub/databases/IDR/{self.accession}/ "
