@@ -7,6 +7,7 @@ import pytest
 
 from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.download import DownloadError
+from cytoimagenet_assets.download.idr import study_location
 from cytoimagenet_assets.download.plan import Fetching, fetch_missing, fetch_source
 from cytoimagenet_assets.sources import ParseError, parse_source
 from cytoimagenet_assets.sources.common import source_files
@@ -274,8 +275,13 @@ def test_an_idr_screen_is_indexed_on_the_mirror_parsed_and_fetched_file_by_file(
     gone = fetch_missing(source, raw, [*table["channel_paths"][1], "plates/P1/not-listed.tiff"], fetching=fetching)
     assert gone.unavailable == ["plates/P1/not-listed.tiff", table["channel_paths"][1][0]] and gone.files_fetched == 1
     # A plate in a study the catalog does not list is an error naming the line, not a plate without images.
+    elsewhere_folder = source.model_copy(
+        update={"download": source.download.model_copy(update={"filesets": ("idr0098-other-study/2018",)})}
+    )
+    with pytest.raises(ParseError, match="download.filesets does not list: idr0098-other-study/2017/P2"):
+        parse_source(elsewhere_folder, raw)
     unlisted = source.model_copy(update={"download": source.download.model_copy(update={"filesets": ()})})
-    with pytest.raises(ParseError, match="idr0099-screenA-plates.tsv line 2: plate 'P2' lies in the fileset 'idr0098-other-study'"):
+    with pytest.raises(ParseError, match="idr0099-screenA-plates.tsv line 2: plate 'P2' lies in idr0098-other-study/, outside"):
         parse_source(unlisted, raw)
 
 
@@ -284,16 +290,22 @@ def test_image_zips_named_by_the_metadata_table_are_each_indexed_and_fetched(rem
     plates = {"Week1_22123": dict(list(IMAGES.items())[:2]), "Week1_22141": dict(list(IMAGES.items())[2:4])}
     for plate, members in plates.items():
         remote.put(f"/bbbc/{plate}_images.zip", _zip(members))
-    table = b"plate,well\nWeek1_22123,B02\nWeek1_22141,B03\nWeek1_22123,B03\n"
+    table = b"plate,well\nWeek1_22123,B02\nWeek1_22141,B03\nWeek1_22123,B03\nWeek1_99999,C02\n"  # no zip for the last plate
     template = {"url": remote.base + "/bbbc/{plate}_images.zip", "values_from": "BBBC_test_metadata.csv"}
     source = _source(
         {"method": "https", "files": [{"url": remote.put("/bbbc/BBBC_test_metadata.csv", table), "role": "metadata"}, template]}
     )
     raw = tmp_path / "raw" / source.dir_name
-    assert fetch_source(source, raw).files_indexed == 4 and not (raw / "Week1_22123").exists()
+    report = fetch_source(source, raw)
+    assert report.files_indexed == 4 and not (raw / "Week1_22123").exists()
+    assert any("Week1_99999_images.zip, named by BBBC_test_metadata.csv, is not on the server" in n for n in report.notes)
     wanted = [*plates["Week1_22141"], next(iter(plates["Week1_22123"]))]
     report = fetch_missing(source, raw, wanted)
     assert report.files_fetched == 3 and all((raw / p).read_bytes() == IMAGES[p] for p in wanted)
+    # A server that stops honouring Range: the whole zip, found through the URL it was filled into.
+    remote.honour_range = False
+    (raw / wanted[0]).unlink()
+    assert fetch_missing(source, raw, wanted).files_fetched == 1 and (raw / wanted[0]).read_bytes() == IMAGES[wanted[0]]
     # A value that cannot be part of a URL is an error naming the table, the row and the column.
     remote.put("/bbbc/BBBC_test_metadata.csv", b"plate,well\nWeek1_22123,B02\n../../etc,B03\n")
     with pytest.raises(DownloadError, match=r"bbbc_test: BBBC_test_metadata.csv data row 2: plate '../../etc' cannot be part of"):
@@ -331,11 +343,27 @@ def test_an_idr_source_lists_only_metadata_files():
         ({"method": "https", "files": [{"url": "https://example.org/a.csv"}], "filesets": ["idr0098-x"]}, "only an IDR source"),
         ({"method": "idr", "accession": "idr0099-x", "filesets": ["../idr0098-x"]}, "'<IDR accession>"),
         ({"method": "idr", "accession": "idr0099-x", "filesets": ["idr0098-x/../../etc"]}, "'<IDR accession>"),
+        ({"method": "idr", "accession": "idr0099-x", "filesets": ["idr0099-x/plates"]}, "in the study itself"),
+        ({"method": "idr", "accession": "idr0099-x", "filesets": ["idr0098-x/a", "/idr0098-x/a/"]}, "listed twice"),
+        ({"method": "idr", "accession": "idr0099-x", "filesets": ["idr0098-x", "idr0098-x/a"]}, "inside another"),
     ],
 )
 def test_filesets_are_other_idr_studies_folders(download, message):
     with pytest.raises(ValueError, match=message):
         _source(download)
+
+
+def test_a_file_of_another_study_is_found_in_the_folder_named_after_it():
+    filesets = ("idr0034-kilpinen-hipsci/20170421-original/Oli/Exp 2",)
+    assert _source({"method": "idr", "accession": "idr0037-x", "filesets": ["/idr0034-y/a/"]}).download.filesets == ("idr0034-y/a",)
+    assert study_location("idr0037-x", filesets, "idr0034-kilpinen-hipsci/20170421-original/Oli/Exp 2/Images/r01.tiff") == (
+        "idr0034-kilpinen-hipsci",
+        "20170421-original/Oli/Exp 2/Images/r01.tiff",
+    )
+    assert study_location("idr0037-x", filesets, "idr0034-kilpinen-hipsci/") == ("idr0034-kilpinen-hipsci", "")  # its folder listing
+    assert study_location("idr0037-x", filesets, "images/r01.tiff") == ("idr0037-x", "images/r01.tiff")
+    assert study_location("idr0037-x", filesets, "idr0034-kilpinen-hipsci") == ("idr0037-x", "idr0034-kilpinen-hipsci")  # a file
+    assert study_location("idr0037-x", (), "idr0034-kilpinen-hipsci/a.tiff") == ("idr0037-x", "idr0034-kilpinen-hipsci/a.tiff")
 
 
 def test_a_member_failing_its_crc_is_dropped_with_its_reason_and_the_others_fetched(bbbc, remote, tmp_path):

@@ -172,7 +172,7 @@ def test_idr_plates_tsv_in_any_order(real, tmp_path):
         tmp_path / "idr0081-screenA-plates.tsv",
         "/uod/idr/filesets/idr0081-georgi-adenovirus/20200324-owncloud/ScreenA/1-prePlates/Data_UZH/preScreen/HAdV-pre.HTD\n",
     )
-    assert read_plates(source, alone) == {"HAdV-pre": "20200324-owncloud/ScreenA/1-prePlates/Data_UZH/preScreen"}
+    assert read_plates(CATALOG.source("idr0081"), alone) == {"HAdV-pre": "20200324-owncloud/ScreenA/1-prePlates/Data_UZH/preScreen"}
 
 
 def _bbbc022_image_table(folder, rows):

@@ -41,6 +41,9 @@ PARSER_MODULES = {
 }
 
 
+URL_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")  # a {Column} of a URL filled from a table (RemoteFile.values_from)
+
+
 class CatalogError(ValueError):
     """A catalog file that cannot be used; the message names the file, entry and field."""
 
@@ -91,7 +94,7 @@ class RemoteFile(_Strict):
     @property
     def placeholders(self) -> tuple[str, ...]:
         """The ``{Column}`` names in the url, in order."""
-        return tuple(re.findall(r"\{([^{}]+)\}", self.url))
+        return tuple(URL_PLACEHOLDER.findall(self.url))
 
     @property
     def indexed_remotely(self) -> bool:
@@ -107,11 +110,16 @@ class DownloadSpec(_Strict):
     slug: str | None = None  # Kaggle owner/dataset or competition name
     accession: str | None = None  # IDR study name on the FTP mirror, e.g. idr0037-vigilante-hipsci
     # Folders of other IDR studies that hold some of this study's plates, as its plates.tsv says
-    # (``<accession>[/<folder>]``): listed and fetched too, under ``<raw folder>/<accession>/``.
+    # (``<accession>/<plate folder>``): listed and fetched too, under ``<raw folder>/<accession>/``.
     filesets: tuple[str, ...] = ()
     generator: str | None = None  # demo generator name
     generator_options: dict[str, Any] = Field(default_factory=dict)
     notes: str | None = None
+
+    @field_validator("filesets")
+    @classmethod
+    def _folders(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(f.strip("/") for f in value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "DownloadSpec":
@@ -121,8 +129,12 @@ class DownloadSpec(_Strict):
         if self.filesets and self.method != "idr":
             raise ValueError("filesets name other IDR studies' folders: only an IDR source (method: idr) has them")
         for fileset in self.filesets:
-            if not re.fullmatch(r"idr\d{4}-[\w.-]+(/[^/]+)*", fileset.strip("/")) or ".." in fileset.split("/"):
+            if not re.fullmatch(r"idr\d{4}-[\w.-]+(/[^/]+)*", fileset) or ".." in fileset.split("/"):
                 raise ValueError(f"a fileset is '<IDR accession>[/<folder>]' on the IDR mirror, got {fileset!r}")
+            if fileset.split("/", 1)[0] == self.accession:
+                raise ValueError(f"fileset {fileset!r} is in the study itself, whose files are listed anyway")
+            if self.filesets.count(fileset) > 1 or any(fileset.startswith(f + "/") for f in self.filesets):
+                raise ValueError(f"fileset {fileset!r} is listed twice, or inside another listed one")
         field = needs.get(self.method)
         if field and not getattr(self, field):
             raise ValueError(f"method {self.method!r} needs {field!r}")

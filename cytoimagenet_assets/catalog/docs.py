@@ -19,7 +19,7 @@ def _name(remote: RemoteFile) -> str:
 
 
 def _listing(files: list[RemoteFile]) -> str:
-    shown = ", ".join(f"[{_name(f)}]({f.url})" for f in files[:6])
+    shown = ", ".join(f"`{_name(f)}`" if f.values_from else f"[{_name(f)}]({f.url})" for f in files[:6])  # a {Column} URL is no link
     return shown + (f" and {len(files) - 6} more" if len(files) > 6 else "")
 
 

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator
 import pandas as pd
 import requests
 
-from cytoimagenet_assets.catalog import RemoteFile, Source
+from cytoimagenet_assets.catalog import URL_PLACEHOLDER, RemoteFile, Source
 from cytoimagenet_assets.demo import generate
 from cytoimagenet_assets.download.archives import ArchiveError, safe_extract
 from cytoimagenet_assets.download.http import DownloadError, FetchResult, Progress, VerificationFailed, fetch_file, session_scope, url_name
@@ -37,7 +37,8 @@ from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_
 from cytoimagenet_assets.download.mirrors import Mirrors, mirrors_from_env
 from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
 from cytoimagenet_assets.markdown import bullets
-from cytoimagenet_assets.sources.common import source_files
+from cytoimagenet_assets.sources.common import read_table, source_files
+from cytoimagenet_assets.sources.table import ParseError
 from cytoimagenet_assets.storage import archives_dir, contained, fetched_mark, locks_dir, remote_index_path, write_parquet, write_text
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
@@ -47,6 +48,7 @@ LOCK_STRIPES = 64
 GONE = (404, 410)  # a file the server says it does not have: that image is dropped, the class goes on
 RANGE_METHODS = (0, 8)  # stored, deflate
 ENCRYPTED = 0x1
+VALUE = r"[\w.-]+"  # what such a column's values may be: part of a URL and of a file name
 INDEX_COLUMNS = ("path", "url", "member", "header_offset", "compressed_size", "file_size", "compress_type", "crc32", "flags")
 
 
@@ -182,13 +184,14 @@ def _fetch_source(source: Source, raw_dir: Path, full: bool, fetching: Fetching,
         if spec.method in ("https", "idr"):
             index = []
             listed = sorted(spec.files, key=lambda f: f.role != "metadata")  # metadata first: the cheap part, and it names the rest
-            for remote in (concrete for f in listed for concrete in expanded(source, f, raw_dir)):
-                if full or not remote.indexed_remotely:
-                    if remote.role == "images" and not full:
-                        report.notes.append(f"{url_name(remote.url)} is not a zip, so it cannot be read by range: downloaded whole")
-                    _download(source, remote, raw_dir, fetching, report)
-                else:
-                    index.extend(_index_zip(source, remote, raw_dir, fetching, report))
+            for listed_file in listed:
+                for remote in expanded(source, listed_file, raw_dir):
+                    try:
+                        index.extend(_obtain_file(source, remote, raw_dir, full, fetching, report))
+                    except DownloadError as exc:
+                        if not listed_file.values_from or exc.status not in GONE:
+                            raise
+                        report.notes.append(f"{url_name(remote.url)}, named by {listed_file.values_from}, is not on the server: {exc}")
             if spec.method == "idr":
                 if full:
                     _mirror_study(source, raw_dir, fetching, report)
@@ -214,11 +217,11 @@ def expanded(source: Source, remote: RemoteFile, raw_dir: Path) -> list[RemoteFi
         )
     columns = list(dict.fromkeys(remote.placeholders))
     try:
-        values = pd.read_csv(table, usecols=columns, dtype=str, keep_default_na=False)
-    except ValueError as exc:
+        values = read_table(source, table, required=columns)[columns].fillna("")
+    except ParseError as exc:
         raise DownloadError(f"{source.dir_name}: {remote.values_from} cannot fill {remote.url}: {exc}") from None
     for column in columns:  # a value becomes part of a URL and of a file name
-        bad = ~values[column].str.fullmatch(r"[\w.-]+") | values[column].isin([".", ".."])
+        bad = ~values[column].str.fullmatch(VALUE) | values[column].isin([".", ".."])
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
             raise DownloadError(
@@ -227,10 +230,29 @@ def expanded(source: Source, remote: RemoteFile, raw_dir: Path) -> list[RemoteFi
             )
 
     def filled(record: dict) -> str:
-        return re.sub(r"\{([^{}]+)\}", lambda m: record[m.group(1)], remote.url)
+        return URL_PLACEHOLDER.sub(lambda m: record[m.group(1)], remote.url)
 
     urls = sorted({filled(record) for record in values.drop_duplicates().to_dict("records")})
     return [remote.model_copy(update={"url": url, "values_from": ""}) for url in urls]
+
+
+def _listed_file(source: Source, url: str) -> RemoteFile | None:
+    """The catalog's entry for ``url``: the file itself, or the ``{Column}`` URL it was filled from."""
+    for f in source.download.files:
+        if f.url == url or (f.values_from and re.fullmatch(VALUE.join(map(re.escape, URL_PLACEHOLDER.split(f.url)[::2])), url)):
+            return f
+    return None
+
+
+def _obtain_file(source: Source, remote: RemoteFile, raw_dir: Path, full: bool, fetching: Fetching, report: FetchReport) -> list[dict]:
+    """One listed file: downloaded whole (tables, archives that are not zips, everything when
+    ``full``), or an image zip indexed by range; its index rows."""
+    if full or not remote.indexed_remotely:
+        if remote.role == "images" and not full:
+            report.notes.append(f"{url_name(remote.url)} is not a zip, so it cannot be read by range: downloaded whole")
+        _download(source, remote, raw_dir, fetching, report)
+        return []
+    return _index_zip(source, remote, raw_dir, fetching, report)
 
 
 def fetch_missing(source: Source, raw_dir: Path, paths: Iterable[str], *, fetching: Fetching | None = None) -> FetchReport:
@@ -398,7 +420,7 @@ def _fetch_indexed(source: Source, url: str, members: pd.DataFrame, raw_dir: Pat
             report.notes.append(f"{url_name(url)}: the server no longer honours Range requests; fetched through the whole archive")
     else:
         report.notes.append(f"{url_name(url)}: members compressed in a way a range read cannot undo; fetched through the whole archive")
-    remote = next((f for listed in source.download.files for f in expanded(source, listed, raw_dir) if f.url == url), None)
+    remote = _listed_file(source, url)
     with _locked(raw_dir, archives_dir(raw_dir) / url_name(url)):  # one download and extraction of an archive at a time
         still_missing = [m for m, p in zip(members["member"], members["path"]) if not (raw_dir / p).is_file()]
         if not still_missing:

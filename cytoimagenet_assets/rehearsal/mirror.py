@@ -1101,14 +1101,15 @@ def _idr0037(ctx: Ctx) -> int:
     ]
     weights = np.r_[573.0, np.full(114, (3303 - 573) / 114)]  # the fixture's shape: one control line, ~24 wells per HipSci line
     plates = [f"experiment_{p + 1:02d}" for p in range(69)]
-    elsewhere = set(range(1, 30))  # plates 02..30 under idr0034-kilpinen-hipsci
+    elsewhere = dict(zip(range(1, 30), ctx.source.download.filesets))  # plates 02..30 in idr0034's folders the catalog lists
     picked = _wells(ctx, plates, 48, columns=6, k=-(-ctx.n // 18))
     per_well = np.array(lines)[ctx.draw(weights, len(picked))] if picked else []
     rows, files, tsv = [], {}, []
     for p, plate in enumerate(plates):
         measurement = f"2014{p % 12 + 1:02d}{p % 27 + 1:02d}_HipSci Experiment {p + 1}__2014-05-28T11_47_{p:02d}-Measurement1"
         if p in elsewhere:
-            tsv.append((plate, "idr0034-kilpinen-hipsci", f"20170421-original/Oli/{measurement}/Images/Index.idx.xml"))
+            fileset, folder = elsewhere[p].split("/", 1)
+            tsv.append((plate, fileset, f"{folder}/Images/Index.idx.xml"))
         else:
             tsv.append((plate, ctx.source.download.accession, f"images/{measurement}/Images/Index.idx.xml"))
     for (w, plate, well), line in zip(picked, per_well):
@@ -1117,9 +1118,8 @@ def _idr0037(ctx: Ctx) -> int:
         cell_type, kind = ("", "control cell line") if control else ("induced pluripotent stem cell", "")
         rows.append([plate, well, "Homo sapiens", line, cell_type, kind, IDR0037_CHANNELS])
         files.setdefault(p, []).append((well, w))
-    for p, wells in files.items():
-        fileset, relative = tsv[p][1], tsv[p][2].rsplit("/", 1)[0]
-        _operetta(ctx, "hipsci", 4, _study(ctx, relative, fileset), wells, 9)
+    for p, (_, fileset, index) in enumerate(tsv):  # every plate's folder is there, with or without annotated wells
+        _operetta(ctx, "hipsci", 4, _study(ctx, index.rsplit("/", 1)[0], fileset), files.get(p, []), 9)
     header = ["Plate", "Well", "Characteristics [Organism]", "Characteristics [Cell Line]", "Characteristics [Cell Type]", "Control Type"]
     header += ["Channels"]
     _annotation(ctx, header, rows)

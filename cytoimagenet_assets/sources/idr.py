@@ -90,23 +90,24 @@ def read_plates(source: Source, path: Path) -> dict[str, str]:
                 f"(or path first, or a path alone), got {line!r}"
             )
         relative = PurePosixPath(*server.parts[5:])
-        fileset, others = server.parts[4], _other_filesets(source)
-        if others is not None and fileset != source.download.accession:
-            if fileset not in others:
+        folder = relative.parent if relative.suffix else relative
+        fileset, listed = server.parts[4], _listed_filesets(source)
+        if listed is not None and fileset != source.download.accession:
+            folder = PurePosixPath(fileset) / folder
+            if not any(folder.is_relative_to(f) for f in listed):
                 raise ParseError(
-                    f"{source.dir_name}: {path.name} line {n}: plate {name.strip()!r} lies in the fileset {fileset!r}, outside the "
-                    f"study {source.download.accession}: add it to the catalog's download.filesets"
+                    f"{source.dir_name}: {path.name} line {n}: plate {name.strip()!r} lies in {fileset}/, outside the study "
+                    f"{source.download.accession}, in a folder the catalog's download.filesets does not list: {folder}"
                 )
-            relative = PurePosixPath(fileset) / relative
-        plates[name.strip()] = str(relative.parent if relative.suffix else relative)
+        plates[name.strip()] = str(folder)
     return plates
 
 
-def _other_filesets(source: Source) -> set[str] | None:
-    """The other studies whose plates an IDR source's raw folder holds (``download.filesets``); None
-    for a source not downloaded from the IDR mirror (a demo), whose plates may lie anywhere."""
+def _listed_filesets(source: Source) -> list[PurePosixPath] | None:
+    """The other studies' folders an IDR source's raw folder holds plates of (``download.filesets``);
+    None for a source not downloaded from the IDR mirror (a demo), whose plates may lie anywhere."""
     spec = source.download
-    return {f.split("/", 1)[0] for f in spec.filesets} if spec.method == "idr" else None
+    return [PurePosixPath(f) for f in spec.filesets] if spec.method == "idr" else None
 
 
 def _labels(record: dict, columns: dict) -> dict:
