@@ -64,7 +64,9 @@ class FeatureExtractor:
     """Penultimate-layer features (1280, global average pooled) of gray images, batched on the device."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device, batch_size: int = 64):
-        self.net = torch.nn.Sequential(model.features, model.avgpool, torch.nn.Flatten()).to(device).eval()
+        # channels_last: EfficientNet's depthwise convolutions run ~1.5x faster on a CPU core (128 px, measured)
+        net = torch.nn.Sequential(model.features, model.avgpool, torch.nn.Flatten())
+        self.net = net.to(device, memory_format=torch.channels_last).eval()
         self.device, self.batch_size = device, batch_size
         if device.type == "cpu":
             fit_cpu_threads()
@@ -94,7 +96,7 @@ class FeatureExtractor:
             for start in range(0, len(rows), self.batch_size):
                 chunk = rows[start : start + self.batch_size]
                 x = torch.from_numpy(np.stack([images[i] for i in chunk])).to(self.device, torch.float32).unsqueeze(1)
-                x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+                x = ((x.expand(-1, 3, -1, -1) - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                     out[chunk] = self.net(x).float().cpu().numpy()
         return out
