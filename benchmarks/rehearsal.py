@@ -208,7 +208,7 @@ def main() -> None:
         log(f"stage {stage}: {seconds:.1f} s")
     log(f"failed sources: {', '.join(build.failed_sources) or 'none'}; failed classes: {', '.join(build.failed_classes) or 'none'}")
     log(f"class runs: {per_run:.2f} s each, of which the class's own work {per_run - overhead:.2f} s (overhead {overhead / per_run:.0%})")
-    log(f"server: {stats.requests} requests, by status {dict(stats.by_status)}, faults {dict(stats.faults)}")
+    log("server: " + stats.format().replace("\n", "; "))
     print(
         f"RESULT rehearsal scale={args.scale:g} sources={len(pretraining - set(build.failed_sources))}/{len(pretraining)} rows={rows} "
         f"classes={len(classes)} class_failures={len(build.failed_classes)} images={images} "
