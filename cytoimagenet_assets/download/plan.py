@@ -48,7 +48,7 @@ LOCK_STRIPES = 64
 GONE = (404, 410)  # a file the server says it does not have: that image is dropped, the class goes on
 RANGE_METHODS = (0, 8)  # stored, deflate
 ENCRYPTED = 0x1
-VALUE = r"[\w.-]+"  # what such a column's values may be: part of a URL and of a file name
+VALUE = r"[\w.-]+"  # what a {Column} of a catalog URL may be filled with: part of a URL and of a file name
 INDEX_COLUMNS = ("path", "url", "member", "header_offset", "compressed_size", "file_size", "compress_type", "crc32", "flags")
 
 
@@ -470,7 +470,7 @@ def _study_files(source: Source, fetching: Fetching) -> Iterator[str]:
     """Every file of an IDR study and of its other studies' ``filesets``, as paths in its raw folder
     (:func:`study_location`), by walking the mirror's folder listings."""
     spec = source.download
-    pending = [""] + [fileset.strip("/") for fileset in spec.filesets]
+    pending = ["", *spec.filesets]
     while pending:
         folder = pending.pop()
         url = idr_file_url(*study_location(spec.accession, spec.filesets, folder + "/" if folder else ""), fetching.idr_mirror)
@@ -489,7 +489,7 @@ def _index_study(source: Source, raw_dir: Path, fetching: Fetching) -> list[dict
     for path in _study_files(source, fetching):
         contained(raw_dir, path)
         rows.append({"path": path, "url": idr_file_url(*study_location(spec.accession, spec.filesets, path), fetching.idr_mirror)})
-    studies = " and ".join([spec.accession, *spec.filesets])
+    studies = spec.accession + (f" and {len(spec.filesets)} folder(s) of other studies" if spec.filesets else "")
     fetching.log(f"{source.dir_name}: indexed {len(rows)} files of {studies} on the IDR mirror")
     return rows
 
