@@ -19,18 +19,30 @@ include the repaired classes). A run this build started whose process is gone (k
 OOM, reboot) is not in progress: it is marked failed first, and so rebuilt. Each run records the
 host, process id and process start time it runs in; runs launched by the daemon or the UI are
 left to the instance's run monitoring (``dagster.yaml``).
+
+With ``CYTOIMAGENET_DASK`` set to a Dask scheduler's address, every run goes to that cluster
+(:mod:`cytoimagenet_assets.cluster`): the class runs all at once, as many at a time as there are
+worker slots (and the ``io`` pool admits), the training run on a GPU worker when there is one.
+Any build first marks failed the dead runs it can see and frees their pool slots; while a step
+waits for a slot the build says who holds it; SIGTERM and SIGINT stop the build and its runs.
 """
 
 import argparse
 import os
+import signal
 import socket
 import sys
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
+from cytoimagenet_assets import cluster
 from cytoimagenet_assets.defs.images import class_images_job, release_job, sources_job, tables_job
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
 
@@ -69,20 +81,171 @@ def _process_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), STARTED_TAG: _process_started(os.getpid()) or ""}
 
 
-def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None):
-    """One in-process run of the job named ``job``, recorded in ``instance``."""
-    return defs.resolve_job_def(job).execute_in_process(
-        run_config=CONSOLE_INFO,
-        instance=instance,
-        partition_key=partition_key,
-        raise_on_error=False,
-        tags={**LAUNCHED_BY, **_process_tags()},
-    )
+SLOT_REPORT_S = 30.0  # how often a step waiting for a pool slot says who holds it
 
 
-def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None) -> bool:
-    """:func:`_execute`; True when the run succeeded."""
-    return _execute(defs, instance, job, partition_key).success
+@dataclass(frozen=True)
+class RunOutcome:
+    """One run's end: its id, whether it succeeded, its wall time, and (on a worker) where and its last lines."""
+
+    run_id: str | None
+    success: bool
+    seconds: float
+    where: str = ""
+    output_tail: str = ""
+
+
+def failed_steps(instance: dg.DagsterInstance, run_id: str | None) -> list[str]:
+    """The keys of the steps that failed in run ``run_id``, from the instance (wherever it ran)."""
+    if run_id is None:
+        return []
+    return sorted({r.event_log_entry.step_key for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)})
+
+
+def slot_holders(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """For each pool in which a step of ``run_id`` waits for a slot: the pool, its limit, and the runs
+    holding its slots (with their status), as a sentence."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    lines = []
+    for pool in sorted(storage.get_concurrency_keys()):
+        info = storage.get_concurrency_info(pool)
+        waiting = [p.step_key for p in info.pending_steps if p.run_id == run_id and p.assigned_timestamp is None]
+        if not waiting:
+            continue
+        holders = []
+        for slot in info.claimed_slots:
+            run = instance.get_run_by_id(slot.run_id)
+            partition = run.tags.get("dagster/partition") if run else None
+            status = run.status.value if run else "no longer in the instance"
+            holders.append(f"run {slot.run_id} ({status}{', class ' + partition if partition else ''}, step {slot.step_key})")
+        lines.append(
+            f"{', '.join(waiting)} waits for a slot in pool {pool!r} (limit {info.slot_count}), held by "
+            + ("; ".join(holders) or "nobody yet")
+            + ". A dead holder is freed by the next build, or by `dagster instance concurrency set` / the UI's pool page."
+        )
+    return lines
+
+
+@contextmanager
+def reporting_slot_waits(instance: dg.DagsterInstance, run_id: str, log) -> Iterator[None]:
+    """While run ``run_id`` executes here, say every SLOT_REPORT_S seconds what its waiting steps wait for."""
+    done = threading.Event()
+
+    def watch():
+        while not done.wait(SLOT_REPORT_S):
+            for line in slot_holders(instance, run_id):
+                log(line)
+
+    watcher = threading.Thread(target=watch, name="slot-waits", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None, log=print) -> RunOutcome:
+    """One in-process run of the job named ``job``, recorded in ``instance``. Interrupted (SIGINT,
+    SIGTERM), the run is marked failed and its pool slots freed before the interrupt goes on."""
+    run_id, started = str(uuid.uuid4()), time.perf_counter()
+    task = os.environ.get(cluster.TASK_ENV)
+    try:
+        with reporting_slot_waits(instance, run_id, log):
+            result = defs.resolve_job_def(job).execute_in_process(
+                run_config=CONSOLE_INFO,
+                instance=instance,
+                partition_key=partition_key,
+                raise_on_error=False,
+                run_id=run_id,
+                tags={**LAUNCHED_BY, **_process_tags(), **({cluster.TASK_TAG: task} if task else {})},
+            )
+    except BaseException:
+        _fail_unfinished(instance, run_id, "the build was stopped (SIGINT/SIGTERM) during this run")
+        raise
+    return RunOutcome(run_id, result.success, time.perf_counter() - started)
+
+
+def _fail_unfinished(instance: dg.DagsterInstance, run_id: str, message: str) -> None:
+    """Mark run ``run_id`` failed if it has not finished, and free the pool slots it holds."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished:
+        instance.report_run_failed(run, message=message)
+    if instance.event_log_storage.supports_global_concurrency_limits:
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+
+
+class LocalRuns:
+    """Runs in this process, one after another (the default)."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, log):
+        self.defs, self.instance, self.log = defs, instance, log
+
+    def run(self, job: str, partition_key: str | None = None) -> RunOutcome:
+        return _execute(self.defs, self.instance, job, partition_key, self.log)
+
+    def run_each(self, job: str, keys: list[str]) -> Iterator[tuple[str, RunOutcome]]:
+        for key in keys:
+            yield key, self.run(job, key)
+
+
+class DaskRuns:
+    """Runs as tasks of a Dask cluster (CYTOIMAGENET_DASK), each in a fresh process on a worker."""
+
+    def __init__(self, address: str, instance: dg.DagsterInstance, log):
+        from distributed import Client
+
+        self.address, self.instance, self.log = address, instance, log
+        self.client = Client(address, set_as_default=False, timeout=60)
+        self.env = cluster.run_environment()
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        log(f"Dask cluster {address}: {len(workers)} workers, {sum(w.get('nthreads', 1) for w in workers.values())} slots")
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _submit(self, job: str, partition_key: str | None, resources: dict | None = None):
+        args = ["-m", "cytoimagenet_assets.build", "--run", job] + (["--partition", partition_key] if partition_key else [])
+        task = cluster.task_key(f"{job}-{partition_key}" if partition_key else job)
+        return self.client.submit(cluster.execute_on_worker, args, self.env, task, key=task, pure=False, resources=resources)
+
+    def _outcome(self, future) -> RunOutcome:
+        from distributed import KilledWorker
+
+        try:
+            done: cluster.TaskResult = future.result()
+        except KilledWorker as exc:
+            task = str(future.key)
+            failed = cluster.fail_earlier_attempts(self.instance, task)
+            self.log(f"Dask task {task}: its workers died while running it, {exc}; run(s) {', '.join(failed) or 'none'} marked failed")
+            return RunOutcome(failed[0] if failed else None, False, 0.0, "", str(exc))
+        except cluster.WorkerNotReady as exc:
+            self.log(str(exc))
+            return RunOutcome(None, False, 0.0, "", str(exc))
+        if not done.success:
+            self.log(f"run {done.run_id} on {done.worker} failed; its last lines:\n{done.output_tail}")
+        return RunOutcome(done.run_id, done.success, done.seconds, done.worker, done.output_tail)
+
+    def run(self, job: str, partition_key: str | None = None) -> RunOutcome:
+        resources = cluster.gpu_resources(self.client) if job == release_job.name else None
+        if resources:
+            self.log(f"{job}: on a worker with a {cluster.GPU_RESOURCE} resource")
+        return self._outcome(self._submit(job, partition_key, resources))
+
+    def run_each(self, job: str, keys: list[str]) -> Iterator[tuple[str, RunOutcome]]:
+        from distributed import as_completed
+
+        futures = {self._submit(job, key): key for key in keys}
+        done, failed, last = 0, 0, time.monotonic()
+        for future in as_completed(list(futures), loop=self.client.loop):
+            outcome = self._outcome(future)
+            done, failed = done + 1, failed + (not outcome.success)
+            if time.monotonic() - last > 10 or done == len(keys):
+                self.log(f"{job}: {done} of {len(keys)} runs finished ({failed} failed)")
+                last = time.monotonic()
+            yield futures[future], outcome
 
 
 def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
@@ -124,21 +287,43 @@ class Build:
         return self.completed and not self.failed_sources and not self.failed_classes
 
 
-def _build_classes(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], log, build: Build) -> None:
+def free_slots_of_finished_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
+    """Free the pool slots still claimed by runs that have finished or are gone from the instance
+    (marked failed by run monitoring, deleted): nobody will release them otherwise. Returns those runs."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    freed = []
+    for pool in sorted(storage.get_concurrency_keys()):
+        for run_id in sorted(storage.get_concurrency_info(pool).active_run_ids):
+            run = instance.get_run_by_id(run_id)
+            if run is None or run.is_finished:
+                storage.free_concurrency_slots_for_run(run_id)
+                log(f"pool {pool!r}: freed the slot of run {run_id} ({run.status.value if run else 'deleted'})")
+                freed.append(run_id)
+    return freed
+
+
+def release_dead_runs(instance: dg.DagsterInstance, log=print) -> None:
+    """What every build does before it waits on anything: dead runs failed, their slots free."""
+    fail_dead_runs(instance, log)
+    free_slots_of_finished_runs(instance, log)
+
+
+def _build_classes(runs: LocalRuns | DaskRuns, keys: list[str], log, build: Build) -> None:
     """One run per class partition in ``keys``; their wall times and failures go into ``build``."""
-    for key in keys:
-        started = time.perf_counter()
-        if not _run(defs, instance, class_images_job.name, partition_key=key):
+    for key, outcome in runs.run_each(class_images_job.name, keys):
+        if not outcome.success:
             build.failed_classes.append(key)
-        build.class_run_seconds[key] = time.perf_counter() - started
+        build.class_run_seconds[key] = outcome.seconds
     failed = [k for k in keys if k in build.failed_classes]
     log(f"class images: {len(keys) - len(failed)} of {len(keys)} classes built" + (f"; failed: {', '.join(failed)}" if failed else ""))
 
 
-def _failed_sources(result) -> list[str]:
-    """The sources (dir names) of which a step failed in the sources_job run ``result`` (step keys
-    are the asset keys joined by ``__``: raw__<dir_name>, source_metadata__<dir_name>)."""
-    return sorted({event.step_key.split("__")[-1] for event in result.all_events if event.is_step_failure})
+def _runs(defs: dg.Definitions, instance: dg.DagsterInstance, log) -> LocalRuns | DaskRuns:
+    """Where this build's runs execute: the Dask cluster of CYTOIMAGENET_DASK, or this process."""
+    address = cluster.dask_address()
+    return DaskRuns(address, instance, log) if address else LocalRuns(defs, instance, log)
 
 
 def build_all(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> Build:
@@ -146,6 +331,8 @@ def build_all(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> 
     the rest (release_job); ends with each stage's time. A failing source is named and left out of
     the merge; the build stops only when the tables cannot be made."""
     build = Build()
+    release_dead_runs(instance, log)
+    runs = _runs(defs, instance, log)
 
     def timed(stage: str, work):
         started = time.perf_counter()
@@ -154,16 +341,21 @@ def build_all(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> 
         finally:
             build.seconds[stage] = time.perf_counter() - started
 
-    sources = timed("sources", lambda: _execute(defs, instance, sources_job.name))
-    if not sources.success:
-        build.failed_sources = _failed_sources(sources)
-        log(f"sources that failed (left out of the merge; see their runs in the UI): {', '.join(build.failed_sources)}")
-    if not timed("tables", lambda: _run(defs, instance, tables_job.name)):
-        log("the tables upstream of the class images failed; see the run in the UI")
-    else:
-        keys = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
-        timed("class images", lambda: _build_classes(defs, instance, keys, log, build))
-        build.completed = timed("dataset, model, evaluation", lambda: _run(defs, instance, release_job.name))
+    try:
+        sources = timed("sources", lambda: runs.run(sources_job.name))
+        if not sources.success:
+            # step keys are the asset keys joined by "__": raw__<dir_name>, source_metadata__<dir_name>
+            build.failed_sources = sorted({step.split("__")[-1] for step in failed_steps(instance, sources.run_id)})
+            log(f"sources that failed (left out of the merge; see their runs in the UI): {', '.join(build.failed_sources) or 'unknown'}")
+        if not timed("tables", lambda: runs.run(tables_job.name)).success:
+            log("the tables upstream of the class images failed; see the run in the UI")
+        else:
+            keys = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
+            timed("class images", lambda: _build_classes(runs, keys, log, build))
+            build.completed = timed("dataset, model, evaluation", lambda: runs.run(release_job.name)).success
+    finally:
+        if isinstance(runs, DaskRuns):
+            runs.close()
     stages = ", ".join(f"{stage} {t:.0f} s" for stage, t in build.seconds.items())
     log(f"{'built' if build.ok else 'finished with failures'} in {sum(build.seconds.values()):.0f} s ({stages})")
     return build
@@ -183,16 +375,30 @@ def failed_and_missing_classes(instance: dg.DagsterInstance) -> list[str]:
 def rebuild_failed_and_missing(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> bool:
     """One run per failed or missing class partition, nothing else; True when all of them succeeded.
     Runs whose process is gone are marked failed first, so their classes are rebuilt too."""
-    fail_dead_runs(instance, log)
+    release_dead_runs(instance, log)
     keys = failed_and_missing_classes(instance)
     if not keys:
         log("class images: no failed or missing classes")
         return True
     build = Build()
-    _build_classes(defs, instance, keys, log, build)
+    runs = _runs(defs, instance, log)
+    try:
+        _build_classes(runs, keys, log, build)
+    finally:
+        if isinstance(runs, DaskRuns):
+            runs.close()
     if len(build.failed_classes) < len(keys):
         log("rebuild cytoimagenet_dataset and what follows it (or run the full build) so the dataset includes the rebuilt classes")
     return not build.failed_classes
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops the build as Ctrl-C does: the run in progress is marked failed, its slots freed."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,12 +408,27 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="launch one run per class_images partition that failed or was never built, nothing else",
     )
+    parser.add_argument("--run", metavar="JOB", help="execute one run of JOB in this process, nothing else (what a Dask worker runs)")
+    parser.add_argument("--partition", metavar="KEY", help="with --run: the partition (class) of that run")
     args = parser.parse_args(argv)
 
     from cytoimagenet_assets.definitions import defs
 
+    _stop_on_sigterm()
     with dg.DagsterInstance.get() as instance:
-        ok = rebuild_failed_and_missing(defs, instance) if args.failed_and_missing else build_all(defs, instance).ok
+        try:
+            if args.run:
+                ok = _execute(defs, instance, args.run, args.partition).success
+            elif args.failed_and_missing:
+                ok = rebuild_failed_and_missing(defs, instance)
+            else:
+                ok = build_all(defs, instance).ok
+        except KeyboardInterrupt:
+            print(
+                "build stopped: the run in progress is marked failed and its pool slots freed; run the build again to go on",
+                file=sys.stderr,
+            )
+            return 130
         return 0 if ok else 1
 
 

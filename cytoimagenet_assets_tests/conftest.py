@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 # One CPU thread per test process (before torch is imported anywhere): the suite runs one process per
@@ -33,6 +34,25 @@ def remote(monkeypatch):
     """A loopback HTTP server (see loopback.py); ``remote.put(path, bytes)`` returns the file's URL."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     yield from serve(Remote())
+
+
+def make_dagster_home(path: Path) -> Path:
+    """A fresh DAGSTER_HOME with the repository's dagster.yaml (SQLite storage under it)."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", path / "dagster.yaml")
+    return path
+
+
+@pytest.fixture
+def homes(tmp_path, monkeypatch):
+    """DAGSTER_HOME and CYTOIMAGENET_HOME in tmp_path, set in the environment (the CLI reads them)."""
+    dagster_home = make_dagster_home(tmp_path / "dagster_home")
+    data_home = tmp_path / "data"
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.setenv("CYTOIMAGENET_HOME", str(data_home))
+    monkeypatch.setenv("CYTOIMAGENET_CATALOG", "demo")
+    monkeypatch.delenv("CYTOIMAGENET_DB_URL", raising=False)
+    return dagster_home, data_home
 
 
 @pytest.fixture(scope="session")

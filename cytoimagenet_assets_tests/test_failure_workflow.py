@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pytest
 
 from cytoimagenet_assets.build import failed_and_missing_classes, main
 from cytoimagenet_assets.catalog import load_catalog
@@ -22,13 +21,6 @@ from cytoimagenet_assets.storage import DataHome
 REPO = Path(__file__).resolve().parents[1]
 CLASS_IMAGES = dg.AssetKey("class_images")
 CLASS_PARTITIONS = dg.DynamicPartitionsDefinition(name="cytoimagenet_class")
-
-
-def make_dagster_home(path: Path) -> Path:
-    """A fresh DAGSTER_HOME with the repository's dagster.yaml (SQLite storage under it)."""
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", path / "dagster.yaml")
-    return path
 
 
 def materialize(defs, instance, selection, **kwargs) -> bool:
@@ -97,18 +89,6 @@ def failure_message(instance, class_key: str) -> str:
     return "\n".join(e.dagster_event.event_specific_data.error.message for e in failures)
 
 
-@pytest.fixture
-def homes(tmp_path, monkeypatch):
-    """DAGSTER_HOME and CYTOIMAGENET_HOME in tmp_path, set in the environment (the CLI reads them)."""
-    dagster_home = make_dagster_home(tmp_path / "dagster_home")
-    data_home = tmp_path / "data"
-    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
-    monkeypatch.setenv("CYTOIMAGENET_HOME", str(data_home))
-    monkeypatch.setenv("CYTOIMAGENET_CATALOG", "demo")
-    monkeypatch.delenv("CYTOIMAGENET_DB_URL", raising=False)
-    return dagster_home, data_home
-
-
 def test_a_failed_class_shows_its_reason_and_failed_and_missing_reruns_only_it(homes, demo_raw, tmp_path):
     _, home = homes
     defs = build_definitions(load_catalog("demo"), data_home=str(home))
@@ -173,9 +153,9 @@ toy_defs = dg.Definitions(assets=[class_images], jobs=[dg.define_asset_job("clas
 KILLED_RUN = (
     TOY_CLASS_IMAGES
     + """
-from cytoimagenet_assets.build import _run
+from cytoimagenet_assets.build import _execute
 with dg.DagsterInstance.get() as instance:
-    _run(toy_defs, instance, "class_images_job", partition_key="killed")
+    _execute(toy_defs, instance, "class_images_job", partition_key="killed")
 """
 )
 

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "cytoimagenet_assets"
-DAGSTER_LAYER = {"defs", "definitions", "build"}
+DAGSTER_LAYER = {"defs", "definitions", "build", "cluster"}
 
 
 def _layout_block() -> str:

@@ -29,7 +29,8 @@ import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
-from cytoimagenet_assets_tests.test_failure_workflow import break_class_input, build_classes, build_tables, make_dagster_home
+from cytoimagenet_assets_tests.conftest import make_dagster_home
+from cytoimagenet_assets_tests.test_failure_workflow import break_class_input, build_classes, build_tables
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,5 +1,6 @@
 """Transfer evaluation assets: they resolve inputs (catalog sources, the latest model) and call
-``cytoimagenet_assets.evaluation``; the science lives there."""
+``cytoimagenet_assets.evaluation``; the science lives there. It is imported inside the asset bodies:
+torch and its models are loaded by the runs that evaluate, not by every run and code server."""
 
 import functools
 from typing import Optional
@@ -11,10 +12,8 @@ from cytoimagenet_assets.defs.keys import DATASET_KEY, MERGED_KEY, MODEL_KEY, RE
 from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
-from cytoimagenet_assets.evaluation.features import BackboneUnavailable
-from cytoimagenet_assets.evaluation.run import EvaluationSettings, catalog_benchmarks, evaluate_catalog
-from cytoimagenet_assets.evaluation.upsampling import dataset_upsampling_figure
-from cytoimagenet_assets.model.launch import latest_model
+from cytoimagenet_assets.evaluation.benchmarks import catalog_benchmarks
+from cytoimagenet_assets.evaluation.settings import EvaluationSettings
 
 asset = functools.partial(dg.asset, group_name="evaluation")  # every asset of this domain is in its group
 EvaluationConfig = overrides_of(EvaluationSettings, "EvaluationConfig", "Overrides of the evaluation's settings (unset: the defaults).")
@@ -32,6 +31,9 @@ def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "Missing benchmarks are skipped, with what to download.",
     )
     def evaluation_report(context: dg.AssetExecutionContext, config: EvaluationConfig, data: DataHomeResource) -> dg.MaterializeResult:
+        from cytoimagenet_assets.evaluation.run import evaluate_catalog
+        from cytoimagenet_assets.model.launch import latest_model
+
         home, settings = data.home(), with_overrides(EvaluationSettings(), config)
         evaluation, out = evaluate_catalog(home, catalog.name, benchmarks, latest_model(home), settings, log=context.log.info)
         return result(evaluation.report(out))
@@ -55,6 +57,10 @@ class UpsamplingUmapConfig(dg.Config):
     "ImageNet weights it uses the CytoImageNet backbone and says so.",
 )
 def upsampling_umap(context: dg.AssetExecutionContext, config: UpsamplingUmapConfig, data: DataHomeResource) -> dg.MaterializeResult:
+    from cytoimagenet_assets.evaluation.features import BackboneUnavailable
+    from cytoimagenet_assets.evaluation.upsampling import dataset_upsampling_figure
+    from cytoimagenet_assets.model.launch import latest_model
+
     home = data.home()
     try:
         figure, path = dataset_upsampling_figure(

@@ -1,6 +1,7 @@
 """The model group: ``training_shards`` (the dataset packed for fast input), ``pretrained_model``,
 and what reuse needs: ``model_package`` (bioimage.io) and ``embeddings`` (the catalog's ``embed:``
-folders). ``cytoimagenet_assets.model`` and ``.embed`` do the work."""
+folders). ``cytoimagenet_assets.model`` and ``.embed`` do the work; they are imported inside the asset
+bodies, so torch is loaded by the runs that train or embed, not by every run and code server."""
 
 import functools
 import os
@@ -14,11 +15,6 @@ from cytoimagenet_assets.defs.keys import DATASET_KEY, EMBEDDINGS_KEY, MODEL_KEY
 from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
-from cytoimagenet_assets.embed import EmbedError, embed_target, embeddings_report
-from cytoimagenet_assets.model.launch import TrainingFailed, required_latest_model, train_run, training_input
-from cytoimagenet_assets.model.package import PackageError, package_model
-from cytoimagenet_assets.model.report import training_report
-from cytoimagenet_assets.model.shards import pack
 
 asset = functools.partial(dg.asset, group_name="model")  # every asset of this domain is in its group
 
@@ -57,6 +53,8 @@ def training_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
         f"instead of decoding PNGs.",
     )
     def training_shards(context: dg.AssetExecutionContext, config: TrainingShardsConfig, data: DataHomeResource) -> dg.MaterializeResult:
+        from cytoimagenet_assets.model.shards import pack
+
         home = data.home()
         size = catalog.training.input_size if config.input_size is None else config.input_size
         shards = pack(pd.read_csv(home.dataset_metadata()), home.dataset_dir(), home.shards_dir(size), size, workers=os.cpu_count() or 1)
@@ -84,6 +82,9 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "epoch under models/<run>/; a rerun of the same data and recipe resumes from the last one.",
     )
     def pretrained_model(context: dg.AssetExecutionContext, config: PretrainConfig, data: DataHomeResource) -> dg.MaterializeResult:
+        from cytoimagenet_assets.model.launch import TrainingFailed, train_run, training_input
+        from cytoimagenet_assets.model.report import training_report
+
         home = data.home()
         recipe = with_overrides(catalog.training, config)
         try:
@@ -108,6 +109,9 @@ def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "release/model/, folder and zip, validated with bioimageio.spec.",
     )
     def model_package(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
+        from cytoimagenet_assets.model.launch import required_latest_model
+        from cytoimagenet_assets.model.package import PackageError, package_model
+
         try:
             model = required_latest_model(data.home())
             package = package_model(data.home(), model)
@@ -132,6 +136,9 @@ def embeddings_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "computed with the same model are kept, so a grown folder costs only its new images.",
     )
     def embeddings(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
+        from cytoimagenet_assets.embed import EmbedError, embed_target, embeddings_report
+        from cytoimagenet_assets.model.launch import required_latest_model
+
         home = data.home()
         if not catalog.embed:
             return dg.MaterializeResult(metadata={"note": f"the catalog {catalog.name!r} lists no embed targets (embed:)"})

@@ -20,8 +20,7 @@ from pathlib import Path
 from cytoimagenet_assets.evaluation.benchmarks import KINDS
 from cytoimagenet_assets.evaluation.features import METHODS
 from cytoimagenet_assets.evaluation.protocols import BenchmarkFileError, bbbc021_images, bbbc021_treatments, nscb_eligible
-from cytoimagenet_assets.evaluation.report import BACKBONES
-from cytoimagenet_assets.evaluation.run import EvaluationSettings
+from cytoimagenet_assets.evaluation.settings import BACKBONES, EvaluationSettings
 
 
 def _benchmark(value: str) -> tuple[str, Path]:

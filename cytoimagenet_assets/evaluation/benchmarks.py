@@ -230,3 +230,13 @@ def load_benchmark(
     if kind == "bbbc021":
         return load_bbbc021(folder, options, variants, seed)
     return load_coos7(folder, options) if kind == "coos7" else load_cyclops(folder, options)
+
+
+def catalog_benchmarks(sources) -> dict[str, object]:
+    """The first catalog source of each benchmark kind (bbbc021, coos7, cyclops) among ``sources``."""
+    found: dict = {}
+    for source in sources:
+        kind = benchmark_kind(source)
+        if kind is not None and kind not in found:
+            found[kind] = source
+    return found

@@ -17,15 +17,10 @@ import torch
 import torchvision
 
 from cytoimagenet_assets.devices import fit_cpu_threads
+from cytoimagenet_assets.evaluation.settings import METHODS
 from cytoimagenet_assets.images.process import normalize
 from cytoimagenet_assets.model.loop import FEATURES, IMAGENET_MEAN, IMAGENET_STD
 
-METHODS = {
-    "concat_normalized": ("concat", True),
-    "concat_raw": ("concat", False),
-    "merge_normalized": ("merge", True),
-    "merge_raw": ("merge", False),
-}
 IMAGENET_WEIGHTS = torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1
 
 

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pandas as pd
 
+from cytoimagenet_assets.evaluation.settings import BACKBONES
 from cytoimagenet_assets.plots import plt, png_bytes
 
-BACKBONES = ("random", "imagenet", "cytoimagenet", "fusion")
 # CytoImageNet paper (EfficientNet-B0, penultimate layer), accuracy in %.
 PUBLISHED = {
     "BBBC021 NSC": (27.18, 83.5, 83.5, 86.41),

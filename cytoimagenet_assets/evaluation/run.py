@@ -20,16 +20,13 @@ import torch
 
 from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.benchmarks import (
-    DEFAULT_VARIANTS,
     NAMES,
     Benchmark,
     BenchmarkMissing,
-    benchmark_kind,
     benchmark_options,
     load_benchmark,
 )
 from cytoimagenet_assets.evaluation.features import (
-    METHODS,
     BackboneUnavailable,
     FeatureExtractor,
     cytoimagenet_backbone,
@@ -37,42 +34,12 @@ from cytoimagenet_assets.evaluation.features import (
     imagenet_backbone,
     random_backbone,
 )
-from cytoimagenet_assets.evaluation.protocols import BBBC021Variant
-from cytoimagenet_assets.evaluation.report import BACKBONES, comparison_table, umap_png
+from cytoimagenet_assets.evaluation.report import comparison_table, umap_png
+from cytoimagenet_assets.evaluation.settings import EvaluationSettings
 from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table
 from cytoimagenet_assets.storage import DataHome, write_bytes, write_csv, write_text
 
 COLUMNS = ["benchmark", "variant", "aggregation", "backbone", "method", "accuracy", "low", "high", "n", "interval"]
-
-
-@dataclass
-class EvaluationSettings:
-    backbones: Sequence[str] = BACKBONES
-    methods: Sequence[str] = tuple(METHODS)
-    imagenet_weights: str | None = None  # a file; default: the torch cache (never downloaded here)
-    batch_size: int = 64
-    tvn: bool = True  # report BBBC021 with TVN beside the raw figure
-    aggregations: Sequence[str] = ("mean",)  # BBBC021 treatment aggregation(s): mean (the original), median
-    tvn_components: int | None = None
-    seed: int = 0
-    umap: bool = True
-    device: str | None = None  # default: cuda when present
-
-    def variants(self) -> list[BBBC021Variant]:
-        out = [BBBC021Variant(aggregate=a) for a in self.aggregations]
-        if self.tvn:
-            out += [BBBC021Variant(tvn=True, aggregate=a, tvn_components=self.tvn_components) for a in self.aggregations]
-        return out or list(DEFAULT_VARIANTS)
-
-    def check(self) -> None:
-        for name, given, known in (
-            ("backbone", self.backbones, BACKBONES),
-            ("method", self.methods, METHODS),
-            ("aggregation", self.aggregations, ("mean", "median")),
-        ):
-            unknown = [g for g in given if g not in known]
-            if unknown:
-                raise ValueError(f"unknown {name}(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
 @dataclass
@@ -252,16 +219,6 @@ def run_evaluation(
     results = pd.DataFrame(rows, columns=COLUMNS)
     settings_record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
     return Evaluation(results, unavailable, skipped, notes, figures, {**settings_record, "model": str(model) if model else None})
-
-
-def catalog_benchmarks(sources) -> dict[str, object]:
-    """The first catalog source of each benchmark kind (bbbc021, coos7, cyclops) among ``sources``."""
-    found: dict = {}
-    for source in sources:
-        kind = benchmark_kind(source)
-        if kind is not None and kind not in found:
-            found[kind] = source
-    return found
 
 
 def evaluate_catalog(

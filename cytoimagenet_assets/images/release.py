@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-import webdataset as wds
 import yaml
 
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
@@ -85,6 +84,8 @@ def write_release(
 ) -> Release:
     """Write every image of the published table ``metadata`` (dataset/metadata.csv) into shards of at
     most ``shard_bytes``; ``licenses`` maps each source's dir_name to (name, license) for the card."""
+    import webdataset as wds  # here, not at the top: it imports torch, which a class run does not need
+
     metadata = metadata.sort_values(["path", "filename"], kind="stable").reset_index(drop=True)
     classes = class_table(metadata)
     class_index = {c["class_key"]: i for i, c in enumerate(classes)}

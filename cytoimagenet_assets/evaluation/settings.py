@@ -1,0 +1,49 @@
+"""The evaluation's settings and the names they choose from, apart from the code that runs it, so
+that reading them (the Dagster layer, the CLI) does not import torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+BACKBONES = ("random", "imagenet", "cytoimagenet", "fusion")
+# How a multi-channel image becomes features: (how channels are combined, whether each is normalized first).
+METHODS = {
+    "concat_normalized": ("concat", True),
+    "concat_raw": ("concat", False),
+    "merge_normalized": ("merge", True),
+    "merge_raw": ("merge", False),
+}
+
+
+@dataclass
+class EvaluationSettings:
+    backbones: Sequence[str] = BACKBONES
+    methods: Sequence[str] = tuple(METHODS)
+    imagenet_weights: str | None = None  # a file; default: the torch cache (never downloaded here)
+    batch_size: int = 64
+    tvn: bool = True  # report BBBC021 with TVN beside the raw figure
+    aggregations: Sequence[str] = ("mean",)  # BBBC021 treatment aggregation(s): mean (the original), median
+    tvn_components: int | None = None
+    seed: int = 0
+    umap: bool = True
+    device: str | None = None  # default: cuda when present
+
+    def variants(self) -> list:
+        from cytoimagenet_assets.evaluation.benchmarks import DEFAULT_VARIANTS
+        from cytoimagenet_assets.evaluation.protocols import BBBC021Variant
+
+        out = [BBBC021Variant(aggregate=a) for a in self.aggregations]
+        if self.tvn:
+            out += [BBBC021Variant(tvn=True, aggregate=a, tvn_components=self.tvn_components) for a in self.aggregations]
+        return out or list(DEFAULT_VARIANTS)
+
+    def check(self) -> None:
+        for name, given, known in (
+            ("backbone", self.backbones, BACKBONES),
+            ("method", self.methods, METHODS),
+            ("aggregation", self.aggregations, ("mean", "median")),
+        ):
+            unknown = [g for g in given if g not in known]
+            if unknown:
+                raise ValueError(f"unknown {name}(s) {', '.join(unknown)}; known: {', '.join(known)}")
