@@ -4,13 +4,7 @@ The server is Debian's ``postgresql`` package (installed by .ci/run), run from a
 folder on a free port; as root it runs as the ``postgres`` user, which PostgreSQL insists on.
 """
 
-import glob
-import os
-import pwd
 import shutil
-import socket
-import subprocess
-import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -38,59 +32,6 @@ def test_profiles_share_the_one_machine_policies(profile):
     for section in ("concurrency", "run_monitoring", "run_retries", "telemetry"):
         assert other[section] == local[section], section
     assert set(other) - set(local) <= {"storage", "run_launcher"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres_server():
-    """A PostgreSQL server on 127.0.0.1:<free port> with database ``dagster``; stopped and
-    deleted afterwards. Yields the DAGSTER_PG_* environment pointing at it."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql; .ci/run does)")
-    bin_dir = Path(found[-1]).parent
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    folder = Path(tempfile.mkdtemp(prefix="cytoimagenet-pg-"))
-    if as_postgres:
-        user = pwd.getpwnam("postgres")
-        os.chown(folder, user.pw_uid, user.pw_gid)
-    port = _free_port()
-
-    def run(*command):
-        subprocess.run([*as_postgres, *command], check=True, capture_output=True, text=True, timeout=120)
-
-    data = folder / "data"
-    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust", "--no-sync")
-    run(
-        str(bin_dir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(folder / "server.log"),
-        "-w",
-        "-t",
-        "60",
-        "-o",
-        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
-        "start",
-    )
-    try:
-        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster")
-        yield {
-            "DAGSTER_PG_USERNAME": "dagster",
-            "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
-            "DAGSTER_PG_HOST": "127.0.0.1",
-            "DAGSTER_PG_DB": "dagster",
-            "DAGSTER_PG_PORT": str(port),
-        }
-    finally:
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_postgres_profile_records_runs_and_pools(postgres_server, tmp_path, monkeypatch):

@@ -12,16 +12,12 @@ module's tests to one worker (were they split, each worker would start a server 
 still correct). Ports are free ones picked at start, and every path is in the test's temporary dir.
 """
 
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -30,6 +26,7 @@ import pytest
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets_tests.conftest import make_dagster_home
+from cytoimagenet_assets_tests.dagster_servers import free_port, graphql, stop, wait_until_serving
 from cytoimagenet_assets_tests.test_failure_workflow import break_class_input, build_classes, build_tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,61 +43,6 @@ pytestmark = [
     pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install -e '.[dev]')"),
     pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM} (apt-get install chromium)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
-    """Until the webserver answers and the code location has loaded (or fail with the server's log)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"dagster dev exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=5):
-                pass
-            entries = _graphql(
-                url,
-                "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus "
-                "locationOrLoadError { __typename ... on PythonError { message } } } } } }",
-            )
-            entries = entries["workspaceOrError"]["locationEntries"]
-            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                errors = [e["locationOrLoadError"] for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
-                assert not errors, f"the code location failed to load: {errors}"
-                return
-        except OSError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"dagster dev did not serve {url} within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to dagster dev's process group, a few seconds' grace, then SIGKILL to whatever is left of
-    the group (dagster dev does not exit within seconds of SIGTERM; its children may outlive it)."""
-    for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 class UI:
@@ -140,7 +82,7 @@ def ui(tmp_path_factory, demo_raw):
         assert dependents == {victim}
         assert build_classes(defs, instance, [victim]) == {victim: False}
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "CYTOIMAGENET_HOME": str(data_home), "CYTOIMAGENET_CATALOG": "demo"}
     env.pop("CYTOIMAGENET_DB_URL", None)
@@ -165,7 +107,7 @@ def ui(tmp_path_factory, demo_raw):
             start_new_session=True,
         )
     try:
-        _wait_until_serving(url, process, log)
+        wait_until_serving(url, process, log)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
             try:
@@ -182,7 +124,7 @@ def ui(tmp_path_factory, demo_raw):
             finally:
                 browser.close()
     finally:
-        _stop(process)
+        stop(process)
 
 
 def test_the_lineage_shows_every_asset_group(ui):
@@ -213,7 +155,7 @@ def test_a_materialization_launched_from_the_ui_succeeds(ui):
     view.click()
     deadline, status = time.monotonic() + 300, None
     while time.monotonic() < deadline:  # the run queues, starts a process, generates the source's files
-        status = _graphql(ui.url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})["runOrError"][
+        status = graphql(ui.url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})["runOrError"][
             "status"
         ]
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
