@@ -81,7 +81,7 @@ def _process_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), STARTED_TAG: _process_started(os.getpid()) or ""}
 
 
-SLOT_REPORT_S = 30.0  # how often a step waiting for a pool slot says who holds it
+SLOT_REPORT_S = (5.0, 60.0)  # a step waiting for a pool slot says who holds it after 5 s, then every minute
 
 
 @dataclass(frozen=True)
@@ -130,13 +130,15 @@ def slot_holders(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 @contextmanager
 def reporting_slot_waits(instance: dg.DagsterInstance, run_id: str, log) -> Iterator[None]:
-    """While run ``run_id`` executes here, say every SLOT_REPORT_S seconds what its waiting steps wait for."""
+    """While run ``run_id`` executes here, say what its waiting steps wait for (SLOT_REPORT_S)."""
     done = threading.Event()
 
     def watch():
-        while not done.wait(SLOT_REPORT_S):
+        wait = SLOT_REPORT_S[0]
+        while not done.wait(wait):
             for line in slot_holders(instance, run_id):
                 log(line)
+                wait = SLOT_REPORT_S[1]
 
     watcher = threading.Thread(target=watch, name="slot-waits", daemon=True)
     watcher.start()
@@ -148,13 +150,17 @@ def reporting_slot_waits(instance: dg.DagsterInstance, run_id: str, log) -> Iter
 
 
 def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None, log=print) -> RunOutcome:
-    """One in-process run of the job named ``job``, recorded in ``instance``. Interrupted (SIGINT,
-    SIGTERM), the run is marked failed and its pool slots freed before the interrupt goes on."""
+    """One in-process run of the job named ``job``, recorded in ``instance``. The run executes in a
+    thread of its own, so that SIGINT and SIGTERM reach this one at once (Dagster defers them while
+    a run executes in the main thread, and never looks while a step waits for a pool slot): the run
+    is then marked failed and its pool slots freed before the interrupt goes on."""
     run_id, started = str(uuid.uuid4()), time.perf_counter()
     task = os.environ.get(cluster.TASK_ENV)
-    try:
-        with reporting_slot_waits(instance, run_id, log):
-            result = defs.resolve_job_def(job).execute_in_process(
+    outcome: dict = {}
+
+    def execute():
+        try:
+            outcome["result"] = defs.resolve_job_def(job).execute_in_process(
                 run_config=CONSOLE_INFO,
                 instance=instance,
                 partition_key=partition_key,
@@ -162,10 +168,21 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, parti
                 run_id=run_id,
                 tags={**LAUNCHED_BY, **_process_tags(), **({cluster.TASK_TAG: task} if task else {})},
             )
-    except BaseException:
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=execute, name=f"run-{run_id}", daemon=True)
+    try:
+        with reporting_slot_waits(instance, run_id, log):
+            runner.start()
+            while runner.is_alive():
+                runner.join(0.5)
+    except KeyboardInterrupt:
         _fail_unfinished(instance, run_id, "the build was stopped (SIGINT/SIGTERM) during this run")
         raise
-    return RunOutcome(run_id, result.success, time.perf_counter() - started)
+    if "error" in outcome:
+        raise outcome["error"]
+    return RunOutcome(run_id, outcome["result"].success, time.perf_counter() - started)
 
 
 def _fail_unfinished(instance: dg.DagsterInstance, run_id: str, message: str) -> None:
@@ -418,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance:
         try:
             if args.run:
+                release_dead_runs(instance)
                 ok = _execute(defs, instance, args.run, args.partition).success
             elif args.failed_and_missing:
                 ok = rebuild_failed_and_missing(defs, instance)

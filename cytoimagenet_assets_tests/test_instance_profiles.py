@@ -29,7 +29,7 @@ def test_profiles_share_the_one_machine_policies(profile):
     """Queue, pools, monitoring and retries are one policy: a profile changes only where runs
     are stored and launched, so the three files cannot drift apart unnoticed."""
     local, other = _profile(LOCAL_PROFILE), _profile(profile)
-    for section in ("concurrency", "run_monitoring", "run_retries", "telemetry"):
+    for section in ("run_coordinator", "concurrency", "run_monitoring", "run_retries", "telemetry"):
         assert other[section] == local[section], section
     assert set(other) - set(local) <= {"storage", "run_launcher"}
 
