@@ -89,3 +89,42 @@ def test_training_step_asks_kubernetes_for_a_gpu_node(monkeypatch):
     monkeypatch.setenv("CYTOIMAGENET_EXECUTOR", "slurm")
     with pytest.raises(ValueError, match="CYTOIMAGENET_EXECUTOR='slurm'"):
         build_definitions(load_catalog("demo"))
+
+
+DASK_ON_KUBERNETES = ROOT / "deploy" / "kubernetes" / "dask-cluster.yaml"
+SLURM = ROOT / "deploy" / "slurm" / "dask_cluster.py"
+
+
+def test_dask_workers_on_kubernetes_mount_what_runs_need_and_one_group_has_the_gpu():
+    cluster, gpu_group = yaml.safe_load_all(DASK_ON_KUBERNETES.read_text())
+    launcher_env = dict(v.split("=", 1) for v in _profile(KUBERNETES_PROFILE)["run_launcher"]["config"]["env_vars"])
+    for group in (cluster["spec"]["worker"], gpu_group["spec"]["worker"]):
+        (container,) = group["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert env["CYTOIMAGENET_HOME"] == launcher_env["CYTOIMAGENET_HOME"] and env["CYTOIMAGENET_HOME"] in mounts
+        assert env["DAGSTER_HOME"] in mounts
+        assert container["args"][container["args"].index("--nthreads") + 1] == "1"  # one Dagster run at a time
+    (gpu,) = gpu_group["spec"]["worker"]["spec"]["containers"]
+    assert "GPU=1" in gpu["args"] and gpu["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu_group["spec"]["cluster"] == cluster["metadata"]["name"]
+
+
+def test_the_slurm_profile_writes_cpu_and_gpu_jobs_that_join_one_scheduler(monkeypatch, capsys):
+    pytest.importorskip("dask_jobqueue")
+    import importlib.util
+
+    monkeypatch.setenv("CYTOIMAGENET_HOME", "/shared/cytoimagenet")
+    monkeypatch.setenv("DAGSTER_HOME", "/shared/dagster")
+    spec = importlib.util.spec_from_file_location("slurm_dask_cluster", SLURM)
+    slurm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(slurm)
+    assert slurm.main(["--dry-run", "--account", "lab", "--port", "0", "--venv", "/shared/venv", "--gres", "gpu:a100:1"]) == 0
+    cpu, gpu = capsys.readouterr().out.split("#!/usr/bin/env bash")[1:]
+    address = cpu.split("dask_worker ")[1].split()[0]
+    assert address.startswith("tcp://") and f"dask_worker {address} " in gpu
+    assert "#SBATCH -p cpu" in cpu and "--nthreads 1" in cpu and "--nworkers 16" in cpu
+    assert "#SBATCH -p gpu" in gpu and "#SBATCH --gres=gpu:a100:1" in gpu and "--resources GPU=1" in gpu and "--nthreads 1" in gpu
+    for script in (cpu, gpu):
+        assert "export CYTOIMAGENET_HOME=/shared/cytoimagenet" in script and "export DAGSTER_HOME=/shared/dagster" in script
+        assert "source /shared/venv/bin/activate" in script
