@@ -9,27 +9,35 @@
    sources (metadata first), the tables, one run per class, the dataset, shards, a few training
    steps, the evaluation (``cytoimagenet_assets.build``).
 4. Times the class_images partitions page of the Dagster UI, all classes listed, in Chromium.
+5. With ``--dask-workers 1,2``: a Dask scheduler and that many worker processes on 127.0.0.1 (each in
+   its own working directory), the build's class stage on the first cluster, then the class stage
+   again on each other one (every class rebuilt; the speedup is the first's time over the last's).
+6. With ``--backfill local`` / ``--backfill dask``: a backfill of every class launched through
+   GraphQL as the UI does and run by ``dagster-daemon`` (runs as local processes, or on the last
+   Dask cluster): its wall time, and the head node's memory (webserver + daemon + what they start)
+   per run in flight.
 
     python benchmarks/rehearsal.py --scale 0.01 [--label-scale 0.02] [--workdir /tmp/cytoimagenet-rehearsal] [--seed 0]
         [--fault error=<path prefix>=<n>] [--fault cut=<prefix>=<bytes>] [--fault corrupt=<prefix>]
-        [--fault slow=<prefix>=<bytes/s>] [--no-ui]
+        [--fault slow=<prefix>=<bytes/s>] [--no-ui] [--dask-workers 1,2] [--backfill local] [--backfill dask]
 
 Path prefixes are the server's (``<host>/<path>``, e.g. ``data.broadinstitute.org/bbbc/BBBC005``).
 The last line: ``RESULT rehearsal scale=... sources=<ok>/<40> rows=... classes=... class_failures=...
 images=... seconds_total=... seconds_per_class_run=... dagster_overhead_per_run_s=... bytes_fetched=...
-bytes_on_server=... event_log_mb=... peak_rss_gb=... ui_partitions_page_s=...``. The overhead is a
-class run's wall time less the class's own work (fetching and building, from its metadata); the
-baseline it is a share of is that work, measured in the same runs.
+bytes_on_server=... event_log_mb=... peak_rss_gb=... ui_partitions_page_s=... dask_workers=1,2
+class_stage_s=<per cluster size> class_stage_speedup=... backfill_s=<per kind> head_mb_per_run=<per kind>``.
+The overhead is a class run's wall time less the class's own work (fetching and building, from its
+metadata); the baseline it is a share of is that work, measured in the same runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -40,12 +48,16 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from cytoimagenet_assets.build import build_all
+from cytoimagenet_assets import cluster
+from cytoimagenet_assets.build import Build, DaskRuns, _build_classes, build_all
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
 from cytoimagenet_assets.rehearsal.catalog import KAGGLE_AUTH, rehearsal_environment
+from cytoimagenet_assets.rehearsal.dagster_servers import free_port, launch_backfill, start, stop, stop_sensor, wait_until_serving
+from cytoimagenet_assets.rehearsal.dask_cluster import LocalDaskCluster
 from cytoimagenet_assets.rehearsal.mirror import write_mirror
+from cytoimagenet_assets.rehearsal.postgres import local_postgres
 from cytoimagenet_assets.rehearsal.server import Faults, MirrorServer, bytes_on_server
 from cytoimagenet_assets.storage import DataHome
 
@@ -104,12 +116,6 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def partitions_page_seconds(env: dict, classes: int, log_path: Path) -> float:
     """Seconds from opening class_images' partitions page in Chromium to every class being counted on it."""
     import re
@@ -156,6 +162,85 @@ def partitions_page_seconds(env: dict, classes: int, log_path: Path) -> float:
         process.wait(30)
 
 
+def class_stage_on_dask(instance, keys: list[str], workers: int, folder: Path, log) -> tuple[float, int]:
+    """Every class rebuilt on a fresh Dask cluster of ``workers`` worker processes: seconds and failures."""
+    with LocalDaskCluster(folder, workers=workers) as dask:
+        runs = DaskRuns(dask.address, instance, log)
+        build, started = Build(), time.perf_counter()
+        try:
+            _build_classes(runs, keys, log, build)
+        finally:
+            runs.close()
+        return time.perf_counter() - started, len(build.failed_classes)
+
+
+def instance_storage_mb(dagster_home: Path, postgres: bool) -> float:
+    """The instance's runs and event logs on disk: its SQLite files, or its PostgreSQL database."""
+    if not postgres:
+        return folder_bytes(dagster_home) / 1e6
+    import sqlalchemy as sa
+
+    url = "postgresql+psycopg2://{DAGSTER_PG_USERNAME}@{DAGSTER_PG_HOST}:{DAGSTER_PG_PORT}/{DAGSTER_PG_DB}".format(**os.environ)
+    with sa.create_engine(url).connect() as connection:
+        return connection.execute(sa.text("select pg_database_size(current_database())")).scalar() / 1e6
+
+
+def tree_rss_mb(pids: list[int]) -> float:
+    """Resident memory of these processes and all their descendants, in MB."""
+    import psutil
+
+    total = 0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for process in [root, *root.children(recursive=True)]:
+                total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / 1e6
+
+
+def daemon_backfill(env: dict, keys: list[str], folder: Path, log) -> dict:
+    """A backfill of every class launched as the UI launches it and run by dagster-daemon: its wall time,
+    failures, the most runs in flight at once, and the head node's memory (webserver, daemon and every
+    process they start: code servers and, without Dask, the runs) per run in flight."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    webserver = start(
+        ["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], REPO, folder / "webserver.log", env
+    )
+    daemon = None
+    try:
+        wait_until_serving(url, webserver, folder / "webserver.log", timeout=600)
+        stop_sensor(url, "class_partitions_sensor")
+        backfill_id = launch_backfill(url, ["class_images"], title="rehearsal: every class")
+        daemon = start(["dagster-daemon", "run", "-w", "workspace.yaml"], REPO, folder / "daemon.log", env)
+        idle_mb = tree_rss_mb([webserver.pid, daemon.pid])
+        started, peak_mb, in_flight = time.perf_counter(), idle_mb, 0
+        with dg.DagsterInstance.get() as instance:
+            while True:
+                time.sleep(2)
+                runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+                running = sum(r.status == dg.DagsterRunStatus.STARTED for r in runs)
+                in_flight, peak_mb = max(in_flight, running), max(peak_mb, tree_rss_mb([webserver.pid, daemon.pid]))
+                done = [r for r in runs if r.is_finished]
+                if len(done) == len(keys) and instance.get_backfill(backfill_id).status.value.startswith("COMPLETED"):
+                    break
+                if daemon.poll() is not None:
+                    raise RuntimeError(f"dagster-daemon exited: {(folder / 'daemon.log').read_text()[-3000:]}")
+        seconds = time.perf_counter() - started
+        failed = sum(r.status != dg.DagsterRunStatus.SUCCESS for r in done)
+        log(f"backfill {backfill_id}: {len(done)} runs, {failed} failed, {seconds:.0f} s, at most {in_flight} in flight")
+    finally:
+        for process in (daemon, webserver):
+            if process is not None:
+                stop(process)
+    locked = sum(path.read_text().count("database is locked") for path in folder.glob("*.log"))
+    per_run = (peak_mb - idle_mb) / max(in_flight, 1)
+    return {"seconds": seconds, "failed": failed, "in_flight": in_flight, "head_mb_per_run": per_run, "database_locked": locked}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=0.01)
@@ -166,16 +251,27 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cytoimagenet-rehearsal"))
     parser.add_argument("--fault", action="append", default=[], help="kind=prefix[=value]; kinds: error, cut, corrupt, slow")
     parser.add_argument("--no-ui", action="store_true", help="skip the Dagster UI measurement (no Chromium)")
+    parser.add_argument("--dask-workers", default="", help="comma-separated cluster sizes: the class stage on each (e.g. 1,2)")
+    parser.add_argument("--backfill", action="append", default=[], choices=["local", "dask"], help="a daemon backfill of every class")
+    parser.add_argument("--postgres", action="store_true", help="the instance on a PostgreSQL server started here (deploy/postgres)")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.dask_workers.split(",") if n]
+    if "dask" in args.backfill and not sizes:
+        raise SystemExit("--backfill dask needs --dask-workers")
     started = time.perf_counter()
     log = lambda line: print(f"[{time.perf_counter() - started:7.1f} s] {line}", flush=True)  # noqa: E731
 
     root, written = mirror(args.workdir, args.scale, args.seed, log)
     log(f"mirror {root}: {written['files']} files, {written['bytes'] / 1e6:.0f} MB (written in {written['seconds']} s)")
     run = args.workdir / f"run-scale{args.scale:g}"
-    with MirrorServer(root, faults=faults_from(args.fault), kaggle_auth=KAGGLE_AUTH, idle_timeout_s=3600) as server:
+    with contextlib.ExitStack() as services:
+        server = services.enter_context(MirrorServer(root, faults=faults_from(args.fault), kaggle_auth=KAGGLE_AUTH, idle_timeout_s=3600))
+        profile = REPO / "dagster.yaml"
+        if args.postgres:
+            os.environ.update(services.enter_context(local_postgres(args.workdir / "postgres")))
+            profile = REPO / "deploy" / "postgres" / "dagster.yaml"
         env = rehearsal_environment(
-            root, run, server.url, label_scale=args.label_scale or args.scale, scale=args.scale, instance_config=REPO / "dagster.yaml"
+            root, run, server.url, label_scale=args.label_scale or args.scale, scale=args.scale, instance_config=profile
         )
         os.environ.update(env)
         for name in ("CYTOIMAGENET_MIRRORS", "CYTOIMAGENET_DB_URL"):
@@ -184,12 +280,33 @@ def main() -> None:
         home = Path(env["CYTOIMAGENET_HOME"])
         real = load_catalog(env["CYTOIMAGENET_CATALOG"])
         defs = build_definitions(real, data_home=str(home))
+        stage_s, backfills = {}, {}
         with dg.DagsterInstance.get() as instance:
-            build = build_all(defs, instance, log)
+            instance.event_log_storage.set_concurrency_slots("io", max(sizes + [2]))  # the pool admits every worker's run
+            with contextlib.ExitStack() as first_cluster:
+                if sizes:  # the build sends its runs to the first cluster
+                    os.environ[cluster.DASK_ENV] = first_cluster.enter_context(LocalDaskCluster(run / f"dask-{sizes[0]}", sizes[0])).address
+                    first_cluster.callback(os.environ.pop, cluster.DASK_ENV)
+                build = build_all(defs, instance, log)
             work = class_work_seconds(instance)
             classes = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
+            if sizes:
+                stage_s[sizes[0]] = build.seconds["class images"]
+            for n in sizes[1:]:
+                stage_s[n], failures = class_stage_on_dask(instance, classes, n, run / f"dask-{n}", log)
+                log(f"class stage on {n} Dask workers: {stage_s[n]:.1f} s, {failures} failed")
+        daemon_env = {**os.environ, **env}
+        for kind in args.backfill:
+            if kind == "dask":
+                with LocalDaskCluster(run / "dask-backfill", workers=sizes[-1]) as dask:
+                    backfills[kind] = daemon_backfill({**daemon_env, cluster.DASK_ENV: dask.address}, classes, run / "backfill-dask", log)
+            else:  # as many runs at once as the instance's queue admits (max_concurrent_runs: 4)
+                with dg.DagsterInstance.get() as instance:
+                    instance.event_log_storage.set_concurrency_slots("io", 4)
+                backfills[kind] = daemon_backfill(daemon_env, classes, run / "backfill-local", log)
         stats = server.stats
         served = bytes_on_server(root)
+        event_log_mb = instance_storage_mb(Path(env["DAGSTER_HOME"]), args.postgres)
 
     data = DataHome(home)
     pretraining = {s.dir_name for s in real.pretraining_sources}
@@ -200,7 +317,6 @@ def main() -> None:
     per_run = sum(runs.values()) / max(len(runs), 1)
     overhead = sum(overheads) / max(len(overheads), 1)
     peak_gb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1e6
-    event_log_mb = folder_bytes(Path(env["DAGSTER_HOME"])) / 1e6
     ui = float("nan")
     if not args.no_ui:
         ui = partitions_page_seconds({**os.environ, **env}, len(classes), run / "webserver.log")
@@ -209,12 +325,24 @@ def main() -> None:
     log(f"failed sources: {', '.join(build.failed_sources) or 'none'}; failed classes: {', '.join(build.failed_classes) or 'none'}")
     log(f"class runs: {per_run:.2f} s each, of which the class's own work {per_run - overhead:.2f} s (overhead {overhead / per_run:.0%})")
     log("server: " + stats.format().replace("\n", "; "))
+    speedup = stage_s[sizes[0]] / stage_s[sizes[-1]] if len(sizes) > 1 else float("nan")
+
+    def per_kind(field: str, fmt: str) -> str:
+        return ",".join(f"{kind}:{figures[field]:{fmt}}" for kind, figures in backfills.items()) or "nan"
+
+    stages = ",".join(f"{stage_s[n]:.1f}" for n in sizes) or "nan"
+    scale_out = (
+        f" dask_workers={args.dask_workers or 0} class_stage_s={stages} class_stage_speedup={speedup:.2f}"
+        f" backfill_s={per_kind('seconds', '.1f')} head_mb_per_run={per_kind('head_mb_per_run', '.0f')}"
+        f" backfill_failures={sum(b['failed'] for b in backfills.values())}"
+        f" database_locked={sum(b['database_locked'] for b in backfills.values())}"
+    )
     print(
         f"RESULT rehearsal scale={args.scale:g} sources={len(pretraining - set(build.failed_sources))}/{len(pretraining)} rows={rows} "
         f"classes={len(classes)} class_failures={len(build.failed_classes)} images={images} "
         f"seconds_total={sum(build.seconds.values()):.1f} seconds_per_class_run={per_run:.2f} dagster_overhead_per_run_s={overhead:.2f} "
         f"bytes_fetched={stats.bytes_sent} bytes_on_server={served} event_log_mb={event_log_mb:.1f} "
-        f"peak_rss_gb={peak_gb:.2f} ui_partitions_page_s={ui:.2f}"
+        f"peak_rss_gb={peak_gb:.2f} ui_partitions_page_s={ui:.2f}" + scale_out
     )
 
 

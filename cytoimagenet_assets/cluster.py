@@ -23,6 +23,7 @@ environment: they never travel with a task.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -38,6 +39,7 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, LaunchRunContext, WorkerStatus
+from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClassData, serialize_value
 
@@ -255,10 +257,14 @@ class DaskRunLauncher(DefaultRunLauncher):
 
     @property
     def supports_check_run_worker_health(self) -> bool:
-        return bool(self.address)
+        return True
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
-        """Run monitoring asks this: a task whose worker died for good ('lost', 'error') is a failed run."""
+        """Run monitoring asks this of every started run: on Dask, whether its task's worker died for good
+        ('lost', 'error'); on this machine, whether its process (the pid its first engine event gives)
+        is alive. A run whose worker is gone is then marked failed, its pool slots freed, and retried."""
+        if not self.address:
+            return self._local_health(run)
         future = self._futures.get(run.run_id)
         if future is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "launched by another process")
@@ -268,6 +274,27 @@ class DaskRunLauncher(DefaultRunLauncher):
         if future.status == "finished":
             self._futures.pop(run.run_id, None)
             return CheckRunHealthResult(WorkerStatus.SUCCESS)
+        return CheckRunHealthResult(WorkerStatus.RUNNING)
+
+    def _local_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        """A run launched as a local process: alive or not, by the pid its process reported, when its code
+        server runs on this machine (elsewhere the pid says nothing here)."""
+        grpc = json.loads(run.tags.get(GRPC_INFO_TAG, "{}"))
+        if grpc.get("host") not in ("localhost", "127.0.0.1", socket.gethostname()) and not grpc.get("socket"):
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "its code server runs on another machine")
+        pids = [
+            int(entry.dagster_event.engine_event_data.metadata["pid"].value)
+            for entry in self._instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+            if (entry.dagster_event.message or "").startswith("Started process for run")
+        ]
+        if not pids:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no process started yet")
+        try:
+            os.kill(pids[-1], 0)
+        except ProcessLookupError:
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"the run's process (pid {pids[-1]}) is gone: killed or crashed")
+        except PermissionError:
+            pass
         return CheckRunHealthResult(WorkerStatus.RUNNING)
 
     def terminate(self, run_id: str) -> bool:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 # One CPU thread per test process (before torch is imported anywhere): the suite runs one process per
@@ -19,7 +15,7 @@ import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.demo import generate
-from cytoimagenet_assets_tests.dagster_servers import free_port
+from cytoimagenet_assets.rehearsal.postgres import PostgresMissing, local_postgres
 from cytoimagenet_assets_tests.loopback import Remote, serve
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -97,47 +93,10 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 @pytest.fixture(scope="module")
-def postgres_server():
-    """A PostgreSQL server on 127.0.0.1:<free port> with database ``dagster``; stopped and
-    deleted afterwards. Yields the DAGSTER_PG_* environment pointing at it."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql; .ci/run does)")
-    bin_dir = Path(found[-1]).parent
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    folder = Path(tempfile.mkdtemp(prefix="cytoimagenet-pg-"))
-    if as_postgres:
-        user = pwd.getpwnam("postgres")
-        os.chown(folder, user.pw_uid, user.pw_gid)
-    port = free_port()
-
-    def run(*command):
-        subprocess.run([*as_postgres, *command], check=True, capture_output=True, text=True, timeout=120)
-
-    data = folder / "data"
-    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust", "--no-sync")
-    run(
-        str(bin_dir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(folder / "server.log"),
-        "-w",
-        "-t",
-        "60",
-        "-o",
-        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
-        "start",
-    )
+def postgres_server(tmp_path_factory):
+    """A PostgreSQL server on 127.0.0.1 (rehearsal/postgres.py); yields the DAGSTER_PG_* environment pointing at it."""
     try:
-        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster")
-        yield {
-            "DAGSTER_PG_USERNAME": "dagster",
-            "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
-            "DAGSTER_PG_HOST": "127.0.0.1",
-            "DAGSTER_PG_DB": "dagster",
-            "DAGSTER_PG_PORT": str(port),
-        }
-    finally:
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(folder, ignore_errors=True)
+        with local_postgres(tmp_path_factory.mktemp("postgres")) as env:
+            yield env
+    except PostgresMissing as exc:
+        pytest.skip(str(exc))

@@ -5,10 +5,8 @@ One class has its input broken: it fails alone, shows as failed, and a second ba
 "failed and missing" partitions rebuilds it once its input is back. Every other class is built once.
 """
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,26 +18,12 @@ from cytoimagenet_assets import cluster
 from cytoimagenet_assets.build import failed_and_missing_classes
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
-from cytoimagenet_assets_tests.dagster_servers import free_port, graphql, stop, wait_until_serving
-from cytoimagenet_assets_tests.dask_cluster import LocalDaskCluster
+from cytoimagenet_assets.rehearsal.dagster_servers import free_port, launch_backfill, start, stop, stop_sensor, wait_until_serving
+from cytoimagenet_assets.rehearsal.dask_cluster import LocalDaskCluster
 from cytoimagenet_assets_tests.test_failure_workflow import CLASS_IMAGES, break_class_input, build_tables, restore_input, runs_per_partition
 
 REPO = Path(__file__).resolve().parents[1]
-LOCATION = {"repositoryLocationName": "cytoimagenet_assets", "repositoryName": "__repository__"}
-LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
-STOP_SENSOR = "mutation($id: String) { stopSensor(id: $id) { __typename } }"
-SENSOR_ID = "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor { id } } }"
 FINISHED = {BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED, BulkActionStatus.FAILED}
-
-
-def launch_backfill(url: str, partitions: list[str] | None) -> str:
-    """What the UI's Materialize → partitions dialog sends: all partitions, or the ones it lists."""
-    params = {"assetSelection": [{"path": ["class_images"]}], "title": "every class"}
-    params.update({"allPartitions": True} if partitions is None else {"partitionNames": partitions})
-    launched = graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    return launched["backfillId"]
 
 
 def wait_for_backfill(backfill_id: str, daemon: subprocess.Popen, log: Path, timeout: float = 600) -> BulkActionStatus:
@@ -82,31 +66,18 @@ def demo_instance(homes, demo_raw, tmp_path):
     return home, keys, victim
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [str(Path(sys.executable).with_name(args[0])), *args[1:]],
-            cwd=REPO,
-            env=os.environ.copy(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def backfill_every_class(home: Path, keys: list[str], victim: str, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     web_log, daemon_log = tmp_path / "webserver.log", tmp_path / "daemon.log"
-    webserver = start(["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], web_log)
+    webserver = start(["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], REPO, web_log)
     daemon = None
     try:
         wait_until_serving(url, webserver, web_log)
         # The class sensor would launch every class by itself (none is built yet): off, so that only the backfill builds them.
-        sensor = graphql(url, SENSOR_ID, {"s": {**LOCATION, "sensorName": "class_partitions_sensor"}})["sensorOrError"]
-        assert graphql(url, STOP_SENSOR, {"id": sensor["id"]})["stopSensor"]["__typename"] == "StopSensorMutationResult"
-        first = launch_backfill(url, None)
-        daemon = start(["dagster-daemon", "run", "-w", "workspace.yaml"], daemon_log)
+        stop_sensor(url, "class_partitions_sensor")
+        first = launch_backfill(url, ["class_images"], title="every class")
+        daemon = start(["dagster-daemon", "run", "-w", "workspace.yaml"], REPO, daemon_log)
         assert wait_for_backfill(first, daemon, daemon_log) == BulkActionStatus.COMPLETED_FAILED
         with dg.DagsterInstance.get() as instance:
             assert runs_per_partition(instance, keys) == {k: 1 for k in keys}  # every class once, none stuck or twice
@@ -115,7 +86,7 @@ def backfill_every_class(home: Path, keys: list[str], victim: str, tmp_path: Pat
 
         restore_input(home, tmp_path / "aside")
         with dg.DagsterInstance.get() as instance:
-            second = launch_backfill(url, failed_and_missing_classes(instance))  # "failed and missing"
+            second = launch_backfill(url, ["class_images"], failed_and_missing_classes(instance), "failed and missing")
         assert wait_for_backfill(second, daemon, daemon_log) == BulkActionStatus.COMPLETED_SUCCESS
         with dg.DagsterInstance.get() as instance:
             assert instance.get_materialized_partitions(CLASS_IMAGES) == set(keys)

@@ -16,7 +16,7 @@ from cytoimagenet_assets import cluster
 from cytoimagenet_assets.build import LAUNCHED_BY, PID_TAG, _execute, main
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
-from cytoimagenet_assets_tests.dask_cluster import LocalDaskCluster
+from cytoimagenet_assets.rehearsal.dask_cluster import LocalDaskCluster
 from cytoimagenet_assets_tests.test_failure_workflow import CLASS_IMAGES, build_tables, runs_per_partition
 
 

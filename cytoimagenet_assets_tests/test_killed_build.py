@@ -99,3 +99,26 @@ def test_a_build_waiting_for_a_slot_says_who_holds_it_and_stops_on_sigterm(homes
         assert stopped.run_id not in gpu_holders(instance)
         pending = instance.event_log_storage.get_concurrency_info("gpu").pending_steps
         assert all(step.run_id != stopped.run_id for step in pending)
+
+
+def test_run_monitoring_sees_a_local_run_whose_process_is_gone(homes):
+    """The daemon's run monitoring asks the instance's launcher about each started run: a run launched as a
+    local process (the default launcher) is failed once that process is gone, so its slots are freed."""
+    from dagster._core.events import EngineEventData
+    from dagster._core.launcher import WorkerStatus
+    from dagster._core.storage.tags import GRPC_INFO_TAG
+    from dagster._core.test_utils import create_run_for_test
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with dg.DagsterInstance.get() as instance:
+        launcher = instance.run_launcher
+        assert type(launcher).__name__ == "DaskRunLauncher" and launcher.supports_check_run_worker_health
+        health = {}
+        for name, pid in (("alive", os.getpid()), ("gone", gone.pid)):
+            run = create_run_for_test(instance, job_name="class_images_job", status=dg.DagsterRunStatus.STARTED)
+            instance.add_run_tags(run.run_id, {GRPC_INFO_TAG: '{"host": "localhost", "port": 4266}'})
+            instance.report_engine_event(f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid))
+            health[name] = launcher.check_run_worker_health(instance.get_run_by_id(run.run_id))
+    assert health["alive"].status == WorkerStatus.RUNNING
+    assert health["gone"].status == WorkerStatus.FAILED and f"pid {gone.pid}) is gone" in health["gone"].msg

@@ -227,6 +227,8 @@ def test_a_class_whose_raw_files_are_missing_fails_alone(demo_build, tmp_path):
 
 
 def test_the_sensor_follows_the_class_table(demo_build, tmp_path):
+    from dagster._core.test_utils import create_run_for_test
+
     from cytoimagenet_assets.defs.images import class_partitions_sensor
     from cytoimagenet_assets.defs.resources import DataHomeResource
 
@@ -244,10 +246,20 @@ def test_the_sensor_follows_the_class_table(demo_build, tmp_path):
     classes.loc[0, "fingerprint"] = "changed"
     classes.loc[1, "class_key"] = "phenotype-new-class-0123456789"
     classes.to_parquet(path)
-    cursor = None
-    result = class_partitions_sensor(
-        dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data": DataHomeResource(root=str(copy))})
+    # A third class changed too, but a run of it is already queued (a UI backfill): the sensor leaves it to that run.
+    classes.loc[2, "fingerprint"] = "changed too"
+    classes.to_parquet(path)
+    queued = create_run_for_test(
+        instance,
+        job_name="__ASSET_JOB",
+        status=dg.DagsterRunStatus.QUEUED,
+        tags={"dagster/partition": classes.loc[2, "class_key"]},
+        asset_selection=frozenset({dg.AssetKey("class_images")}),
     )
+    result = class_partitions_sensor(
+        dg.build_sensor_context(instance=instance, cursor=None, resources={"data": DataHomeResource(root=str(copy))})
+    )
+    instance.delete_run(queued.run_id)
     requested = sorted(r.partition_key for r in result.run_requests)
     assert requested == sorted([classes.loc[0, "class_key"], "phenotype-new-class-0123456789"])
     adds = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.AddDynamicPartitionsRequest)]

@@ -25,8 +25,8 @@ import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
+from cytoimagenet_assets.rehearsal.dagster_servers import free_port, graphql, stop, wait_until_serving
 from cytoimagenet_assets_tests.conftest import make_dagster_home
-from cytoimagenet_assets_tests.dagster_servers import free_port, graphql, stop, wait_until_serving
 from cytoimagenet_assets_tests.test_failure_workflow import break_class_input, build_classes, build_tables
 
 REPO = Path(__file__).resolve().parents[1]

@@ -103,7 +103,8 @@ release_job = dg.define_asset_job(
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Keeps the cytoimagenet_class partitions equal to the class table and requests one run per class "
-    "whose fingerprint (its images, target, seed) changed since the last tick.",
+    "whose fingerprint (its images, target, seed) changed since the last tick, unless a run of that class is already "
+    "queued or in progress (a backfill from the UI, a headless build).",
 )
 def class_partitions_sensor(context: dg.SensorEvaluationContext, data: DataHomeResource):
     path = data.home().classes_table()
@@ -111,12 +112,31 @@ def class_partitions_sensor(context: dg.SensorEvaluationContext, data: DataHomeR
         return dg.SkipReason("no class table yet: materialize cytoimagenet_labels")
     current = dict(pd.read_parquet(path, columns=["class_key", "fingerprint"]).itertuples(index=False, name=None))
     seen = json.loads(context.cursor) if context.cursor else built_fingerprints(context.instance)
-    changed = sorted(k for k, fingerprint in current.items() if seen.get(k) != fingerprint)
+    in_flight = classes_in_flight(context.instance)  # building them now: from the current class table
+    changed = sorted(k for k, fingerprint in current.items() if seen.get(k) != fingerprint and k not in in_flight)
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=k, run_key=f"{k}:{current[k]}") for k in changed],
         dynamic_partitions_requests=class_partition_requests(context.instance, list(current)),
         cursor=json.dumps(current, sort_keys=True),
     )
+
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def classes_in_flight(instance: dg.DagsterInstance) -> set[str]:
+    """The class partitions with a run queued or in progress: a second run of one would build it twice."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+    return {
+        run.tags["dagster/partition"]
+        for run in runs
+        if "dagster/partition" in run.tags and (run.job_name == class_images_job.name or CLASS_IMAGES_KEY in (run.asset_selection or ()))
+    }
 
 
 def built_fingerprints(instance: dg.DagsterInstance) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""A real Dask cluster on 127.0.0.1 for the tests: one scheduler and N worker processes, each worker
+"""A real Dask cluster on 127.0.0.1 for the tests and the rehearsal: one scheduler and N worker processes, each worker
 in its own working directory with one thread (one run at a time), stopped with everything they started."""
 
 from __future__ import annotations
