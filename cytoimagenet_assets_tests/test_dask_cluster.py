@@ -64,7 +64,10 @@ def test_classes_build_on_two_dask_workers_and_a_killed_worker_costs_one_rerun(h
         assert instance.get_materialized_partitions(CLASS_IMAGES) == set(keys)
         dead = instance.get_run_by_id(killed["run_id"])
         assert dead.status == dg.DagsterRunStatus.FAILURE
-        assert "Dask worker running this run died" in run_failure_message(instance, dead.run_id)
+        # Said by the class's next attempt on the other worker, or (both workers share this host) by a run
+        # starting there that found the dead run's process gone first.
+        message = run_failure_message(instance, dead.run_id)
+        assert "Dask worker running this run died" in message or f"pid {dead.tags[PID_TAG]} on" in message and "is gone" in message
         victim = killed["class"]
         assert runs_per_partition(instance, keys) == {k: 2 if k == victim else 1 for k in keys}
         class_runs = instance.get_runs(filters=dg.RunsFilter(tags=LAUNCHED_BY))
