@@ -10,8 +10,9 @@
    steps, the evaluation (``cytoimagenet_assets.build``).
 4. Times the class_images partitions page of the Dagster UI, all classes listed, in Chromium.
 5. With ``--dask-workers 1,2``: a Dask scheduler and that many worker processes on 127.0.0.1 (each in
-   its own working directory), the build's class stage on the first cluster, then the class stage
-   again on each other one (every class rebuilt; the speedup is the first's time over the last's).
+   its own working directory, pinned to a core of its own and running its classes on one core: N
+   workers stand for N one-core machines), the build's class stage on the first cluster, then the
+   class stage again on each other one (every class rebuilt; the speedup is the first's time over the last's).
 6. With ``--backfill local`` / ``--backfill dask``: a backfill of every class launched through
    GraphQL as the UI does and run by ``dagster-daemon`` (runs as local processes, or on the last
    Dask cluster): its wall time, and the head node's memory (webserver + daemon + what they start)
@@ -164,7 +165,7 @@ def partitions_page_seconds(env: dict, classes: int, log_path: Path) -> float:
 
 def class_stage_on_dask(instance, keys: list[str], workers: int, folder: Path, log) -> tuple[float, int]:
     """Every class rebuilt on a fresh Dask cluster of ``workers`` worker processes: seconds and failures."""
-    with LocalDaskCluster(folder, workers=workers) as dask:
+    with LocalDaskCluster(folder, workers=workers, one_core_each=True) as dask:
         runs = DaskRuns(dask.address, instance, log)
         build, started = Build(), time.perf_counter()
         try:
@@ -285,7 +286,9 @@ def main() -> None:
             instance.event_log_storage.set_concurrency_slots("io", max(sizes + [2]))  # the pool admits every worker's run
             with contextlib.ExitStack() as first_cluster:
                 if sizes:  # the build sends its runs to the first cluster
-                    os.environ[cluster.DASK_ENV] = first_cluster.enter_context(LocalDaskCluster(run / f"dask-{sizes[0]}", sizes[0])).address
+                    os.environ[cluster.DASK_ENV] = first_cluster.enter_context(
+                        LocalDaskCluster(run / f"dask-{sizes[0]}", sizes[0], one_core_each=True)
+                    ).address
                     first_cluster.callback(os.environ.pop, cluster.DASK_ENV)
                 build = build_all(defs, instance, log)
             work = class_work_seconds(instance)
@@ -298,7 +301,7 @@ def main() -> None:
         daemon_env = {**os.environ, **env}
         for kind in args.backfill:
             if kind == "dask":
-                with LocalDaskCluster(run / "dask-backfill", workers=sizes[-1]) as dask:
+                with LocalDaskCluster(run / "dask-backfill", workers=sizes[-1], one_core_each=True) as dask:
                     backfills[kind] = daemon_backfill({**daemon_env, cluster.DASK_ENV: dask.address}, classes, run / "backfill-dask", log)
             else:  # as many runs at once as the instance's queue admits (max_concurrent_runs: 4)
                 with dg.DagsterInstance.get() as instance:

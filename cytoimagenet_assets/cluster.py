@@ -48,6 +48,7 @@ from cytoimagenet_assets.storage import HOME_ENV, default_home
 DASK_ENV = "CYTOIMAGENET_DASK"
 TASK_TAG = "cytoimagenet/dask_task"  # the Dask task a run executes in: a second attempt of it finds the first's run
 TASK_ENV = "CYTOIMAGENET_DASK_TASK"
+CORES_ENV = "CYTOIMAGENET_RUN_CORES"  # the cores a run on a Dask worker may use (its slot's share of the machine)
 CANCEL_POLL_S = 2.0  # how often a running task looks for a cancel request from the UI
 GPU_RESOURCE = "GPU"  # a worker started with `--resources GPU=1` takes the training runs
 UNFINISHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.CANCELING]
@@ -127,6 +128,20 @@ class TaskResult:
     output_tail: str
 
 
+def cores_per_slot() -> int:
+    """On a Dask worker: this machine's cores shared among the worker slots (threads) on it, so that
+    the runs in flight here together use every core once, not each of them every core. A worker
+    started with CYTOIMAGENET_RUN_CORES set (a job given that many cores) keeps its own figure."""
+    from distributed import get_client, get_worker
+
+    if os.environ.get(CORES_ENV):
+        return int(os.environ[CORES_ENV])
+    host = get_worker().address.rsplit(":", 1)[0]
+    workers = get_client().scheduler_info(n_workers=-1)["workers"].values()
+    slots = sum(w.get("nthreads", 1) for w in workers if w.get("host") == host.split("://")[-1]) or 1
+    return max(1, (os.cpu_count() or 1) // slots)
+
+
 def _die_with_worker() -> None:  # pragma: no cover - runs in the child before exec
     """The run's process dies with the worker process that started it (Linux), so a killed worker
     never leaves a run going on unwatched."""
@@ -163,7 +178,7 @@ def execute_on_worker(module_args: list[str], env: dict[str, str], task: str, ru
         with tempfile.TemporaryFile("w+") as output:
             process = subprocess.Popen(
                 [sys.executable, *module_args],
-                env={**os.environ, **env, TASK_ENV: task},
+                env={**os.environ, **env, TASK_ENV: task, CORES_ENV: str(cores_per_slot())},
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 text=True,

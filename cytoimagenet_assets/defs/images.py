@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
+from cytoimagenet_assets.cluster import CORES_ENV
 from cytoimagenet_assets.defs.keys import (
     CLASS_IMAGES_KEY,
     CLASS_PARTITIONS,
@@ -29,7 +30,8 @@ asset = functools.partial(dg.asset, group_name="images")  # every asset of this 
 
 
 class ClassImagesConfig(dg.Config):
-    """Processes per class (default: every core of the machine running it)."""
+    """Processes per class (default: every core of the machine running it; on a Dask worker, the cores
+    of its slot: the machine's cores over the worker slots on it)."""
 
     workers: int = 0
 
@@ -67,7 +69,8 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
         except ClassBuildError as exc:  # deterministic: retrying would fail the same way
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         try:
-            built = build_class_images(home, inputs, fetched, workers=config.workers or os.cpu_count() or 1)
+            cores = int(os.environ.get(CORES_ENV) or 0) or os.cpu_count() or 1
+            built = build_class_images(home, inputs, fetched, workers=config.workers or cores)
         except ClassBuildError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         context.log.info(built.summary)

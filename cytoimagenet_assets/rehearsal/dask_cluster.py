@@ -14,20 +14,22 @@ from pathlib import Path
 
 class LocalDaskCluster:
     """``with LocalDaskCluster(tmp, workers=2) as cluster:`` — ``cluster.address`` is the scheduler's;
-    ``cluster.workers`` the worker processes (``kill_worker_of(pid)`` kills the one running a child)."""
+    ``cluster.workers`` the worker processes (``kill_worker_running(pid)`` kills the one running a child).
+    ``one_core_each``: worker i is pinned to core i (taskset) and its runs use one core, so that N
+    workers on this machine stand for N one-core machines (what a scale-out measurement compares)."""
 
-    def __init__(self, folder: Path, workers: int = 2, env: dict[str, str] | None = None, resources: str | None = None):
-        self.folder, self.count, self.env, self.resources = folder, workers, {**os.environ, **(env or {})}, resources
+    def __init__(self, folder: Path, workers: int = 2, resources: str | None = None, one_core_each: bool = False):
+        self.folder, self.count, self.resources, self.one_core_each = folder, workers, resources, one_core_each
+        self.env = {**os.environ, "CYTOIMAGENET_RUN_CORES": "1"} if one_core_each else dict(os.environ)
         self.scheduler: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self.address = ""
 
-    def _spawn(self, args: list[str], name: str, cwd: Path) -> subprocess.Popen:
+    def _spawn(self, args: list[str], name: str, cwd: Path, pin: list[str] | None = None) -> subprocess.Popen:
         cwd.mkdir(parents=True, exist_ok=True)
         log = open(self.folder / f"{name}.log", "wb")
-        return subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        command = [*(pin or []), sys.executable, "-m", *args]
+        return subprocess.Popen(command, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def __enter__(self) -> LocalDaskCluster:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -49,7 +51,8 @@ class LocalDaskCluster:
             args = ["distributed.cli.dask_worker", self.address, "--nthreads", "1", "--no-nanny", "--name", f"worker-{i}"]
             args += ["--local-directory", str(self.folder / f"worker-{i}"), "--host", "127.0.0.1", "--no-dashboard"]
             args += ["--resources", self.resources] if self.resources else []
-            self.workers.append(self._spawn(args, f"worker-{i}", self.folder / f"worker-{i}"))
+            pin = ["taskset", "-c", str(i % (os.cpu_count() or 1))] if self.one_core_each else None
+            self.workers.append(self._spawn(args, f"worker-{i}", self.folder / f"worker-{i}", pin))
         self.wait_for_workers(self.count)
         return self
 
