@@ -212,13 +212,16 @@ class DaskRuns:
     """Runs as tasks of a Dask cluster (CYTOIMAGENET_DASK), each in a fresh process on a worker."""
 
     def __init__(self, address: str, instance: dg.DagsterInstance, log):
-        from distributed import Client
-
         self.address, self.instance, self.log = address, instance, log
-        self.client = Client(address, set_as_default=False, timeout=60)
+        self.client = cluster.connect(address)
         self.env = cluster.run_environment()
         workers = self.client.scheduler_info(n_workers=-1)["workers"]
-        log(f"Dask cluster {address}: {len(workers)} workers, {sum(w.get('nthreads', 1) for w in workers.values())} slots")
+        slots = sum(w.get("nthreads", 1) for w in workers.values())
+        log(f"Dask cluster {address}: {len(workers)} workers, {slots} slots")
+        storage = instance.event_log_storage
+        io = storage.get_concurrency_info("io").slot_count if storage.supports_global_concurrency_limits else slots
+        if io < slots:
+            log(f"pool 'io' admits {io} class runs at a time, the cluster has {slots} slots: `dagster instance concurrency set io {slots}`")
 
     def close(self) -> None:
         self.client.close()

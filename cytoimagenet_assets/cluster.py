@@ -69,6 +69,20 @@ def run_environment() -> dict[str, str]:
     return env
 
 
+class ClusterUnavailable(RuntimeError):
+    """No Dask scheduler answers at the configured address."""
+
+
+def connect(address: str, timeout: float = 60):
+    """A client of the scheduler at ``address``, or a ClusterUnavailable that names it."""
+    from distributed import Client
+
+    try:
+        return Client(address, set_as_default=False, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterUnavailable(f"{DASK_ENV}={address}: no Dask scheduler answers there ({exc}); start one or unset {DASK_ENV}") from exc
+
+
 class WorkerNotReady(RuntimeError):
     """A Dask worker that cannot run the pipeline's runs, and what it lacks."""
 
@@ -243,9 +257,7 @@ class DaskRunLauncher(DefaultRunLauncher):
 
     def client(self):
         if self._client is None:
-            from distributed import Client
-
-            self._client = Client(self.address, set_as_default=False, timeout=30)
+            self._client = connect(self.address, timeout=30)
         return self._client
 
     def launch_run(self, context: LaunchRunContext) -> None:

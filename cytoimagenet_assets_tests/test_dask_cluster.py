@@ -90,3 +90,11 @@ def test_a_worker_without_the_data_home_or_the_instance_says_which(tmp_path):
     (dagster_home / "dagster.yaml").write_text("storage:\n  postgres:\n    postgres_url: postgresql://nobody@127.0.0.1:1/none\n")
     with pytest.raises(cluster.WorkerNotReady, match=r"the Dagster instance at DAGSTER_HOME=.* is not reachable"):
         cluster.check_worker({"CYTOIMAGENET_HOME": str(tmp_path / "data"), "DAGSTER_HOME": str(dagster_home)})
+
+
+def test_no_scheduler_at_the_address_says_so():
+    from cytoimagenet_assets.rehearsal.dagster_servers import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(cluster.ClusterUnavailable, match=rf"CYTOIMAGENET_DASK={address}: no Dask scheduler answers there"):
+        cluster.connect(address, timeout=2)
