@@ -11,8 +11,9 @@
 4. Times the class_images partitions page of the Dagster UI, all classes listed, in Chromium.
 5. With ``--dask-workers 1,2``: a Dask scheduler and that many worker processes on 127.0.0.1 (each in
    its own working directory, pinned to a core of its own and running its classes on one core: N
-   workers stand for N one-core machines), the build's class stage on the first cluster, then the
-   class stage again on each other one (every class rebuilt; the speedup is the first's time over the last's).
+   workers stand for N one-core machines). The build runs on the first cluster; then, for each
+   cluster size, the classes' image files are deleted and every class is fetched and built again,
+   the same work each time: the speedup is the first size's time over the last's.
 6. With ``--backfill local`` / ``--backfill dask``: a backfill of every class launched through
    GraphQL as the UI does and run by ``dagster-daemon`` (runs as local processes, or on the last
    Dask cluster): its wall time, and the head node's memory (webserver + daemon + what they start)
@@ -175,6 +176,23 @@ def class_stage_on_dask(instance, keys: list[str], workers: int, folder: Path, l
         return time.perf_counter() - started, len(build.failed_classes)
 
 
+def forget_fetched_images(data: DataHome, catalog) -> int:
+    """Delete the image files the classes draw from in the sources downloaded metadata first, so that
+    a class stage fetches them again (from the mirror, or the source's cached archive) as the first did."""
+    fetched = {s.dir_name for s in catalog.sources if s.download.method not in ("demo", "manual")}
+    labels = pd.read_parquet(data.table_path("cytoimagenet_labels"), columns=["idx"])
+    merged = pd.read_parquet(data.merged_table(), columns=["idx", "dir_name", "channel_paths"])
+    rows = merged[merged["idx"].isin(labels["idx"]) & merged["dir_name"].isin(fetched)]
+    removed = 0
+    for dir_name, paths in rows[["dir_name", "channel_paths"]].itertuples(index=False):
+        for path in paths:
+            file = data.raw_dir(dir_name) / path
+            if file.is_file():
+                file.unlink()
+                removed += 1
+    return removed
+
+
 def instance_storage_mb(dagster_home: Path, postgres: bool) -> float:
     """The instance's runs and event logs on disk: its SQLite files, or its PostgreSQL database."""
     if not postgres:
@@ -293,11 +311,11 @@ def main() -> None:
                 build = build_all(defs, instance, log)
             work = class_work_seconds(instance)
             classes = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
-            if sizes:
-                stage_s[sizes[0]] = build.seconds["class images"]
-            for n in sizes[1:]:
-                stage_s[n], failures = class_stage_on_dask(instance, classes, n, run / f"dask-{n}", log)
-                log(f"class stage on {n} Dask workers: {stage_s[n]:.1f} s, {failures} failed")
+            for n in sizes:  # every class fetched and built again: the same work for each size
+                forget_fetched_images(DataHome(home), real)
+                stage_s[n], failures = class_stage_on_dask(instance, classes, n, run / f"dask-rebuild-{n}", log)
+                rebuild_work = sum(class_work_seconds(instance).values())
+                log(f"class stage on {n} Dask workers: {stage_s[n]:.1f} s, {failures} failed; the classes' own work {rebuild_work:.1f} s")
         daemon_env = {**os.environ, **env}
         for kind in args.backfill:
             if kind == "dask":

@@ -198,11 +198,14 @@ def execute_on_worker(module_args: list[str], env: dict[str, str], task: str, ru
                 text=True,
                 preexec_fn=_die_with_worker if sys.platform == "linux" else None,
             )
-            while process.poll() is None:
-                time.sleep(CANCEL_POLL_S)
-                run = instance.get_run_by_id(run_id) if run_id else None
-                if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
-                    process.terminate()  # Dagster's run process stops its steps and records the run canceled
+            while True:
+                try:
+                    process.wait(timeout=CANCEL_POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    run = instance.get_run_by_id(run_id) if run_id else None
+                    if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+                        process.terminate()  # Dagster's run process stops its steps and records the run canceled
             output.seek(0)
             console = output.read()
         sys.stdout.write(console)  # the worker's log keeps the run's console
