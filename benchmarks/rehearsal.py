@@ -61,7 +61,7 @@ from cytoimagenet_assets.rehearsal.dask_cluster import LocalDaskCluster
 from cytoimagenet_assets.rehearsal.mirror import write_mirror
 from cytoimagenet_assets.rehearsal.postgres import local_postgres
 from cytoimagenet_assets.rehearsal.server import Faults, MirrorServer, bytes_on_server
-from cytoimagenet_assets.storage import DataHome
+from cytoimagenet_assets.storage import DataHome, remote_index_path
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -177,9 +177,9 @@ def class_stage_on_dask(instance, keys: list[str], workers: int, folder: Path, l
 
 
 def forget_fetched_images(data: DataHome, catalog) -> int:
-    """Delete the image files the classes draw from in the sources downloaded metadata first, so that
-    a class stage fetches them again (from the mirror, or the source's cached archive) as the first did."""
-    fetched = {s.dir_name for s in catalog.sources if s.download.method not in ("demo", "manual")}
+    """Delete the image files the classes draw from in the sources downloaded metadata first (those with
+    a remote index: a class fetches their missing files), so that a class stage fetches them again."""
+    fetched = {s.dir_name for s in catalog.sources if remote_index_path(data.raw_dir(s.dir_name)).is_file()}
     labels = pd.read_parquet(data.table_path("cytoimagenet_labels"), columns=["idx"])
     merged = pd.read_parquet(data.merged_table(), columns=["idx", "dir_name", "channel_paths"])
     rows = merged[merged["idx"].isin(labels["idx"]) & merged["dir_name"].isin(fetched)]
