@@ -235,8 +235,7 @@ def daemon_backfill(env: dict, keys: list[str], folder: Path, log) -> dict:
         stop_sensor(url, "class_partitions_sensor")
         backfill_id = launch_backfill(url, ["class_images"], title="rehearsal: every class")
         daemon = start(["dagster-daemon", "run", "-w", "workspace.yaml"], REPO, folder / "daemon.log", env)
-        idle_mb = tree_rss_mb([webserver.pid, daemon.pid])
-        started, peak_mb, in_flight = time.perf_counter(), idle_mb, 0
+        started, peak_mb, in_flight = time.perf_counter(), 0.0, 0
         with dg.DagsterInstance.get() as instance:
             while True:
                 time.sleep(2)
@@ -249,6 +248,8 @@ def daemon_backfill(env: dict, keys: list[str], folder: Path, log) -> dict:
                 if daemon.poll() is not None:
                     raise RuntimeError(f"dagster-daemon exited: {(folder / 'daemon.log').read_text()[-3000:]}")
         seconds = time.perf_counter() - started
+        time.sleep(5)  # the last runs' processes gone: the servers as loaded, with no run in flight
+        idle_mb = tree_rss_mb([webserver.pid, daemon.pid])
         failed = sum(r.status != dg.DagsterRunStatus.SUCCESS for r in done)
         log(f"backfill {backfill_id}: {len(done)} runs, {failed} failed, {seconds:.0f} s, at most {in_flight} in flight")
     finally:
