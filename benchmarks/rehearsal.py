@@ -288,7 +288,7 @@ def main() -> None:
         server = services.enter_context(MirrorServer(root, faults=faults_from(args.fault), kaggle_auth=KAGGLE_AUTH, idle_timeout_s=3600))
         profile = REPO / "dagster.yaml"
         if args.postgres:
-            os.environ.update(services.enter_context(local_postgres(args.workdir / "postgres")))
+            os.environ.update(services.enter_context(local_postgres()))
             profile = REPO / "deploy" / "postgres" / "dagster.yaml"
         env = rehearsal_environment(
             root, run, server.url, label_scale=args.label_scale or args.scale, scale=args.scale, instance_config=profile

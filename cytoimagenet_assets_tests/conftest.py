@@ -93,10 +93,10 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 @pytest.fixture(scope="module")
-def postgres_server(tmp_path_factory):
+def postgres_server():
     """A PostgreSQL server on 127.0.0.1 (rehearsal/postgres.py); yields the DAGSTER_PG_* environment pointing at it."""
     try:
-        with local_postgres(tmp_path_factory.mktemp("postgres")) as env:
+        with local_postgres() as env:
             yield env
     except PostgresMissing as exc:
         pytest.skip(str(exc))

@@ -246,20 +246,20 @@ def test_the_sensor_follows_the_class_table(demo_build, tmp_path):
     classes.loc[0, "fingerprint"] = "changed"
     classes.loc[1, "class_key"] = "phenotype-new-class-0123456789"
     classes.to_parquet(path)
-    # A third class changed too, but a run of it is already queued (a UI backfill): the sensor leaves it to that run.
+    # A third class changed too, but a run of it is already in progress (a UI backfill's): the sensor leaves it to that run.
     classes.loc[2, "fingerprint"] = "changed too"
     classes.to_parquet(path)
-    queued = create_run_for_test(
+    in_progress = create_run_for_test(
         instance,
         job_name="__ASSET_JOB",
-        status=dg.DagsterRunStatus.QUEUED,
+        status=dg.DagsterRunStatus.STARTED,
         tags={"dagster/partition": classes.loc[2, "class_key"]},
         asset_selection=frozenset({dg.AssetKey("class_images")}),
     )
     result = class_partitions_sensor(
         dg.build_sensor_context(instance=instance, cursor=None, resources={"data": DataHomeResource(root=str(copy))})
     )
-    instance.delete_run(queued.run_id)
+    instance.delete_run(in_progress.run_id)
     requested = sorted(r.partition_key for r in result.run_requests)
     assert requested == sorted([classes.loc[0, "class_key"], "phenotype-new-class-0123456789"])
     adds = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.AddDynamicPartitionsRequest)]

@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -21,14 +22,16 @@ class PostgresMissing(RuntimeError):
 
 
 @contextmanager
-def local_postgres(folder: Path) -> Iterator[dict[str, str]]:
-    """A server with database ``dagster`` under ``folder``; yields the DAGSTER_PG_* environment the
+def local_postgres(folder: Path | None = None) -> Iterator[dict[str, str]]:
+    """A server with database ``dagster`` under ``folder`` (default: a new folder in the system's
+    temporary folder, which the ``postgres`` user can reach); yields the DAGSTER_PG_* environment the
     PostgreSQL profile (deploy/postgres/dagster.yaml) reads."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         raise PostgresMissing("PostgreSQL server binaries are not installed (apt-get install postgresql; .ci/run does)")
     bin_dir = Path(found[-1]).parent
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="cytoimagenet-pg-")) if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
     if as_postgres:
         user = pwd.getpwnam("postgres")
