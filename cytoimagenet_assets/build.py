@@ -51,7 +51,6 @@ HOST_TAG, PID_TAG, STARTED_TAG = "cytoimagenet/host", "cytoimagenet/pid", "cytoi
 # The console shows the steps' own messages and failures, not every Dagster event (the UI has them all):
 # printing each DEBUG event was a quarter of a class run's overhead.
 CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-UNFINISHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def _process_started(pid: int) -> str | None:
@@ -86,13 +85,11 @@ SLOT_REPORT_S = (5.0, 60.0)  # a step waiting for a pool slot says who holds it 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """One run's end: its id, whether it succeeded, its wall time, and (on a worker) where and its last lines."""
+    """One run's end: its id, whether it succeeded, its wall time."""
 
     run_id: str | None
     success: bool
     seconds: float
-    where: str = ""
-    output_tail: str = ""
 
 
 def failed_steps(instance: dg.DagsterInstance, run_id: str | None) -> list[str]:
@@ -178,20 +175,13 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, parti
             while runner.is_alive():
                 runner.join(0.5)
     except KeyboardInterrupt:
-        _fail_unfinished(instance, run_id, "the build was stopped (SIGINT/SIGTERM) during this run")
+        run = instance.get_run_by_id(run_id)
+        if run is not None:
+            cluster.fail_run(instance, run, "the build was stopped (SIGINT/SIGTERM) during this run")
         raise
     if "error" in outcome:
         raise outcome["error"]
     return RunOutcome(run_id, outcome["result"].success, time.perf_counter() - started)
-
-
-def _fail_unfinished(instance: dg.DagsterInstance, run_id: str, message: str) -> None:
-    """Mark run ``run_id`` failed if it has not finished, and free the pool slots it holds."""
-    run = instance.get_run_by_id(run_id)
-    if run is not None and not run.is_finished:
-        instance.report_run_failed(run, message=message)
-    if instance.event_log_storage.supports_global_concurrency_limits:
-        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
 class LocalRuns:
@@ -240,13 +230,13 @@ class DaskRuns:
             task = str(future.key)
             failed = cluster.fail_earlier_attempts(self.instance, task)
             self.log(f"Dask task {task}: its workers died while running it, {exc}; run(s) {', '.join(failed) or 'none'} marked failed")
-            return RunOutcome(failed[0] if failed else None, False, 0.0, "", str(exc))
+            return RunOutcome(failed[0] if failed else None, False, 0.0)
         except cluster.WorkerNotReady as exc:
             self.log(str(exc))
-            return RunOutcome(None, False, 0.0, "", str(exc))
+            return RunOutcome(None, False, 0.0)
         if not done.success:
             self.log(f"run {done.run_id} on {done.worker} failed; its last lines:\n{done.output_tail}")
-        return RunOutcome(done.run_id, done.success, done.seconds, done.worker, done.output_tail)
+        return RunOutcome(done.run_id, done.success, done.seconds)
 
     def run(self, job: str, partition_key: str | None = None) -> RunOutcome:
         resources = cluster.gpu_resources(self.client) if job == release_job.name else None
@@ -273,20 +263,18 @@ def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
     (killed by the OS), so their partitions count as failed, not in progress, and free the pool
     slots they held. Returns their ids."""
     host, dead = socket.gethostname(), []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED, tags=LAUNCHED_BY)):
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=cluster.UNFINISHED, tags=LAUNCHED_BY)):
         if run.tags.get(HOST_TAG) != host or not run.tags.get(PID_TAG, "").isdigit():
             continue
         if _alive(int(run.tags[PID_TAG]), run.tags.get(STARTED_TAG)):
             continue
         partition = run.tags.get("dagster/partition")
-        instance.report_run_failed(
+        cluster.fail_run(
+            instance,
             run,
-            message=f"the process of this run (pid {run.tags[PID_TAG]} on {host}) is gone: killed "
+            f"the process of this run (pid {run.tags[PID_TAG]} on {host}) is gone: killed "
             "by the operating system or a reboot; marked failed by the build",
         )
-        if instance.event_log_storage.supports_global_concurrency_limits:
-            # the pool slots it held (class_images' "io") die with it, or the rerun's steps wait for them forever
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         log(f"run {run.run_id}{' (class ' + partition + ')' if partition else ''}: its process is gone; marked failed")
         dead.append(run.run_id)
     return dead

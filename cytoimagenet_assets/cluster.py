@@ -165,6 +165,15 @@ def _die_with_worker() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
+def fail_run(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> None:
+    """Mark ``run`` failed (if it has not finished) and free the pool slots it holds: a run whose
+    process died holds them forever otherwise, and the next run of its pool waits on it."""
+    if not run.is_finished:
+        instance.report_run_failed(run, message=message)
+    if instance.event_log_storage.supports_global_concurrency_limits:
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+
+
 def fail_earlier_attempts(instance: dg.DagsterInstance, task: str, keep: str | None = None) -> list[str]:
     """Dask runs a task again only when the worker running it died: the unfinished runs an earlier
     attempt of ``task`` left (all but ``keep``) are marked failed, freeing their pool slots."""
@@ -172,9 +181,7 @@ def fail_earlier_attempts(instance: dg.DagsterInstance, task: str, keep: str | N
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED, tags={TASK_TAG: task})):
         if run.run_id == keep and run.status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING):
             continue
-        instance.report_run_failed(run, message=f"the Dask worker running this run died (task {task}); marked failed by its next attempt")
-        if instance.event_log_storage.supports_global_concurrency_limits:
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        fail_run(instance, run, f"the Dask worker running this run died (task {task}); marked failed by its next attempt")
         failed.append(run.run_id)
     return failed
 
@@ -214,11 +221,7 @@ def execute_on_worker(module_args: list[str], env: dict[str, str], task: str, ru
             run_id = runs[0].run_id if runs else None
         run = instance.get_run_by_id(run_id) if run_id else None
         if process.returncode < 0 and run is not None and not run.is_finished:  # killed: the run cannot say so itself
-            instance.report_run_failed(
-                run, message=f"the run's process on {socket.gethostname()} was killed by signal {-process.returncode}"
-            )
-            if instance.event_log_storage.supports_global_concurrency_limits:
-                instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            fail_run(instance, run, f"the run's process on {socket.gethostname()} was killed by signal {-process.returncode}")
     tail = "\n".join(console.strip().splitlines()[-15:])
     return TaskResult(run_id, process.returncode == 0, socket.gethostname(), time.perf_counter() - started, tail)
 
