@@ -14,8 +14,10 @@ import pytest
 import tifffile
 from PIL import Image
 
+from cytoimagenet_assets.catalog.settings import AssignConfig
 from cytoimagenet_assets.images.classes import (
     NOT_A_NUMBER,
+    RELEASE_COLUMNS,
     ClassBuildError,
     ImageTask,
     build_class,
@@ -24,11 +26,12 @@ from cytoimagenet_assets.images.classes import (
     top_up_crops_per_image,
     trim_to_target,
 )
-from cytoimagenet_assets.images.dataset import class_folder_problems, dataset_problems, upsampling_figures
+from cytoimagenet_assets.images.dataset import class_folder_problems, dataset_problems, publish_dataset, upsampling_figures
 from cytoimagenet_assets.images.process import (
     MIN_CROP,
     SCALES,
     crop_problem,
+    crop_scales,
     merge,
     normalize,
     percentiles,
@@ -37,6 +40,7 @@ from cytoimagenet_assets.images.process import (
     to_uint8,
 )
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
+from cytoimagenet_assets.storage import DataHome, write_csv, write_parquet
 
 EXAMPLES = "cellprofiler_examples"
 
@@ -168,6 +172,19 @@ def test_crops_stay_in_their_windows_and_above_70_px():
                 quadrants.add((qy, qx))
             assert len(quadrants) == len(crops)  # one crop per window
     assert plan_crops((120, 120), 4, rng) == []  # no 70 px crop fits a 60 px window
+
+
+def test_crop_scales_are_spread_as_the_originals_get_slicers():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        assert sorted(crop_scales(list(SCALES), 4, rng)) == sorted(SCALES)  # as many scales as crops: each once
+        two = crop_scales([1 / 2, 1 / 4], 4, rng)  # fewer: every usable scale, then random repeats
+        assert len(two) == 4 and {1 / 2, 1 / 4} == set(two)
+        drawn = crop_scales(list(SCALES), 2, rng)  # more: a random draw (with repeats, as np.random.choice)
+        assert len(drawn) == 2 and set(drawn) <= set(SCALES)
+    # On a 1,200 px image all four scales are usable: every image cut into four crops gets all four.
+    for seed in range(300):
+        assert sorted(c.scaling for c in plan_crops((1200, 1200), 4, np.random.default_rng(seed))) == sorted(SCALES)
 
 
 def test_quality_filters():
@@ -333,6 +350,27 @@ def test_an_image_none_of_whose_crops_pass_is_kept_whole(tmp_path):
     assert [w["crop"] for w in written] == [False] and len(dropped) == 4
     written, _ = process_image(_task(tmp_path, image, crops=4, replace=False))
     assert [w["crop"] for w in written] == [False]
+
+
+def test_a_dim_sparse_field_is_still_cropped_and_its_bright_crops_kept(tmp_path):
+    rng = np.random.default_rng(4)
+    image = np.zeros((320, 320), np.uint16)  # a sparse field: 75th percentile 0 as a whole
+    image[20:140, 20:140] = rng.integers(500, 4000, (120, 120))  # cells in one quadrant
+    assert quality_problem(to_uint8(normalize(image))) == "dim"
+    written, dropped = process_image(_task(tmp_path, image, crops=4))
+    assert written and all(w["crop"] for w in written)  # the original crops before its dim test
+    assert "dim" not in {d["reason"] for d in dropped}
+    nothing = np.zeros((320, 320), np.uint16)
+    nothing[5:17, 5:17] = rng.integers(1000, 3000, (12, 12))  # dim everywhere: no crop passes, and kept whole it is dim
+    written, dropped = process_image(_task(tmp_path, nothing, crops=3))
+    assert written == [] and [d["reason"] for d in dropped if d["crop"] == 0] == ["dim"]
+    small = np.zeros((100, 100), np.uint16)  # too small to crop: the dim test applies to it whole
+    small[:10, :10] = rng.integers(100, 900, (10, 10))
+    written, dropped = process_image(_task(tmp_path, small, crops=2))
+    assert written == [] and [d["reason"] for d in dropped] == ["dim"]
+    binary = np.where(rng.random((320, 320)) < 0.5, 0, 1000).astype(np.uint16)  # uniform and binary: dropped before cropping
+    written, dropped = process_image(_task(tmp_path, binary, crops=1))
+    assert written == [] and [(d["crop"], d["reason"]) for d in dropped] == [(None, "binary")]
 
 
 def test_pixels_that_are_not_numbers_have_their_own_drop_reason(tmp_path):
@@ -543,3 +581,31 @@ def test_deltavision_files_give_one_channel_per_wavelength_projected_over_z(tmp_
     (tmp_path / "broken.dv").write_bytes(b"\0" * 2000)
     with pytest.raises(ImageReadError, match="broken.dv"):
         read_channels(tmp_path / "broken.dv")
+
+
+def _built_classes(home: DataHome, sizes: dict[str, int], settings: AssignConfig) -> None:
+    """A class table and built class folders of these sizes (metadata only: publishing reads no PNG)."""
+    write_parquet(pd.DataFrame({"class_key": list(sizes)}), home.classes_table())
+    write_parquet(pd.DataFrame({"idx": ["x"], "class_key": ["a"]}), home.labels_table(), metadata={"settings": settings.record()})
+    for key, n in sizes.items():
+        rows = pd.DataFrame({c: "v" for c in RELEASE_COLUMNS}, index=range(n))
+        rows = rows.assign(path=key, idx=[f"{key}-{i}" for i in range(n)], filename=[f"{key}-{i}.png" for i in range(n)])
+        write_csv(rows.assign(crop=False, scaling=1.0), home.class_metadata(key))
+
+
+def test_classes_below_the_release_floor_are_built_but_left_out_of_the_dataset(tmp_path, monkeypatch):
+    monkeypatch.delenv("CYTOIMAGENET_DB_URL", raising=False)
+    home = DataHome(tmp_path)
+    settings = AssignConfig(threshold=4, target=10, cap=20)
+    assert settings.floor == 5  # unset: half the target, the original's 500 of 1,000
+    _built_classes(home, {"a": 10, "b": 4, "c": 5, "d": 3}, settings)
+    dataset = publish_dataset(home, "test")
+    assert sorted(dataset.metadata["path"].unique()) == ["a", "c"]
+    assert sorted(pd.read_csv(home.dataset_metadata())["path"].unique()) == ["a", "c"]  # what shards and training read
+    assert dataset.left_out.to_dict() == {"b": 4, "d": 3} and dataset.problems == []
+    assert "## Classes below the release floor (5 images)" in dataset.card and "| b | 4 |" in dataset.card
+    assert dataset.report(home)["release_floor"] == 5
+    _built_classes(home, {"a": 10, "b": 4}, AssignConfig(threshold=4, target=10, cap=20, release_floor=0))
+    assert sorted(publish_dataset(home, "test").metadata["path"].unique()) == ["a", "b"]  # floor 0: every built class
+    with pytest.raises(ValueError, match="release_floor <= target"):
+        AssignConfig(threshold=4, target=10, cap=20, release_floor=11)

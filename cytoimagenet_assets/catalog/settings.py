@@ -8,6 +8,7 @@ launchpad, the CLI) with the field named, and ``dataclasses.fields`` / ``replace
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Literal, get_args
 
@@ -26,9 +27,11 @@ STRICT = ConfigDict(extra="forbid")
 @dataclass(frozen=True, config=STRICT)
 class AssignConfig:
     """Weak-label assignment (methods: "Weak Label Assignment"): the original's 287 / 1,000 / 10,000,
-    and how the image step upsamples classes (``original``: crops replace the images, as the
-    original; ``top_up``: images kept, crops only for classes under the target). Every field but
-    ``categories`` is part of each class's fingerprint or membership."""
+    how the image step upsamples classes (``original``: crops replace the images, as the original;
+    ``top_up``: images kept, crops only for classes under the target), and the release floor: a
+    built class with fewer images is left out of the dataset (the original's 500 of its 1,000 target,
+    applied after upsampling; unset, half the target, so it scales with it). Every field but
+    ``categories`` and ``release_floor`` is part of each class's fingerprint or membership."""
 
     threshold: int = 287
     target: int = 1000
@@ -36,15 +39,32 @@ class AssignConfig:
     seed: int = 0
     categories: tuple[str, ...] = LABEL_CATEGORIES
     upsampling: Upsampling = "original"
+    release_floor: int | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> "AssignConfig":
         if not 1 <= self.threshold <= self.target <= self.cap:
             raise ValueError(f"need 1 <= threshold <= target <= cap, got {self.threshold}, {self.target}, {self.cap}")
+        if self.release_floor is not None and not 0 <= self.release_floor <= self.target:
+            raise ValueError(f"need 0 <= release_floor <= target, got {self.release_floor} and {self.target}")
         unknown = set(self.categories) - set(LABEL_CATEGORIES)
         if unknown:
             raise ValueError(f"unknown label categories {sorted(unknown)}; known: {', '.join(LABEL_CATEGORIES)}")
         return self
+
+    @property
+    def floor(self) -> int:
+        """The fewest images a built class needs to be released."""
+        return math.ceil(self.target / 2) if self.release_floor is None else self.release_floor
+
+    def record(self) -> dict:
+        """The settings as JSON-ready values (stored with the class table, shown in the UI)."""
+        return {**asdict(self), "categories": list(self.categories)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "AssignConfig":
+        """The settings a class table was written with (its ``record``); a field it predates takes its default."""
+        return cls(**{**record, "categories": tuple(record["categories"])})
 
 
 @dataclass(frozen=True, config=STRICT)

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
 from cytoimagenet_assets.download import ArchiveError, DownloadError
 from cytoimagenet_assets.download.plan import Fetching, FetchReport, fetch_missing
 from cytoimagenet_assets.images.classes import ClassBuildError, ClassResult, build_class, drop_summary, thumbnail_grid
@@ -39,7 +39,7 @@ class ClassRows:
     label: str
     category: str
     fingerprint: str
-    settings: dict  # the class table's label settings: threshold, target, seed, upsampling, ...
+    settings: AssignConfig  # the settings the class table was written with
     rows: pd.DataFrame  # the class's rows of merged_metadata (IMAGE_COLUMNS)
     raw_dirs: dict[str, Path]
 
@@ -47,8 +47,8 @@ class ClassRows:
 def class_rows(home: DataHome, key: str) -> ClassRows:
     """The inputs of class ``key``. Tables written before a setting or column existed are a
     ClassBuildError (rebuild them; retrying cannot help)."""
-    settings = read_parquet_metadata(home.labels_table())["settings"]
-    if "upsampling" not in settings:
+    record = read_parquet_metadata(home.labels_table())["settings"]
+    if "upsampling" not in record:
         raise ClassBuildError("cytoimagenet_labels predates the upsampling setting; materialize it again")
     classes = read_parquet(home.classes_table()).set_index("class_key")
     if key not in classes.index:
@@ -67,7 +67,7 @@ def class_rows(home: DataHome, key: str) -> ClassRows:
         str(info["label"]),
         str(info["category"]),
         str(info["fingerprint"]),
-        settings,
+        AssignConfig.from_record(record),
         rows,
         {d: home.raw_dir(d) for d in rows["dir_name"].unique()},
     )
@@ -114,23 +114,25 @@ def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, 
         inputs.rows,
         inputs.raw_dirs,
         folder,
-        target=settings["target"],
-        threshold=settings["threshold"],
-        seed=settings["seed"],
-        upsampling=settings["upsampling"],
+        target=settings.target,
+        threshold=settings.threshold,
+        seed=settings.seed,
+        upsampling=settings.upsampling,
         workers=workers,
     )
     meta, drops = result.metadata, result.drops
     images = [folder / f for f in meta["filename"]]
-    problems = class_folder_problems(folder, pd.read_csv(home.class_metadata(key)), settings["threshold"], settings["target"])
+    problems = class_folder_problems(folder, pd.read_csv(home.class_metadata(key)), settings.threshold, settings.target)
     report = {
         "label": inputs.label,
         "category": inputs.category,
         "images": len(meta),
         "originals": int((~meta["crop"]).sum()),
         "crops": int(meta["crop"].sum()),
-        "upsampling": settings["upsampling"],
+        "upsampling": settings.upsampling,
         "trimmed_to_target": result.trimmed,
+        "below_release_floor": len(meta) < settings.floor,  # built, but left out of the dataset
+        "release_floor": settings.floor,
         "source_rows": result.images_in,
         "dropped": len(drops),
         "dropped_by_reason": drop_summary(drops),
@@ -147,4 +149,6 @@ def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, 
         "samples_grid": write_bytes(home.report_dir("class_samples") / f"{key}.png", thumbnail_grid(images)),
     }
     summary = f"{key}: {len(meta)} images from {result.images_in} rows in {result.seconds:.1f} s; dropped {len(drops)}"
+    if len(meta) < settings.floor:
+        summary += f"; below the release floor of {settings.floor} images: left out of the dataset"
     return ClassImages(result, problems, report, summary)

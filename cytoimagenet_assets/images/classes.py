@@ -71,6 +71,7 @@ READ_ATTEMPTS = 3
 # for ~13% more bytes (measured on 12-bit fluorescence; see benchmarks/bench_images.py).
 PNG_COMPRESS_LEVEL = 3
 NOT_A_NUMBER = "not a number in pixels"
+NOTHING_TO_CROP = ("uniform", "binary")  # dropped before cropping, as the original; "dim" only once kept whole
 
 
 class ClassBuildError(RuntimeError):
@@ -167,9 +168,11 @@ def source_image(paths: list[Path], region: str | None = None) -> np.ndarray:
 def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
     """One source image (or its region) → its staged PNGs (the merged image and/or its crops); returns (written, dropped).
 
-    The whole image is checked first. Each crop is checked on the 8-bit merged image, then
-    renormalized and checked like a whole image. Under "original" upsampling an image that fails
-    gives nothing, and the crops that pass replace it; under "top_up" they are added to it.
+    As the original's ``supplement_label``: a uniform or binary image gives nothing; any other image
+    is cropped. Each crop is checked on the 8-bit merged image, then renormalized and checked like a
+    whole image. Under "original" upsampling the crops that pass replace the image, which is kept
+    whole only when none does; under "top_up" they are added to it. The dim test (75th percentile 0)
+    applies to what is kept: a sparse field is dim as a whole and still gives its bright crops.
     """
     written, dropped = [], []
     try:
@@ -201,7 +204,7 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
     h, w = merged.shape
     whole = to_uint8(merged)
     whole_problem = quality_problem(whole)
-    if whole_problem and task.replace_with_crops:
+    if whole_problem in NOTHING_TO_CROP:
         return _drop(task, "quality", whole_problem)
     rng = np.random.default_rng(list(task.seed))
     crops = []
@@ -214,11 +217,13 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
             dropped.append({"idx": task.idx, "crop": n, "stage": "quality", "reason": problem})
         else:
             crops.append((n, crop, image))
-    if whole_problem:
+    if task.replace_with_crops and crops:
+        outputs = crops
+    elif whole_problem:
         dropped.append({"idx": task.idx, "crop": 0, "stage": "quality", "reason": whole_problem})
         outputs = crops
     else:
-        outputs = crops if task.replace_with_crops and crops else [(0, None, whole), *crops]
+        outputs = [(0, None, whole), *crops]
     for n, crop, image in outputs:
         save_png(image, Path(task.stage) / f"{task.ordinal:08d}-{n}.png")
         written.append(

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table, table
 from cytoimagenet_assets.plots import plt, png_bytes
-from cytoimagenet_assets.storage import DataHome, read_parquet, write_csv, write_sql_table, write_text
+from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_csv, write_sql_table, write_text
 
 
 def assemble_dataset(home: DataHome, class_keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -28,7 +28,13 @@ def assemble_dataset(home: DataHome, class_keys: list[str]) -> tuple[pd.DataFram
     return metadata[RELEASE_COLUMNS], missing
 
 
-def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str]) -> str:
+def below_floor(metadata: pd.DataFrame, floor: int) -> pd.Series:
+    """Images per built class with fewer than ``floor`` images (the release floor), largest first."""
+    sizes = metadata.groupby("path").size()
+    return sizes[sizes < floor].sort_values(ascending=False, kind="stable").rename("images").rename_axis("class_key")
+
+
+def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str], left_out: pd.Series, floor: int) -> str:
     """README.md of the dataset: totals and the methods file's tables (labels per category, per database)."""
     classes = metadata.drop_duplicates("path")
     per_category = (
@@ -64,6 +70,16 @@ def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str]) -> st
         markdown_table(sources, max_rows=len(sources)),
         "",
     ]
+    if len(left_out):
+        lines += [
+            f"## Classes below the release floor ({floor} images)",
+            "",
+            f"{len(left_out)} built classes have fewer than {floor} images after upsampling and are not in this release "
+            "(the original's 500-image floor, scaled to the target):",
+            "",
+            markdown_table(left_out.reset_index(), max_rows=len(left_out)),
+            "",
+        ]
     if missing:
         lines += [f"**Not built yet:** {len(missing)} classes ({', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}).", ""]
     return "\n".join(lines)
@@ -105,8 +121,8 @@ def class_folder_problems(folder: Path, metadata: pd.DataFrame, threshold: int, 
 
 
 def dataset_problems(metadata: pd.DataFrame, built: list[str]) -> list[str]:
-    """What is wrong with the published table (empty when sound): every built class (``built``:
-    class keys with a folder) is listed, and no source image (idx) is in two classes."""
+    """What is wrong with the published table (empty when sound): every built class at or above the
+    release floor (``built``) is listed, and no source image (idx) is in two classes."""
     problems = []
     unlisted = sorted(set(built) - set(metadata["path"]))
     if unlisted:
@@ -133,9 +149,11 @@ class EmptyDataset(RuntimeError):
 
 @dataclass
 class PublishedDataset:
-    metadata: pd.DataFrame  # the release table over every built class
+    metadata: pd.DataFrame  # the release table over every built class at or above the release floor
     missing: list[str]  # classes of the class table not built yet
     built: list[str]
+    left_out: pd.Series  # images per built class below the release floor
+    floor: int
     card: str
     sql_rows: int
     problems: list[str]  # what the classes_listed_once check reports
@@ -148,6 +166,8 @@ class PublishedDataset:
             "dagster/row_count": len(metadata),
             "classes": int(metadata["path"].nunique()),
             "classes_missing": self.missing[:50],
+            "release_floor": self.floor,
+            "classes_below_floor": table(self.left_out.reset_index(), max_rows=50, empty="none"),
             "crops": int(metadata["crop"].sum()),
             "crop_share": self.upsampling["crop_share"],
             "scaling_histogram": self.upsampling["scaling_histogram"],
@@ -159,19 +179,28 @@ class PublishedDataset:
         }
 
     def check_report(self) -> dict:
-        return {"classes_built": len(self.built), **self.upsampling}
+        return {"classes_built": len(self.built), "classes_below_floor": len(self.left_out), **self.upsampling}
 
 
 def publish_dataset(home: DataHome, catalog: str) -> PublishedDataset:
-    """Write the dataset's metadata.csv over every built class, its card (README.md) and the SQL table
-    ``images``; fails when no class has been built."""
+    """Write the dataset's metadata.csv over every built class at or above the release floor, its
+    card (README.md) and the SQL table ``images``; fails when no class can be released."""
     classes = read_parquet(home.classes_table())["class_key"].tolist()
-    metadata, missing = assemble_dataset(home, classes)
+    floor = AssignConfig.from_record(read_parquet_metadata(home.labels_table())["settings"]).floor
+    built_metadata, missing = assemble_dataset(home, classes)
+    left_out = below_floor(built_metadata, floor)
+    metadata = built_metadata[~built_metadata["path"].isin(left_out.index)].reset_index(drop=True)
     if metadata.empty:
-        raise EmptyDataset(f"no class has been built yet: materialize class_images ({len(missing)} partitions)")
+        raise EmptyDataset(
+            f"no class can be released: {len(missing)} of {len(classes)} classes not built yet (materialize class_images), "
+            f"{len(left_out)} below the release floor of {floor} images"
+        )
     write_csv(metadata, home.dataset_metadata())
-    card = dataset_card(catalog, metadata, missing)
+    card = dataset_card(catalog, metadata, missing, left_out, floor)
     write_text(home.dataset_card(), card)
     rows = write_sql_table(metadata, "images", home.db_url)
     built = [k for k in classes if home.class_metadata(k).is_file()]
-    return PublishedDataset(metadata, missing, built, card, rows, dataset_problems(metadata, built), upsampling_figures(metadata))
+    releasable = [k for k in built if k not in left_out.index]
+    return PublishedDataset(
+        metadata, missing, built, left_out, floor, card, rows, dataset_problems(metadata, releasable), upsampling_figures(metadata)
+    )

@@ -93,23 +93,37 @@ class Crop:
     y_max: int
 
 
+def crop_scales(usable: list[float], count: int, rng: np.random.Generator) -> list[float]:
+    """The scales of ``count`` crops of one image, spread as the original's ``get_slicers``: every
+    usable scale once when there are as many as crops, every one plus random repeats when there are
+    fewer, a random draw (with repeats, as ``np.random.choice``) when there are more; shuffled."""
+    if len(usable) < count:
+        scales = [*usable, *rng.choice(usable, count - len(usable))]
+    elif len(usable) > count:
+        scales = list(rng.choice(usable, count))
+    else:
+        scales = list(usable)
+    return [float(s) for s in rng.permutation(scales)]
+
+
 def plan_crops(shape: tuple[int, int], count: int, rng: np.random.Generator) -> list[Crop]:
     """Up to ``count`` (≤ 4) square crops, one per quadrant window, in a random order of quadrants.
 
-    Per window the side is scale × the image's shorter side for a scale drawn from
-    {1/2, 1/4, 1/8, 1/16} among those giving at least 70 px; the crop sits anywhere inside its window.
-    An image too small for a 70 px crop gives none.
+    The side is scale × the image's shorter side, the scales from {1/2, 1/4, 1/8, 1/16} among those
+    giving at least 70 px, spread over the crops by :func:`crop_scales`; each crop sits anywhere
+    inside its window. An image too small for a 70 px crop gives none.
     """
     h, w = shape
-    side_of = [int(min(h, w) * s) for s in SCALES]
-    usable = [(s, side) for s, side in zip(SCALES, side_of) if side >= MIN_CROP and side <= h // 2 and side <= w // 2]
+    side_of = {s: int(min(h, w) * s) for s in SCALES}
+    usable = [s for s in SCALES if MIN_CROP <= side_of[s] <= min(h // 2, w // 2)]
     if not usable:
         return []
     windows = [(0, h // 2, 0, w // 2), (0, h // 2, w // 2, w), (h // 2, h, 0, w // 2), (h // 2, h, w // 2, w)]
+    count = min(count, MAX_CROPS)
     crops = []
-    for q in rng.permutation(4)[: min(count, MAX_CROPS)]:
+    for q, scaling in zip(rng.permutation(4)[:count], crop_scales(usable, count, rng)):
         y0, y1, x0, x1 = windows[q]
-        scaling, side = usable[rng.integers(len(usable))]
+        side = side_of[scaling]
         y = y0 + int(rng.integers(0, y1 - y0 - side + 1))
         x = x0 + int(rng.integers(0, x1 - x0 - side + 1))
         crops.append(Crop(scaling, x, x + side, y, y + side))

@@ -4,7 +4,7 @@ the SQL catalog), with the class table's figures."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -122,11 +122,6 @@ def candidates_report(counts: pd.DataFrame) -> dict:
     }
 
 
-def settings_record(settings: AssignConfig) -> dict:
-    """The settings as JSON-ready values (stored with the class table, shown in the UI)."""
-    return {**asdict(settings), "categories": list(settings.categories)}
-
-
 @dataclass
 class ClassTable:
     assigned: pd.DataFrame  # one row per image: idx, category, label, class_key
@@ -147,7 +142,7 @@ class ClassTable:
             "classes": len(summary),
             "images": len(self.assigned),
             "classes_needing_upsampling": int(summary["needs_upsampling"].sum()),
-            "settings": settings_record(self.settings),
+            "settings": self.settings.record(),
             "classes_per_category": table(classes_per_category(summary), max_rows=10),
             "classes_per_database": table(classes_per_database(summary), max_rows=20),
             "class_table": table(summary[["class_key", "category", "label", "images", "databases"]], max_rows=25),
@@ -166,7 +161,7 @@ def write_class_table(home: DataHome, merged: pd.DataFrame, left_out: pd.DataFra
     assigned = with_class_keys(assign_labels(merged, settings))
     summary = class_summary(assigned, merged, settings)
     previous = pd.read_parquet(home.labels_table(), columns=["idx", "class_key"]) if home.labels_table().exists() else None
-    write_parquet(assigned, home.labels_table(), metadata={"settings": settings_record(settings)})
+    write_parquet(assigned, home.labels_table(), metadata={"settings": settings.record()})
     write_parquet(summary, home.classes_table())
     write_sql_table(assigned, "cytoimagenet_labels", home.db_url)
     write_sql_table(summary, "cytoimagenet_classes", home.db_url)
@@ -190,10 +185,10 @@ def one_class_per_image_check(home: DataHome) -> tuple[bool, dict]:
 
 def class_sizes_check(home: DataHome) -> tuple[bool, dict]:
     """Every class holds between the threshold and the target the table was built with."""
-    settings = read_parquet_metadata(home.labels_table())["settings"]
+    settings = AssignConfig.from_record(read_parquet_metadata(home.labels_table())["settings"])
     sizes = read_parquet(home.labels_table()).groupby("class_key").size()
-    outside = sizes[(sizes < settings["threshold"]) | (sizes > settings["target"])]
-    return outside.empty, {"outside_bounds": outside.head(20).to_dict(), "threshold": settings["threshold"], "target": settings["target"]}
+    outside = sizes[(sizes < settings.threshold) | (sizes > settings.target)]
+    return outside.empty, {"outside_bounds": outside.head(20).to_dict(), "threshold": settings.threshold, "target": settings.target}
 
 
 def images_in_merged_check(home: DataHome) -> tuple[bool, dict]:

@@ -34,7 +34,10 @@ def scaled_labels(labels: dict, scale: float) -> dict:
     """The class-size settings times ``scale`` (at least 2 images per class, the order kept)."""
     threshold = max(2, round(labels["threshold"] * scale))
     target = max(threshold, round(labels["target"] * scale))
-    return {**labels, "threshold": threshold, "target": target, "cap": max(target, round(labels["cap"] * scale))}
+    scaled = {**labels, "threshold": threshold, "target": target, "cap": max(target, round(labels["cap"] * scale))}
+    if labels.get("release_floor") is not None:
+        scaled["release_floor"] = min(target, round(labels["release_floor"] * scale))
+    return scaled
 
 
 def write_rehearsal_catalog(
