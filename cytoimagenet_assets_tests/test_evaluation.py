@@ -115,7 +115,7 @@ def test_coos7_reader_and_protocol(tmp_path):
         labels[split] = y
     scores = protocols.coos7(features, labels)
     assert set(scores) == {"test1", "test2", "test3", "test4"} and all(s.accuracy > 0.9 for s in scores.values())
-    with pytest.raises(KeyError, match="no dataset 'images'"):
+    with pytest.raises(protocols.BenchmarkFileError, match="no dataset 'images'"):
         protocols.read_coos7(tmp_path / "COOS7_v1.1_train.hdf5", data_key="images")
 
 
@@ -145,8 +145,11 @@ def test_the_four_methods_shapes_and_normalization():
     assert len(prepare(channels, "concat_normalized")) == 2 and len(prepare(channels, "merge_raw")) == 1
     normalized = prepare(channels, "concat_normalized")
     assert all(img.min() == 0.0 and img.max() == 1.0 for img in normalized)
-    raw = prepare(channels, "concat_raw")
-    assert raw[0].max() == pytest.approx(channels[0].max() / 65535) and raw[1].max() == pytest.approx(channels[1].max() / 255)
+    raw = prepare(channels, "concat_raw")  # /255 whatever the bit depth, as the original's Keras model
+    assert raw[0].max() == pytest.approx(channels[0].max() / 255) and raw[0].max() > 10
+    assert raw[1].max() == pytest.approx(channels[1].max() / 255)
+    by_range = prepare(channels, "concat_raw", raw_scaling="dtype_range")
+    assert by_range[0].max() == pytest.approx(channels[0].max() / 65535) and by_range[1].max() == pytest.approx(channels[1].max() / 255)
     assert np.allclose(prepare(channels, "merge_normalized")[0], (normalized[0] + normalized[1]) / 2)
     extractor = FeatureExtractor(random_backbone(0), torch.device("cpu"), batch_size=4)
     samples = [channels, channels, channels]
@@ -230,22 +233,35 @@ def test_fusion_standardizes_each_backbone_before_concatenating():
 
 
 def test_tvn_makes_the_controls_identity_covariance_per_batch():
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(2)  # every direction whitened (variance_share=1): the mechanics exactly
     mixing = rng.normal(size=(6, 6))
     batches = np.repeat(["w1", "w2"], 400)
     features = rng.normal(size=(800, 6)) @ mixing + np.where(batches == "w1", 0.0, 5.0)[:, None]  # a batch shift
     features[batches == "w2"] *= 1.5  # and a batch scale
     controls = np.arange(800) % 2 == 0
-    out, info = profiles.tvn(features, controls, batches)
+    out, info = profiles.tvn(features, controls, batches, variance_share=1.0)
     assert info.components == 6 and info.batches_whitened == ["w1", "w2"]
     for batch in ("w1", "w2"):
         own = out[controls & (batches == batch)]
         assert np.allclose(np.cov(own, rowvar=False), np.eye(6), atol=1e-8) and np.allclose(own.mean(0), 0, atol=1e-8)
-    pooled, info = profiles.tvn(features, controls)  # one whitening for all: the pooled controls are white
+    pooled, info = profiles.tvn(features, controls, variance_share=1.0)  # one whitening for all: the pooled controls are white
     assert np.allclose(np.cov(pooled[controls], rowvar=False), np.eye(6), atol=1e-8) and info.batches_whitened == []
     few = np.isin(np.arange(800), [0, 2, 4, 400, 402])  # 3 and 2 controls per batch: centred, not whitened
-    _, info = profiles.tvn(features, few, batches)
+    _, info = profiles.tvn(features, few, batches, variance_share=1.0)
     assert info.components == 4 and info.batches_centred == ["w1", "w2"]
+
+
+def test_tvn_whitens_the_components_explaining_99_percent_of_the_control_variance_not_the_noise():
+    rng = np.random.default_rng(3)
+    signal = rng.normal(size=(400, 3)) * [10.0, 5.0, 2.0]
+    features = np.hstack([signal, rng.normal(size=(400, 3)) * 1e-2])  # three directions of pure noise
+    probe = np.vstack([features[:1], features[:1] + [0, 0, 0, 0.1, 0, 0]])  # a shift far below the signal's scale
+    controls = np.r_[np.ones(400, bool), False, False]
+    out, info = profiles.tvn(np.vstack([features, probe]), controls)
+    assert info.components == 3 and info.variance_explained > 0.99 and "3 dimensions kept, 100.0% of their variance" in info.describe()
+    assert np.linalg.norm(out[-1] - out[-2]) < 0.01  # the noise is not whitened: the probe barely moves
+    every, info = profiles.tvn(np.vstack([features, probe]), controls, variance_share=1.0)
+    assert info.components == 6 and np.linalg.norm(every[-1] - every[-2]) > 5  # whitened noise: 0.1 becomes ~10 SDs
 
 
 def test_tvn_variant_needs_controls_and_median_aggregation():
@@ -412,3 +428,35 @@ def test_a_truncated_benchmark_table_names_itself_in_the_cli(real, tmp_path):
     )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.startswith(f"error: cannot read {tmp_path / 'image.csv.gz'}") and "EOFError" in run.stderr
+
+
+def test_a_damaged_benchmark_hdf5_names_itself_in_the_cli(tmp_path, capsys):
+    """A truncated download, an HTML page saved as .hdf5 or a wrong dataset key is one line naming the
+    file and what is wrong (exit 2), not an h5py traceback."""
+    from cytoimagenet_assets.evaluation.__main__ import main
+
+    folder = tmp_path / "coos7"
+    folder.mkdir()
+    for split in protocols.COOS7_SPLITS:
+        with h5py.File(folder / f"COOS7_v1.1_{split}.hdf5", "w") as f:
+            f["data"], f["labels"] = np.zeros((4, 2, 8, 8), np.uint16), [0, 1, 2, 3]
+    args = ["run", "--benchmark", f"coos7={folder}", "--backbones", "random", "--no-umap", "--quiet", "--out", str(tmp_path / "report")]
+    test1 = folder / "COOS7_v1.1_test1.hdf5"
+    test1.write_bytes(test1.read_bytes()[:1000])
+    run = subprocess.run([sys.executable, "-m", "cytoimagenet_assets.evaluation", *args], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(f"error: cannot read {test1}: it is truncated or damaged (1000 bytes; h5py:")
+    test1.write_text("<!DOCTYPE html><html><body>Please sign in</body></html>")
+    assert main(args) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            f"error: cannot read {test1}: it is an HTML page, not HDF5 (an error or login page saved in its place?); download it again"
+        )
+    )
+    with h5py.File(test1, "w") as f:
+        f["images"], f["labels"] = np.zeros((4, 2, 8, 8), np.uint16), [0, 1, 2, 3]
+    assert main(args) == 2
+    assert f"error: {test1}: no dataset 'data' (nor chunks data1, data2, …); it has ['images', 'labels']" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()

@@ -8,7 +8,9 @@
 
 A benchmark folder is laid out as the real distribution: BBBC021's ``BBBC021_v1_image.csv``,
 ``BBBC021_v1_moa.csv`` and ``Week*/`` image folders; COOS-7's ``COOS7_v1.1_{train,test1..4}.hdf5``;
-CyCLoPs' ``datasets/Chong_{train,valid,test}_set.hdf5`` (DeepLoc's zip, extracted).
+CyCLoPs' ``datasets/Chong_{train,valid,test}_set.hdf5`` (DeepLoc's zip, extracted). A damaged
+benchmark file (truncated, an HTML page saved in its place, a missing dataset or column) or a missing
+image is one line on stderr naming the file, and exit status 2.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import sys
 from pathlib import Path
 
 from cytoimagenet_assets.evaluation.benchmarks import KINDS
-from cytoimagenet_assets.evaluation.features import METHODS
 from cytoimagenet_assets.evaluation.protocols import BenchmarkFileError, bbbc021_images, bbbc021_treatments, nscb_eligible
-from cytoimagenet_assets.evaluation.settings import BACKBONES, EvaluationSettings
+from cytoimagenet_assets.evaluation.settings import BACKBONES, METHODS, RAW_SCALINGS, EvaluationSettings
 
 
 def _benchmark(value: str) -> tuple[str, Path]:
@@ -58,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--no-tvn", action="store_true", help="do not report the TVN variant of BBBC021")
     run.add_argument("--tvn-components", type=int, help="keep at most this many whitened dimensions in TVN")
+    run.add_argument(
+        "--tvn-variance",
+        type=float,
+        default=defaults.tvn_variance,
+        help="TVN whitens the components explaining this share of the controls' variance (1: all with variance)",
+    )
+    run.add_argument(
+        "--raw-scaling",
+        default=defaults.raw_scaling,
+        choices=RAW_SCALINGS,
+        help="*_raw methods: /255 whatever the bit depth (original: the paper's Keras model), or by the integer type's range",
+    )
     run.add_argument("--batch-size", type=int, default=defaults.batch_size)
     run.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     run.add_argument("--seed", type=int, default=defaults.seed)
@@ -85,12 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         tvn=not args.no_tvn,
         aggregations=tuple(args.aggregation),
         tvn_components=args.tvn_components,
+        tvn_variance=args.tvn_variance,
+        raw_scaling=args.raw_scaling,
         seed=args.seed,
         umap=not args.no_umap,
         device=args.device,
     )
     inputs = [BenchmarkInput(kind, folder) for kind, folder in args.benchmark]
-    evaluation = run_evaluation(inputs, args.model, settings, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    try:
+        evaluation = run_evaluation(inputs, args.model, settings, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    except (BenchmarkFileError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out = evaluation.write(args.out)
     print(evaluation.comparison.to_string(index=False))
     for name, why in {**evaluation.skipped, **evaluation.unavailable}.items():

@@ -2,9 +2,10 @@
 
 Methods, as in the original: features of each channel concatenated (1280 × channels) or the
 channels merged into one gray image (1280), each with or without 0.1/99.9-percentile normalization.
-"Without normalization" scales by the integer type's range (uint8 /255, uint16 /65535), i.e. the
-raw intensities. Gray images are replicated to 3 channels and given ImageNet's mean/std, exactly as
-in pretraining.
+"Without normalization" divides the raw intensities by 255 whatever the bit depth, as the original's
+Keras EfficientNet did inside the network (so 16-bit images reach values far above 1); the
+``dtype_range`` raw scaling divides by the integer type's range instead (uint16 /65535). Gray
+images are replicated to 3 channels and given ImageNet's mean/std, exactly as in pretraining.
 """
 
 from __future__ import annotations
@@ -97,24 +98,27 @@ class FeatureExtractor:
         return out
 
 
-def scale_raw(channel: np.ndarray) -> np.ndarray:
-    if channel.dtype.kind in "ui":
+def scale_raw(channel: np.ndarray, scaling: str = "original") -> np.ndarray:
+    """Raw intensities as the network's input: /255 (``original``), or by the integer type's range."""
+    if scaling == "dtype_range" and channel.dtype.kind in "ui":
         return channel.astype(np.float32) / np.float32(np.iinfo(channel.dtype).max)
-    return channel.astype(np.float32)
+    if scaling == "dtype_range" or channel.dtype.kind == "f":
+        return channel.astype(np.float32)
+    return channel.astype(np.float32) / np.float32(255)
 
 
-def prepare(channels: list[np.ndarray], method: str) -> list[np.ndarray]:
+def prepare(channels: list[np.ndarray], method: str, raw_scaling: str = "original") -> list[np.ndarray]:
     """The gray images a method feeds the network for one sample (one per channel, or one merged)."""
     kind, normalized = METHODS[method]
-    images = [normalize(c) if normalized else scale_raw(c) for c in channels]
+    images = [normalize(c) if normalized else scale_raw(c, raw_scaling) for c in channels]
     if kind == "merge":
         return [np.mean(images, axis=0, dtype=np.float32)]
     return images
 
 
-def extract(extractor: FeatureExtractor, samples: Iterable[list[np.ndarray]], method: str) -> np.ndarray:
+def extract(extractor: FeatureExtractor, samples: Iterable[list[np.ndarray]], method: str, raw_scaling: str = "original") -> np.ndarray:
     """Features of every sample (a list of channel images) by ``method``: (N, 1280 × channels) or (N, 1280)."""
-    prepared = [prepare(channels, method) for channels in samples]
+    prepared = [prepare(channels, method, raw_scaling) for channels in samples]
     per_sample = len(prepared[0]) if prepared else 0
     if any(len(p) != per_sample for p in prepared):
         raise ValueError("samples have different numbers of channels")
@@ -128,6 +132,7 @@ def extract_all(
     methods: Sequence[str],
     chunk: int = 64,
     progress: Callable[[int], None] | None = None,
+    raw_scaling: str = "original",
 ) -> dict[str, dict[str, np.ndarray]]:
     """Features of every sample by every method and backbone: ``{backbone: {method: (N, D)}}``.
 
@@ -140,7 +145,7 @@ def extract_all(
         batch = [samples[i] for i in range(start, min(start + chunk, len(samples)))]
         for method in methods:
             for name, extractor in extractors.items():
-                out[name][method].append(extract(extractor, batch, method))
+                out[name][method].append(extract(extractor, batch, method, raw_scaling))
         if progress is not None:
             progress(len(batch))
     return {

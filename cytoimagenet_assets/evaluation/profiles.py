@@ -5,7 +5,9 @@
   standardized on their own and then concatenated (``standardize_parts``), so the backbone with the
   larger activations does not dominate a fused profile.
 * ``tvn`` — typical variation normalization: PCA whitening fit on the control (DMSO) profiles, so
-  the controls' variation becomes identity-covariance; then, per batch, the batch's controls are
+  the controls' variation becomes identity-covariance, on the leading components that explain 99 %
+  of the controls' variance (whitening the last, near-zero ones would blow their noise up to the
+  same weight as the signal); then, per batch, the batch's controls are
   centred and — where the batch has enough controls to estimate a full-rank covariance — whitened
   again by ZCA (which keeps the shared coordinates, so batches stay comparable).
 * ``aggregate`` — one profile per group by the mean (the original) or the median.
@@ -45,31 +47,43 @@ def standardize_parts(parts: list[np.ndarray], fit_rows: np.ndarray | None = Non
     return np.hstack([standardize(p, fit_rows) for p in parts])
 
 
-def _pca_whitening(controls: np.ndarray, components: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, principal axes d × k, variances k) of the controls; directions with no variance dropped."""
+def _pca_whitening(
+    controls: np.ndarray, components: int | None = None, variance_share: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(mean, principal axes d × k, variances k, share of the variance they explain) of the
+    controls: the fewest leading directions explaining ``variance_share`` of it, at most
+    ``components``; directions with no variance dropped."""
     if len(controls) < 2:
         raise ValueError(f"TVN needs at least 2 control profiles to fit a whitening, got {len(controls)}")
+    if not 0 < variance_share <= 1:
+        raise ValueError(f"TVN: the share of variance to keep must be in (0, 1], got {variance_share}")
     mean = controls.mean(0)
     _, s, vt = np.linalg.svd(controls - mean, full_matrices=False)
     variance = s**2 / (len(controls) - 1)
     keep = variance > RELATIVE_TOLERANCE * max(variance.max(), np.finfo(float).tiny)
-    if components is not None:
-        keep &= np.arange(len(variance)) < components
     if not keep.any():
         raise ValueError("TVN: the control profiles have no variance to whiten")
-    return mean, vt[keep].T, variance[keep]
+    share = np.cumsum(variance) / variance.sum()
+    keep &= np.arange(len(variance)) <= np.searchsorted(share, variance_share - 1e-12)  # up to the one reaching the share
+    if components is not None:
+        keep &= np.arange(len(variance)) < components
+    return mean, vt[keep].T, variance[keep], float(variance[keep].sum() / variance.sum())
 
 
 @dataclass
 class TVNInfo:
     components: int  # dimensions kept by the global whitening
     controls: int
+    variance_explained: float  # share of the controls' variance those dimensions explain
     batches_whitened: list[str] = field(default_factory=list)  # whitened by their own controls (ZCA)
     batches_centred: list[str] = field(default_factory=list)  # too few controls for a covariance: centred only
     batches_without_controls: list[str] = field(default_factory=list)  # left as the global whitening leaves them
 
     def describe(self) -> str:
-        parts = [f"PCA whitening fit on {self.controls} control profiles ({self.components} dimensions kept)"]
+        parts = [
+            f"PCA whitening fit on {self.controls} control profiles ({self.components} dimensions kept, "
+            f"{self.variance_explained:.1%} of their variance)"
+        ]
         if self.batches_whitened:
             parts.append(f"re-whitened per batch in {len(self.batches_whitened)} batches")
         if self.batches_centred:
@@ -83,15 +97,21 @@ class TVNInfo:
 
 
 def tvn(
-    features: np.ndarray, controls: np.ndarray, batches: np.ndarray | None = None, components: int | None = None, per_batch: bool = True
+    features: np.ndarray,
+    controls: np.ndarray,
+    batches: np.ndarray | None = None,
+    components: int | None = None,
+    per_batch: bool = True,
+    variance_share: float = 0.99,
 ) -> tuple[np.ndarray, TVNInfo]:
     """Typical variation normalization of every row of ``features`` (N × d) by the rows marked in
-    ``controls``. Returns the transformed features (N × k) and what was done."""
+    ``controls``, on the components explaining ``variance_share`` of the controls' variance (1.0:
+    every one with variance). Returns the transformed features (N × k) and what was done."""
     x = np.asarray(features, np.float64)
     controls = np.asarray(controls, bool)
-    mean, axes, variance = _pca_whitening(x[controls], components)
+    mean, axes, variance, explained = _pca_whitening(x[controls], components, variance_share)
     out = (x - mean) @ axes / np.sqrt(variance)
-    info = TVNInfo(components=axes.shape[1], controls=int(controls.sum()))
+    info = TVNInfo(components=axes.shape[1], controls=int(controls.sum()), variance_explained=explained)
     if not per_batch or batches is None:
         return out, info
     batches = np.asarray(batches)
@@ -103,7 +123,7 @@ def tvn(
             continue
         centre = own.mean(0)
         if len(own) > out.shape[1]:
-            _, b_axes, b_var = _pca_whitening(own)
+            _, b_axes, b_var, _ = _pca_whitening(own)
             if b_axes.shape[1] == out.shape[1]:  # full rank: ZCA keeps the shared coordinates
                 out[rows] = (out[rows] - centre) @ (b_axes / np.sqrt(b_var)) @ b_axes.T
                 info.batches_whitened.append(str(batch))

@@ -20,8 +20,10 @@ unconfirmed are parameters (the catalog's ``parser_options`` for coos7 / cyclops
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -69,12 +71,14 @@ def _number_key(values: pd.Series, path: Path, column: str) -> pd.Series:
     bad = numbers.isna() & values.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{path}: data row {row + 1}: {column} {values.iloc[row]!r} is not a number")
+        raise BenchmarkFileError(f"{path}: data row {row + 1}: {column} {values.iloc[row]!r} is not a number")
     return numbers.map(lambda v: f"{v:.6g}")
 
 
 class BenchmarkFileError(ValueError):
-    """A benchmark metadata file that cannot be read; the message names the file and where it breaks."""
+    """A benchmark file that cannot be read or lacks what its benchmark needs (a truncated download,
+    an HTML page saved in its place, a missing column or dataset); the message names the file and
+    what is wrong, and the CLI prints it as one line (exit 2)."""
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -91,7 +95,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 def _require(table: pd.DataFrame, columns: list[str], path: Path) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(map(str, table.columns))}")
+        raise BenchmarkFileError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(map(str, table.columns))}")
 
 
 def bbbc021_images(image_csv: Path, moa_csv: Path, controls: bool = False) -> pd.DataFrame:
@@ -114,7 +118,9 @@ def bbbc021_images(image_csv: Path, moa_csv: Path, controls: bool = False) -> pd
     duplicated = moa.duplicated(["compound", "concentration_key"])
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0])
-        raise ValueError(f"{moa_csv}: data row {row + 1}: ({moa['compound'].iloc[row]}, {moa['concentration'].iloc[row]}) is listed twice")
+        raise BenchmarkFileError(
+            f"{moa_csv}: data row {row + 1}: ({moa['compound'].iloc[row]}, {moa['concentration'].iloc[row]}) is listed twice"
+        )
     joined = images.merge(
         moa[["compound", "concentration_key", "moa"]],
         left_on=["Image_Metadata_Compound", "concentration_key"],
@@ -203,6 +209,7 @@ class BBBC021Variant:
     tvn: bool = False  # typical variation normalization on the DMSO controls (a reported variant)
     aggregate: str = "mean"  # or "median"
     tvn_components: int | None = None  # keep at most this many whitened dimensions (None: all with variance)
+    tvn_variance: float = 0.99  # keep the components explaining this share of the controls' variance
     tvn_per_batch: bool = True
 
     @property
@@ -225,7 +232,7 @@ def bbbc021_profiles(
     if variant.tvn:
         if not control.any():
             raise ValueError("TVN needs the DMSO control fields (load the images with controls=True)")
-        x, info = prof.tvn(x, control, images["batch"].to_numpy(), variant.tvn_components, variant.tvn_per_batch)
+        x, info = prof.tvn(x, control, images["batch"].to_numpy(), variant.tvn_components, variant.tvn_per_batch, variant.tvn_variance)
     treated = images[~control].reset_index(drop=True)
     treatments = bbbc021_treatments(treated)
     codes = pd.MultiIndex.from_frame(treatments[["compound", "concentration"]]).get_indexer(
@@ -253,11 +260,33 @@ def bbbc021_scores(
         "nscb_treatments": int(eligible.sum()),
         "nscb_excluded_moas": sorted(set(treatments.loc[~eligible, "moa"])),
         "tvn": info.describe() if info else None,
+        "tvn_components": info.components if info else None,
     }
     return {"BBBC021 NSC": nsc_score, "BBBC021 NSCB": nscb_score}, details
 
 
 # -- HDF5 chunks (DeepLoc layout) -------------------------------------------------------------
+
+
+@contextmanager
+def _open_hdf5(path: Path) -> Iterator:
+    """A benchmark HDF5 file open for reading; a file h5py cannot open or read is a
+    :class:`BenchmarkFileError` saying whether it is an HTML page, not HDF5 at all, or damaged."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            yield f
+    except OSError as exc:
+        with open(path, "rb") as raw:
+            head = raw.read(256).lstrip().lower()
+        if head.startswith((b"<!doctype html", b"<html")):
+            problem = "it is an HTML page, not HDF5 (an error or login page saved in its place?)"
+        elif not h5py.is_hdf5(path):
+            problem = "it is not an HDF5 file (no HDF5 signature)"
+        else:
+            problem = f"it is truncated or damaged ({Path(path).stat().st_size} bytes; h5py: {exc})"
+        raise BenchmarkFileError(f"cannot read {path}: {problem}; download it again") from exc
 
 
 def chunk_keys(f, key: str, path: Path, option: str) -> list[str]:
@@ -272,13 +301,13 @@ def chunk_keys(f, key: str, path: Path, option: str) -> list[str]:
         keys.append(f"{prefix}{n}")
         n += 1
     if not keys:
-        raise KeyError(
+        raise BenchmarkFileError(
             f"{path}: no dataset {key!r} (nor chunks {prefix}{start}, {prefix}{start + 1}, …); "
             f"it has {sorted(f.keys())} (set {option} in the catalog's entry)"
         )
     stray = sorted(k for k in f.keys() if re.fullmatch(re.escape(prefix) + r"\d+", k) and k not in keys)
     if stray:
-        raise ValueError(
+        raise BenchmarkFileError(
             f"{path}: chunks {', '.join(keys)} are numbered consecutively but {', '.join(stray)} also exist: "
             "a chunk is missing, so the file is incomplete"
         )
@@ -290,20 +319,18 @@ def chunk_keys(f, key: str, path: Path, option: str) -> list[str]:
 
 def read_coos7(path: Path, data_key: str = "data", labels_key: str = "labels") -> tuple[np.ndarray, np.ndarray]:
     """(images N × channels × H × W, labels N) from one COOS-7 HDF5 split, every chunk."""
-    import h5py
-
     data, labels = [], []
-    with h5py.File(path, "r") as f:
+    with _open_hdf5(path) as f:
         data_keys, label_keys = chunk_keys(f, data_key, path, "data_key"), chunk_keys(f, labels_key, path, "labels_key")
         if len(data_keys) != len(label_keys):
-            raise ValueError(
+            raise BenchmarkFileError(
                 f"{path}: {len(data_keys)} data chunks ({', '.join(data_keys)}) but {len(label_keys)} label chunks "
                 f"({', '.join(label_keys)})"
             )
         for dk, lk in zip(data_keys, label_keys):
             chunk, chunk_labels = f[dk][()], np.asarray(f[lk][()]).astype(np.int64).ravel()
             if chunk.ndim != 4 or len(chunk) != len(chunk_labels):
-                raise ValueError(
+                raise BenchmarkFileError(
                     f"{path}: {dk} has shape {chunk.shape}, expected (N, channels, H, W) with N = {len(chunk_labels)} labels in {lk}"
                 )
             data.append(chunk)
@@ -335,26 +362,26 @@ def read_cyclops(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Pooled single cells (N × 2 × 64 × 64: GFP protein, RFP cytosol) of every chunk of every file,
     label indices and class names, with DEAD and GHOST dropped and SPINDLEPOLE merged into SPINDLE."""
-    import h5py
-
     images, names_all = [], []
     for path in paths:
-        with h5py.File(path, "r") as f:
+        with _open_hdf5(path) as f:
             data_keys, label_keys = chunk_keys(f, data_key, path, "data_key"), chunk_keys(f, labels_key, path, "labels_key")
             if len(data_keys) != len(label_keys):
-                raise ValueError(
+                raise BenchmarkFileError(
                     f"{path}: {len(data_keys)} data chunks ({', '.join(data_keys)}) but {len(label_keys)} label chunks "
                     f"({', '.join(label_keys)})"
                 )
             if names_key not in f:
-                raise KeyError(f"{path}: no dataset {names_key!r}; it has {sorted(f.keys())} (set names_key in the catalog's entry)")
+                raise BenchmarkFileError(
+                    f"{path}: no dataset {names_key!r}; it has {sorted(f.keys())} (set names_key in the catalog's entry)"
+                )
             for dk, lk in zip(data_keys, label_keys):
                 # A chunk's own class names when it has them (Index2_columns), else the first's.
                 own_names = f"{lk}_columns" if names_key == f"{labels_key}_columns" and f"{lk}_columns" in f else names_key
                 names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(f[own_names][()]).ravel()]
                 data, onehot = np.asarray(f[dk][()]), np.asarray(f[lk][()])
                 if data.ndim != 2 or data.shape[1] != channels * side * side or onehot.shape != (len(data), len(names)):
-                    raise ValueError(
+                    raise BenchmarkFileError(
                         f"{path}: {dk} {data.shape} / {lk} {onehot.shape} do not match {channels}x{side}x{side} "
                         f"cells of {len(names)} classes ({own_names})"
                     )

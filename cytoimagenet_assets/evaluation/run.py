@@ -168,7 +168,9 @@ def score_benchmark(
     features: dict[str, dict[str, dict[str, np.ndarray]]] = {b: {m: {} for m in settings.methods} for b in extractors}
     for split, samples in bench.samples.items():
         with _progress_bar(len(samples), f"{bench.name} {split}: features", progress) as bar:
-            by_backbone = extract_all(extractors, samples, settings.methods, chunk=settings.batch_size, progress=bar.update)
+            by_backbone = extract_all(
+                extractors, samples, settings.methods, chunk=settings.batch_size, progress=bar.update, raw_scaling=settings.raw_scaling
+            )
         for backbone, by_method in by_backbone.items():
             for method, array in by_method.items():
                 features[backbone][method][split] = array

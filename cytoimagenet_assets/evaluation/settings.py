@@ -4,7 +4,7 @@ that reading them (the Dagster layer, the CLI) does not import torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 BACKBONES = ("random", "imagenet", "cytoimagenet", "fusion")
 # How a multi-channel image becomes features: (how channels are combined, whether each is normalized first).
@@ -14,6 +14,10 @@ METHODS = {
     "merge_normalized": ("merge", True),
     "merge_raw": ("merge", False),
 }
+# How the *_raw methods scale intensities. "original": /255 whatever the bit depth, as the original's
+# Keras EfficientNet did inside the network (its raw columns: 16-bit images far brighter than 1.0);
+# "dtype_range": by the integer type's range (16-bit /65535), every input in [0, 1].
+RAW_SCALINGS = ("original", "dtype_range")
 
 
 @dataclass
@@ -25,6 +29,8 @@ class EvaluationSettings:
     tvn: bool = True  # report BBBC021 with TVN beside the raw figure
     aggregations: Sequence[str] = ("mean",)  # BBBC021 treatment aggregation(s): mean (the original), median
     tvn_components: int | None = None
+    tvn_variance: float = 0.99  # TVN whitens the components explaining this share of the controls' variance
+    raw_scaling: Literal["original", "dtype_range"] = "original"
     seed: int = 0
     umap: bool = True
     device: str | None = None  # default: cuda when present
@@ -35,7 +41,10 @@ class EvaluationSettings:
 
         out = [BBBC021Variant(aggregate=a) for a in self.aggregations]
         if self.tvn:
-            out += [BBBC021Variant(tvn=True, aggregate=a, tvn_components=self.tvn_components) for a in self.aggregations]
+            out += [
+                BBBC021Variant(tvn=True, aggregate=a, tvn_components=self.tvn_components, tvn_variance=self.tvn_variance)
+                for a in self.aggregations
+            ]
         return out or list(DEFAULT_VARIANTS)
 
     def check(self) -> None:
@@ -43,6 +52,7 @@ class EvaluationSettings:
             ("backbone", self.backbones, BACKBONES),
             ("method", self.methods, METHODS),
             ("aggregation", self.aggregations, ("mean", "median")),
+            ("raw scaling", [self.raw_scaling], RAW_SCALINGS),
         ):
             unknown = [g for g in given if g not in known]
             if unknown:
