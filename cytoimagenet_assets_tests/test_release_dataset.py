@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
-from cytoimagenet_assets.images.release import verify_release, write_release
+from cytoimagenet_assets.images.release import DamagedRelease, verify_release, write_release
 from cytoimagenet_assets.storage import DataHome
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -86,6 +86,19 @@ def test_shards_hold_every_image_once_with_its_label_and_are_deterministic(datas
     first = tmp_path / "release" / release.shards["shard"][0]
     first.write_bytes(first.read_bytes()[:-10] + b"0123456789")
     assert verify_release(tmp_path / "release") == [first.name]
+
+
+def test_a_malformed_sha256sums_line_is_named(dataset, tmp_path):
+    """SHA256SUMS is what training trusts: a line it cannot read is an error naming it, not a skipped check."""
+    root, metadata = dataset
+    write_release(metadata, root, tmp_path / "release", LICENSES, "test", shard_bytes=20_000)
+    sums = tmp_path / "release" / "SHA256SUMS"
+    first = sums.read_text().splitlines()[0]
+    sums.write_text(first.replace("  ", " *") + "\n")  # sha256sum --binary's form reads too
+    assert verify_release(tmp_path / "release") == []
+    sums.write_text(f"{first}\n{first.split()[0]}\n")
+    with pytest.raises(DamagedRelease, match=rf"SHA256SUMS line 2: '{first.split()[0]}' is not '<sha256>  <shard>'"):
+        verify_release(tmp_path / "release")
 
 
 def test_hugging_face_datasets_loads_the_shards_offline_and_the_card_has_the_hub_header(dataset, tmp_path, monkeypatch):

@@ -2,8 +2,11 @@
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +16,9 @@ from PIL import Image
 
 from cytoimagenet_assets.catalog.settings import TrainConfig
 from cytoimagenet_assets.demo.cells import Morphology, render_field
+from cytoimagenet_assets.images import release as release_module
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
-from cytoimagenet_assets.images.release import write_release
+from cytoimagenet_assets.images.release import DamagedRelease, write_release
 from cytoimagenet_assets.model.loop import (
     DeviceAugment,
     _set_rng_state,
@@ -156,6 +160,22 @@ def test_a_checkpoint_of_another_recipe_is_refused(shards, tmp_path):
         train(TrainConfig(**{**TINY.__dict__, "lr": 0.1}), shards, tmp_path / "run", log=lambda _: None)
 
 
+def test_a_checkpoint_trained_on_other_data_is_refused_naming_both_fingerprints(shards, release, tmp_path):
+    """Resuming on other data would mix two datasets into one model under the first one's name."""
+    train(TrainConfig(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
+    with pytest.raises(
+        ValueError, match=rf"trained on data with fingerprint {shards.fingerprint()}, .*release has fingerprint {release.fingerprint()}"
+    ):
+        train(TINY, release, tmp_path / "run", log=lambda _: None)
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=False)
+    del state["data_fingerprint"]  # as a checkpoint written before fingerprints were stored
+    torch.save(state, path)
+    logged = []
+    assert train(TINY, shards, tmp_path / "run", log=logged.append).resumed_from_epoch == 1
+    assert "predates data fingerprints in checkpoints: resuming without checking its data" in logged[0]
+
+
 def test_model_card_and_history_are_written(shards, tmp_path):
     result = train(TINY, shards, tmp_path / "run", log=lambda _: None)
     history = pd.read_csv(tmp_path / "run" / "history.csv")
@@ -238,3 +258,41 @@ def test_training_streams_the_webdataset_release(release, tmp_path):
 def test_two_process_ddp_with_gloo_streams_the_release(release, tmp_path):
     history = _two_process_run(release.folder, tmp_path / "ddp")
     assert len(history) == 1 and history["train_loss"].notna().all()
+
+
+def test_each_streamed_shard_is_hashed_once_and_a_damaged_or_missing_one_is_named(release, tmp_path, monkeypatch):
+    """A shard changed since SHA256SUMS was written stops streaming before its samples are used; an
+    intact one is hashed the first time the process opens it, not every epoch."""
+    hashed = []
+    sha256_file = release_module.sha256_file
+    monkeypatch.setattr(release_module, "sha256_file", lambda path: hashed.append(Path(path).name) or sha256_file(path))
+    intact = WebDatasetShards(shutil.copytree(release.folder, tmp_path / "intact"))
+    batches = intact.batches(np.arange(72), 8, torch.device("cpu"), 32)
+    for epoch in range(2):
+        assert sum(len(y) for _, y in batches(batches.plan(epoch, 0, False, 0, 1, 0))) == 72
+    assert sorted(hashed) == sorted(intact.index["shard"].unique())
+    damaged = WebDatasetShards(shutil.copytree(release.folder, tmp_path / "damaged"))
+    shard = damaged.folder / sorted(damaged.index["shard"].unique())[1]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit flipped, the size unchanged
+    shard.write_bytes(bytes(data))
+    batches = damaged.batches(np.arange(72), 8, torch.device("cpu"), 32)
+    with pytest.raises(DamagedRelease, match=rf"{re.escape(str(shard))}: SHA256 [0-9a-f]{{64}} does not match SHA256SUMS"):
+        list(batches(batches.plan(0, 0, False, 0, 1, 0)))
+    shard.unlink()
+    with pytest.raises(DamagedRelease, match=rf"shard\(s\) {shard.name} of index.parquet are missing"):
+        damaged.batches(np.arange(72), 8, torch.device("cpu"), 32)
+
+
+def test_a_streamed_sample_that_does_not_decode_names_its_shard_and_key(shards, tmp_path):
+    """A PNG broken before the release was written passes the checksums; decoding it names where it is."""
+    dataset = shutil.copytree(shards.folder.parent / "dataset", tmp_path / "dataset")
+    metadata = pd.read_csv(dataset / "metadata.csv")
+    broken = dataset / metadata["path"][5] / metadata["filename"][5]
+    broken.write_bytes(broken.read_bytes()[:100])  # truncated: the header reads, the pixels do not
+    write_release(metadata, dataset, tmp_path / "release", {}, "test", shard_bytes=12_000)
+    streamed = WebDatasetShards(tmp_path / "release")
+    shard = streamed.index.set_index("key").loc[broken.stem, "shard"]
+    batches = streamed.batches(np.arange(72), 8, torch.device("cpu"), 32)
+    with pytest.raises(DamagedRelease, match=rf"{shard}: sample {broken.stem}: its PNG does not decode \(OSError"):
+        list(batches(batches.plan(0, 0, False, 0, 1, 0)))

@@ -11,7 +11,8 @@ Layout of the release folder::
 
 A sample's key is its PNG's file name without the suffix (``<class_key>-<8 digits>``), unique across
 the dataset. Tar members carry a fixed time stamp, so the same dataset gives the same bytes. Written
-atomically (a staged folder, renamed when complete).
+atomically (a staged folder, renamed when complete). Whatever trains on a release checks each shard
+against SHA256SUMS the first time its process opens it (:func:`verify_shard`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -48,6 +50,11 @@ CITATION = """@article{hua2021cytoimagenet,
   journal = {arXiv preprint arXiv:2111.11646},
   year = {2021}
 }"""
+
+
+class DamagedRelease(ValueError):
+    """A release that does not hold what its SHA256SUMS and index say (a shard changed, missing or
+    unlisted, a sample that does not decode); the message names the shard (and the sample)."""
 
 
 @dataclass
@@ -122,27 +129,58 @@ def write_release(
     return Release(Path(out_dir), shards, len(index))
 
 
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _checksums(folder: Path, index: pd.DataFrame) -> pd.DataFrame:
     counts = index.groupby("shard").size()
-    records = []
-    for name in sorted(counts.index):
-        digest = hashlib.sha256()
-        with open(folder / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        records.append((name, int(counts[name]), (folder / name).stat().st_size, digest.hexdigest()))
+    records = [(name, int(counts[name]), (folder / name).stat().st_size, sha256_file(folder / name)) for name in sorted(counts.index)]
     return pd.DataFrame(records, columns=["shard", "samples", "bytes", "sha256"])
+
+
+def read_checksums(folder: Path) -> dict[str, str]:
+    """Shard name → SHA256 from the release's SHA256SUMS; a malformed line names itself."""
+    path = Path(folder) / "SHA256SUMS"
+    checksums = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)  # sha256sum's text and binary forms
+        if not match:
+            raise DamagedRelease(f"{path} line {number}: {line!r} is not '<sha256>  <shard>'")
+        checksums[match[2]] = match[1]
+    return checksums
 
 
 def verify_release(folder: Path) -> list[str]:
     """Shards whose bytes no longer match SHA256SUMS (empty when the release is intact)."""
-    bad = []
-    for line in (Path(folder) / "SHA256SUMS").read_text(encoding="utf-8").splitlines():
-        expected, name = line.split(maxsplit=1)
-        digest = hashlib.sha256((Path(folder) / name).read_bytes()).hexdigest() if (Path(folder) / name).is_file() else "missing"
-        if digest != expected:
-            bad.append(name)
-    return bad
+    return [
+        name
+        for name, expected in read_checksums(folder).items()
+        if not (Path(folder) / name).is_file() or sha256_file(Path(folder) / name) != expected
+    ]
+
+
+_verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) of the shards this process has hashed
+
+
+def verify_shard(path: Path, expected: str) -> None:
+    """Check a shard against its SHA256SUMS line the first time this process opens it (and again
+    if its size or time changed since), so a damaged or replaced shard is never trained on."""
+    stat = Path(path).stat()
+    seen = (str(path), stat.st_size, stat.st_mtime_ns)
+    if seen in _verified:
+        return
+    digest = sha256_file(path)
+    if digest != expected:
+        raise DamagedRelease(
+            f"{path}: SHA256 {digest} does not match SHA256SUMS ({expected}): the shard is damaged or was replaced; "
+            "restore it or write the release again (dataset_shards)"
+        )
+    _verified.add(seen)
 
 
 def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame, licenses: dict[str, tuple[str, str]], catalog: str) -> str:

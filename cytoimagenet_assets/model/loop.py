@@ -10,8 +10,9 @@ Input pipeline: batches are gathered from the memory-mapped uint8 array by a pre
 (pinned memory, asynchronous copies); rotation and normalization run batched on the device. On
 CUDA: bf16 autocast where supported (fp16 with loss scaling otherwise), channels_last, cudnn
 benchmark. Several processes (``torchrun``) train with DistributedDataParallel (NCCL on GPUs, gloo
-on CPUs). Every epoch is checkpointed (model, optimizer, scheduler, epoch, config, RNG states);
-a rerun resumes from the last checkpoint and, on the CPU, ends with the same weights as an
+on CPUs). Every epoch is checkpointed (model, optimizer, scheduler, epoch, config, the data's
+fingerprint, RNG states); a rerun resumes from the last checkpoint — refused when the checkpoint
+was trained on other data or with another recipe — and, on the CPU, ends with the same weights as an
 uninterrupted run (on CUDA, cudnn autotuning and TF32 make runs close but not bitwise equal).
 """
 
@@ -250,7 +251,7 @@ def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callabl
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    classes = shards.classes
+    classes, fingerprint = shards.classes, shards.fingerprint()
     labels, sources = shards.labels, shards.sources
     train_rows, val_rows = stratified_split(labels, sources, config.val_fraction, config.seed)
     leak = shared_sources(sources, train_rows, val_rows)
@@ -275,6 +276,13 @@ def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callabl
         saved = TrainConfig(**state["config"])
         if not config.resumable_with(saved):
             raise ValueError(f"{checkpoint_path} was made with another configuration ({saved}); use a new output folder")
+        if state.get("data_fingerprint") is None:
+            log(f"warning: {checkpoint_path} predates data fingerprints in checkpoints: resuming without checking its data")
+        elif state["data_fingerprint"] != fingerprint:
+            raise ValueError(
+                f"{checkpoint_path} was trained on data with fingerprint {state['data_fingerprint']}, {shards.folder} has "
+                f"fingerprint {fingerprint}; use a new output folder"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -324,11 +332,11 @@ def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callabl
         history.append(row)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if ddp.main:
-            _save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, epoch, config, history)
+            _save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, epoch, config, fingerprint, history)
         ddp.barrier()
     weights = out_dir / "model.pt"
     if ddp.main:
-        _write_outputs(out_dir, model, config, shards, classes, history, len(train_rows), len(val_rows), leak)
+        _write_outputs(out_dir, model, config, fingerprint, classes, history, len(train_rows), len(val_rows), leak)
     ddp.barrier()
     return TrainResult(pd.DataFrame(history), weights, resumed, seen / seconds if seconds else 0.0)
 
@@ -338,7 +346,9 @@ def _rates(split: str, totals: list[float]) -> dict:
     return {f"{split}_loss": totals[0] / n, f"{split}_top1": totals[1] / n, f"{split}_top5": totals[2] / n}
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int, config: TrainConfig, history: list[dict]) -> None:
+def _save_checkpoint(
+    path: Path, model, optimizer, scheduler, scaler, epoch: int, config: TrainConfig, fingerprint: str, history: list[dict]
+) -> None:
     write_torch(
         {
             "model": model.state_dict(),
@@ -347,6 +357,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int
             "scaler": scaler.state_dict(),
             "epoch": epoch,
             "config": dataclasses.asdict(config),
+            "data_fingerprint": fingerprint,
             "history": history,
             "rng": _rng_state(),
         },
@@ -358,7 +369,7 @@ def _write_outputs(
     out_dir: Path,
     model,
     config: TrainConfig,
-    shards: TrainingData,
+    fingerprint: str,
     classes: list[dict],
     history: list[dict],
     n_train: int,
@@ -380,7 +391,7 @@ def _write_outputs(
             "input": "gray replicated to 3 channels, ImageNet mean/std",
         },
         "data": {
-            "fingerprint": shards.fingerprint(),
+            "fingerprint": fingerprint,
             "images": n_train + n_val,
             "train": n_train,
             "validation": n_val,

@@ -8,6 +8,11 @@ PNGs of its shards in a prefetch thread, keeps the samples of its split (the sam
 stratified split as the memory-mapped input, computed from ``index.parquet``), shuffles them through
 a seeded buffer and yields uint8 batches; every process runs the same number of steps (the smallest
 any of them can fill), as DistributedDataParallel requires.
+
+The release is verified before it is used: every shard of the index must be listed in SHA256SUMS
+and present, and a process hashes each shard the first time it opens it (``verify_shard``), so a
+damaged or replaced shard stops training with :class:`DamagedRelease` naming it; a sample whose PNG
+does not decode names its shard and key.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 
+from cytoimagenet_assets.images.release import DamagedRelease, read_checksums, verify_shard
 from cytoimagenet_assets.model.shards import prefetch_to_device
 
 
@@ -95,6 +101,15 @@ class StreamedBatches:
         self.label_of = dict(zip(wanted["key"], wanted["class_index"].astype(np.int64)))
         self.rows_per_shard = wanted.groupby("shard").size().to_dict()
         self.shard_names = sorted(index["shard"].unique())
+        self.checksums = read_checksums(self.folder)
+        unlisted = [s for s in self.shard_names if s not in self.checksums]
+        if unlisted:
+            raise DamagedRelease(f"{self.folder / 'SHA256SUMS'} lists no checksum for {', '.join(unlisted)}; write the release again")
+        absent = [s for s in self.shard_names if not (self.folder / s).is_file()]
+        if absent:
+            raise DamagedRelease(
+                f"{self.folder}: shard(s) {', '.join(absent)} of index.parquet are missing; restore them or write the release again"
+            )
 
     def plan(self, epoch: int, seed: int, shuffle: bool, rank: int, world: int, max_steps: int) -> StreamPlan:
         if len(self.shard_names) < world:
@@ -118,15 +133,23 @@ class StreamedBatches:
             shuffle,
         )
 
+    def _read(self, shards: tuple[str, ...]) -> Iterator[tuple[str, str, bytes]]:
+        """(shard, key, png) of the wanted samples, each shard verified before its first sample."""
+        for shard in shards:
+            verify_shard(Path(shard), self.checksums[Path(shard).name])
+            stream = wds.WebDataset([shard], shardshuffle=False, empty_check=False, nodesplitter=_already_dealt).to_tuple("__key__", "png")
+            yield from ((shard, key, png) for key, png in stream if key in self.label_of)
+
     def _samples(self, plan: StreamPlan) -> Iterator[tuple[np.ndarray, int]]:
-        stream = wds.WebDataset(list(plan.shards), shardshuffle=False, empty_check=False, nodesplitter=_already_dealt).to_tuple(
-            "__key__", "png"
-        )
-        kept = ((key, png) for key, png in stream if key in self.label_of)
+        kept = self._read(plan.shards)
         if plan.shuffle:
             kept = _buffer_shuffle(kept, self.buffer, np.random.default_rng(plan.seed))
-        for key, png in kept:
-            yield _decode(png, self.size), self.label_of[key]
+        for shard, key, png in kept:
+            try:
+                image = _decode(png, self.size)
+            except Exception as exc:  # Pillow signals a corrupt PNG in many ways (OSError, SyntaxError, ValueError, ...)
+                raise DamagedRelease(f"{shard}: sample {key}: its PNG does not decode ({type(exc).__name__}: {exc})") from exc
+            yield image, self.label_of[key]
 
     def __call__(self, plan: StreamPlan) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         def gather():
