@@ -26,6 +26,24 @@ def test_the_longest_prefix_wins_and_a_bad_entry_is_named():
         Mirrors.parse(f"{BROAD}=cache/bbbc")
 
 
+def test_a_prefix_matches_whole_segments_and_a_malformed_entry_is_refused():
+    """A prefix cut mid-name would send another folder to the wrong host; a pair joined by ';' or
+    carrying a query would download from a URL nobody meant."""
+    mirrors = Mirrors.parse(f"{BROAD}/bb=http://a, {BROAD}/BBBC021/=http://fast/021, https://x.org=http://y.org/cache/")
+    assert mirrors.rewrite(f"{BROAD}/bbbc/x.zip") == f"{BROAD}/bbbc/x.zip"
+    assert mirrors.rewrite(f"{BROAD}/bb/x.zip") == "http://a/x.zip"
+    assert mirrors.rewrite(f"{BROAD}/BBBC021/a.zip") == "http://fast/021/a.zip"  # no '//' either way round
+    assert mirrors.rewrite("https://x.org/a.zip") == "http://y.org/cache/a.zip"
+    for text, problem in (
+        (f"{BROAD}=http://cache/bb bc", rf"'http://cache/bb bc' in {BROAD}=http://cache/bb bc contains a space"),
+        (f"{BROAD}=http://cache/?token=1", r"'http://cache/\?token=1' in .* has a query"),
+        (f"{BROAD}=http://cache;https://x.org=http://y", r"'http://cache;https://x.org=http://y' in .* contains ';' or '='"),
+        (f"{BROAD}=http://a, {BROAD}/=http://b", rf"prefix '{BROAD}' is named twice \({BROAD}=http://a and {BROAD}/=http://b\)"),
+    ):
+        with pytest.raises(ValueError, match=rf"{MIRRORS_ENV}: {problem}"):
+            Mirrors.parse(text)
+
+
 def test_a_download_goes_to_its_mirror_and_keeps_its_own_url(remote, tmp_path, monkeypatch):
     body = payload(50_000)
     remote.put("/cache/bbbc/BBBC021/images.zip", body)

@@ -6,7 +6,10 @@ newlines) or in a catalog's ``mirrors:`` block (a mapping); the environment wins
 name. Every HTTP request of the download package goes through :class:`MirroredSession`, so HTTPS
 files, zip members read by Range, IDR's mirror and folder listings, Kaggle's API and the weekly
 HEAD check all follow them; the logical URL (records, fingerprints, messages) stays the original,
-and messages add the mirror's URL. The longest matching prefix wins. Credentials go to the mirror
+and messages add the mirror's URL. A prefix matches at a ``/`` boundary only (``…/bb`` does not take
+``…/bbbc/x``), a trailing ``/`` on either side is ignored, and the longest matching prefix wins; a
+prefix named twice, or a URL with a space, a query, a fragment, ``;`` or ``=`` (two pairs joined by
+something other than a comma) is refused, naming the entry. Credentials go to the mirror
 a user configured, and never further: a redirect to another host drops the Authorization header
 (requests' rule, tested).
 """
@@ -16,12 +19,27 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import requests
 
 MIRRORS_ENV = "CYTOIMAGENET_MIRRORS"
 URL = re.compile(r"^(https?|ftp)://[^/\s]+")
+
+
+def _problem(url: str) -> str | None:
+    """What is wrong with a mirror's prefix or replacement URL, or None."""
+    if not URL.match(url):
+        return "is not an http(s)/ftp URL"
+    for characters, problem in (
+        (" \t", "contains a space"),
+        ("?", "has a query (?)"),
+        ("#", "has a fragment (#)"),
+        (";=", "contains ';' or '=' (separate mirror pairs with commas or newlines)"),
+    ):
+        if any(c in url for c in characters):
+            return problem
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,23 +49,29 @@ class Mirrors:
     pairs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, mapping: Mapping[str, str], where: str = "mirrors") -> "Mirrors":
-        for prefix, replacement in mapping.items():
-            for url in (prefix, replacement):
-                if not URL.match(str(url)):
-                    raise ValueError(f"{where}: {url!r} in {prefix}={replacement} is not an http(s)/ftp URL")
-        return cls(tuple(sorted(((str(p), str(r)) for p, r in mapping.items()), key=lambda pair: -len(pair[0]))))
+    def of(cls, mapping: Mapping[str, str] | Iterable[tuple[str, str]], where: str = "mirrors") -> "Mirrors":
+        """Validated pairs (a mapping, or the pairs in the order given, so a repeated prefix is seen)."""
+        pairs: dict[str, str] = {}
+        for prefix, replacement in mapping.items() if isinstance(mapping, Mapping) else mapping:
+            for url in (str(prefix), str(replacement)):
+                if problem := _problem(url):
+                    raise ValueError(f"{where}: {url!r} in {prefix}={replacement} {problem}")
+            key = str(prefix).rstrip("/")  # `…/bbbc/` and `…/bbbc` are one prefix, and no `//` is made
+            if key in pairs:
+                raise ValueError(f"{where}: prefix {key!r} is named twice ({key}={pairs[key]} and {prefix}={replacement})")
+            pairs[key] = str(replacement).rstrip("/")
+        return cls(tuple(sorted(pairs.items(), key=lambda pair: -len(pair[0]))))
 
     @classmethod
     def parse(cls, text: str, where: str = MIRRORS_ENV) -> "Mirrors":
         """``prefix=replacement`` pairs separated by commas or newlines."""
-        mapping = {}
+        pairs = []
         for entry in filter(None, (e.strip() for e in re.split(r"[,\n]", text or ""))):
             prefix, sep, replacement = entry.partition("=")
             if not sep or not prefix.strip() or not replacement.strip():
                 raise ValueError(f"{where}: {entry!r} is not <prefix>=<replacement>")
-            mapping[prefix.strip()] = replacement.strip()
-        return cls.of(mapping, where)
+            pairs.append((prefix.strip(), replacement.strip()))
+        return cls.of(pairs, where)
 
     def merged(self, other: "Mirrors") -> "Mirrors":
         """These mirrors with ``other``'s added; ``other`` wins for a prefix both name."""
@@ -55,7 +79,7 @@ class Mirrors:
 
     def rewrite(self, url: str) -> str:
         for prefix, replacement in self.pairs:
-            if url.startswith(prefix):
+            if url.startswith(prefix) and url[len(prefix) : len(prefix) + 1] in ("", "/", "?", "#"):
                 return replacement + url[len(prefix) :]
         return url
 
