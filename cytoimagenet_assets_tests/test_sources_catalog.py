@@ -18,10 +18,14 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
+import yaml
 
-from cytoimagenet_assets.catalog import load_catalog
+from cytoimagenet_assets.catalog import BUILTIN_DIR, load_catalog
+from cytoimagenet_assets.definitions import build_definitions
+from cytoimagenet_assets.rehearsal.catalog import write_rehearsal_catalog
 from cytoimagenet_assets.rehearsal.mirror import xls_bytes
-from cytoimagenet_assets.sources import parse_source
+from cytoimagenet_assets.sources import parse_source, parser_options
+from cytoimagenet_assets.sources.__main__ import main as sources_cli
 from cytoimagenet_assets.sources.regions import parse_region
 from cytoimagenet_assets.sources.spreadsheets import read_spreadsheet
 from cytoimagenet_assets.sources.table import ParseError, table_problems, unnormalized_labels
@@ -921,6 +925,45 @@ def test_rxrx19b_and_rxrx2_metadata_csv(tmp_path):
     table = parse("rec_rxrx2", tmp_path / "rxrx2").table
     assert len(table) == 3 and values(table["compound"]) == ["ifn-gamma", "ifn-gamma", None] and values(table["field"]) == ["1", "4", "2"]
     assert table["phenotype"].isna().all() and list(table["channel_paths"][1])[0] == "images/HUVEC-1/Plate1/AA02_s4_w1.png"
+
+
+# --- parser options -----------------------------------------------------------------------------------
+
+IDR_OPTIONS = "annotation, columns, file_pattern, image_path, keep, layout, plates"
+
+
+def test_a_misspelt_option_in_a_catalog_entry_fails_the_parse_naming_source_option_and_options(real, tmp_path, capsys):
+    """``imagepath:`` for ``image_path:`` in idr0041's entry would leave every row without its file
+    and exit 0; the catalog still loads (it stays below the parsers), the parse and the Dagster
+    definitions refuse it."""
+    raw = yaml.safe_load((BUILTIN_DIR / "cytoimagenet.yaml").read_text(encoding="utf-8"))
+    entry = next(s for s in raw["sources"] if s["dir_name"] == "idr0041")
+    entry["parser_options"]["imagepath"] = entry["parser_options"].pop("image_path")
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(raw))
+    argv = ["idr0041", str(real / "idr0041"), "--out", str(tmp_path / "t.parquet"), "--catalog", str(tmp_path / "mine.yaml")]
+    assert sources_cli(argv) == 2 and not (tmp_path / "t.parquet").exists()
+    assert capsys.readouterr().err == (
+        f"error: idr0041: parser 'idr' has no option 'imagepath' in parser_options; its options: {IDR_OPTIONS}\n"
+    )
+    with pytest.raises(ParseError, match="idr0041: parser 'idr' has no option 'imagepath'"):  # and the code location does not load
+        build_definitions(load_catalog(tmp_path / "mine.yaml"))
+
+
+def test_a_required_option_left_out_is_named_not_a_key_error(tmp_path):
+    source = CATALOG.source("bbbc022")
+    options = {k: v for k, v in source.parser_options.items() if k != "image_table"}
+    with pytest.raises(
+        ParseError, match=r"^bbbc022: parser 'cellprofiler' needs the option 'image_table' in parser_options; its options: "
+    ):
+        parse_source(source.model_copy(update={"parser_options": options}), tmp_path)
+
+
+def test_every_catalog_entry_gives_only_options_its_parser_declares(tmp_path):
+    rehearsal = write_rehearsal_catalog(tmp_path / "rehearsal.yaml", 0.01, "http://127.0.0.1:9")
+    for catalog in (CATALOG, load_catalog("demo"), load_catalog(rehearsal)):
+        for source in catalog.sources:
+            if source.parser is not None:
+                parser_options(source)  # a ParseError names the entry and the option
 
 
 # --- coverage -----------------------------------------------------------------------------------------

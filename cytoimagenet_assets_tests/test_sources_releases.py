@@ -16,7 +16,7 @@ from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.sources import parse_source
 from cytoimagenet_assets.sources.common import EmptyTableWarning, read_table
 from cytoimagenet_assets.sources.idr import read_plates
-from cytoimagenet_assets.sources.table import ParseError
+from cytoimagenet_assets.sources.table import ParseError, missing_files
 
 CATALOG = load_catalog("cytoimagenet")
 
@@ -73,6 +73,34 @@ def test_rxrx1_integer_release_keeps_its_ids_apart_and_its_negative_control_is_n
     assert len(table) == 2 * 8
 
 
+def test_rxrx1_kaggle_test_wells_are_found_under_test_and_the_metadata_split_decides_too(tmp_path):
+    """Kaggle unpacks the competition into ``train/<experiment>/`` and ``test/<experiment>/`` (test
+    experiments such as HEPG2-08 are never in train): each row's images are looked for under its
+    split's folder, the split taken from the table's name, or from metadata.csv's ``dataset``."""
+    _integer_release(tmp_path)
+    wells = {"train": [("HEPG2-01", 1, w) for w in ("B02", "B03", "B04", "C03")]}
+    wells["test"] = [("HEPG2-08", 1, "B02"), ("HEPG2-08", 1, "B03"), ("HEPG2-08", 1, "C03"), ("U2OS-04", 2, "B03")]
+    for split, located in wells.items():
+        for experiment, plate, well in located:
+            for site, channel in ((s, c) for s in (1, 2) for c in range(1, 7)):
+                _write(tmp_path / split / experiment / f"Plate{plate}" / f"{well}_s{site}_w{channel}.png", "")
+    table = parse_source(CATALOG.source("rec_rxrx1"), tmp_path).table
+    assert len(table) == 16 and missing_files(table, tmp_path).empty
+    first = table["channel_paths"].map(lambda paths: paths[0])
+    test_tables = table["source_file"].str.startswith("test")
+    assert first[test_tables].str.startswith("test/").all() and first[~test_tables].str.startswith("train/").all()
+    assert "test/U2OS-04/Plate2/B03_s2_w1.png" in set(first)
+
+    _write(
+        tmp_path / "metadata.csv",
+        "site_id,well_id,cell_type,dataset,experiment,plate,well,site,well_type,sirna,sirna_id\n"
+        "HEPG2-01_1_B03_1,HEPG2-01_1_B03,HEPG2,train,HEPG2-01,1,B03,1,treatment,s21721,513\n"
+        "HEPG2-08_1_B03_2,HEPG2-08_1_B03,HEPG2,test,HEPG2-08,1,B03,2,treatment,s21721,513\n",
+    )
+    table = parse_source(CATALOG.source("rec_rxrx1"), tmp_path).table
+    assert [paths[0] for paths in table["channel_paths"]] == ["train/HEPG2-01/Plate1/B03_s1_w1.png", "test/HEPG2-08/Plate1/B03_s2_w1.png"]
+
+
 def test_rxrx1_named_release_from_shared_with_a_test_table(real, tmp_path):
     """The later Kaggle copy in ../shared (``sirna_250``, ``UNTREATED``), with test.csv in the
     published test layout beside it: its negative controls stay null, test wells add rows."""
@@ -125,6 +153,78 @@ def test_hpa_list_with_cell_lines_labels_each_row(tmp_path):
     assert by_row.loc[2].tolist() == ["nih 3t3", "mouse"]
     assert by_row.loc[3].tolist() == ["u2os", "human"]  # no cell line in the file: the catalog's default
     assert table.groupby("source_row")["cell_type"].nunique().eq(1).all()
+
+
+# --- IDR: older experiment annotations name each image's file ----------------------------------
+
+IDR0041_MARCH_2018 = (
+    "Dataset Name,Image Name,Source Name,Characteristics [Organism],Term Source 1 REF,Term Source 1 Accession,"
+    "Characteristics [Cell Line],Term Source 2 REF,Term Source 2 Accession,Protocol REF,Protocol REF.1,Protocol REF.2,"
+    "Assay Name,Experimental Condition [ # fill in],Comment [Gene Identifier],Comment [Gene Symbol],"
+    "Comment [Gene Annotation Comments],Image File,Comment [Image File Path],Comment [Image File Comments],"
+    "Comment [Image File Type],Channels,Protocol REF.3,Processed Data File\n"
+) + "".join(
+    f"140411_KIF11_MitoSys1_{kind},{image},KIF11,Homo sapiens,NCBITaxon,9606,HeLa,EFO,,growth protocol,treatment protocol,"
+    "image acquisition and feature extraction protocol,140411_KIF11_MitoSys1,Genome-edited cell,ENSG00000138160,KIF11,"
+    f'"Gene identifiers and symbols from GRCh38.p10, Ensembl release 89, May 2017.",{image}.tif,'
+    f"mitotic_cell_atlas/140411_KIF11_MitoSys1/{cell}/{kind}tif,,{label},"
+    "490-552:GFP; 587-621:mCherry | 622-695:SiR-DNA; 622-695:Dy-481XL,FCS-calibrated imaging,\n"
+    for kind, image, cell, label in [
+        ("raw", "TR1_W0001_P0007_T0001", "cell0003_R0028", "original images"),
+        ("raw", "TR1_W0001_P0007_T0002", "cell0003_R0028", "original images"),
+        ("mask", "TR1_W0001_P0007_T0001", "cell0003_R0028", "segmentation masks"),
+        ("raw", "TR1_W0001_P0004_T0001", "cell0007_R0009", "original images"),
+    ]
+)
+
+
+def test_idr_older_experiment_annotation_names_its_files_by_image_file_path(tmp_path):
+    """idr0041's annotation of March 2018 (IDR/idr0041-cai-mitoticatlas at 51a4029: rows 1, 2, 41
+    and 121, verbatim) names each file by ``Comment [Image File Path]`` (its upload folder) and
+    ``Image File``; the catalog's ``image_path`` is built for the later renamed layout. Files named
+    so are used, below whatever batch folder holds them (``20180306-ftp`` is illustrative); a row
+    whose file is not there keeps the catalog's path (counted missing)."""
+    _write(tmp_path / "idr0041-experimentA-annotation.csv", IDR0041_MARCH_2018)
+    cell = "20180306-ftp/mitotic_cell_atlas/140411_KIF11_MitoSys1/cell0003_R0028/rawtif"
+    for name in (f"{cell}/TR1_W0001_P0007_T0001.tif", f"{cell}/TR1_W0001_P0007_T0002.tif"):
+        _write(tmp_path / name, "")
+    _write(tmp_path / "20180306-ftp/mitotic_cell_atlas/140411_KIF11_MitoSys1/cell0001_R0001/rawtif/TR1_W0001_P0007_T0001.tif", "")
+    parsed = parse_source(CATALOG.source("idr0041"), tmp_path)
+    table = parsed.table
+    assert [list(paths) for paths in table["channel_paths"]] == [
+        [f"{cell}/TR1_W0001_P0007_T0001.tif"],
+        [f"{cell}/TR1_W0001_P0007_T0002.tif"],
+        ["20180710-ftp/140411_KIF11_MitoSys1_raw/TR1_W0001_P0004_T0001.tif"],
+    ]
+    assert missing_files(table, tmp_path)["path"].tolist() == ["20180710-ftp/140411_KIF11_MitoSys1_raw/TR1_W0001_P0004_T0001.tif"]
+    assert parsed.rejects["source_row"].tolist() == [3] and set(table["gene"]) == {"kif11 targeted"}
+
+
+def test_idr_annotation_whose_file_path_holds_the_file_name(tmp_path):
+    """idr0043's annotation (IDR/idr0043-uhlen-humanproteinatlas, experimentA/hpa_run_01, its first two
+    rows verbatim; its ``Image Name`` header appears twice) has the file's whole path in ``Comment
+    [Image File Path]`` and no ``Image File``. Read with idr0067's entry and no file options: the row
+    whose file is there gets it, below its batch folder (``20180624-ftp``, illustrative); the other
+    keeps the path as written (counted missing), never no file at all."""
+    header = (
+        "Dataset Name,Image Name,Source Name,Characteristics [Organism],Characteristics [Organism Part],Term Source 2 REF,"
+        "Term Source 2 Accession,Characteristics [Sex],Characteristics [Age],Characteristics [Individual],Assay Name,"
+        "Antibody identifier,Antibody dilution,Image Name,Retrieval method,Human Protein Atlas version,"
+        "Comment [Gene Identifier] 1,Comment [Gene Symbol] 1,Analysis Gene Annotation Build,Comment [Image File Path],"
+        "Comment [Image File Type]\n"
+    )
+    rows = "".join(
+        f"hpa_run_01,156348_A_1_{n}.tif,72942/156348_A_1_{n},Homo Sapiens,colorectal cancer,SNOMED,,Male,77,2931,HPA072942,"
+        f"HPA072942,1:2300,156348_A_1_{n}.tif,HIER pH6,v18,ENSG00000196503,ARL9,Ensembl version 88.38,72942/156348_A_1_{n}.tif,raw\n"
+        for n in (1, 2)
+    )
+    _write(tmp_path / "idr0043-experimentA-annotation.csv", header + rows)
+    _write(tmp_path / "20180624-ftp/72942/156348_A_1_1.tif", "")
+    source = CATALOG.source("idr0067")
+    options = {"annotation": "idr0043-experimentA-annotation.csv", "columns": {"gene": "Comment [Gene Symbol] 1"}}
+    table = parse_source(source.model_copy(update={"parser_options": options}), tmp_path).table
+    assert [list(paths) for paths in table["channel_paths"]] == [["20180624-ftp/72942/156348_A_1_1.tif"], ["72942/156348_A_1_2.tif"]]
+    assert set(table["gene"]) == {"arl9 targeted"}
 
 
 # --- damaged and empty tables ------------------------------------------------------------------
@@ -187,24 +287,23 @@ def _bbbc022_image_table(folder, rows):
     return source
 
 
-def test_join_misses_are_counted_and_listed(real, tmp_path):
+def test_long_broad_ids_join_the_moa_table_by_compound_and_misses_are_counted(real, tmp_path):
     """BBBC022's real MOA table (short Broad ids, ``BRD-A01078468``) joined to an image table in the
-    CellProfiler layout whose compound ids are long-form (``BRD-A01078468-001-14-8``) for one row."""
+    CellProfiler layout whose compound ids are long-form (``BRD-A01078468-001-14-8``: salt, batch,
+    check digit) for some rows: every batch joins its compound and is labelled as it; a compound the
+    table lacks is counted once, over its batches (illustrative rows; BRD-K99999999 is no compound)."""
     (tmp_path / "BBBC022_MOA_MATCHES_official.csv").write_bytes((real / "bbbc022" / "BBBC022_MOA_MATCHES_official.csv").read_bytes())
     source = CATALOG.source("bbbc022")
     spec = source.parser_options["annotations"][0]
     key_column = next(iter(spec["join"]))
-    source = _bbbc022_image_table(
-        tmp_path,
-        [
-            ("plate1", {key_column: "BRD-A01078468"}),
-            ("plate1", {key_column: "BRD-A01078468-001-14-8"}),
-            ("plate1", {key_column: "BRD-A01078468-001-14-8"}),
-        ],
-    )
+    ids = ["BRD-A01078468", "BRD-A01078468-001-14-8", "BRD-A01078468-003-01-5", "BRD-K99999999-001-01-1", "BRD-K99999999-002-01-9"]
+    source = _bbbc022_image_table(tmp_path, [("plate1", {key_column: i}) for i in ids])
     parsed = parse_source(source, tmp_path)
-    assert parsed.join_misses.to_dict("records") == [{"table": spec["table"], "key": f"{key_column}='BRD-A01078468-001-14-8'", "rows": 2}]
-    assert len(parsed.table) == 3  # the rows stay, without the annotation's label
+    table = parsed.table
+    assert table["compound"].tolist() == ["brd-a01078468"] * 3 + ["brd-k99999999"] * 2
+    assert table["phenotype"].tolist()[:3] == ["synthetic estrogen"] * 3 and table["phenotype"][3:].isna().all()
+    assert parsed.join_misses.to_dict("records") == [{"table": spec["table"], "key": f"{key_column}='BRD-K99999999'", "rows": 2}]
+    assert parsed.report(tmp_path)["annotation_join_misses"] == 2  # the rows stay, without the annotation's label
 
 
 def test_an_absolute_image_path_fails_the_source_naming_file_and_row(tmp_path):

@@ -32,6 +32,9 @@ from cytoimagenet_assets.sources.table import (
         ("DMSO", "phenotype", None),
         ("DMSO", "compound", "dmso"),
         ("Dimethyl sulfoxide", "compound", "dmso"),
+        ("BRD-A04438777-001-03-6", "compound", "brd-a04438777"),  # salt, batch, check digit: the compound's short id
+        ("BRD-K12345678-001-16-4|BRD-K12345678", "compound", "brd-k12345678"),
+        ("BRD-A04438777", "compound", "brd-a04438777"),
         ("Prophase*", "phenotype", "prophase --"),
         ("EMPTY", "sirna", None),
         ("EMPTY", "gene", None),  # screen controls are null genes, not "empty targeted"
@@ -45,8 +48,8 @@ def test_normalize_label(value, category, expected):
     assert normalize_label(value, category) == expected
 
 
-@pytest.mark.parametrize("value", ["HeLa", "KIF11|TP53", "Prophase*", "DNA|GPCR", "x|x"])
-@pytest.mark.parametrize("category", ["cell_type", "gene", "phenotype", "cell_visible"])
+@pytest.mark.parametrize("value", ["HeLa", "KIF11|TP53", "Prophase*", "DNA|GPCR", "x|x", "BRD-A04438777-001-03-6"])
+@pytest.mark.parametrize("category", ["cell_type", "gene", "phenotype", "cell_visible", "compound"])
 def test_normalize_label_is_idempotent(value, category):
     once = normalize_label(value, category)
     assert normalize_label(once, category) == once

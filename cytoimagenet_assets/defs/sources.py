@@ -11,7 +11,7 @@ from cytoimagenet_assets.defs.keys import raw_key, table_key
 from cytoimagenet_assets.defs.metadata import as_metadata, result, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
 from cytoimagenet_assets.download.plan import SourceUnavailable, obtain_source
-from cytoimagenet_assets.sources import parse_source
+from cytoimagenet_assets.sources import parse_source, parser_options
 from cytoimagenet_assets.sources.table import ParseError
 from cytoimagenet_assets.storage import write_parquet
 
@@ -95,6 +95,11 @@ def source_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
 
 
 def defs(catalog: Catalog) -> dg.Definitions:
-    """The sources domain: each source's files and table, their checks, and change detection."""
+    """The sources domain: each source's files and table, their checks, and change detection. A
+    parser option the parser does not know fails here, when the code location loads, not at the
+    source's parse."""
+    for source in catalog.sources:
+        if source.parser is not None:
+            parser_options(source)
     sensors, schedules = change_detection(catalog)
     return dg.Definitions(assets=source_assets(catalog), asset_checks=source_table_checks(catalog), sensors=sensors, schedules=schedules)

@@ -36,6 +36,14 @@ from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, Pa
 PATTERN = r"(?:^|/)(?P<plate>[^/]*?(?P<plate_number>\d+))/[^/]*_(?P<well>[A-P]\d{2})f(?P<field>\d+)(?P<channel>d\d)\.(?:dib|tiff?)$"
 WELL = re.compile(r"^([A-Pa-p])0*(\d{1,2})$")
 GROUPS = {"plate", "plate_number", "well", "field", "channel"}
+OPTIONS = {
+    "metadata": "BBBC017_v1_metadata.xls",
+    "sheet": None,  # None: the first sheet
+    "plate_column": "384-Plate#",
+    "well_column": "384-well",
+    "columns": {},
+    "pattern": PATTERN,
+}
 
 
 def _well(text: str) -> str | None:
@@ -54,12 +62,11 @@ def _plate(text: str) -> int | None:
     return int(number) if number.is_integer() and number >= 0 else None
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
-    plate_column, well_column = options.get("plate_column", "384-Plate#"), options.get("well_column", "384-well")
-    columns: dict = options.get("columns", {})
+def parse(source: Source, raw_dir: Path, options: dict) -> ParsedSource:
+    plate_column, well_column = options["plate_column"], options["well_column"]
+    columns: dict = options["columns"]
     try:
-        pattern = re.compile(options.get("pattern", PATTERN), re.IGNORECASE)
+        pattern = re.compile(options["pattern"], re.IGNORECASE)
     except re.error as exc:
         raise ParseError(f"{source.dir_name}: parser_options.pattern is invalid: {exc}") from exc
     if not GROUPS <= set(pattern.groupindex):
@@ -69,9 +76,9 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         raise ParseError(
             f"{source.dir_name}: parser_options.columns keys {unknown} are not label categories ({', '.join(LABEL_CATEGORIES)})"
         )
-    path = find_file(source, raw_dir, options.get("metadata", "BBBC017_v1_metadata.xls"))
+    path = find_file(source, raw_dir, options["metadata"])
     metadata_file = path.relative_to(raw_dir).as_posix()
-    table = read_spreadsheet(source, path, required=[plate_column, well_column, *columns.values()], sheet=options.get("sheet"))
+    table = read_spreadsheet(source, path, required=[plate_column, well_column, *columns.values()], sheet=options["sheet"])
 
     rejects: list[tuple[str, int, str]] = []
     wells: dict[tuple[int, str], tuple[int, dict]] = {}

@@ -28,12 +28,12 @@ from cytoimagenet_assets.sources.spreadsheets import read_spreadsheet
 from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, ParseError, rejects_frame
 
 PATTERN = r"(?:^|/)(?P<image_id>[^/]+)/images/(?P=image_id)\.png$"
+OPTIONS = {"pattern": PATTERN, "metadata": "metadata.xlsx", "sheet": None, "id_column": None, "columns": {}}
 
 
-def _metadata(source: Source, raw_dir: Path, rejects: list) -> tuple[str | None, dict[str, tuple[int, dict]]]:
+def _metadata(source: Source, raw_dir: Path, options: dict, rejects: list) -> tuple[str | None, dict[str, tuple[int, dict]]]:
     """ImageId → (data row, labels) from the metadata table, when the catalog maps its columns."""
-    options = source.parser_options
-    columns: dict = options.get("columns") or {}
+    columns: dict = options["columns"] or {}
     if not columns:
         return None, {}
     unknown = sorted(set(columns) - set(LABEL_CATEGORIES))
@@ -41,12 +41,12 @@ def _metadata(source: Source, raw_dir: Path, rejects: list) -> tuple[str | None,
         raise ParseError(
             f"{source.dir_name}: parser_options.columns keys {unknown} are not label categories ({', '.join(LABEL_CATEGORIES)})"
         )
-    id_column = options.get("id_column")
+    id_column = options["id_column"]
     if not id_column:
         raise ParseError(f"{source.dir_name}: parser_options.columns are given but not id_column (the metadata column holding the ImageId)")
-    path = find_file(source, raw_dir, options.get("metadata", "metadata.xlsx"))
+    path = find_file(source, raw_dir, options["metadata"])
     source_file = path.relative_to(raw_dir).as_posix()
-    table = read_spreadsheet(source, path, required=[id_column, *columns.values()], sheet=options.get("sheet"))
+    table = read_spreadsheet(source, path, required=[id_column, *columns.values()], sheet=options["sheet"])
     found: dict[str, tuple[int, dict]] = {}
     for i, record in enumerate(table.to_dict("records"), start=1):
         image_id = record[id_column].strip()
@@ -59,10 +59,9 @@ def _metadata(source: Source, raw_dir: Path, rejects: list) -> tuple[str | None,
     return source_file, found
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
+def parse(source: Source, raw_dir: Path, options: dict) -> ParsedSource:
     try:
-        pattern = re.compile(options.get("pattern", PATTERN), re.IGNORECASE)
+        pattern = re.compile(options["pattern"], re.IGNORECASE)
     except re.error as exc:
         raise ParseError(f"{source.dir_name}: parser_options.pattern is invalid: {exc}") from exc
     if "image_id" not in pattern.groupindex:
@@ -70,7 +69,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
     if len(source.channels) != 1:
         raise ParseError(f"{source.dir_name}: the catalog must list exactly one channel (the image), not {len(source.channels)}")
     rejects: list[tuple[str, int, str]] = []
-    metadata_file, described = _metadata(source, raw_dir, rejects)
+    metadata_file, described = _metadata(source, raw_dir, options, rejects)
 
     rows, seen = [], set()
     for relative in source_files(raw_dir):

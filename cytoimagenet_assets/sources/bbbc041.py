@@ -27,6 +27,8 @@ from cytoimagenet_assets.sources.common import channel_rows, find_file, frame
 from cytoimagenet_assets.sources.regions import format_region
 from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, ParseError, rejects_frame
 
+OPTIONS = {"tables": ["malaria/training.json", "malaria/test.json"], "category_to": "cell_type"}
+
 
 def _load(source: Source, path: Path, name: str) -> list:
     try:
@@ -67,9 +69,8 @@ def _box(obj, shape) -> tuple[str, tuple[int, int, int, int]] | str:
     return category.strip(), (top, bottom, left, right)
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
-    target = options.get("category_to", "cell_type")
+def parse(source: Source, raw_dir: Path, options: dict) -> ParsedSource:
+    target = options["category_to"]
     if target not in LABEL_CATEGORIES:
         raise ParseError(
             f"{source.dir_name}: parser_options.category_to {target!r} is not a label category ({', '.join(LABEL_CATEGORIES)})"
@@ -78,7 +79,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         raise ParseError(f"{source.dir_name}: the catalog must list exactly one channel (the smear image), not {len(source.channels)}")
     key = source.channels[0].key
     rows, rejects = [], []
-    for name in options.get("tables", ["malaria/training.json", "malaria/test.json"]):
+    for name in options["tables"]:
         path = find_file(source, raw_dir, name)
         source_file = path.relative_to(raw_dir).as_posix()
         folder = PurePosixPath(source_file).parent

@@ -24,26 +24,26 @@ import re
 from pathlib import Path
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.sources.common import channel_rows, frame, source_files
+from cytoimagenet_assets.sources.common import NO_DEFAULT, channel_rows, frame, source_files
 from cytoimagenet_assets.sources.file_pattern import compile_pattern, field_values
 from cytoimagenet_assets.sources.regions import format_region
 from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
 
 TIFF = re.compile(r"\.tiff?$", re.IGNORECASE)
+OPTIONS = {"pattern": NO_DEFAULT, "values": {}, "channel_keys": {}, "crop": None}
 
 
 def _token(text: str) -> str:
     return re.sub(r"(?<!\d)0+(?=\d)", "", text.strip().lower())
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
-    pattern = compile_pattern(source)
-    crop = options.get("crop")
+def parse(source: Source, raw_dir: Path, options: dict) -> ParsedSource:
+    pattern = compile_pattern(source, options["pattern"])
+    crop = options["crop"]
     if crop is not None and not (isinstance(crop, list) and len(crop) == 2 and all(isinstance(v, int) and v > 0 for v in crop)):
         raise ParseError(f"{source.dir_name}: parser_options.crop must be [rows, columns] (positive integers), got {crop!r}")
-    values: dict = options.get("values", {})
-    channel_keys = {_token(str(k)): str(v) for k, v in (options.get("channel_keys") or {}).items()}
+    values: dict = options["values"]
+    channel_keys = {_token(str(k)): str(v) for k, v in (options["channel_keys"] or {}).items()}
     catalog_keys = {c.key for c in source.channels}
     bad = sorted(set(channel_keys.values()) - catalog_keys)
     if bad:

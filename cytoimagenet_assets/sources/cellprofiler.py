@@ -4,7 +4,10 @@ One row per field of view, with ``Image_FileName_<key>`` / ``Image_PathName_<key
 (the channel keys come from the catalog) and metadata columns mapped to label categories.
 Annotation tables (BBBC021's MOA table, BBBC022's MOA matches) are joined on configured columns;
 numeric join columns are compared as numbers, since BBBC021 writes ``0.003000`` in one table and
-``0.003`` in the other.
+``0.003`` in the other, and other keys that are long Broad ids (``BRD-A04438777-001-03-6``, with
+salt and batch) as their compound's short id (``BRD-A04438777``), the key of BBBC022's MOA table.
+Rows whose key the annotation still lacks are kept without its labels and counted per key
+(``join_misses``: the source's ``annotation_join_misses``).
 
 Options::
 
@@ -25,23 +28,23 @@ from pathlib import Path
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table
-from cytoimagenet_assets.sources.table import JOIN_MISS_COLUMNS, ParsedSource, ParseError, escapes, rejects_frame
+from cytoimagenet_assets.sources.common import NO_DEFAULT, channel_rows, find_file, frame, read_table
+from cytoimagenet_assets.sources.table import JOIN_MISS_COLUMNS, ParsedSource, ParseError, escapes, rejects_frame, short_broad_id
 
 SITE = re.compile(r"_s(\d+)", re.IGNORECASE)
+OPTIONS = {"image_table": NO_DEFAULT, "columns": {}, "annotations": []}
 
 
 def read_annotation(source: Source, raw_dir: Path, spec: dict) -> pd.DataFrame:
-    """An annotation table keyed by the columns of ``spec['join']``, numeric keys made comparable.
-
-    A key that appears twice with different values is an error naming both rows.
+    """An annotation table keyed by the columns of ``spec['join']``, keys made comparable (numbers,
+    Broad ids). A key that appears twice with different values is an error naming both rows.
     """
     path = find_file(source, raw_dir, spec["table"])
     keys = list(spec["join"].values())
     wanted = list(spec["columns"].values())
     table = read_table(source, path, required=[*keys, *wanted])
-    for column in spec.get("numeric", []):
-        table[column] = _numbers(source, path, table[column])
+    for column in keys:
+        table[column] = _key(source, path, table[column], column in spec.get("numeric", []))
     table = table[[*keys, *wanted]].drop_duplicates()
     clash = table[table.duplicated(keys, keep=False)]
     if len(clash):
@@ -50,6 +53,11 @@ def read_annotation(source: Source, raw_dir: Path, spec: dict) -> pd.DataFrame:
             f"{source.dir_name}: {path.name} gives different values for the same key {tuple(clash.iloc[0][keys])} (data rows {rows})"
         )
     return table
+
+
+def _key(source: Source, path: Path, values: pd.Series, numeric: bool) -> pd.Series:
+    """A join column as compared: canonical numbers, or text with long Broad ids shortened."""
+    return _numbers(source, path, values) if numeric else values.map(short_broad_id)
 
 
 def _numbers(source: Source, path: Path, values: pd.Series) -> pd.Series:
@@ -62,25 +70,21 @@ def _numbers(source: Source, path: Path, values: pd.Series) -> pd.Series:
     return parsed.map(lambda v: None if pd.isna(v) else f"{v:.6g}")
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
+def parse(source: Source, raw_dir: Path, options: dict) -> ParsedSource:
     path = find_file(source, raw_dir, options["image_table"])
-    columns: dict = options.get("columns", {})
+    columns: dict = options["columns"]
     channel_columns = [f"Image_{kind}_{c.key}" for c in source.channels for kind in ("FileName", "PathName")]
     table = read_table(source, path, required=[*channel_columns, *columns.values()])
     misses = []
-    for spec in options.get("annotations", []):
+    for spec in options["annotations"]:
         annotation = read_annotation(source, raw_dir, spec)
         left = table.copy()
         for image_column, annotation_column in spec["join"].items():
-            if annotation_column in spec.get("numeric", []):
-                left[annotation_column] = _numbers(source, path, table[image_column])
-            else:
-                left[annotation_column] = table[image_column]
+            left[annotation_column] = _key(source, path, table[image_column], annotation_column in spec.get("numeric", []))
         joined = left.merge(annotation, how="left", on=list(spec["join"].values()), validate="many_to_one", indicator=True)
-        # Rows whose key the annotation lacks (BBBC022's MOA table keys short Broad ids, some image
-        # tables long ones): kept, without its labels, and counted per key, never silently.
-        missed = left.loc[(joined["_merge"] == "left_only").to_numpy(), list(spec["join"])]
+        # Rows whose key the annotation lacks: kept, without its labels, and counted per key (as
+        # compared: one compound's batches together), never silently.
+        missed = left.loc[(joined["_merge"] == "left_only").to_numpy(), list(spec["join"].values())]
         missed = missed[missed.ne("").any(axis=1)]
         for key, count in missed.value_counts(sort=True).items():
             shown = ", ".join(f"{c}={v!r}" for c, v in zip(spec["join"], key if isinstance(key, tuple) else (key,)))
@@ -107,7 +111,7 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         base = {"source_file": source_file, "source_row": i + 1}
         for category, column in columns.items():
             base[category] = record[column]
-        for spec in options.get("annotations", []):
+        for spec in options["annotations"]:
             for category in spec["columns"]:
                 base[category] = record[category]
         site = SITE.search(next(iter(files.values())))

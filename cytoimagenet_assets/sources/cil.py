@@ -26,6 +26,13 @@ from cytoimagenet_assets.sources.common import find_file, frame, read_table, sou
 from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
 
 ARCHIVE_SUFFIXES = (".zip", ".tif", ".tiff")
+OPTIONS = {
+    "groups": "cil_kinome_metadata.csv",
+    "id_column": "file_name",
+    "group_column": "kinase",
+    "label": "{group} kinase",
+    "image": "{id}.tif",
+}
 
 
 def _image_id(text: str) -> str:
@@ -36,13 +43,12 @@ def _image_id(text: str) -> str:
     return name
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
-    id_column, group_column = options.get("id_column", "file_name"), options.get("group_column", "kinase")
-    label, image = options.get("label", "{group} kinase"), options.get("image", "{id}.tif")
+def parse(source: Source, raw_dir: Path, options: dict) -> ParsedSource:
+    id_column, group_column = options["id_column"], options["group_column"]
+    label, image = options["label"], options["image"]
     if "{group}" not in label or "{id}" not in image:
         raise ParseError(f"{source.dir_name}: parser_options.label needs {{group}} and parser_options.image needs {{id}}")
-    path = find_file(source, raw_dir, options.get("groups", "cil_kinome_metadata.csv"))
+    path = find_file(source, raw_dir, options["groups"])
     source_file = path.relative_to(raw_dir).as_posix()
     table = read_table(source, path, required=[id_column, group_column])
 

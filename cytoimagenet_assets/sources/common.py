@@ -17,6 +17,9 @@ from cytoimagenet_assets.catalog import Channel, Source
 from cytoimagenet_assets.sources.table import ParseError
 from cytoimagenet_assets.storage import remote_index_path
 
+# An option a parser has no default for (its module's ``OPTIONS``): the catalog entry must give it.
+NO_DEFAULT = object()
+
 
 def source_files(raw_dir: Path) -> list[str]:
     """Every file of a source as a path relative to ``raw_dir``, sorted: the files on disk (hidden

@@ -19,18 +19,19 @@ import re
 from pathlib import Path
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.sources.common import channel_rows, frame, source_files
+from cytoimagenet_assets.sources.common import NO_DEFAULT, channel_rows, frame, source_files
 from cytoimagenet_assets.sources.table import LABEL_CATEGORIES, ParsedSource, ParseError, rejects_frame
 
 FIELD_GROUPS = (*LABEL_CATEGORIES, "plate", "well", "field")
+OPTIONS = {"pattern": NO_DEFAULT, "values": {}}
 
 
-def compile_pattern(source: Source) -> re.Pattern:
-    """``parser_options.pattern``, checked: its named groups must be columns or ``channel``."""
+def compile_pattern(source: Source, text: str) -> re.Pattern:
+    """The ``pattern`` option, checked: its named groups must be columns or ``channel``."""
     try:
-        pattern = re.compile(source.parser_options["pattern"], re.IGNORECASE)
-    except (KeyError, re.error) as exc:
-        raise ParseError(f"{source.dir_name}: parser_options.pattern is missing or invalid: {exc}") from exc
+        pattern = re.compile(text, re.IGNORECASE)
+    except re.error as exc:
+        raise ParseError(f"{source.dir_name}: parser_options.pattern is invalid: {exc}") from exc
     unknown = set(pattern.groupindex) - {*FIELD_GROUPS, "channel"}
     if unknown:
         raise ParseError(f"{source.dir_name}: pattern groups {sorted(unknown)} are not columns; use {', '.join(FIELD_GROUPS)} or channel")
@@ -42,10 +43,9 @@ def field_values(found: dict[str, str | None], values: dict) -> dict[str, str | 
     return {name: values.get(name, {}).get(value.lower(), value) if value is not None else None for name, value in found.items()}
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
-    pattern = compile_pattern(source)
-    values: dict = options.get("values", {})
+def parse(source: Source, raw_dir: Path, options: dict) -> ParsedSource:
+    pattern = compile_pattern(source, options["pattern"])
+    values: dict = options["values"]
     if not raw_dir.is_dir():
         raise ParseError(f"{source.dir_name}: {raw_dir} does not exist; this source's metadata is its file names")
 

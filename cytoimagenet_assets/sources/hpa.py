@@ -33,12 +33,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.sources.common import find_file, frame, read_table
+from cytoimagenet_assets.sources.common import NO_DEFAULT, find_file, frame, read_table
 from cytoimagenet_assets.sources.table import ParsedSource, ParseError, normalize_label, rejects_frame
 
 CELL_LINE_COLUMNS = ("CellLine", "Cell line", "Cell Line", "cell_line")
 ORGANISM_COLUMNS = ("Organism", "Species", "organism")
 CELL_LINE_ORGANISMS = {"NIH 3T3": "mouse"}
+OPTIONS = {
+    "table": "train.csv",
+    "id_column": "Id",
+    "target_column": "Target",
+    "separator": " ",
+    "label_names": NO_DEFAULT,
+    "protein_channel": "green",
+    "drop_from_multilabels": [],
+    "image_dir": "train",
+    "extension": "png",
+    "cell_line_column": None,  # None: the first of CELL_LINE_COLUMNS the table has
+    "organism_column": None,  # None: the first of ORGANISM_COLUMNS the table has
+    "cell_line_organisms": CELL_LINE_ORGANISMS,
+}
 
 
 def _squash(text: str) -> str:
@@ -46,29 +60,28 @@ def _squash(text: str) -> str:
 
 
 def _column(source: Source, options: dict, key: str, candidates, columns, source_file: str) -> str | None:
-    if key in options:
+    if options[key] is not None:
         if options[key] not in columns:
             raise ParseError(f"{source.dir_name}: {source_file} lacks the {key} {options[key]!r}; it has {', '.join(columns)}")
         return options[key]
     return next((c for c in candidates if c in columns), None)
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
-    id_column, target_column = options.get("id_column", "Id"), options.get("target_column", "Target")
+def parse(source: Source, raw_dir: Path, options: dict) -> ParsedSource:
+    id_column, target_column = options["id_column"], options["target_column"]
     names: list[str] = options["label_names"]
-    protein = options.get("protein_channel", "green")
-    drop = set(options.get("drop_from_multilabels", []))
-    separator = options.get("separator", " ")
-    image_dir = options.get("image_dir", "train")
-    extension = options.get("extension", "png")
-    path = find_file(source, raw_dir, options.get("table", "train.csv"))
+    protein = options["protein_channel"]
+    drop = set(options["drop_from_multilabels"])
+    separator = options["separator"]
+    image_dir = options["image_dir"]
+    extension = options["extension"]
+    path = find_file(source, raw_dir, options["table"])
     source_file = path.relative_to(raw_dir).as_posix()
     table = read_table(source, path, required=[id_column, target_column])
 
     cell_line_column = _column(source, options, "cell_line_column", CELL_LINE_COLUMNS, table.columns, source_file)
     organism_column = _column(source, options, "organism_column", ORGANISM_COLUMNS, table.columns, source_file)
-    line_organisms = {_squash(k): v for k, v in options.get("cell_line_organisms", CELL_LINE_ORGANISMS).items()}
+    line_organisms = {_squash(k): v for k, v in options["cell_line_organisms"].items()}
     blank = [""] * len(table)
     cell_lines = table[cell_line_column].str.strip().tolist() if cell_line_column else blank
     organisms = table[organism_column].str.strip().tolist() if organism_column else blank

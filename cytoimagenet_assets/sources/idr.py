@@ -29,6 +29,13 @@ named groups say what a file holds:
   files whose folder the annotation does not fully name (use ``image_path`` when it does); an
   optional ``channel`` group splits channels over files, otherwise one file holds every channel.
 
+Older experiment annotations (idr0041's of March 2018, idr0043's) name each row's file themselves:
+``Comment [Image File Path]``, the folder as uploaded (``mitotic_cell_atlas/<assay>/<cell>/rawtif``)
+or the file's whole path (``72942/156348_A_1_1.tif``), and ``Image File``, its name. That file is
+looked for among the study's files, at that path or below a folder (the upload's batch folder,
+``20180710-ftp/``), and wins where found; else ``image_path`` or ``file_pattern`` as configured,
+and without them the path as written (then counted missing, never dropped).
+
 A screen gives one row per field of view of each annotated well with files, and one metadata-only
 row (no image files) per annotated well without; files of wells not in the annotation are ignored.
 An experiment gives one row per annotation row, with its file when found. Column values listed for
@@ -42,7 +49,7 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.sources.common import channel_rows, find_file, frame, read_table, source_files
+from cytoimagenet_assets.sources.common import NO_DEFAULT, channel_rows, find_file, frame, read_table, source_files
 from cytoimagenet_assets.sources.table import ParsedSource, ParseError, rejects_frame
 
 # Named file patterns (``layout``): PerkinElmer Operetta/Phenix TIFFs directly in the plate folder.
@@ -51,6 +58,8 @@ LAYOUTS = {
 }
 WELL = re.compile(r"^([A-Za-z]+)0*(\d+)$")
 SERVER_PREFIX = PurePosixPath("/uod/idr/filesets")
+FILE_PATH, FILE_NAME = "Comment [Image File Path]", "Image File"  # older experiment annotations' file columns
+OPTIONS = {"annotation": NO_DEFAULT, "plates": None, "columns": {}, "keep": {}, "file_pattern": None, "layout": None, "image_path": None}
 
 
 def well_name(row: int, column: int) -> str:
@@ -119,10 +128,9 @@ def _labels(record: dict, columns: dict) -> dict:
     return out
 
 
-def _file_pattern(source: Source, screen: bool, has_plates: bool) -> re.Pattern | None:
+def _file_pattern(source: Source, options: dict, screen: bool, has_plates: bool) -> re.Pattern | None:
     """The compiled ``file_pattern`` (or ``layout`` preset), its named groups checked."""
-    options = source.parser_options
-    layout, text = options.get("layout"), options.get("file_pattern")
+    layout, text = options["layout"], options["file_pattern"]
     if layout is not None and text is not None:
         raise ParseError(f"{source.dir_name}: give either layout or file_pattern, not both")
     if layout is not None:
@@ -146,7 +154,7 @@ def _file_pattern(source: Source, screen: bool, has_plates: bool) -> re.Pattern 
             missing.append("plate (or a plates.tsv in the plates option)")
     else:
         missing = [g for g in ("dataset", "image") if g not in groups]
-        if options.get("image_path"):
+        if options["image_path"]:
             raise ParseError(f"{source.dir_name}: give either image_path or {option}, not both")
     if missing:
         raise ParseError(f"{source.dir_name}: {option} {text!r} lacks the named group(s) {', '.join(missing)}")
@@ -206,30 +214,47 @@ def _experiment_files(pattern: re.Pattern, files: list[str], keys: set[str]) -> 
     return found
 
 
-def parse(source: Source, raw_dir: Path) -> ParsedSource:
-    options = source.parser_options
+def _annotated_file(record: dict) -> str | None:
+    """The file an older annotation's row names (FILE_PATH, and FILE_NAME unless the path ends in it)."""
+    folder, name = record.get(FILE_PATH, "").strip().strip("/"), record.get(FILE_NAME, "").strip()
+    if not name or PurePosixPath(folder).name == name:
+        return folder or None
+    return f"{folder}/{name}" if folder else name
+
+
+def _locate(named: str, by_name: dict[str, list[str]]) -> str | None:
+    """The study's file at ``named`` or below a folder (shallowest first): the annotation's paths
+    are relative to the folder the files were uploaded in."""
+    return next((p for p in by_name.get(PurePosixPath(named).name, []) if p == named or p.endswith("/" + named)), None)
+
+
+def parse(source: Source, raw_dir: Path, options: dict) -> ParsedSource:
     path = find_file(source, raw_dir, options["annotation"])
     source_file = path.relative_to(raw_dir).as_posix()
-    columns: dict = options.get("columns", {})
+    columns: dict = options["columns"]
     needed = [n for names in columns.values() for n in ([names] if isinstance(names, str) else names)]
-    table = read_table(source, path, required=[*needed, *options.get("keep", {})])
+    table = read_table(source, path, required=[*needed, *options["keep"]])
     screen = {"Plate", "Well"} <= set(table.columns)
     if not screen and not {"Dataset Name", "Image Name"} <= set(table.columns):
         raise ParseError(
             f"{source.dir_name}: {source_file} has neither Plate/Well (screen) nor Dataset Name/Image Name (experiment) columns"
         )
-    plates = read_plates(source, find_file(source, raw_dir, options["plates"])) if options.get("plates") else None
-    pattern = _file_pattern(source, screen, plates is not None)
+    plates = read_plates(source, find_file(source, raw_dir, options["plates"])) if options["plates"] else None
+    pattern = _file_pattern(source, options, screen, plates is not None)
+    annotated = not screen and FILE_PATH in table.columns
     keys = {c.key for c in source.channels}
+    files = source_files(raw_dir) if pattern is not None or annotated else []
     found = {}
     if pattern is not None:
-        files = source_files(raw_dir)
         found = _screen_files(pattern, files, plates, keys) if screen else _experiment_files(pattern, files, keys)
+    by_name: dict[str, list[str]] = defaultdict(list)  # file name → the study's files of that name, shallowest first
+    for relative in sorted(files, key=lambda p: (p.count("/"), p)) if annotated else ():
+        by_name[PurePosixPath(relative).name].append(relative)
     all_channels = "|".join(c.name for c in source.channels)
 
     rows, rejects = [], []
     for i, record in enumerate(table.to_dict("records")):
-        outside = [f"{k}={record[k]!r}" for k, allowed in options.get("keep", {}).items() if record[k] not in allowed]
+        outside = [f"{k}={record[k]!r}" for k, allowed in options["keep"].items() if record[k] not in allowed]
         if outside:
             rejects.append((source_file, i + 1, "excluded by the catalog's keep filter: " + ", ".join(outside)))
             continue
@@ -237,8 +262,11 @@ def parse(source: Source, raw_dir: Path) -> ParsedSource:
         if not screen:
             base["plate"] = record["Dataset Name"]
             files = found.get((record["Dataset Name"].strip(), record["Image Name"].strip()), {})
-            if options.get("image_path"):
+            if options["image_path"]:
                 files = {None: options["image_path"].format(**record)}
+            named = _annotated_file(record)
+            if named is not None and ((located := _locate(named, by_name)) or not files):
+                files = {None: located or named}
             if None in files:
                 # One file holds every channel of an experiment image (IDR's 4D TIFFs, DeltaVision .dv).
                 rows.append({**base, "channel_names": [all_channels], "channel_paths": [files[None]]})

@@ -42,6 +42,8 @@ REQUIRED = ("idx", "database", "name", "dir_name", "microscopy", "source_file")
 REJECT_COLUMNS = ("source_file", "source_row", "reason")
 JOIN_MISS_COLUMNS = ("table", "key", "rows")
 GENE_SUFFIX = " targeted"
+# A Broad compound id with its salt, batch and check digit (BRD-A04438777-001-03-6): the compound is BRD-A04438777.
+LONG_BROAD_ID = re.compile(r"^\s*(BRD-[A-Z]\d{8})(?:-\d+)+\s*$", re.IGNORECASE)
 FLUORESCENT = ("fluorescence", "confocal", "super_resolution")
 
 
@@ -93,8 +95,17 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip().lower()
 
 
+def short_broad_id(text: str) -> str:
+    """A long Broad id as its compound's (``BRD-A04438777-001-03-6`` → ``BRD-A04438777``), so that
+    batches and salts of one compound join the tables keyed by compound and share its label; any
+    other text unchanged."""
+    match = LONG_BROAD_ID.match(text)
+    return match.group(1) if match else text
+
+
 def normalize_label(value, category: str) -> str | None:
-    """Lowercase, trim, map synonyms, null the blanks, suffix genes, join multi-labels with '|'.
+    """Lowercase, trim, map synonyms, null the blanks, suffix genes, join multi-labels with '|';
+    compounds named by a long Broad id become the compound's short id.
 
     Idempotent: a normalized value normalizes to itself (the asset check relies on that).
     """
@@ -107,6 +118,8 @@ def normalize_label(value, category: str) -> str | None:
         token = _squash(token)
         if category == "phenotype":
             token = _squash(token.replace("*", " -- "))
+        if category == "compound":
+            token = short_broad_id(token)
         if category == "gene" and token.endswith(GENE_SUFFIX):
             token = token[: -len(GENE_SUFFIX)].strip()
         if token in own:
