@@ -93,5 +93,7 @@ def test_a_catalog_names_its_mirrors_and_the_environment_wins(monkeypatch):
     monkeypatch.setenv(MIRRORS_ENV, f"{BROAD}=http://closer/bbbc")
     assert configured_mirrors(catalog.mirrors).rewrite(f"{BROAD}/a.zip") == "http://closer/bbbc/a.zip"
     assert DownloadsResource(mirrors=dict(catalog.mirrors)).fetching(print).mirrors.rewrite("https://x.org/a") == "http://y.org/a"
-    with pytest.raises(CatalogError, match=r"field 'mirrors': .*not an http\(s\)/ftp URL: 'cache'"):
+    with pytest.raises(CatalogError, match=r"field 'mirrors': .*'cache' in \S+=cache is not an http\(s\)/ftp URL"):
         parse_catalog({**base, "mirrors": {BROAD: "cache"}})
+    with pytest.raises(CatalogError, match=r"field 'mirrors': .*has a query"):  # checked as the environment's mirrors are
+        parse_catalog({**base, "mirrors": {BROAD: "http://cache/bbbc?x=1"}})

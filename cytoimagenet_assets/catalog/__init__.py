@@ -44,6 +44,25 @@ PARSER_MODULES = {
 URL_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")  # a {Column} of a URL filled from a table (RemoteFile.values_from)
 
 
+MIRROR_URL = re.compile(r"^(https?|ftp)://[^/\s]+")
+
+
+def mirror_url_problem(url: str) -> str | None:
+    """What is wrong with a mirror's prefix or replacement URL, or None (the catalog's and the
+    environment's mirrors are checked alike: ``download.mirrors``)."""
+    if not MIRROR_URL.match(url):
+        return "is not an http(s)/ftp URL"
+    for characters, problem in (
+        (" \t", "contains a space"),
+        ("?", "has a query (?)"),
+        ("#", "has a fragment (#)"),
+        (";=", "contains ';' or '=' (separate mirror pairs with commas or newlines)"),
+    ):
+        if any(c in url for c in characters):
+            return problem
+    return None
+
+
 class CatalogError(ValueError):
     """A catalog file that cannot be used; the message names the file, entry and field."""
 
@@ -296,9 +315,10 @@ class Catalog(_Strict):
     @field_validator("mirrors")
     @classmethod
     def _mirrors(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [u for pair in value.items() for u in pair if not re.match(r"^(https?|ftp)://[^/\s]+", u)]
-        if bad:
-            raise ValueError(f"not an http(s)/ftp URL: {bad[0]!r}")
+        for prefix, replacement in value.items():
+            for url in (prefix, replacement):
+                if problem := mirror_url_problem(url):
+                    raise ValueError(f"{url!r} in {prefix}={replacement} {problem}")
         return value
 
     @cached_property

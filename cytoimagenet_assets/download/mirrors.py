@@ -23,23 +23,9 @@ from typing import Iterable, Mapping
 
 import requests
 
+from cytoimagenet_assets.catalog import mirror_url_problem
+
 MIRRORS_ENV = "CYTOIMAGENET_MIRRORS"
-URL = re.compile(r"^(https?|ftp)://[^/\s]+")
-
-
-def _problem(url: str) -> str | None:
-    """What is wrong with a mirror's prefix or replacement URL, or None."""
-    if not URL.match(url):
-        return "is not an http(s)/ftp URL"
-    for characters, problem in (
-        (" \t", "contains a space"),
-        ("?", "has a query (?)"),
-        ("#", "has a fragment (#)"),
-        (";=", "contains ';' or '=' (separate mirror pairs with commas or newlines)"),
-    ):
-        if any(c in url for c in characters):
-            return problem
-    return None
 
 
 @dataclass(frozen=True)
@@ -54,7 +40,7 @@ class Mirrors:
         pairs: dict[str, str] = {}
         for prefix, replacement in mapping.items() if isinstance(mapping, Mapping) else mapping:
             for url in (str(prefix), str(replacement)):
-                if problem := _problem(url):
+                if problem := mirror_url_problem(url):
                     raise ValueError(f"{where}: {url!r} in {prefix}={replacement} {problem}")
             key = str(prefix).rstrip("/")  # `…/bbbc/` and `…/bbbc` are one prefix, and no `//` is made
             if key in pairs:
