@@ -1,9 +1,11 @@
 """What a step shows about its result: markdown tables and text, figures — plain values that the Dagster
-layer turns into metadata (``defs.metadata.as_metadata``), for the UI and the dataset card alike."""
+layer turns into metadata (``defs.metadata.as_metadata``), for the UI and the dataset card alike — and
+the header (and warning banner) that every report and card opens with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -45,3 +47,34 @@ def table(df: pd.DataFrame, max_rows: int = 10, empty: str | None = None) -> Mar
 
 def bullets(items: list[str], empty: str = "none") -> Markdown:
     return Markdown("\n".join(f"- {item}" for item in items) or empty)
+
+
+def header_fields(catalog: str | None, model_run: str | None, fingerprint: str | None, when: datetime) -> dict[str, str]:
+    """What a report or card is about — catalog, model run, the training data's fingerprint — and
+    when it was made (UTC, ISO 8601), so that a figure copied out of it still says where it came from;
+    an absent value reads "none"."""
+    return {
+        "catalog": catalog or "none",
+        "model_run": model_run or "none",
+        "data_fingerprint": fingerprint or "none",
+        "date": when.astimezone(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def report_header(catalog: str | None, model_run: str | None, fingerprint: str | None, when: datetime) -> list[str]:
+    """:func:`header_fields` as the Markdown lines that open a report or card (under its title)."""
+    fields = header_fields(catalog, model_run, fingerprint, when)
+    names = {"catalog": "Catalog", "model_run": "Model run", "data_fingerprint": "Data fingerprint", "date": "Date (UTC)"}
+    return [f"- **{names[key]}**: `{value}`" for key, value in fields.items()] + [""]
+
+
+def pipeline_check_note(reasons: list[str]) -> str:
+    """The warning that a report's figures mean nothing beyond "it runs" (synthetic data, too few
+    samples), with why, as one sentence; "" when there is no reason."""
+    return f"These figures only show that the pipeline runs: {'; '.join(reasons)}." if reasons else ""
+
+
+def pipeline_check_banner(reasons: list[str]) -> list[str]:
+    """:func:`pipeline_check_note` as the Markdown lines that open a report, under its header."""
+    note = pipeline_check_note(reasons)
+    return [f"> **{note}**", ""] if note else []

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 
 import h5py
 import numpy as np
@@ -276,11 +277,11 @@ def test_tvn_variant_needs_controls_and_median_aggregation():
 
 
 def test_bootstrap_interval_over_treatments():
-    correct = np.array([True] * 83 + [False] * 20)
-    score = protocols.Score.bootstrap(correct, seed=0)
+    correct, labels = np.array([True] * 83 + [False] * 20), np.arange(103) % 2
+    score = protocols.Score.bootstrap(correct, labels, seed=0)
     assert score.accuracy == pytest.approx(83 / 103) and score.interval == "bootstrap"
     assert 0.70 < score.low < 0.76 and 0.85 < score.high < 0.89
-    assert protocols.Score.bootstrap(correct, seed=0) == score  # seeded: the same every run
+    assert protocols.Score.bootstrap(correct, labels, seed=0) == score  # seeded: the same every run
 
 
 def test_bad_bbbc021_metadata_names_file_and_row(tmp_path):
@@ -460,3 +461,122 @@ def test_a_damaged_benchmark_hdf5_names_itself_in_the_cli(tmp_path, capsys):
     assert main(args) == 2
     assert f"error: {test1}: no dataset 'data' (nor chunks data1, data2, …); it has ['images', 'labels']" in capsys.readouterr().err
     assert not (tmp_path / "report").exists()
+
+
+def _results(benchmarks_n: dict[str, int], chance: float = 0.25, majority: float = 0.4) -> pd.DataFrame:
+    """Result rows of the random backbone on each benchmark, scored on ``n`` items with these chance levels."""
+    from cytoimagenet_assets.evaluation.run import COLUMNS
+
+    rows = [
+        {"benchmark": b, "variant": "raw", "aggregation": "", "backbone": "random", "method": "merge_raw", "accuracy": 0.5}
+        | {"low": 0.4, "high": 0.6, "n": n, "chance": chance, "majority": majority, "interval": "wilson"}
+        for b, n in benchmarks_n.items()
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_the_report_opens_with_catalog_model_run_data_fingerprint_and_utc_date(tmp_path):
+    from cytoimagenet_assets.evaluation.run import EvaluationSettings, run_evaluation
+
+    run = tmp_path / "models" / "efficientnet_b0-0123456789abcdef-feedbeef"
+    run.mkdir(parents=True)
+    (run / "model_card.json").write_text(json.dumps({"data": {"fingerprint": "0123456789abcdef"}}))
+    evaluation = run_evaluation([], run / "model.pt", EvaluationSettings(backbones=("random",)), progress=False, catalog="cytoimagenet")
+    assert (evaluation.model_run, evaluation.fingerprint) == (run.name, "0123456789abcdef")
+    evaluation.date = datetime(2024, 5, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
+    header = [
+        "# CytoImageNet transfer evaluation",
+        "",
+        "- **Catalog**: `cytoimagenet`",
+        f"- **Model run**: `{run.name}`",
+        "- **Data fingerprint**: `0123456789abcdef`",
+        "- **Date (UTC)**: `2024-05-01T12:30:00+00:00`",
+        "",
+    ]
+    assert (evaluation.write(tmp_path / "report") / "evaluation_report.md").read_text().splitlines()[: len(header)] == header
+    shown = evaluation.report(tmp_path / "report")
+    assert {k: shown[k] for k in ("catalog", "model_run", "data_fingerprint", "date")} == {
+        "catalog": "cytoimagenet",
+        "model_run": run.name,
+        "data_fingerprint": "0123456789abcdef",
+        "date": "2024-05-01T12:30:00+00:00",
+    }
+    assert json.loads((tmp_path / "report" / "evaluation_report.json").read_text())["catalog"] == "cytoimagenet"
+    unknown = run_evaluation([], tmp_path / "elsewhere.pt", EvaluationSettings(backbones=("random",)), progress=False)
+    assert unknown.header["model_run"] == str(tmp_path / "elsewhere.pt") and unknown.header["data_fingerprint"].startswith("unknown")
+    assert run_evaluation([], None, EvaluationSettings(backbones=("random",)), progress=False).header["model_run"] == "none"
+
+
+def test_the_banner_marks_the_demo_catalog_and_too_small_benchmarks_only():
+    from cytoimagenet_assets.evaluation.report import MIN_SAMPLES
+    from cytoimagenet_assets.evaluation.run import Evaluation
+
+    enough = _results({"COOS-7 test1": MIN_SAMPLES, "CyCLoPs": 28_000})
+    banner = "These figures only show that the pipeline runs"
+    real = Evaluation(enough, catalog="cytoimagenet")
+    assert banner not in real.markdown() and real.report(None)["banner"] == "none"
+    demo = Evaluation(enough, catalog="demo")
+    assert f"> **{banner}: the 'demo' catalog's benchmarks are synthetic" in demo.markdown()
+    assert demo.report(None)["banner"].startswith(f"{banner}: the 'demo' catalog's")
+    small = Evaluation(_results({"COOS-7 test1": MIN_SAMPLES - 1, "CyCLoPs": 28_000}), catalog="cytoimagenet")
+    assert f"COOS-7 test1 ({MIN_SAMPLES - 1}) scored fewer than {MIN_SAMPLES} samples" in small.report(None)["banner"]
+    assert "CyCLoPs (" not in small.report(None)["banner"] and small.markdown().count(banner) == 1
+
+
+def test_chance_columns_come_from_the_labels_of_the_items_scored():
+    from cytoimagenet_assets.evaluation.report import comparison_table
+
+    treatments = _treatments(
+        [
+            ("a", 1.0, "m1", ("w1",)),
+            ("a", 2.0, "m1", ("w1",)),
+            ("b", 1.0, "m1", ("w2",)),
+            ("c", 1.0, "m2", ("w1",)),
+            ("d", 1.0, "m3", ("w1",)),
+        ]
+    )
+    profiles_ = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9]])
+    nsc, _ = protocols.nsc(treatments, profiles_)
+    assert (nsc.chance, nsc.majority) == (pytest.approx(1 / 3), pytest.approx(3 / 5))  # m1 m1 m1 m2 m3
+    nscb, _ = protocols.nscb(treatments, profiles_)
+    assert (nscb.n, nscb.chance, nscb.majority) == (3, 1.0, 1.0)  # only m1 spans two batches: only m1 is scored
+    coos = protocols.coos7({"train": np.eye(3), "test1": np.eye(3)[[0, 0, 0, 1]]}, {"train": np.arange(3), "test1": np.array([0, 0, 0, 1])})
+    assert (coos["test1"].chance, coos["test1"].majority) == (0.5, 0.75)
+    cyclops = protocols.cyclops(np.eye(5), np.array([0, 0, 1, 1, 2]))
+    assert (cyclops.chance, cyclops.majority) == (pytest.approx(1 / 3), 0.4)
+    results = pd.DataFrame(
+        [
+            benchmarks._row(name, score) | {"backbone": "random", "method": "merge_raw"}
+            for name, score in [("BBBC021 NSC", nsc), ("CyCLoPs", cyclops)]
+        ]
+    )
+    table = comparison_table(results).set_index("benchmark")
+    assert table.loc["BBBC021 NSC", ["chance: 1/classes", "chance: majority class"]].tolist() == ["33.3", "60.0"]
+    assert table.loc["CyCLoPs", ["chance: 1/classes", "chance: majority class"]].tolist() == ["33.3", "40.0"]
+    assert table.loc["COOS-7 test1", "chance: 1/classes"] == "—"  # not evaluated: its published figures only
+    published = [c for c in table.columns if "published" in c]
+    assert published == [f"{b} published (paper, on the paper's data)" for b in ("random", "imagenet", "cytoimagenet", "fusion")]
+
+
+def test_the_cli_table_opens_with_the_header_and_the_banner(tmp_path, capsys):
+    from cytoimagenet_assets.evaluation.__main__ import main
+
+    folder = tmp_path / "coos7"
+    folder.mkdir()
+    for split in protocols.COOS7_SPLITS:
+        with h5py.File(folder / f"COOS7_v1.1_{split}.hdf5", "w") as f:
+            f["data"], f["labels"] = np.random.default_rng(0).integers(0, 255, (4, 2, 8, 8)).astype(np.uint8), [0, 1, 1, 1]
+    args = ["run", "--benchmark", f"coos7={folder}", "--backbones", "random", "--methods", "merge_raw", "--no-umap", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:5] == [
+        "# CytoImageNet transfer evaluation",
+        "",
+        "- **Catalog**: `none`",
+        "- **Model run**: `none`",
+        "- **Data fingerprint**: `none`",
+    ]
+    assert out[5].startswith("- **Date (UTC)**: `") and out[5].endswith("+00:00`")
+    assert "COOS-7 test1 (4), COOS-7 test2 (4), COOS-7 test3 (4), COOS-7 test4 (4) scored fewer than" in out[7]
+    assert "chance: 1/classes" in out[9] and "chance: majority class" in out[9] and "published (paper, on the paper's data)" in out[9]
+    assert out[10].split()[:4] == ["COOS-7", "test1", "50.0", "75.0"]

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from cytoimagenet_assets.demo.cells import Morphology, render_field
 from cytoimagenet_assets.images import release as release_module
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.images.release import DamagedRelease, write_release
+from cytoimagenet_assets.model.launch import cli_parser, config_from_args, torchrun_command
 from cytoimagenet_assets.model.loop import (
     DeviceAugment,
     _set_rng_state,
@@ -188,6 +190,31 @@ def test_model_card_and_history_are_written(shards, tmp_path):
     assert (tmp_path / "run" / "model_card.md").read_text().startswith("# CytoImageNet EfficientNet-B0")
     model = build_model(3)
     model.load_state_dict(torch.load(result.weights))
+
+
+def test_the_model_card_opens_with_catalog_run_data_fingerprint_and_utc_date(shards, tmp_path):
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    train(TINY, shards, tmp_path / "efficientnet_b0-run", log=lambda _: None, catalog="demo")
+    card = json.loads((tmp_path / "efficientnet_b0-run" / "model_card.json").read_text())
+    assert card["catalog"] == "demo" and before <= datetime.fromisoformat(card["date"]) <= datetime.now(timezone.utc)
+    lines = (tmp_path / "efficientnet_b0-run" / "model_card.md").read_text().splitlines()
+    assert lines[:7] == [
+        "# CytoImageNet EfficientNet-B0",
+        "",
+        "- **Catalog**: `demo`",
+        "- **Model run**: `efficientnet_b0-run`",
+        f"- **Data fingerprint**: `{shards.fingerprint()}`",
+        f"- **Date (UTC)**: `{card['date']}`",
+        "",
+    ]
+    assert card["date"].endswith("+00:00")
+
+
+def test_a_torchrun_launch_passes_the_catalog_to_each_process():
+    command = torchrun_command(Path("shards"), Path("out"), TINY, 2, "demo")
+    args = cli_parser("prog", "").parse_args(command[command.index("cytoimagenet_assets.model") + 1 :])
+    assert args.catalog == "demo" and config_from_args(args) == TINY
+    assert cli_parser("prog", "").parse_args(["shards", "out"]).catalog is None
 
 
 def _two_process_run(folder, out) -> pd.DataFrame:

@@ -27,8 +27,9 @@ def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
         deps=[MODEL_KEY, *(raw_key(s) for s in benchmarks.values())],
         kinds={"pytorch", "csv"},
         description="k-NN transfer accuracy of random, ImageNet, CytoImageNet and fused features on BBBC021 (NSC, NSCB; raw "
-        "and TVN), COOS-7 and CyCLoPs, every extraction method, with 95% intervals, beside the published figures. "
-        "Missing benchmarks are skipped, with what to download.",
+        "and TVN), COOS-7 and CyCLoPs, every extraction method, with 95% intervals and chance levels, beside the paper's "
+        "published figures; headed by catalog, model run, data fingerprint and date, with a banner where the figures only "
+        "show that the pipeline runs. Missing benchmarks are skipped, with what to download.",
     )
     def evaluation_report(context: dg.AssetExecutionContext, config: EvaluationConfig, data: DataHomeResource) -> dg.MaterializeResult:
         from cytoimagenet_assets.evaluation.run import evaluate_catalog

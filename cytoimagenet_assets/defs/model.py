@@ -89,7 +89,7 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
         recipe = with_overrides(catalog.training, config)
         try:
             inputs = training_input(home, recipe.input_size, config.stream)
-            out = train_run(home, inputs, recipe, config.processes, log=context.log.info)
+            out = train_run(home, inputs, recipe, config.processes, log=context.log.info, catalog=catalog.name)
         except (TrainingFailed, FileNotFoundError) as exc:
             raise dg.Failure(description=str(exc)) from exc
         report, problems, check_report = training_report(out, home.dataset_metadata())

@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = evaluation.write(args.out)
+    print("\n".join(evaluation.preamble()))
     print(evaluation.comparison.to_string(index=False))
     for name, why in {**evaluation.skipped, **evaluation.unavailable}.items():
         print(f"not evaluated: {name}: {why}")

@@ -103,7 +103,7 @@ class Benchmark:
     notes: list[str] = field(default_factory=list)
 
     def score(self, parts: list[dict[str, np.ndarray]]) -> list[dict]:
-        """Result rows (benchmark, variant, aggregation, accuracy, low, high, n, interval) of one
+        """Result rows (benchmark, variant, aggregation, accuracy, low, high, n, chance, majority, interval) of one
         backbone's features, or of several fused (each standardized on its own, then concatenated)."""
         return self.scorer(parts)
 
@@ -121,6 +121,8 @@ def _row(benchmark: str, score: protocols.Score, variant: str = "raw", aggregati
         "low": score.low,
         "high": score.high,
         "n": score.n,
+        "chance": score.chance,
+        "majority": score.majority,
         "interval": score.interval,
     }
 

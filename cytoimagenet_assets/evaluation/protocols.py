@@ -12,6 +12,9 @@
   SPINDLEPOLE merged into SPINDLE (16 classes; the paper's "17" counts before the merge); 11-NN
   leave-one-out on standardized features (Wilson intervals).
 
+Every score carries the chance levels of the items it scored (1/classes and the commonest class's
+share, from their true labels), so an accuracy is read beside what guessing would get.
+
 HDF5 files may hold their cells in several chunks (DeepLoc's ``data1``…``dataN`` with
 ``Index1``…``IndexN``); every chunk is read. HDF5 keys and the channel order that SOURCES.md marks
 unconfirmed are parameters (the catalog's ``parser_options`` for coos7 / cyclops).
@@ -40,27 +43,41 @@ CONTROL_MOA = "DMSO"
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def chance_levels(labels: np.ndarray) -> tuple[float, float]:
+    """What guessing scores on items with these true labels: 1/k (uniform over the k classes among
+    them) and the commonest class's share (always answering it); NaN for no items."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    if not len(counts):
+        return np.nan, np.nan
+    return 1 / len(counts), float(counts.max() / counts.sum())
+
+
 @dataclass
 class Score:
     accuracy: float
     low: float
     high: float
     n: int
+    chance: float  # 1/classes among the scored items' labels
+    majority: float  # the commonest label's share of the scored items
     interval: str = "wilson"  # or "bootstrap" (over the scored items)
 
     @classmethod
-    def of(cls, correct: np.ndarray) -> "Score":
-        return cls(*accuracy_interval(np.asarray(correct, bool)), len(correct), "wilson")
+    def of(cls, correct: np.ndarray, labels: np.ndarray) -> "Score":
+        """Accuracy with its Wilson interval, and the chance levels of the scored items' ``labels``."""
+        return cls(*accuracy_interval(np.asarray(correct, bool)), len(correct), *chance_levels(labels), "wilson")
 
     @classmethod
-    def bootstrap(cls, correct: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> "Score":
-        """Accuracy with the 2.5th and 97.5th percentiles of its bootstrap distribution over items."""
+    def bootstrap(cls, correct: np.ndarray, labels: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> "Score":
+        """Accuracy with the 2.5th and 97.5th percentiles of its bootstrap distribution over items,
+        and the chance levels of the scored items' ``labels``."""
         correct = np.asarray(correct, bool)
         if len(correct) == 0:
-            return cls(np.nan, np.nan, np.nan, 0, "bootstrap")
+            return cls(np.nan, np.nan, np.nan, 0, np.nan, np.nan, "bootstrap")
         draws = np.random.default_rng(seed).integers(0, len(correct), (resamples, len(correct)))
         means = correct[draws].mean(1)
-        return cls(float(correct.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), len(correct), "bootstrap")
+        interval = float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+        return cls(float(correct.mean()), *interval, len(correct), *chance_levels(labels), "bootstrap")
 
 
 # -- BBBC021 -----------------------------------------------------------------------------------
@@ -188,7 +205,8 @@ def nsc(treatments: pd.DataFrame, profiles: np.ndarray, exclude_batch: bool = Fa
 
     predicted = knn_predict(profiles, labels, profiles, k=1, metric="cosine", excluded=excluded)
     scored = predicted >= 0  # a treatment whose every candidate is excluded has no answer: not scored
-    return Score.bootstrap(predicted[scored] == labels[scored], seed), np.where(scored, moas[np.maximum(predicted, 0)], None)
+    score = Score.bootstrap(predicted[scored] == labels[scored], labels[scored], seed)
+    return score, np.where(scored, moas[np.maximum(predicted, 0)], None)
 
 
 def nscb(treatments: pd.DataFrame, profiles: np.ndarray, seed: int = 0) -> tuple[Score, np.ndarray]:
@@ -343,7 +361,7 @@ def coos7(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int
     scale = prof.fit_scaler(features["train"])
     train = scale(features["train"])
     return {
-        split: Score.of(knn_predict(train, labels["train"], scale(features[split]), k) == labels[split])
+        split: Score.of(knn_predict(train, labels["train"], scale(features[split]), k) == labels[split], labels[split])
         for split in features
         if split != "train"
     }
@@ -408,4 +426,4 @@ def cyclops(features: np.ndarray, labels: np.ndarray, k: int = 11) -> Score:
     """11-NN leave-one-out accuracy on standardized features."""
     x = prof.standardize(features)
     predicted = knn_predict(x, labels, x, k, excluded=lambda rows: rows[:, None] == np.arange(len(x))[None, :])
-    return Score.of(predicted == labels)
+    return Score.of(predicted == labels, labels)

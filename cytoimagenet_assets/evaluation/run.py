@@ -4,13 +4,16 @@
 cytoimagenet_assets.evaluation run`` both call: it loads the backbones it can (saying why for the
 others), reads each benchmark folder (skipping, with what to download, those that are absent),
 extracts features once per sample for every method and backbone (with a progress bar), scores
-each backbone and the ImageNet ⊕ CytoImageNet fusion, and renders the report.
+each backbone and the ImageNet ⊕ CytoImageNet fusion, and renders the report: headed by what it is
+(catalog, model run, the model's data fingerprint, date), with a banner where the figures only show
+that the pipeline runs, and chance levels beside every accuracy.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,12 +37,21 @@ from cytoimagenet_assets.evaluation.features import (
     imagenet_backbone,
     random_backbone,
 )
-from cytoimagenet_assets.evaluation.report import comparison_table, umap_png
+from cytoimagenet_assets.evaluation.report import PUBLISHED_LABEL, comparison_table, pipeline_check_reasons, umap_png
 from cytoimagenet_assets.evaluation.settings import EvaluationSettings
-from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table
+from cytoimagenet_assets.markdown import (
+    Figure,
+    Markdown,
+    header_fields,
+    markdown_table,
+    pipeline_check_banner,
+    pipeline_check_note,
+    report_header,
+)
+from cytoimagenet_assets.model.report import trained_on
 from cytoimagenet_assets.storage import DataHome, write_bytes, write_csv, write_text
 
-COLUMNS = ["benchmark", "variant", "aggregation", "backbone", "method", "accuracy", "low", "high", "n", "interval"]
+COLUMNS = ["benchmark", "variant", "aggregation", "backbone", "method", "accuracy", "low", "high", "n", "chance", "majority", "interval"]
 
 
 @dataclass
@@ -58,13 +70,32 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     figures: dict[str, bytes] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    catalog: str | None = None  # whose benchmark sources were scored; None for folders given by hand
+    model_run: str | None = None  # the CytoImageNet model's run folder (or file), None without one
+    fingerprint: str | None = None  # of the data that model was trained on, as its card records
+    date: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def comparison(self) -> pd.DataFrame:
         return comparison_table(self.results)
 
+    @property
+    def header(self) -> dict[str, str]:
+        return header_fields(self.catalog, self.model_run, self.fingerprint, self.date)
+
+    @property
+    def caveats(self) -> list[str]:
+        return pipeline_check_reasons(self.catalog, self.results)
+
+    def preamble(self) -> list[str]:
+        """Title, header and (where the figures mean nothing) the banner: what the report, the UI and the CLI open with."""
+        lines = ["# CytoImageNet transfer evaluation", "", *report_header(self.catalog, self.model_run, self.fingerprint, self.date)]
+        return lines + pipeline_check_banner(self.caveats)
+
     def report(self, out: Path) -> dict:
         return {
+            **self.header,
+            "banner": pipeline_check_note(self.caveats) or "none",
             "report": Markdown(self.markdown()),
             "results": len(self.results),
             "unavailable_backbones": self.unavailable,
@@ -76,11 +107,14 @@ class Evaluation:
     def markdown(self) -> str:
         comparison = self.comparison
         parts = [
-            "## Accuracy (%) [95% interval] beside the published figures",
+            *self.preamble(),
+            "## Accuracy (%) [95% interval] beside chance and the published figures",
             "",
             "Each cell is the best of the extraction methods evaluated, **chosen on the test data itself** (so it is "
-            "optimistic); every method is listed under *Every method*. BBBC021 rows are raw (the original's protocol) and "
-            "TVN (typical variation normalization on DMSO) side by side; the published figures are for the raw protocol.",
+            "optimistic); every method is listed under *Every method*. The chance columns are what guessing scores on the "
+            "items scored here: 1/classes, and always answering the commonest class. BBBC021 rows are raw (the original's "
+            f"protocol) and TVN (typical variation normalization on DMSO) side by side. The columns *{PUBLISHED_LABEL}* "
+            "are the paper's figures for the raw protocol — its model on the real benchmarks, not this run's.",
             "",
             markdown_table(comparison, max_rows=len(comparison)),
             "",
@@ -92,6 +126,8 @@ class Evaluation:
                 accuracy=(100 * self.results["accuracy"]).round(2),
                 low=(100 * self.results["low"]).round(1),
                 high=(100 * self.results["high"]).round(1),
+                chance=(100 * self.results["chance"]).round(1),
+                majority=(100 * self.results["majority"]).round(1),
             )
             parts += ["## Every method", "", markdown_table(per_method, max_rows=len(per_method)), ""]
         for title, entries in (("Backbones unavailable", self.unavailable), ("Benchmarks skipped", self.skipped)):
@@ -102,6 +138,8 @@ class Evaluation:
     def to_json(self) -> str:
         return json.dumps(
             {
+                **self.header,
+                "pipeline_check_only": self.caveats,
                 "results": self.results.replace({np.nan: None}).to_dict("records"),
                 "unavailable_backbones": self.unavailable,
                 "skipped_benchmarks": self.skipped,
@@ -197,8 +235,10 @@ def run_evaluation(
     settings: EvaluationSettings = EvaluationSettings(),
     progress: bool = True,
     log: Callable[[str], None] = lambda _: None,
+    catalog: str | None = None,
 ) -> Evaluation:
-    """Evaluate the backbones on every benchmark that is present; see the module docstring."""
+    """Evaluate the backbones on every benchmark that is present (the benchmarks of ``catalog``, when
+    given, for the report's header); see the module docstring."""
     settings.check()
     device = device_for(settings)
     extractors, unavailable = load_backbones(settings, model, device)
@@ -220,7 +260,18 @@ def run_evaluation(
         notes += bench.notes
     results = pd.DataFrame(rows, columns=COLUMNS)
     settings_record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
-    return Evaluation(results, unavailable, skipped, notes, figures, {**settings_record, "model": str(model) if model else None})
+    run, fingerprint = trained_on(model)
+    return Evaluation(
+        results,
+        unavailable,
+        skipped,
+        notes,
+        figures,
+        {**settings_record, "model": str(model) if model else None},
+        catalog,
+        run,
+        fingerprint,
+    )
 
 
 def evaluate_catalog(
@@ -239,7 +290,7 @@ def evaluate_catalog(
         )
         for kind, s in benchmarks.items()
     ]
-    evaluation = run_evaluation(inputs, model, settings, progress=False, log=log)
+    evaluation = run_evaluation(inputs, model, settings, progress=False, log=log, catalog=catalog_name)
     absent = {NAMES[k]: f"the catalog {catalog_name!r} lists no {NAMES[k]} evaluation source" for k in NAMES if k not in benchmarks}
     evaluation.skipped = {**absent, **evaluation.skipped}
     return evaluation, evaluation.write(home.report_dir("evaluation"))

@@ -1,6 +1,6 @@
 """Train from packed shards, standalone or on several GPUs with torchrun.
 
-    python -m cytoimagenet_assets.model <shards_dir> <out_dir> [--epochs 24 --batch-size 64 ...]
+    python -m cytoimagenet_assets.model <shards_dir> <out_dir> [--catalog NAME] [--epochs 24 --batch-size 64 ...]
     torchrun --standalone --nproc_per_node=8 -m cytoimagenet_assets.model <shards_dir> <out_dir> ...
 
 <shards_dir> is the packed array (``shards/<size>px``, one node) or the WebDataset release
@@ -19,7 +19,7 @@ from cytoimagenet_assets.model.loop import train, training_data
 def main(argv: list[str] | None = None) -> int:
     args = cli_parser("python -m cytoimagenet_assets.model", __doc__.split("\n\n")[0]).parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = train(config_from_args(args), training_data(args.shards), args.out)
+    result = train(config_from_args(args), training_data(args.shards), args.out, catalog=args.catalog)
     print(f"trained {len(result.history)} epochs ({result.images_per_second:.1f} images/s) -> {result.weights}")
     return 0
 

@@ -26,10 +26,12 @@ def run_name(fingerprint: str, recipe: TrainConfig) -> str:
 
 
 def cli_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The training CLI's arguments: the data folder, the output folder and one flag per recipe field."""
+    """The training CLI's arguments: the data folder, the output folder, the catalog (for the model
+    card's header) and one flag per recipe field."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("shards", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--catalog", help="the catalog whose dataset this is, named in the model card (default: none)")
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         flag, kind = _flag(field.name), hints[field.name]
@@ -46,7 +48,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
 
-def torchrun_command(data: Path, out: Path, recipe: TrainConfig, processes: int) -> list[str]:
+def torchrun_command(data: Path, out: Path, recipe: TrainConfig, processes: int, catalog: str | None = None) -> list[str]:
     """torchrun on this machine, one process per GPU, each running the training CLI with ``recipe``."""
     args = [
         sys.executable,
@@ -61,22 +63,30 @@ def torchrun_command(data: Path, out: Path, recipe: TrainConfig, processes: int)
     ]
     for field in dataclasses.fields(TrainConfig):
         args += [_flag(field.name), str(getattr(recipe, field.name))]
-    return args
+    return args + (["--catalog", catalog] if catalog else [])
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def train_run(home: DataHome, data: TrainingData, recipe: TrainConfig, processes: int = 1, log: Callable[[str], None] = print) -> Path:
-    """Train ``recipe`` on ``data`` into ``models/<run>/`` (resuming what is there), in this process
-    or under torchrun with ``processes`` processes, then point ``models/latest`` at it (atomically),
-    so the model is found through the data home whatever happens to the Dagster instance."""
+def train_run(
+    home: DataHome,
+    data: TrainingData,
+    recipe: TrainConfig,
+    processes: int = 1,
+    log: Callable[[str], None] = print,
+    catalog: str | None = None,
+) -> Path:
+    """Train ``recipe`` on ``data`` (``catalog``'s dataset, named in the model card) into
+    ``models/<run>/`` (resuming what is there), in this process or under torchrun with ``processes``
+    processes, then point ``models/latest`` at it (atomically), so the model is found through the data
+    home whatever happens to the Dagster instance."""
     run = run_name(data.fingerprint(), recipe)
     out = home.model_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     if processes > 1:
-        command = torchrun_command(data.folder, out, recipe, processes)
+        command = torchrun_command(data.folder, out, recipe, processes, catalog)
         log(" ".join(command))
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
             for line in proc.stdout:
@@ -84,7 +94,7 @@ def train_run(home: DataHome, data: TrainingData, recipe: TrainConfig, processes
         if proc.returncode:
             raise TrainingFailed(f"torchrun exited with {proc.returncode}; its output is in the log above")
     else:
-        train(recipe, data, out, log=log)
+        train(recipe, data, out, log=log, catalog=catalog)
     write_text(home.latest_model_pointer(), run + "\n")
     return out
 

@@ -26,6 +26,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -38,6 +39,7 @@ import torchvision
 
 from cytoimagenet_assets.catalog.settings import TrainConfig
 from cytoimagenet_assets.devices import fit_cpu_threads, pick_device
+from cytoimagenet_assets.markdown import header_fields, report_header
 from cytoimagenet_assets.model.shards import Shards
 from cytoimagenet_assets.model.stream import WebDatasetShards
 from cytoimagenet_assets.storage import write_csv, write_text, write_torch
@@ -242,8 +244,11 @@ def training_data(folder: Path) -> TrainingData:
     raise ValueError(f"{folder} holds neither packed shards (images.npy) nor a WebDataset release (SHA256SUMS)")
 
 
-def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callable[[str], None] = print) -> TrainResult:
-    """Train (or resume) under ``out_dir``: checkpoints/last.pt, model.pt, history.csv, model_card.{md,json}."""
+def train(
+    config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callable[[str], None] = print, catalog: str | None = None
+) -> TrainResult:
+    """Train (or resume) under ``out_dir``: checkpoints/last.pt, model.pt, history.csv, model_card.{md,json}
+    (the card's header names ``catalog``, the catalog whose dataset this is)."""
     ddp = Distributed.from_env()
     device = pick_device(local_rank=ddp.local_rank)
     if device.type == "cuda":
@@ -336,7 +341,7 @@ def train(config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callabl
         ddp.barrier()
     weights = out_dir / "model.pt"
     if ddp.main:
-        _write_outputs(out_dir, model, config, fingerprint, classes, history, len(train_rows), len(val_rows), leak)
+        _write_outputs(out_dir, model, config, fingerprint, classes, history, len(train_rows), len(val_rows), leak, catalog)
     ddp.barrier()
     return TrainResult(pd.DataFrame(history), weights, resumed, seen / seconds if seconds else 0.0)
 
@@ -375,11 +380,15 @@ def _write_outputs(
     n_train: int,
     n_val: int,
     leak: int,
+    catalog: str | None,
 ) -> None:
     write_torch(model.state_dict(), out_dir / "model.pt")
     write_csv(pd.DataFrame(history), out_dir / "history.csv")
     last = history[-1] if history else {}
+    now = datetime.now(timezone.utc)
     card = {
+        "catalog": catalog,
+        "date": header_fields(catalog, out_dir.name, fingerprint, now)["date"],
         "architecture": "torchvision efficientnet_b0, random initialization",
         "classes": [c["class_key"] for c in classes],
         "class_labels": [{"category": c["category"], "label": c["label"]} for c in classes],
@@ -404,11 +413,12 @@ def _write_outputs(
     }
     write_text(out_dir / "model_card.json", json.dumps(card, indent=1))
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in card["metrics"].items())
+    header = "\n".join(report_header(catalog, out_dir.name, fingerprint, now))
     write_text(
         out_dir / "model_card.md",
-        f"# CytoImageNet EfficientNet-B0\n\n{card['architecture']}, {len(classes)} classes, trained {len(history)} epochs "
+        f"# CytoImageNet EfficientNet-B0\n\n{header}\n{card['architecture']}, {len(classes)} classes, trained {len(history)} epochs "
         f"on {n_train} images (validation {n_val}, split by source image: {leak} validation images share a source image "
-        f"with training); data fingerprint `{card['data']['fingerprint']}`.\n\n"
+        "with training).\n\n"
         f"Recipe: {json.dumps(card['recipe'])}\n\n| metric | value |\n|---|---|\n{metrics}\n\n"
         "Load: `m = torchvision.models.efficientnet_b0(num_classes=N); m.load_state_dict(torch.load('model.pt'))`; "
         "class order in model_card.json.\n",

@@ -26,6 +26,18 @@ def history_png(history: pd.DataFrame) -> bytes:
     return png_bytes(fig)
 
 
+def trained_on(model: Path | None) -> tuple[str | None, str | None]:
+    """The run ``model`` comes from and the data fingerprint its card records, for a report's header:
+    a training run's model.pt has its card beside it (the run is its folder's name); any other file is
+    named by its path, its data unknown. (None, None) without a model."""
+    if model is None:
+        return None, None
+    card = Path(model).parent / "model_card.json"
+    if not card.is_file():
+        return str(model), f"unknown (no {card.name} beside {Path(model).name})"
+    return Path(model).parent.name, json.loads(card.read_text())["data"]["fingerprint"]
+
+
 def training_report(out: Path, dataset_metadata: Path) -> tuple[dict, list[str], dict]:
     """(report, problems, check report) of the run in ``out``: problems when the card's classes are
     not the dataset's, or a validation image shares a source image with training."""
