@@ -1,5 +1,6 @@
 """Readers on real images, processing properties, quality control, and building a class."""
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -16,6 +17,7 @@ from PIL import Image
 
 from cytoimagenet_assets.catalog.settings import AssignConfig
 from cytoimagenet_assets.images.classes import (
+    LOW_CONTRAST,
     NOT_A_NUMBER,
     RELEASE_COLUMNS,
     ClassBuildError,
@@ -373,6 +375,19 @@ def test_a_dim_sparse_field_is_still_cropped_and_its_bright_crops_kept(tmp_path)
     assert written == [] and [(d["crop"], d["reason"]) for d in dropped] == [(None, "binary")]
 
 
+def test_the_contrast_crop_check_drops_background_crops_the_original_lets_through(tmp_path):
+    rng = np.random.default_rng(5)
+    image = rng.integers(2, 9, (160, 160)).astype(np.uint8)  # background noise: mean > 1 and 75th percentile > 0
+    image[:80, :80] = rng.integers(0, 256, (80, 80))  # one quadrant of cells spans the whole range
+    assert [crop_problem(image[y : y + 80, x : x + 80]) for y in (0, 80) for x in (0, 80)] == [None] * 4
+    written, dropped = process_image(_task(tmp_path, image, crops=4))  # the original's check: the noise tiles are kept
+    assert sorted(w["low_contrast"] for w in written) == [False, True, True, True] and dropped == []
+    task = dataclasses.replace(_task(tmp_path, image, crops=4, replace=False), crop_check="contrast")
+    written, dropped = process_image(task)
+    assert [(w["crop"], w["low_contrast"]) for w in written] == [(False, False), (True, False)]
+    assert [d["reason"] for d in dropped] == [LOW_CONTRAST] * 3
+
+
 def test_pixels_that_are_not_numbers_have_their_own_drop_reason(tmp_path):
     image = np.random.default_rng(0).random((100, 100)).astype(np.float32)
     image[3, 4] = np.nan
@@ -590,7 +605,7 @@ def _built_classes(home: DataHome, sizes: dict[str, int], settings: AssignConfig
     for key, n in sizes.items():
         rows = pd.DataFrame({c: "v" for c in RELEASE_COLUMNS}, index=range(n))
         rows = rows.assign(path=key, idx=[f"{key}-{i}" for i in range(n)], filename=[f"{key}-{i}.png" for i in range(n)])
-        write_csv(rows.assign(crop=False, scaling=1.0), home.class_metadata(key))
+        write_csv(rows.assign(crop=True, scaling=0.5, low_contrast=[i % 5 == 0 for i in range(n)]), home.class_metadata(key))
 
 
 def test_classes_below_the_release_floor_are_built_but_left_out_of_the_dataset(tmp_path, monkeypatch):
@@ -605,6 +620,9 @@ def test_classes_below_the_release_floor_are_built_but_left_out_of_the_dataset(t
     assert dataset.left_out.to_dict() == {"b": 4, "d": 3} and dataset.problems == []
     assert "## Classes below the release floor (5 images)" in dataset.card and "| b | 4 |" in dataset.card
     assert dataset.report(home)["release_floor"] == 5
+    assert "- **Catalog**: `test`" in dataset.card and "- **Data fingerprint**: `" in dataset.card and "- **Date (UTC)**: `" in dataset.card
+    assert "15 crops in the dataset" in dataset.card and "3 are in this dataset, kept" in dataset.card  # a: 2, c: 1
+    assert "low_contrast" not in pd.read_csv(home.dataset_metadata()).columns  # the release's columns are the original's
     _built_classes(home, {"a": 10, "b": 4}, AssignConfig(threshold=4, target=10, cap=20, release_floor=0))
     assert sorted(publish_dataset(home, "test").metadata["path"].unique()) == ["a", "b"]  # floor 0: every built class
     with pytest.raises(ValueError, match="release_floor <= target"):

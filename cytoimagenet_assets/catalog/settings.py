@@ -20,6 +20,9 @@ LABEL_CATEGORIES = ("organism", "cell_type", "cell_visible", "phenotype", "compo
 # How the image step fills classes: crops replacing the images as the original, or added to small classes.
 Upsampling = Literal["original", "top_up"]
 UPSAMPLING = get_args(Upsampling)
+# Which crops the image step keeps: the original's check, or also none that only stretch background ("contrast").
+CropCheck = Literal["original", "contrast"]
+CROP_CHECKS = get_args(CropCheck)
 
 STRICT = ConfigDict(extra="forbid")
 
@@ -30,8 +33,10 @@ class AssignConfig:
     how the image step upsamples classes (``original``: crops replace the images, as the original;
     ``top_up``: images kept, crops only for classes under the target), and the release floor: a
     built class with fewer images is left out of the dataset (the original's 500 of its 1,000 target,
-    applied after upsampling; unset, half the target, so it scales with it). Every field but
-    ``categories`` and ``release_floor`` is part of each class's fingerprint or membership."""
+    applied after upsampling; unset, half the target, so it scales with it), and the crop check
+    (``original``; ``contrast`` also drops crops spanning under a tenth of their image's intensity
+    range, background the renormalization would stretch into noise). Every field but ``categories``
+    and ``release_floor`` is part of each class's fingerprint or membership."""
 
     threshold: int = 287
     target: int = 1000
@@ -40,6 +45,7 @@ class AssignConfig:
     categories: tuple[str, ...] = LABEL_CATEGORIES
     upsampling: Upsampling = "original"
     release_floor: int | None = None
+    crop_check: CropCheck = "original"
 
     @model_validator(mode="after")
     def _valid(self) -> "AssignConfig":

@@ -16,7 +16,7 @@ from cytoimagenet_assets.catalog import Source
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
 from cytoimagenet_assets.download import ArchiveError, DownloadError
 from cytoimagenet_assets.download.plan import Fetching, FetchReport, fetch_missing
-from cytoimagenet_assets.images.classes import ClassBuildError, ClassResult, build_class, drop_summary, thumbnail_grid
+from cytoimagenet_assets.images.classes import LOW_CONTRAST, ClassBuildError, ClassResult, build_class, drop_summary, thumbnail_grid
 from cytoimagenet_assets.images.dataset import class_folder_problems
 from cytoimagenet_assets.markdown import Figure, table
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_bytes
@@ -119,6 +119,7 @@ def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, 
         seed=settings.seed,
         upsampling=settings.upsampling,
         workers=workers,
+        crop_check=settings.crop_check,
     )
     meta, drops = result.metadata, result.drops
     images = [folder / f for f in meta["filename"]]
@@ -131,6 +132,10 @@ def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, 
         "crops": int(meta["crop"].sum()),
         "upsampling": settings.upsampling,
         "trimmed_to_target": result.trimmed,
+        "crop_check": settings.crop_check,
+        # crops that pass the original's check and not the stricter one: kept under "original", dropped under "contrast"
+        "low_contrast_crops_kept": int(meta["low_contrast"].sum()),
+        "low_contrast_crops_dropped": int((drops["reason"] == LOW_CONTRAST).sum()),
         "below_release_floor": len(meta) < settings.floor,  # built, but left out of the dataset
         "release_floor": settings.floor,
         "source_rows": result.images_in,

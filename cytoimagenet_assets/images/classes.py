@@ -34,8 +34,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, UPSAMPLING
-from cytoimagenet_assets.images.process import crop_problem, merge, normalize, plan_crops, quality_problem, to_uint8
+from cytoimagenet_assets.catalog.settings import CROP_CHECKS, LABEL_CATEGORIES, UPSAMPLING
+from cytoimagenet_assets.images.process import (
+    crop_problem,
+    intensity_range,
+    low_contrast,
+    merge,
+    normalize,
+    plan_crops,
+    quality_problem,
+    to_uint8,
+)
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
 from cytoimagenet_assets.sources.regions import parse_region
 from cytoimagenet_assets.storage import atomic_path
@@ -61,6 +70,7 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+# A class folder's metadata.csv: these, then low_contrast (a crop the "contrast" crop check rejects).
 RELEASE_COLUMNS = [  # the published dataset's columns, in order
     *["label", "category", "database", "name", "dir_name", "path", "filename", "idx", *LABEL_CATEGORIES, "microscopy"],
     *["crop", "scaling", "x_min", "x_max", "y_min", "y_max"],
@@ -71,6 +81,7 @@ READ_ATTEMPTS = 3
 # for ~13% more bytes (measured on 12-bit fluorescence; see benchmarks/bench_images.py).
 PNG_COMPRESS_LEVEL = 3
 NOT_A_NUMBER = "not a number in pixels"
+LOW_CONTRAST = "low-contrast crop"
 NOTHING_TO_CROP = ("uniform", "binary")  # dropped before cropping, as the original; "dim" only once kept whole
 
 
@@ -88,11 +99,12 @@ class ImageTask:
     stage: str
     region: str | None = None  # the standardized table's region (y<top>:<bottom>,x<left>:<right>); None = whole image
     replace_with_crops: bool = True  # "original" upsampling: crops that pass QC stand in for the image
+    crop_check: str = "original"  # "contrast": low-contrast crops are dropped too
 
 
 @dataclass
 class ClassResult:
-    metadata: pd.DataFrame  # one row per written image, release columns
+    metadata: pd.DataFrame  # one row per written image: release columns and low_contrast
     drops: pd.DataFrame  # idx, path, stage, reason
     images_in: int
     seconds: float
@@ -207,24 +219,27 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
     if whole_problem in NOTHING_TO_CROP:
         return _drop(task, "quality", whole_problem)
     rng = np.random.default_rng(list(task.seed))
-    crops = []
+    crops, whole_range = [], intensity_range(whole)
     for n, crop in enumerate(plan_crops((h, w), task.crops, rng), start=1):  # none below 140 px a side (70 px at 1/2)
         window = (slice(crop.y_min, crop.y_max), slice(crop.x_min, crop.x_max))
         problem = crop_problem(whole[window])
+        flat = low_contrast(whole[window], whole_range)
+        if not problem and flat and task.crop_check == "contrast":
+            problem = LOW_CONTRAST
         image = None if problem else to_uint8(normalize(merged[window]))  # renormalized only once it passed
         problem = problem or quality_problem(image)
         if problem:
             dropped.append({"idx": task.idx, "crop": n, "stage": "quality", "reason": problem})
         else:
-            crops.append((n, crop, image))
+            crops.append((n, crop, image, flat))
     if task.replace_with_crops and crops:
         outputs = crops
     elif whole_problem:
         dropped.append({"idx": task.idx, "crop": 0, "stage": "quality", "reason": whole_problem})
         outputs = crops
     else:
-        outputs = [(0, None, whole), *crops]
-    for n, crop, image in outputs:
+        outputs = [(0, None, whole, False), *crops]
+    for n, crop, image, flat in outputs:
         save_png(image, Path(task.stage) / f"{task.ordinal:08d}-{n}.png")
         written.append(
             {
@@ -238,6 +253,7 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
                 "x_max": left + (crop.x_max if crop else w),
                 "y_min": top + (crop.y_min if crop else 0),
                 "y_max": top + (crop.y_max if crop else h),
+                "low_contrast": flat,
             }
         )
     return written, dropped
@@ -269,6 +285,7 @@ def build_class(
     seed: int,
     upsampling: str = "original",
     workers: int = 1,
+    crop_check: str = "original",
 ) -> ClassResult:
     """Write the images of one class to ``out_dir`` (= dataset/<class_key>), atomically.
 
@@ -281,6 +298,8 @@ def build_class(
     """
     if upsampling not in UPSAMPLING:
         raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLING)}, not {upsampling!r}")
+    if crop_check not in CROP_CHECKS:
+        raise ValueError(f"crop_check must be one of {', '.join(CROP_CHECKS)}, not {crop_check!r}")
     started = time.perf_counter()
     rows = rows.sort_values("idx", kind="stable").reset_index(drop=True)
     for dir_name in rows["dir_name"].unique():
@@ -308,6 +327,7 @@ def build_class(
                 str(stage),
                 regions[i],
                 replace_with_crops=upsampling == "original",
+                crop_check=crop_check,
             )
             for i, idx in enumerate(rows["idx"])
         ]
@@ -350,7 +370,7 @@ def _number_outputs(outputs: pd.DataFrame, rows: pd.DataFrame, class_key: str, l
     carried = rows.set_index("idx")[CARRIED]
     out = out.join(carried, on="idx")
     out["label"], out["category"], out["path"] = label, category, class_key
-    return out[RELEASE_COLUMNS]
+    return out[[*RELEASE_COLUMNS, "low_contrast"]]
 
 
 def thumbnail_grid(paths: list[Path], side: int = 5, size: int = 96, format: str = "PNG") -> bytes:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -10,13 +12,14 @@ from PIL import Image
 
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
-from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table, table
+from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table, report_header, table
 from cytoimagenet_assets.plots import plt, png_bytes
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_csv, write_sql_table, write_text
 
 
 def assemble_dataset(home: DataHome, class_keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """(release metadata of every built class, class keys not built yet), in class-key order."""
+    """(metadata of every built class: the release columns and low_contrast, class keys not built
+    yet), in class-key order. A class built before low_contrast was recorded has it empty."""
     frames, missing = [], []
     for key in sorted(class_keys):
         path = home.class_metadata(key)
@@ -25,7 +28,7 @@ def assemble_dataset(home: DataHome, class_keys: list[str]) -> tuple[pd.DataFram
         else:
             missing.append(key)
     metadata = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RELEASE_COLUMNS)
-    return metadata[RELEASE_COLUMNS], missing
+    return metadata.reindex(columns=[*RELEASE_COLUMNS, "low_contrast"]), missing
 
 
 def below_floor(metadata: pd.DataFrame, floor: int) -> pd.Series:
@@ -34,8 +37,19 @@ def below_floor(metadata: pd.DataFrame, floor: int) -> pd.Series:
     return sizes[sizes < floor].sort_values(ascending=False, kind="stable").rename("images").rename_axis("class_key")
 
 
-def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str], left_out: pd.Series, floor: int) -> str:
-    """README.md of the dataset: totals and the methods file's tables (labels per category, per database)."""
+def crop_check_counts(metadata: pd.DataFrame) -> dict:
+    """Crops in the dataset, and how many of them the stricter ``contrast`` crop check rejects
+    (None where a class was built before that was recorded)."""
+    crops = metadata[metadata["crop"].astype(bool)]
+    flags = crops["low_contrast"]
+    return {"crops": len(crops), "low_contrast": None if flags.isna().any() else int(flags.astype(bool).sum())}
+
+
+def dataset_card(
+    catalog: str, metadata: pd.DataFrame, missing: list[str], left_out: pd.Series, floor: int, crop_check: str, header: list[str]
+) -> str:
+    """README.md of the dataset: ``header`` (what it is), totals and the methods file's tables
+    (labels per category, per database), the crop check's counts and the classes below the floor."""
     classes = metadata.drop_duplicates("path")
     per_category = (
         classes["category"]
@@ -51,6 +65,7 @@ def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str], left_
     lines = [
         f"# CytoImageNet-style dataset (catalog: {catalog})",
         "",
+        *header,
         f"**{len(metadata):,}** images, **{len(classes):,}** classes (~{len(metadata) / max(len(classes), 1):.0f} images per class), "
         f"from **{metadata['dir_name'].nunique()}** source datasets; {int(metadata['crop'].sum()):,} images are crops (upsampling).",
         "",
@@ -70,6 +85,17 @@ def dataset_card(catalog: str, metadata: pd.DataFrame, missing: list[str], left_
         markdown_table(sources, max_rows=len(sources)),
         "",
     ]
+    counts = crop_check_counts(metadata)
+    if counts["low_contrast"] is not None:
+        kept = "kept (the original's check)" if crop_check == "original" else "none kept (`crop_check: contrast`)"
+        lines += [
+            "## Crop check",
+            "",
+            f"Crop check `{crop_check}`: {counts['crops']:,} crops in the dataset. Crops spanning under a tenth of their "
+            f"image's intensity range (background that renormalization stretches into noise) pass the original's check: "
+            f"{counts['low_contrast']:,} are in this dataset, {kept}; they are marked `low_contrast` in each class's metadata.csv.",
+            "",
+        ]
     if len(left_out):
         lines += [
             f"## Classes below the release floor ({floor} images)",
@@ -157,7 +183,7 @@ class PublishedDataset:
     card: str
     sql_rows: int
     problems: list[str]  # what the classes_listed_once check reports
-    upsampling: dict  # crop share and scaling histogram
+    upsampling: dict  # crop share, scaling histogram, the crop check and its counts
 
     def report(self, home: DataHome) -> dict:
         metadata = self.metadata
@@ -171,6 +197,8 @@ class PublishedDataset:
             "crops": int(metadata["crop"].sum()),
             "crop_share": self.upsampling["crop_share"],
             "scaling_histogram": self.upsampling["scaling_histogram"],
+            "crop_check": self.upsampling["crop_check"],
+            "low_contrast_crops": self.upsampling["low_contrast"],  # crops the "contrast" check rejects, in the dataset
             "classes_per_category": table(per_category, max_rows=10),
             "card": Markdown(self.card),
             "composition": Figure(composition_png(metadata), "composition"),
@@ -186,21 +214,33 @@ def publish_dataset(home: DataHome, catalog: str) -> PublishedDataset:
     """Write the dataset's metadata.csv over every built class at or above the release floor, its
     card (README.md) and the SQL table ``images``; fails when no class can be released."""
     classes = read_parquet(home.classes_table())["class_key"].tolist()
-    floor = AssignConfig.from_record(read_parquet_metadata(home.labels_table())["settings"]).floor
+    settings = AssignConfig.from_record(read_parquet_metadata(home.labels_table())["settings"])
+    floor = settings.floor
     built_metadata, missing = assemble_dataset(home, classes)
     left_out = below_floor(built_metadata, floor)
-    metadata = built_metadata[~built_metadata["path"].isin(left_out.index)].reset_index(drop=True)
+    released = built_metadata[~built_metadata["path"].isin(left_out.index)].reset_index(drop=True)
+    metadata = released[RELEASE_COLUMNS]
     if metadata.empty:
         raise EmptyDataset(
             f"no class can be released: {len(missing)} of {len(classes)} classes not built yet (materialize class_images), "
             f"{len(left_out)} below the release floor of {floor} images"
         )
     write_csv(metadata, home.dataset_metadata())
-    card = dataset_card(catalog, metadata, missing, left_out, floor)
+    fingerprint = hashlib.sha1(home.dataset_metadata().read_bytes()).hexdigest()[:16]  # of the published table
+    header = report_header(catalog, None, fingerprint, datetime.now(timezone.utc))
+    card = dataset_card(catalog, released, missing, left_out, floor, settings.crop_check, header)
     write_text(home.dataset_card(), card)
     rows = write_sql_table(metadata, "images", home.db_url)
     built = [k for k in classes if home.class_metadata(k).is_file()]
     releasable = [k for k in built if k not in left_out.index]
     return PublishedDataset(
-        metadata, missing, built, left_out, floor, card, rows, dataset_problems(metadata, releasable), upsampling_figures(metadata)
+        metadata,
+        missing,
+        built,
+        left_out,
+        floor,
+        card,
+        rows,
+        dataset_problems(metadata, releasable),
+        {**upsampling_figures(metadata), "crop_check": settings.crop_check, **crop_check_counts(released)},
     )

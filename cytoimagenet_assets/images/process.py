@@ -4,7 +4,8 @@ Standardization", "Upsampling Classes", "Quality Control").
 Two quality checks, as the original (``prepare_dataset.py``): :func:`quality_problem` on a whole
 merged image (uniform, binary, dim), and :func:`crop_problem` on a crop window *before* it is
 renormalized, on the 8-bit scale of the normalized merged image (mean ≤ 1 or ≥ 254, or 75th
-percentile 0) — a dark corner renormalized would otherwise pass as a bright, noisy image.
+percentile 0) — a dark corner renormalized would otherwise pass as a bright, noisy image. A stricter
+crop check, :func:`low_contrast`, also rejects background windows that pass the original's.
 
 Percentiles of integer images come from a histogram (one pass, no sort), which is what keeps the
 per-image cost near the cost of decoding and encoding.
@@ -20,6 +21,7 @@ LOW, HIGH = 0.1, 99.9
 SCALES = (1 / 2, 1 / 4, 1 / 8, 1 / 16)
 MIN_CROP = 70
 MAX_CROPS = 4
+CONTRAST_SHARE = 0.1  # the "contrast" crop check: a crop must span this share of its image's intensity range
 
 
 def _histogram_percentiles(counts: np.ndarray, n: int, qs: np.ndarray) -> np.ndarray:
@@ -142,6 +144,19 @@ def crop_problem(window: np.ndarray) -> str | None:
     if _histogram_percentiles(counts, window.size, np.array([75.0]))[0] == 0:
         return "dim crop"
     return None
+
+
+def intensity_range(image: np.ndarray) -> float:
+    """The 0.1th-99.9th percentile span of an 8-bit image."""
+    low, high = _histogram_percentiles(np.bincount(image.ravel(), minlength=256), image.size, np.array([LOW, HIGH]))
+    return float(high - low)
+
+
+def low_contrast(window: np.ndarray, whole_range: float) -> bool:
+    """A crop window of the 8-bit merged image whose intensities span under a tenth of the whole
+    image's (``whole_range``): background noise that renormalizing would stretch to full contrast.
+    The original's crop check lets such a window through when its mean and 75th percentile are above 0."""
+    return intensity_range(window) < CONTRAST_SHARE * whole_range
 
 
 def quality_problem(image: np.ndarray) -> str | None:
