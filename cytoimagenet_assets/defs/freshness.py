@@ -12,6 +12,13 @@ from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.download.fingerprint import changed_folders, check_remote_sources, hand_filled_fingerprints
 from cytoimagenet_assets.download.mirrors import configured_mirrors
 
+# Declarative automation: the assets that follow their inputs, and what their descriptions say about it.
+EAGER = dg.AutomationCondition.eager()
+EAGER_NOTE = (
+    " Rebuilt by declarative automation when its inputs change, once default_automation_condition_sensor is on "
+    "(the UI's Automation page; off by default, so a fresh instance never starts work on its own)."
+)
+
 
 def _refresh_requests(catalog: Catalog, dir_names: list[str], reason: str) -> list[dg.RunRequest]:
     """One run per changed source: its raw/ and source_metadata/ assets (automation takes it from there)."""

@@ -8,6 +8,7 @@ import dagster as dg
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.catalog.settings import AssignConfig
 from cytoimagenet_assets.defs.checks import label_table_checks
+from cytoimagenet_assets.defs.freshness import EAGER, EAGER_NOTE
 from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, class_partition_requests, table_key
 from cytoimagenet_assets.defs.metadata import as_metadata, result, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource
@@ -50,12 +51,12 @@ def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
     @asset(
         key=MERGED_KEY,
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=EAGER,
         deps=[table_key(s) for s in sources],
         kinds={"pandas", "parquet", "sql"},
         description="Every pretraining source's standardized metadata in one table (evaluation sets excluded), "
         "also written to the SQL catalog as table merged_metadata. Images two sources share (the catalog's "
-        "overlaps) appear once.",
+        "overlaps) appear once." + EAGER_NOTE,
     )
     def merged_metadata(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
@@ -77,12 +78,12 @@ def label_candidates_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
     @asset(
         key=CANDIDATES_KEY,
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=EAGER,
         deps=[MERGED_KEY],
         kinds={"pandas", "parquet"},
         description=f"Images per (category, label) over the rows of merged_metadata that can become images (with files on "
         f"disk or in a remote index), multi-labels split on '|'; candidates are those with at least the catalog's "
-        f"threshold ({threshold}). The rows left out are counted per source.",
+        f"threshold ({threshold}). The rows left out are counted per source." + EAGER_NOTE,
     )
     def label_candidates(data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
@@ -96,12 +97,12 @@ def label_candidates_asset(catalog: Catalog) -> dg.AssetsDefinition:
 def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
     @asset(
         key=LABELS_KEY,
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=EAGER,
         deps=[MERGED_KEY, CANDIDATES_KEY],
         kinds={"pandas", "parquet", "sql"},
         description="Weak labels: each image that can become one (files on disk or in a remote index) assigned to at most "
         "one class, least frequent labels first, large classes stratified-sampled down to the target. Registers "
-        "each class as a cytoimagenet_class partition.",
+        "each class as a cytoimagenet_class partition." + EAGER_NOTE,
     )
     def cytoimagenet_labels(
         context: dg.AssetExecutionContext, config: LabelAssignmentConfig, data: DataHomeResource
