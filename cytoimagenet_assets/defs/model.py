@@ -11,6 +11,7 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.catalog.settings import TrainConfig
+from cytoimagenet_assets.defs.freshness import EAGER, EAGER_NOTE
 from cytoimagenet_assets.defs.keys import DATASET_KEY, EMBEDDINGS_KEY, MODEL_KEY, PACKAGE_KEY, RELEASE_KEY, SHARDS_KEY, raw_key
 from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource
@@ -103,10 +104,10 @@ def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
         key=PACKAGE_KEY,
         deps=[MODEL_KEY],
         kinds={"pytorch", "yaml"},
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=EAGER,
         description="The latest pretrained_model as TorchScript and a bioimage.io model package (spec 0.5 rdf.yaml with "
         "preprocessing, test tensors, both weight formats, classes, training data, citation) under "
-        "release/model/, folder and zip, validated with bioimageio.spec.",
+        "release/model/, folder and zip, validated with bioimageio.spec." + EAGER_NOTE,
     )
     def model_package(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         from cytoimagenet_assets.model.launch import required_latest_model
@@ -130,10 +131,10 @@ def embeddings_asset(catalog: Catalog) -> dg.AssetsDefinition:
         key=EMBEDDINGS_KEY,
         deps=[MODEL_KEY, *(raw_key(catalog.source(s)) for s in sources)],
         kinds={"pytorch", "parquet"},
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=EAGER,
         description="1280-d CytoImageNet features of the folders (or channel CSVs) in the catalog's `embed:` list, with the "
         "latest model and the evaluation's extraction, into embeddings/<name>/features.parquet; rows already "
-        "computed with the same model are kept, so a grown folder costs only its new images.",
+        "computed with the same model are kept, so a grown folder costs only its new images." + EAGER_NOTE,
     )
     def embeddings(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         from cytoimagenet_assets.embed import EmbedError, embed_target, embeddings_report
