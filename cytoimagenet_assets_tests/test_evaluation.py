@@ -580,3 +580,18 @@ def test_the_cli_table_opens_with_the_header_and_the_banner(tmp_path, capsys):
     assert "COOS-7 test1 (4), COOS-7 test2 (4), COOS-7 test3 (4), COOS-7 test4 (4) scored fewer than" in out[7]
     assert "chance: 1/classes" in out[9] and "chance: majority class" in out[9] and "published (paper, on the paper's data)" in out[9]
     assert out[10].split()[:4] == ["COOS-7", "test1", "50.0", "75.0"]
+
+
+def test_the_coos7_umap_names_its_classes_when_the_catalog_does(demo_raw):
+    from cytoimagenet_assets.catalog import load_catalog
+    from cytoimagenet_assets.demo.hdf5 import COOS7_CLASSES
+
+    entry = load_catalog("demo").source("demo_coos7")
+    options = benchmarks.benchmark_options(entry, "coos7")
+    assert options["class_names"] == list(COOS7_CLASSES)  # the demo catalog names its classes as its generator draws them
+    named = benchmarks.load_coos7(demo_raw / "demo_coos7", options)
+    assert set(named.colours) == set(COOS7_CLASSES)
+    unnamed = benchmarks.load_coos7(demo_raw / "demo_coos7")  # the real files' order is unconfirmed: numbers, not guesses
+    assert set(unnamed.colours) == {f"class {n}" for n in range(7)}
+    with pytest.raises(protocols.BenchmarkFileError, match=r"labels \[0, 1, 2, 3, 4, 5, 6\] do not all name one of the 3"):
+        benchmarks.load_coos7(demo_raw / "demo_coos7", {**options, "class_names": ["a", "b", "c"]})

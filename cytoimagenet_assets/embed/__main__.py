@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the Parquet file to write (rows already in it are kept)")
     parser.add_argument("--channels", help="CSV only: the channel columns, comma-separated (default: every column)")
     parser.add_argument("--glob", default="**/*", help="folder only: which files (default every image file, recursively)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="images per forward pass (default 64); lower it when the GPU runs out of memory"
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when present)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)

@@ -71,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=RAW_SCALINGS,
         help="*_raw methods: /255 whatever the bit depth (original: the paper's Keras model), or by the integer type's range",
     )
-    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help=f"samples per forward pass and per read of the benchmark (default {defaults.batch_size}); lower it when memory runs out",
+    )
     run.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--no-umap", action="store_true", help="skip the UMAP figures")

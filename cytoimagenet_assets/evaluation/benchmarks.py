@@ -21,7 +21,8 @@ KINDS = ("bbbc021", "coos7", "cyclops")
 NAMES = {"bbbc021": "BBBC021", "coos7": "COOS-7", "cyclops": "CyCLoPs"}
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "bbbc021": {"image_table": "BBBC021_v1_image.csv", "moa_table": "BBBC021_v1_moa.csv"},
-    "coos7": {"files": "COOS7_v1.1_{split}.hdf5", "data_key": "data", "labels_key": "labels"},
+    # class_names: the names of labels 0, 1, … in the UMAP's legend; unset, "class <n>" (the real files' order is unconfirmed)
+    "coos7": {"files": "COOS7_v1.1_{split}.hdf5", "data_key": "data", "labels_key": "labels", "class_names": None},
     "cyclops": {
         "files": ["datasets/Chong_train_set.hdf5", "datasets/Chong_valid_set.hdf5", "datasets/Chong_test_set.hdf5"],
         "data_key": "data1",
@@ -195,8 +196,19 @@ def load_coos7(folder: Path, options: dict | None = None) -> Benchmark:
         "split's scaler; Wilson 95% intervals."
     ]
     return Benchmark(
-        "coos7", "COOS-7", folder, {s: ArraySamples(a) for s, a in data.items()}, [str(v) for v in labels["train"]], "train", score, notes
+        "coos7", "COOS-7", folder, {s: ArraySamples(a) for s, a in data.items()}, _class_names(labels, options), "train", score, notes
     )
+
+
+def _class_names(labels: dict[str, np.ndarray], options: dict) -> list[str]:
+    """The training cells' class names for the UMAP legend: the catalog's ``class_names`` by label, or "class <n>"."""
+    names = options["class_names"]
+    if names is None:
+        return [f"class {v}" for v in labels["train"]]
+    present = sorted({int(v) for split in labels.values() for v in split})
+    if present and (present[0] < 0 or present[-1] >= len(names)):
+        raise protocols.BenchmarkFileError(f"COOS-7: labels {present} do not all name one of the {len(names)} class_names {names}")
+    return [str(names[int(v)]) for v in labels["train"]]
 
 
 def _standardize_on(by_split: dict[str, np.ndarray], fit_split: str) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -125,18 +126,25 @@ def umap_png(features: np.ndarray, labels: list[str], title: str, seed: int = 0)
 
 
 def before_after_umap_png(features: np.ndarray, classes: list[str], before: np.ndarray, title: str, seed: int = 0) -> bytes:
-    """Two UMAPs of one embedding: the rows marked ``before`` (source images) and the others (the class after upsampling)."""
+    """Two UMAPs of one embedding: the rows marked ``before`` (source images) and the others (the
+    class after upsampling), with the classes' full names in a key of their own beside them."""
     embedding = umap_2d(features, seed)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     names = sorted(set(classes))
+    fig = plt.figure(figsize=(13, max(4.2, 0.22 * len(names) + 1)))
+    grid = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.9])
+    axes = [fig.add_subplot(grid[0, 0])]
+    axes.append(fig.add_subplot(grid[0, 1], sharex=axes[0], sharey=axes[0]))
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))
     for ax, keep, name in ((axes[0], before, "before upsampling"), (axes[1], ~before, "after upsampling")):
         for colour, cls in zip(colours, names):
             mask = keep & (np.array(classes) == cls)
-            ax.scatter(embedding[mask, 0], embedding[mask, 1], s=8, color=colour, label=cls[:30])
+            ax.scatter(embedding[mask, 0], embedding[mask, 1], s=8, color=colour, label=textwrap.shorten(cls, 60))
         ax.set_title(f"{name} ({int(keep.sum())} images)")
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[1].legend(fontsize=5, markerscale=1.2, loc="center left", bbox_to_anchor=(1, 0.5))
+    key = fig.add_subplot(grid[0, 2])
+    key.axis("off")
+    handles, labels = axes[1].get_legend_handles_labels()
+    key.legend(handles, labels, fontsize=7, markerscale=1.5, loc="center left", frameon=False, title="class")
     fig.suptitle(title)
     return png_bytes(fig)

@@ -79,7 +79,9 @@ def upsampling_figure(
     images += [read_channels(Path(dataset_dir) / p / f)[0] for p, f in zip(rows["path"], rows["filename"])]  # after
     features = extract(extractor, [[image] for image in images], "merge_normalized")
     before = np.arange(len(images)) < len(sources)
-    png = before_after_umap_png(features, [*sources["path"], *rows["path"]], before, f"{backbone} features", seed)
+    shown = pd.concat([sources, rows])
+    names = [f"{label} ({category})" for label, category in zip(shown["label"], shown["category"])]
+    png = before_after_umap_png(features, names, before, f"{backbone} features", seed)
     return UpsamplingFigure(png, len(chosen), len(rows), backbone, note)
 
 
