@@ -261,6 +261,9 @@ def test_tvn_whitens_the_components_explaining_99_percent_of_the_control_varianc
     out, info = profiles.tvn(np.vstack([features, probe]), controls)
     assert info.components == 3 and info.variance_explained > 0.99 and "3 dimensions kept, 100.0% of their variance" in info.describe()
     assert np.linalg.norm(out[-1] - out[-2]) < 0.01  # the noise is not whitened: the probe barely moves
+    alike = np.vstack([features, features[:1].repeat(5, 0)])  # a batch of five identical controls: centred, never a crash
+    _, info = profiles.tvn(alike, np.ones(405, bool), np.r_[np.zeros(400), np.ones(5)])
+    assert info.batches_centred == ["1.0"] and info.batches_whitened == ["0.0"]
     every, info = profiles.tvn(np.vstack([features, probe]), controls, variance_share=1.0)
     assert info.components == 6 and np.linalg.norm(every[-1] - every[-2]) > 5  # whitened noise: 0.1 becomes ~10 SDs
 

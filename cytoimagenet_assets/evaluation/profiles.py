@@ -122,7 +122,7 @@ def tvn(
             info.batches_without_controls.append(str(batch))
             continue
         centre = own.mean(0)
-        if len(own) > out.shape[1]:
+        if len(own) > out.shape[1] and np.ptp(own, axis=0).any():  # enough controls, and not all alike
             _, b_axes, b_var, _ = _pca_whitening(own)
             if b_axes.shape[1] == out.shape[1]:  # full rank: ZCA keeps the shared coordinates
                 out[rows] = (out[rows] - centre) @ (b_axes / np.sqrt(b_var)) @ b_axes.T
