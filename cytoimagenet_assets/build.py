@@ -45,9 +45,14 @@ import dagster as dg
 from cytoimagenet_assets import cluster
 from cytoimagenet_assets.defs.images import class_images_job, release_job, sources_job, tables_job
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
+from cytoimagenet_assets.storage import default_home
 
 LAUNCHED_BY = {"cytoimagenet/launched_by": "build"}
-HOST_TAG, PID_TAG, STARTED_TAG = "cytoimagenet/host", "cytoimagenet/pid", "cytoimagenet/process_started"
+# The code location workspace.yaml loads (its location_name) and the module it loads: a run recorded
+# with that origin shows on the UI's overview, job and run pages like a run launched from the UI.
+CODE_LOCATION, DEFINITIONS_MODULE = "cytoimagenet_assets", "cytoimagenet_assets.definitions"
+# Where a build's run executes, "<host>:<pid>:<process start in clock ticks>": one tag, so run rows stay short.
+PROCESS_TAG = "cytoimagenet/process"
 # The console shows the steps' own messages and failures, not every Dagster event (the UI has them all):
 # printing each DEBUG event was a quarter of a class run's overhead.
 CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -77,7 +82,13 @@ def _alive(pid: int, started: str | None) -> bool:
 
 
 def _process_tags() -> dict[str, str]:
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), STARTED_TAG: _process_started(os.getpid()) or ""}
+    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}:{_process_started(os.getpid()) or ''}"}
+
+
+def run_process(run: dg.DagsterRun) -> tuple[str, int, str] | None:
+    """(host, pid, process start) of a build's run, from its tag; None for other runs."""
+    host, pid, started = (run.tags.get(PROCESS_TAG, "").rsplit(":", 2) + ["", "", ""])[:3]
+    return (host, int(pid), started) if host and pid.isdigit() else None
 
 
 SLOT_REPORT_S = (5.0, 60.0)  # a step waiting for a pool slot says who holds it after 5 s, then every minute
@@ -146,6 +157,35 @@ def reporting_slot_waits(instance: dg.DagsterInstance, run_id: str, log) -> Iter
         watcher.join()
 
 
+def _ui_origins(job: str):
+    """(remote origin, code origin) of ``job`` as the UI's code location serves it. Without them a
+    headless run is listed under Runs only: the overview timeline and the job's page, which group
+    runs by their code location, do not show it, and it cannot be re-executed from its page."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
+    from dagster._core.remote_origin import ManagedGrpcPythonEnvCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    loadable = LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE, working_directory=os.getcwd())
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(loadable, CODE_LOCATION)
+    remote = RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job)
+    code = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", os.getcwd()).get_reconstructable_job(job).get_python_origin()
+    return remote, code
+
+
+@contextmanager
+def _recorded_with_ui_origin(instance: dg.DagsterInstance, job: str) -> Iterator[None]:
+    """Runs created meanwhile carry ``job``'s UI origins (``execute_in_process`` takes none; the
+    runs of this process execute one at a time)."""
+    remote, code = _ui_origins(job)
+    create = instance.create_run_for_job
+    instance.create_run_for_job = lambda *args, **kwargs: create(*args, **kwargs, remote_job_origin=remote, job_code_origin=code)
+    try:
+        yield
+    finally:
+        del instance.create_run_for_job
+
+
 def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition_key: str | None = None, log=print) -> RunOutcome:
     """One in-process run of the job named ``job``, recorded in ``instance``. The run executes in a
     thread of its own, so that SIGINT and SIGTERM reach this one at once (Dagster defers them while
@@ -157,14 +197,15 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, parti
 
     def execute():
         try:
-            outcome["result"] = defs.resolve_job_def(job).execute_in_process(
-                run_config=CONSOLE_INFO,
-                instance=instance,
-                partition_key=partition_key,
-                raise_on_error=False,
-                run_id=run_id,
-                tags={**LAUNCHED_BY, **_process_tags(), **({cluster.TASK_TAG: task} if task else {})},
-            )
+            with _recorded_with_ui_origin(instance, job):
+                outcome["result"] = defs.resolve_job_def(job).execute_in_process(
+                    run_config=CONSOLE_INFO,
+                    instance=instance,
+                    partition_key=partition_key,
+                    raise_on_error=False,
+                    run_id=run_id,
+                    tags={**LAUNCHED_BY, **_process_tags(), **({cluster.TASK_TAG: task} if task else {})},
+                )
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
 
@@ -264,16 +305,15 @@ def fail_dead_runs(instance: dg.DagsterInstance, log=print) -> list[str]:
     slots they held. Returns their ids."""
     host, dead = socket.gethostname(), []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=cluster.UNFINISHED, tags=LAUNCHED_BY)):
-        if run.tags.get(HOST_TAG) != host or not run.tags.get(PID_TAG, "").isdigit():
-            continue
-        if _alive(int(run.tags[PID_TAG]), run.tags.get(STARTED_TAG)):
+        process = run_process(run)
+        if process is None or process[0] != host or _alive(process[1], process[2]):
             continue
         partition = run.tags.get("dagster/partition")
         cluster.fail_run(
             instance,
             run,
-            f"the process of this run (pid {run.tags[PID_TAG]} on {host}) is gone: killed "
-            "by the operating system or a reboot; marked failed by the build",
+            f"the process of this run (pid {process[1]} on {host}) is gone: killed by the operating system or a reboot; "
+            "marked failed by the build",
         )
         log(f"run {run.run_id}{' (class ' + partition + ')' if partition else ''}: its process is gone; marked failed")
         dead.append(run.run_id)
@@ -400,6 +440,11 @@ def rebuild_failed_and_missing(defs: dg.Definitions, instance: dg.DagsterInstanc
     return not build.failed_classes
 
 
+def where_it_goes(instance: dg.DagsterInstance) -> str:
+    """The data home and the Dagster instance this build writes to (said at its start and end)."""
+    return f"data home: {default_home()} (CYTOIMAGENET_HOME); runs recorded in the instance at {instance.root_directory} (DAGSTER_HOME)"
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM stops the build as Ctrl-C does: the run in progress is marked failed, its slots freed."""
 
@@ -431,7 +476,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.failed_and_missing:
                 ok = rebuild_failed_and_missing(defs, instance)
             else:
+                print(where_it_goes(instance))
                 ok = build_all(defs, instance).ok
+                print(where_it_goes(instance))
         except KeyboardInterrupt:
             print(
                 "build stopped: the run in progress is marked failed and its pool slots freed; run the build again to go on",

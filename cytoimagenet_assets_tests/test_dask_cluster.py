@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from cytoimagenet_assets import cluster
-from cytoimagenet_assets.build import LAUNCHED_BY, PID_TAG, _execute, main
+from cytoimagenet_assets.build import LAUNCHED_BY, _execute, main, run_process
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.rehearsal.dask_cluster import LocalDaskCluster
@@ -36,7 +36,7 @@ def kill_the_worker_of_the_first_class_run(dask: LocalDaskCluster, killed: dict)
             for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED], tags=LAUNCHED_BY)):
                 if cluster.TASK_TAG in run.tags and "dagster/partition" in run.tags:
                     killed["run_id"], killed["class"] = run.run_id, run.tags["dagster/partition"]
-                    killed["worker"] = dask.kill_worker_running(int(run.tags[PID_TAG]))
+                    killed["worker"] = dask.kill_worker_running(run_process(run)[1])
                     return
             time.sleep(0.05)
 
@@ -67,7 +67,7 @@ def test_classes_build_on_two_dask_workers_and_a_killed_worker_costs_one_rerun(h
         # Said by the class's next attempt on the other worker, or (both workers share this host) by a run
         # starting there that found the dead run's process gone first.
         message = run_failure_message(instance, dead.run_id)
-        assert "Dask worker running this run died" in message or f"pid {dead.tags[PID_TAG]} on" in message and "is gone" in message
+        assert "Dask worker running this run died" in message or f"pid {run_process(dead)[1]} on" in message and "is gone" in message
         victim = killed["class"]
         assert runs_per_partition(instance, keys) == {k: 2 if k == victim else 1 for k in keys}
         class_runs = instance.get_runs(filters=dg.RunsFilter(tags=LAUNCHED_BY))

@@ -122,3 +122,14 @@ def test_run_monitoring_sees_a_local_run_whose_process_is_gone(homes):
             health[name] = launcher.check_run_worker_health(instance.get_run_by_id(run.run_id))
     assert health["alive"].status == WorkerStatus.RUNNING
     assert health["gone"].status == WorkerStatus.FAILED and f"pid {gone.pid}) is gone" in health["gone"].msg
+
+
+def test_the_build_says_where_its_data_and_runs_go_at_its_start_and_end(homes, monkeypatch, capsys):
+    from cytoimagenet_assets import build
+
+    dagster_home, home = homes
+    monkeypatch.setattr(build, "build_all", lambda defs, instance: build.Build(completed=True))
+    monkeypatch.setattr(build, "_stop_on_sigterm", lambda: None)  # the test process keeps its own SIGTERM handling
+    assert build.main([]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("data home:")]
+    assert said == [f"data home: {home} (CYTOIMAGENET_HOME); runs recorded in the instance at {dagster_home} (DAGSTER_HOME)"] * 2

@@ -1,11 +1,13 @@
 """The Dagster UI in a real browser: ``dagster dev`` on a temporary instance of the demo catalog,
 driven by Playwright with Debian's Chromium (/usr/bin/chromium, headless).
 
-Before the UI starts, the tables and every class are built headless on that instance, and one
-class is then rebuilt with its input broken, so the UI has a failed partition of class_images to
-show. The tests: the global lineage shows every asset group; a materialization launched by a click
-completes; the partitions view of class_images shows the failed class and its error. A screenshot
-of every step goes to $CYTOIMAGENET_UI_ARTIFACTS (default: test-artifacts/ui/ in the repository).
+Before the UI starts, the tables and every class are built headless on that instance (the classes
+by the headless build's own runner, as `make demo` builds them), and one class is then rebuilt with
+its input broken, so the UI has a failed partition of class_images to show. The tests: the overview
+timeline and the job's page list the build's runs; the global lineage shows every asset group; a
+materialization launched by a click completes; the partitions view of class_images shows the
+failed class and its error. A screenshot of every step goes to $CYTOIMAGENET_UI_ARTIFACTS
+(default: test-artifacts/ui/ in the repository).
 
 All tests share one server (a module fixture); under ``pytest -n N`` conftest.py sends all of this
 module's tests to one worker (were they split, each worker would start a server of its own: slower,
@@ -23,8 +25,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from cytoimagenet_assets.build import LocalRuns
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
+from cytoimagenet_assets.defs.images import class_images_job
 from cytoimagenet_assets.rehearsal.dagster_servers import free_port, graphql, stop, wait_until_serving
 from cytoimagenet_assets_tests.conftest import make_dagster_home
 from cytoimagenet_assets_tests.test_failure_workflow import break_class_input, build_classes, build_tables
@@ -76,7 +80,8 @@ def ui(tmp_path_factory, demo_raw):
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         build_tables(defs, instance, data_home, demo_raw)
         keys = instance.get_dynamic_partitions("cytoimagenet_class")
-        assert all(build_classes(defs, instance, keys).values())
+        # The classes as `make demo` builds them (its runs, recorded with the UI's code location).
+        assert all(outcome.success for _, outcome in LocalRuns(defs, instance, print).run_each(class_images_job.name, keys))
         victim = keys[0]
         dependents, moved = break_class_input(data_home, victim, root / "aside")
         assert dependents == {victim}
@@ -125,6 +130,19 @@ def ui(tmp_path_factory, demo_raw):
                 browser.close()
     finally:
         stop(process)
+
+
+def test_the_overview_and_the_jobs_show_the_headless_builds_runs(ui):
+    page = ui.page()
+    page.goto(ui.url + "/overview/activity/timeline")
+    timeline = page.get_by_role("main") if page.get_by_role("main").count() else page
+    expect(timeline.get_by_text(class_images_job.name).first).to_be_visible()
+    shot(page, "0b-overview-timeline")
+    page.goto(f"{ui.url}/locations/cytoimagenet_assets/jobs/{class_images_job.name}/runs")
+    expect(page.get_by_text("No runs")).to_be_hidden()
+    expect(page.get_by_text(re.compile(r"^Success$")).first).to_be_visible()
+    shot(page, "0c-job-runs")
+    page.close()
 
 
 def test_the_lineage_shows_every_asset_group(ui):
