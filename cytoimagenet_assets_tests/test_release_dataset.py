@@ -2,6 +2,7 @@
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,26 @@ def dataset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 LICENSES = {"src0": ("Source zero", "CC0 1.0"), "src1": ("Source one", "CC BY 4.0")}
 
 
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network (a connection attempt fails the test, even one the code under test catches) and a
+    fresh datasets cache."""
+    import datasets
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # read from the environment on import: too late to set it
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    yield
+    assert not attempts, f"network access attempted: {attempts}"
+
+
 def test_shards_hold_every_image_once_with_its_label_and_are_deterministic(dataset, tmp_path):
     import webdataset as wds
 
@@ -77,7 +98,7 @@ def test_shards_hold_every_image_once_with_its_label_and_are_deterministic(datas
     for key, png, meta, cls in samples:
         assert classes[cls]["class_key"] == by_key.loc[key, "path"] and meta["label"] == by_key.loc[key, "label"]
         assert png == (root / by_key.loc[key, "path"] / f"{key}.png").read_bytes()  # the published PNG, byte for byte
-        assert meta["crop"] == bool(by_key.loc[key, "crop"]) and meta["gene"] is None
+        assert meta["crop"] == bool(by_key.loc[key, "crop"]) and meta["gene"] == ""  # a missing label: empty, never null
     index = pd.read_parquet(tmp_path / "release" / "index.parquet")
     assert index.groupby("shard").size().to_dict() == dict(zip(release.shards["shard"], release.shards["samples"]))
     assert verify_release(tmp_path / "release") == []
@@ -101,35 +122,56 @@ def test_a_malformed_sha256sums_line_is_named(dataset, tmp_path):
         verify_release(tmp_path / "release")
 
 
-def test_hugging_face_datasets_loads_the_shards_offline_and_the_card_has_the_hub_header(dataset, tmp_path, monkeypatch):
+def test_hugging_face_datasets_loads_the_shards_offline_and_the_card_has_the_hub_header(dataset, tmp_path, offline):
     import yaml
     from datasets import load_dataset
 
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root, metadata = dataset
     write_release(metadata, root, tmp_path / "release", LICENSES, "test", shard_bytes=20_000)
     hub = load_dataset(str(tmp_path / "release"), split="train", cache_dir=str(tmp_path / "cache"))  # the card's config and features
     assert len(hub) == len(metadata)
     assert sorted(hub["cls"]) == sorted(metadata["path"].map({k: i for i, k in enumerate(sorted(metadata["path"].unique()))}))
     assert hub[0]["png"].mode == "L" and hub[0]["json"]["label"] in set(metadata["label"])
-    assert hub[0]["json"]["compound"] is None and hub[len(hub) - 1]["json"]["compound"] == "taxol"
+    assert hub[0]["json"]["compound"] == "" and hub[len(hub) - 1]["json"]["compound"] == "taxol"
     card = (tmp_path / "release" / "README.md").read_text()
     header = yaml.safe_load(card.split("---")[1])
-    assert header["configs"][0]["data_files"][0]["path"] == "cytoimagenet-*.tar"
+    assert header["configs"][0]["data_files"][0]["path"] == "cytoimagenet-train-*.tar"
     assert "| src1 | Source one | CC BY 4.0 | 6 |" in card and "arXiv:2111.11646" in card
 
 
-def test_the_readme_snippet_for_the_dataset_runs(dataset, tmp_path, monkeypatch):
-    import datasets
-
+def test_the_readme_snippet_for_the_dataset_runs(dataset, tmp_path, monkeypatch, offline):
     root, metadata = dataset
     write_release(metadata, root, DataHome(tmp_path).webdataset_dir(), LICENSES, "test", shard_bytes=20_000)
     section = README.read_text().split("## Using the dataset", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.setenv("CYTOIMAGENET_HOME", str(tmp_path))
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
     namespace: dict = {}
     exec(code, namespace)
     assert namespace["images"] == len(metadata) and namespace["image"].size == (48, 48) and namespace["label"] in (0, 1, 2)
+    assert namespace["image"].mode == "L" and sum(1 for _ in namespace["stream"]) == len(metadata)  # gray, as written
+
+
+def test_the_release_loads_as_its_card_says_with_datasets_and_webdataset(dataset, tmp_path, monkeypatch, offline):
+    """The card's snippet, run in the release folder, as users load a release: the folder with its card,
+    load_dataset("webdataset") on the folder (it reads every file unless names hold a split) and on the
+    bare tars (typed from the first samples, where a label may be missing), and the webdataset stream;
+    all give every sample, the same types and gray (mode L) images."""
+    root, metadata = dataset
+    write_release(metadata, root, tmp_path / "release", LICENSES, "test", shard_bytes=20_000)
+    card = (tmp_path / "release" / "README.md").read_text()
+    assert card.split("---\n", 2)[2].index("```python") < 200  # how to load it: the card's first lines
+    code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    monkeypatch.chdir(tmp_path / "release")
+    namespace: dict = {}
+    exec(code, namespace)
+    hub, folder, tars = namespace["hub"], namespace["folder"], namespace["tars"]
+    class_of = {k: i for i, k in enumerate(sorted(metadata["path"].unique()))}
+    for loaded in (hub, folder, tars):
+        assert len(loaded) == len(metadata) and {c: loaded.features[c] for c in ("png", "json", "cls")} == hub.features
+        assert sorted(loaded["cls"]) == sorted(metadata["path"].map(class_of))
+        assert [loaded[i]["json"]["compound"] for i in (0, len(loaded) - 1)] == ["", "taxol"]  # null in the first class only
+        assert loaded[0]["png"].mode == "L" and (loaded[0]["json"]["label"], loaded[0]["cls"]) == ("taxol", 0)
+    assert namespace["image"].mode == "L" and namespace["image"].size == (48, 48) and namespace["label"] == 0
+    streamed = list(namespace["stream"])
+    assert len(streamed) == len(metadata) and {image.mode for image, _ in streamed} == {"L"}
+    assert sorted(label for _, label in streamed) == sorted(metadata["path"].map(class_of))

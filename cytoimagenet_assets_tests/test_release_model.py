@@ -73,13 +73,17 @@ def package(model, tmp_path_factory):
 
 @pytest.fixture
 def offline(monkeypatch):
-    """Any attempt to open a network connection fails the test."""
+    """Any attempt to open a network connection fails the test, even one the code under test catches."""
+    attempts = []
 
     def refuse(*args, **kwargs):
+        attempts.append(args)
         raise AssertionError(f"network access attempted: {args}")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    yield
+    assert not attempts, f"network access attempted: {attempts}"
 
 
 def _images(folder: Path, count: int, start: int = 0) -> list[Path]:
@@ -116,6 +120,21 @@ def test_the_package_validates_offline_with_bioimageio_spec(package, offline):
     assert [c["class_key"] for c in json.loads((result.folder / "classes.json").read_text())] == CLASSES
     assert rdf["training_data"]["name"].startswith("CytoImageNet") and rdf["cite"][0]["doi"] == "10.48550/arXiv.2111.11646"
     assert result.files["weights.pt"] == result.folder.joinpath("weights.pt").stat().st_size > 1_000_000
+
+
+def test_bioimageio_core_test_model_passes_offline(package, offline):
+    """What bioimage.io runs on an upload, on the zip it uploads: the package loads with bioimageio.core's
+    pinned spec, the declared preprocessing reproduces the test outputs with each weight format, inference
+    runs at other sizes and batch sizes; and every tensor has its sample (a FAIR warning otherwise)."""
+    from bioimageio.core import test_model
+
+    _, result = package
+    summary = test_model(result.zip)
+    assert summary.status == "passed", summary.format()
+    passed = {detail.name for detail in summary.details if detail.status == "passed"}
+    assert {f"Reproduce test outputs from test inputs ({w})" for w in ("pytorch_state_dict", "torchscript")} <= passed
+    tensor_warnings = [w for detail in summary.details for w in detail.warnings if w.loc[:1] in (("inputs",), ("outputs",))]
+    assert not tensor_warnings, tensor_warnings
 
 
 def test_a_broken_package_fails_validation(package, tmp_path):

@@ -3,23 +3,29 @@ Hub reads (``load_dataset("webdataset", ...)``).
 
 Layout of the release folder::
 
-    cytoimagenet-000000.tar ...   samples in (class key, file name) order: <key>.png, <key>.json, <key>.cls
-    index.parquet                 one row per sample: shard, key, idx, label, category, class_index, source, crop, scaling
-    classes.json                  the class of each class_index (class_key, category, label), in class-key order
-    SHA256SUMS                    a checksum per shard (``sha256sum -c SHA256SUMS``)
-    README.md                     the dataset card, with the Hub's YAML header (configs, features, licenses, citation)
+    cytoimagenet-train-000000.tar ...   samples in (class key, file name) order: <key>.png, <key>.json, <key>.cls
+    index.parquet                       one row per sample: shard, key, idx, label, category, class_index, source, crop, scaling
+    classes.json                        the class of each class_index (class_key, category, label), in class-key order
+    SHA256SUMS                          a checksum per shard (``sha256sum -c SHA256SUMS``)
+    README.md                           the dataset card, with the Hub's YAML header (configs, features, licenses, citation)
 
 A sample's key is its PNG's file name without the suffix (``<class_key>-<8 digits>``), unique across
 the dataset. Tar members carry a fixed time stamp, so the same dataset gives the same bytes. Written
 atomically (a staged folder, renamed when complete). Whatever trains on a release checks each shard
 against SHA256SUMS the first time its process opens it (:func:`verify_shard`).
+
+The folder loads the ways ``datasets`` users load it: the folder or its Hub repository (the card's
+config and features); ``load_dataset("webdataset", data_dir=...)``, which reads only the files whose
+name holds a split when one does (hence ``train`` in the shards' names: otherwise it reads SHA256SUMS
+and the index as tars); and the bare ``*.tar`` files, whose features ``datasets`` infers from the first
+samples, so every ``.json`` field has the card's type and a missing label is an empty string (a null
+there would be typed null and fail on the first label).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +38,7 @@ from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.markdown import Markdown, table
 from cytoimagenet_assets.storage import DataHome, atomic_path, write_parquet
 
-SHARD_PATTERN = "cytoimagenet-%06d.tar"
+SHARD_PATTERN = "cytoimagenet-train-%06d.tar"
 DEFAULT_SHARD_BYTES = 1_000_000_000
 INDEX_COLUMNS = ["shard", "key", "idx", "label", "category", "class_index", "source", "crop", "scaling"]
 JSON_TYPES = {
@@ -44,6 +50,7 @@ JSON_TYPES = {
     "y_max": "int64",
     "class_index": "int64",
 }  # the rest are strings
+_CASTS = {"bool": bool, "float64": float, "int64": int}
 CITATION = """@article{hua2021cytoimagenet,
   title = {CytoImageNet: A large-scale pretraining dataset for bioimage transfer learning},
   author = {Hua, Stanley Bryan Z. and Lu, Alex X. and Moses, Alan M.},
@@ -103,8 +110,7 @@ def write_release(
                 key = Path(record["filename"]).stem
                 png = (dataset_dir / record["path"] / record["filename"]).read_bytes()
                 label = class_index[record["path"]]
-                fields = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
-                writer.write({"__key__": key, "png": png, "json": {**fields, "class_index": label}, "cls": label})
+                writer.write({"__key__": key, "png": png, "json": sample_json({**record, "class_index": label}), "cls": label})
                 rows.append(
                     (
                         Path(writer.fname).name,
@@ -127,6 +133,15 @@ def write_release(
         (stage / "SHA256SUMS").write_text("".join(f"{s}  {f}\n" for f, s in zip(shards["shard"], shards["sha256"])), encoding="utf-8")
         (stage / "README.md").write_text(dataset_card(index, classes, shards, licenses, catalog), encoding="utf-8")
     return Release(Path(out_dir), shards, len(index))
+
+
+def sample_json(record: dict) -> dict:
+    """A sample's ``.json``: each field of the type the card declares (``JSON_TYPES``), a missing label
+    an empty string, so that the features ``datasets`` infers from the first samples are the card's."""
+    return {
+        column: ("" if pd.isna(value) else str(value)) if column not in JSON_TYPES else _CASTS[JSON_TYPES[column]](value)
+        for column, value in record.items()
+    }
 
 
 def sha256_file(path: Path) -> str:
@@ -195,14 +210,14 @@ def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame,
         "tags": ["microscopy", "biology", "cell-biology", "bioimage", "cytoimagenet", "webdataset"],
         "pretty_name": f"CytoImageNet-style dataset ({catalog})",
         "size_categories": [_size_category(len(index))],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "cytoimagenet-*.tar"}]}],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "cytoimagenet-train-*.tar"}]}],
         "dataset_info": {
             "features": [
                 {"name": "png", "dtype": "image"},
                 {"name": "json", "struct": [{"name": c, "dtype": JSON_TYPES.get(c, "string")} for c in [*RELEASE_COLUMNS, "class_index"]]},
                 {"name": "cls", "dtype": "int64"},
             ]
-        },  # explicit: inferred from the first samples, a label column empty there would be typed null
+        },  # declared, not inferred from the first samples (sample_json makes the inferred ones the same)
     }
     licence_rows = "\n".join(
         f"| {d} | {licenses.get(d, ('', 'unknown'))[0]} | {licenses.get(d, ('', 'unknown'))[1]} | {n} |" for d, n in per_source.items()
@@ -215,19 +230,29 @@ def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame,
             "",
             f"# CytoImageNet-style dataset (catalog: {catalog})",
             "",
-            f"{len(index):,} weakly labelled 8-bit gray microscopy images in {len(classes):,} classes, {len(shards)} WebDataset shards "
-            f"({int(shards['bytes'].sum()):,} bytes). Each sample: `<key>.png`, `<key>.json` (the release's columns: label, category, "
-            "source, idx, crop, scaling, ...) and `<key>.cls` (the class index; `classes.json` names it). `index.parquet` lists every "
-            "sample with its shard; `SHA256SUMS` checks the shards.",
+            "Load it with Hugging Face `datasets` (this folder, its Hub repository or its tar files: the same samples and types) "
+            "or stream it with `webdataset`:",
             "",
             "```python",
-            "import webdataset as wds",
-            'dataset = wds.WebDataset("cytoimagenet-{000000..%06d}.tar", shardshuffle=False).decode("pil").to_tuple("png", "cls")'
-            % (len(shards) - 1),
+            "from pathlib import Path",
             "",
+            "import webdataset as wds",
             "from datasets import load_dataset",
-            'hub = load_dataset(".", split="train")  # this folder or its Hub repository: the config and features above',
+            "",
+            "release = Path.cwd()  # run in this folder, or give its path",
+            'hub = load_dataset(str(release), split="train")  # or its Hub repository\'s id: the config and features above',
+            'folder = load_dataset("webdataset", data_dir=str(release), split="train")',
+            'tars = load_dataset("webdataset", data_files=str(release / "cytoimagenet-train-*.tar"), split="train")',
+            "",
+            'stream = wds.WebDataset(str(release / "%s"), shardshuffle=False).decode("pill").to_tuple("png", "cls")'
+            % _shard_range(len(shards)),
+            'image, label = next(iter(stream))  # "pill": a gray PIL image (mode L); "pil" would convert it to RGB',
             "```",
+            "",
+            f"{len(index):,} weakly labelled 8-bit gray microscopy images in {len(classes):,} classes, {len(shards)} WebDataset shards "
+            f"({int(shards['bytes'].sum()):,} bytes). Each sample: `<key>.png`, `<key>.json` (the release's columns: label, category, "
+            "source, idx, crop, scaling, ...; a label the source does not give is an empty string) and `<key>.cls` (the class index; "
+            "`classes.json` names it). `index.parquet` lists every sample with its shard; `SHA256SUMS` checks the shards.",
             "",
             "## Sources and licenses",
             "",
@@ -245,6 +270,12 @@ def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame,
     )
 
 
+def _shard_range(shards: int) -> str:
+    """The shards in webdataset's brace notation: ``cytoimagenet-train-{000000..000002}.tar``."""
+    first, last = SHARD_PATTERN.split("%06d")
+    return f"{first}{{{0:06d}..{shards - 1:06d}}}{last}"
+
+
 def _size_category(n: int) -> str:
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
@@ -260,7 +291,7 @@ def release_dataset(
     log: Callable[[str], None] = print,
 ) -> Release:
     """:func:`write_release` of the published dataset into ``release/webdataset/``, logging every tenth."""
-    metadata = pd.read_csv(home.dataset_metadata())
+    metadata = pd.read_csv(home.dataset_metadata(), dtype={c: str for c in RELEASE_COLUMNS if c not in JSON_TYPES})  # "1" stays a string
     step = max(1, len(metadata) // 10)
 
     def progress(n: int, total: int) -> None:

@@ -1,10 +1,11 @@
 """The trained model as a BioImage Model Zoo package (bioimage.io model spec 0.5) and TorchScript.
 
 ``build_package(models/<run>, out)`` writes ``out/<name>/`` — ``rdf.yaml``, TorchScript and state-dict
-weights, the architecture file, test input and output tensors (``.npy``), the class list, the model
-card, a README — and ``out/<name>.zip`` (the same files, as bioimage.io tools upload them). Both are
-validated with ``bioimageio.spec`` before they are moved into place; a package that does not
-validate is an error and nothing is written.
+weights, the architecture file, test input and output tensors (``.npy``) and the same as sample
+tensors (``.tif``), the class list, the model card, a README — and ``out/<name>.zip`` (the same files,
+as bioimage.io tools upload them). Both are validated with ``bioimageio.spec`` before they are moved
+into place; a package that does not validate is an error and nothing is written. The package passes
+``bioimageio.core``'s ``test_model`` (what bioimage.io runs on an upload; the tests run it).
 
 The package's input is a gray image replicated to three channels (batch, channel=3, y, x), as in
 pretraining. Its preprocessing, declared in ``rdf.yaml`` so any bioimage.io consumer applies it:
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tifffile
 import torch
 import yaml
 
@@ -51,6 +53,9 @@ FILES = {
     "test_input": "test_input.npy",
     "test_features": "test_output_features.npy",
     "test_logits": "test_output_logits.npy",
+    "sample_input": "sample_input.tif",
+    "sample_features": "sample_output_features.tif",
+    "sample_logits": "sample_output_logits.tif",
     "classes": "classes.json",
     "card": "model_card.json",
     "readme": "README.md",
@@ -181,7 +186,8 @@ def _readme(card: dict, classes: list[dict], input_size: int) -> str:
         f"## Training\n\nRecipe: `{json.dumps(card.get('recipe', {}))}`\n\n| metric | value |\n|---|---|\n{metrics}\n\n"
         f"## Files\n\n* `weights_torchscript.pt`: TorchScript, `torch.jit.load`; returns (features, logits)\n"
         f"* `weights.pt`: state dict of torchvision `efficientnet_b0(num_classes={len(classes)})` (also `architecture.py`)\n"
-        f"* `test_input.npy`, `test_output_features.npy`, `test_output_logits.npy`: a raw input and its expected outputs\n\n"
+        f"* `test_input.npy`, `test_output_features.npy`, `test_output_logits.npy`: a raw input and its expected outputs\n"
+        f"* `sample_input.tif`, `sample_output_features.tif`, `sample_output_logits.tif`: the same, as images\n\n"
         f"## Validation\n\n{_validation_text(card)}\n\n"
         f"## Citation\n\n{PAPER['text']} doi:{PAPER['doi']}\n"
     )
@@ -246,6 +252,7 @@ def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, d
                     {"type": "space", "id": "x", "size": {"min": 32, "step": 32}},
                 ],
                 "test_tensor": {"source": FILES["test_input"]},
+                "sample_tensor": {"source": FILES["sample_input"]},
                 "data": {"type": "float32"},
                 "preprocessing": [
                     {
@@ -266,6 +273,7 @@ def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, d
                 "description": "1280-d global-average-pooled penultimate layer (the transfer features).",
                 "axes": [{"type": "batch"}, {"type": "index", "id": "feature", "size": FEATURES}],
                 "test_tensor": {"source": FILES["test_features"]},
+                "sample_tensor": {"source": FILES["sample_features"]},
                 "data": {"type": "float32"},
             },
             {
@@ -273,6 +281,7 @@ def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, d
                 "description": f"Class scores, one per CytoImageNet class ({len(classes)}; classes.json).",
                 "axes": [{"type": "batch"}, {"type": "channel", "channel_names": [c["class_key"] for c in classes]}],
                 "test_tensor": {"source": FILES["test_logits"]},
+                "sample_tensor": {"source": FILES["sample_logits"]},
                 "data": {"type": "float32"},
             },
         ],
@@ -294,12 +303,12 @@ def _rdf(card: dict, classes: list[dict], input_size: int, torch_version: str, d
             "name": "CytoImageNet (as built by cytoimagenet-assets)",
             "description": f"Weakly labelled microscopy images from public sources: {len(classes)} classes, "
             f"{data.get('images', '?')} images; data fingerprint {data.get('fingerprint', '?')}. "
-            "The original release: 890,737 images, 894 classes, 40 source datasets.",
+            "The original release: 890,737 images, 894 classes, 40 source datasets "
+            "(https://www.kaggle.com/datasets/stanleyhua/cytoimagenet).",
             "authors": [{"name": "Stanley Bryan Z. Hua"}, {"name": "Alex X. Lu"}, {"name": "Alan M. Moses"}],
             "cite": [dict(PAPER)],
             "documentation": FILES["dataset_card"],
             "tags": ["microscopy", "weak-labels", "pretraining"],
-            "source": "https://www.kaggle.com/datasets/stanleyhua/cytoimagenet",
         },
         "config": {
             "bioimageio": {
@@ -322,8 +331,9 @@ def validate(source: Path | zipfile.ZipFile) -> tuple[str, str]:
     """(status, summary text) of bioimageio.spec's validation of an ``rdf.yaml`` or package zip.
 
     Offline: every file the package names is local, so the I/O checks (file presence, SHA-256,
-    test tensors readable) need no network; the citation's DOI and the dataset's URL are checked
-    for format only by bioimageio.spec.
+    test and sample tensors readable) need no network. The package holds no URL field, which
+    bioimageio.spec would request (the original dataset's address is in the training data's
+    description); the citation's DOI is checked for format only.
     """
     from bioimageio.spec import load_description
 
@@ -377,6 +387,8 @@ def build_package(
         np.save(stage / FILES["test_input"], raw)
         np.save(stage / FILES["test_features"], features)
         np.save(stage / FILES["test_logits"], logits)
+        for key, tensor in (("sample_input", raw), ("sample_features", features), ("sample_logits", logits)):
+            tifffile.imwrite(stage / FILES[key], tensor, photometric="minisblack")  # the test tensors as images viewers open
         (stage / FILES["classes"]).write_text(json.dumps(classes, indent=1), encoding="utf-8")
         (stage / FILES["card"]).write_text(json.dumps(card, indent=1), encoding="utf-8")
         (stage / FILES["readme"]).write_text(_readme(card, classes, input_size), encoding="utf-8")
