@@ -216,8 +216,8 @@ def test_embed_a_folder_gives_the_evaluations_features(model, package, tmp_path)
         assert list(table["channel_names"].iloc[0]) == ["gray"] and list(table["channel_paths"].iloc[-1]) == ["sub/x.png"]
         expected = _evaluation_features(model, [read_channels(tmp_path / "images" / s.image) for s in inputs.samples], method)
         np.testing.assert_allclose(feature_matrix(table), expected, rtol=1e-5, atol=1e-6)
-    from_zip = embed(inputs, result.zip, "merge-norm", tmp_path / "zip.parquet", progress=False)
-    from_folder = embed(inputs, result.folder, "merge-norm", tmp_path / "folder.parquet", progress=False)
+    from_zip = embed(inputs, result.zip, "merge_normalized", tmp_path / "zip.parquet", progress=False)
+    from_folder = embed(inputs, result.folder, "merge_normalized", tmp_path / "folder.parquet", progress=False)
     for done in (from_zip, from_folder):
         np.testing.assert_allclose(
             feature_matrix(pd.read_parquet(done.out)),
@@ -241,7 +241,7 @@ def test_embed_a_csv_of_channel_paths(model, tmp_path, capsys):
             "--model",
             str(model),
             "--method",
-            "concat-norm",
+            "concat_normalized",
             "--out",
             str(out),
             "--no-progress",
@@ -275,18 +275,18 @@ def test_a_second_run_computes_only_new_images(model, tmp_path, monkeypatch):
     folder = tmp_path / "images"
     _images(folder, 3)
     out = tmp_path / "features.parquet"
-    first = embed(folder_inputs(folder), model, "merge-norm", out, batch_size=2, progress=False)
+    first = embed(folder_inputs(folder), model, "merge_normalized", out, batch_size=2, progress=False)
     before = pd.read_parquet(out)
     _images(folder, 2, start=3)
     counting = _Counting()
     monkeypatch.setattr(embed_module, "extract", counting)
-    second = embed(folder_inputs(folder), model, "merge-norm", out, batch_size=2, progress=False)
+    second = embed(folder_inputs(folder), model, "merge_normalized", out, batch_size=2, progress=False)
     after = pd.read_parquet(out)
     assert (first.computed, second.computed, second.reused, counting.samples) == (3, 2, 3, 2)
     assert len(after) == 5 and not parts_dir(out).exists()
     np.testing.assert_array_equal(feature_matrix(after)[:3], feature_matrix(before))
     other = _write_model(tmp_path / "other", seed=1)
-    third = embed(folder_inputs(folder), other, "merge-norm", out, batch_size=2, progress=False, log=lambda _: None)
+    third = embed(folder_inputs(folder), other, "merge_normalized", out, batch_size=2, progress=False, log=lambda _: None)
     assert third.computed == 5 and third.reused == 0  # another model: nothing reused
 
 
@@ -296,15 +296,15 @@ def test_a_killed_run_leaves_no_corrupt_output_and_resumes(model, tmp_path, monk
     out = tmp_path / "features.parquet"
     monkeypatch.setattr(embed_module, "extract", _Counting(die_at=2))
     with pytest.raises(KeyboardInterrupt):
-        embed(folder_inputs(folder), model, "merge-norm", out, batch_size=2, progress=False)
+        embed(folder_inputs(folder), model, "merge_normalized", out, batch_size=2, progress=False)
     assert not out.exists() and len(list(parts_dir(out).glob("part-*.parquet"))) == 1
     (parts_dir(out) / "part-000009.parquet").write_bytes(b"PAR1 truncated")  # a part a crash cut short
     (tmp_path / f".{out.name}.1234abcd.partial").write_bytes(b"half")  # a merge a crash cut short
     counting = _Counting()
     monkeypatch.setattr(embed_module, "extract", counting)
-    resumed = embed(folder_inputs(folder), model, "merge-norm", out, batch_size=2, progress=False)
+    resumed = embed(folder_inputs(folder), model, "merge_normalized", out, batch_size=2, progress=False)
     assert (resumed.reused, resumed.computed, counting.samples) == (2, 3, 3)
-    fresh = embed(folder_inputs(folder), model, "merge-norm", tmp_path / "fresh.parquet", batch_size=2, progress=False)
+    fresh = embed(folder_inputs(folder), model, "merge_normalized", tmp_path / "fresh.parquet", batch_size=2, progress=False)
     table = pd.read_parquet(out)
     assert list(table["image"]) == list(pd.read_parquet(fresh.out)["image"])
     np.testing.assert_allclose(feature_matrix(table), feature_matrix(pd.read_parquet(fresh.out)), rtol=1e-5, atol=1e-6)
@@ -333,7 +333,7 @@ def test_bad_inputs_name_the_file(model, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     _images(tmp_path / "i", 1)
     with pytest.raises(EmbedError, match="junk.pt: not a CytoImageNet model.pt"):
-        embed(folder_inputs(tmp_path / "i"), tmp_path / "junk.pt", "merge-norm", tmp_path / "o.parquet")
+        embed(folder_inputs(tmp_path / "i"), tmp_path / "junk.pt", "merge_normalized", tmp_path / "o.parquet")
 
 
 def test_the_catalog_embed_targets_are_validated():
@@ -342,7 +342,7 @@ def test_the_catalog_embed_targets_are_validated():
         parse_catalog({**base, "embed": [{"name": "lab", "path": "a", "source": "b"}]})
     with pytest.raises(CatalogError, match="source 'nope' is not in the catalog"):
         parse_catalog({**base, "embed": [{"name": "lab", "source": "nope"}]})
-    assert parse_catalog({**base, "embed": [{"name": "lab", "path": "/plates", "method": "merge-raw"}]}).embed[0].method == "merge-raw"
+    assert parse_catalog({**base, "embed": [{"name": "lab", "path": "/plates", "method": "merge_raw"}]}).embed[0].method == "merge_raw"
 
 
 def test_the_readme_snippets_for_the_model_run(package, tmp_path, monkeypatch):

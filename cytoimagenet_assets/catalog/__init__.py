@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cytoimagenet_assets.catalog.settings import AssignConfig, TrainConfig
+from cytoimagenet_assets.catalog.settings import AssignConfig, Method, TrainConfig
 
 CATALOG_ENV = "CYTOIMAGENET_CATALOG"
 BUILTIN_DIR = Path(__file__).parent
@@ -256,7 +256,7 @@ class EmbedTarget(_Strict):
     source: str | None = None
     glob: str = "**/*"
     channels: tuple[str, ...] | None = None
-    method: Literal["concat-norm", "concat-raw", "merge-norm", "merge-raw"] = "concat-norm"
+    method: Method = "concat_normalized"
 
     @field_validator("name")
     @classmethod

@@ -24,6 +24,16 @@ UPSAMPLING = get_args(Upsampling)
 CropCheck = Literal["original", "contrast"]
 CROP_CHECKS = get_args(CropCheck)
 
+# How a multi-channel image becomes features, one spelling for the evaluation, embed and the catalog's
+# embed targets: (how channels are combined, whether each is normalized first).
+METHODS = {
+    "concat_normalized": ("concat", True),
+    "concat_raw": ("concat", False),
+    "merge_normalized": ("merge", True),
+    "merge_raw": ("merge", False),
+}
+Method = Literal["concat_normalized", "concat_raw", "merge_normalized", "merge_raw"]
+
 STRICT = ConfigDict(extra="forbid")
 
 

@@ -37,7 +37,6 @@ from cytoimagenet_assets.markdown import table
 from cytoimagenet_assets.model.loop import FEATURES
 from cytoimagenet_assets.storage import DataHome, read_parquet_metadata, write_parquet
 
-METHOD_NAMES = {"concat-norm": "concat_normalized", "concat-raw": "concat_raw", "merge-norm": "merge_normalized", "merge-raw": "merge_raw"}
 IMAGE_SUFFIXES = TIFF | PILLOW | {".npy"}
 FORMAT = 1  # bump when the meaning of stored rows changes: older outputs are then recomputed
 CORE_COLUMNS = ["image", "channel_names", "channel_paths", "method", "features"]
@@ -73,13 +72,11 @@ class EmbedResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (image, reason) of samples that could not be read
 
 
-def method_name(method: str) -> str:
-    """``concat-norm`` (CLI spelling) or ``concat_normalized`` (the evaluation's) → the evaluation's name."""
-    if method in METHODS:
-        return method
-    if method in METHOD_NAMES:
-        return METHOD_NAMES[method]
-    raise EmbedError(f"unknown method {method!r}: expected one of {', '.join(METHOD_NAMES)}")
+def checked_method(method: str) -> str:
+    """``method`` when it is one of the evaluation's (the one spelling everywhere), else an EmbedError."""
+    if method not in METHODS:
+        raise EmbedError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
+    return method
 
 
 def folder_inputs(folder: Path, glob: str = "**/*") -> Inputs:
@@ -217,7 +214,7 @@ def embed(
     log: Callable[[str], None] = print,
 ) -> EmbedResult:
     """Features of every sample of ``inputs`` by ``method`` into ``out`` (Parquet), resuming; see the module docstring."""
-    method, out = method_name(method), Path(out)
+    method, out = checked_method(method), Path(out)
     loaded = load_model(model)
     stamp = {"model_sha256": loaded.sha256, "method": method, "embed_format": FORMAT}
     wanted = {s.image for s in inputs.samples}

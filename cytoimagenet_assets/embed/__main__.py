@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cytoimagenet_assets.embed import METHOD_NAMES, EmbedError, embed, inputs_from
+from cytoimagenet_assets.catalog.settings import METHODS
+from cytoimagenet_assets.embed import EmbedError, embed, inputs_from
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,10 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="a training's model.pt, or the bioimage.io package (folder or .zip)")
     parser.add_argument(
         "--method",
-        default="concat-norm",
-        choices=list(METHOD_NAMES),
+        default="concat_normalized",
+        choices=list(METHODS),
         help="per-channel features concatenated or the channels merged into one gray image; "
-        "0.1/99.9-percentile normalized or raw (default concat-norm)",
+        "0.1/99.9-percentile normalized or raw (default concat_normalized; the evaluation's names)",
     )
     parser.add_argument("--out", type=Path, required=True, help="the Parquet file to write (rows already in it are kept)")
     parser.add_argument("--channels", help="CSV only: the channel columns, comma-separated (default: every column)")

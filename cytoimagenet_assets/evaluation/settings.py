@@ -6,14 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from cytoimagenet_assets.catalog.settings import METHODS
+
 BACKBONES = ("random", "imagenet", "cytoimagenet", "fusion")
-# How a multi-channel image becomes features: (how channels are combined, whether each is normalized first).
-METHODS = {
-    "concat_normalized": ("concat", True),
-    "concat_raw": ("concat", False),
-    "merge_normalized": ("merge", True),
-    "merge_raw": ("merge", False),
-}
 # How the *_raw methods scale intensities. "original": /255 whatever the bit depth, as the original's
 # Keras EfficientNet did inside the network (its raw columns: 16-bit images far brighter than 1.0);
 # "dtype_range": by the integer type's range (16-bit /65535), every input in [0, 1].
