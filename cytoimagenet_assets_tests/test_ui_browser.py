@@ -6,8 +6,8 @@ by the headless build's own runner, as `make demo` builds them), and one class i
 its input broken, so the UI has a failed partition of class_images to show. The tests: the overview
 timeline and the job's page list the build's runs; the global lineage shows every asset group; a
 materialization launched by a click completes; the partitions view of class_images shows the
-failed class and its error. A screenshot of every step goes to $CYTOIMAGENET_UI_ARTIFACTS
-(default: test-artifacts/ui/ in the repository).
+failed class and its error; the evaluation report's page shows its header and the demo's banner. A
+screenshot of every step goes to $CYTOIMAGENET_UI_ARTIFACTS (default: test-artifacts/ui/ in the repository).
 
 All tests share one server (a module fixture); under ``pytest -n N`` conftest.py sends all of this
 module's tests to one worker (were they split, each worker would start a server of its own: slower,
@@ -29,9 +29,10 @@ from cytoimagenet_assets.build import LocalRuns
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.images import class_images_job
+from cytoimagenet_assets.defs.keys import REPORT_KEY
 from cytoimagenet_assets.rehearsal.dagster_servers import free_port, graphql, stop, wait_until_serving
 from cytoimagenet_assets_tests.conftest import make_dagster_home
-from cytoimagenet_assets_tests.test_failure_workflow import break_class_input, build_classes, build_tables
+from cytoimagenet_assets_tests.test_failure_workflow import break_class_input, build_classes, build_tables, materialize
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -83,6 +84,9 @@ def ui(tmp_path_factory, demo_raw):
         # The classes as `make demo` builds them (its runs, recorded with the UI's code location).
         assert all(outcome.success for _, outcome in LocalRuns(defs, instance, print).run_each(class_images_job.name, keys))
         victim = keys[0]
+        # The evaluation report on the demo's benchmarks (random features only: no model is trained here).
+        config = {"ops": {"evaluation_report": {"config": {"backbones": ["random"], "methods": ["merge_normalized"], "umap": False}}}}
+        assert materialize(defs, instance, [REPORT_KEY], run_config=config)
         dependents, moved = break_class_input(data_home, victim, root / "aside")
         assert dependents == {victim}
         assert build_classes(defs, instance, [victim]) == {victim: False}
@@ -142,6 +146,17 @@ def test_the_overview_and_the_jobs_show_the_headless_builds_runs(ui):
     expect(page.get_by_text("No runs")).to_be_hidden()
     expect(page.get_by_text(re.compile(r"^Success$")).first).to_be_visible()
     shot(page, "0c-job-runs")
+    page.close()
+
+
+def test_the_evaluation_report_says_what_it_is_and_that_demo_figures_only_show_the_pipeline_runs(ui):
+    page = ui.page()
+    page.goto(f"{ui.url}/assets/{REPORT_KEY.to_user_string()}")
+    expect(page.get_by_text("Latest materialization")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^These figures only show that the pipeline runs")).first).to_be_visible()
+    for key in ("catalog", "model_run", "data_fingerprint", "date"):
+        expect(page.get_by_text(key, exact=True).first).to_be_visible()
+    shot(page, "4-evaluation-report")
     page.close()
 
 
