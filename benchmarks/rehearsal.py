@@ -35,7 +35,9 @@ metadata); the baseline it is a share of is that work, measured in the same runs
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import hashlib
 import json
 import os
 import resource
@@ -65,6 +67,7 @@ from cytoimagenet_assets.storage import DataHome, remote_index_path
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
+STALL_S = 900  # a backfill with no run finished for this long is stuck
 
 
 def mirror(workdir: Path, scale: float, seed: int, log) -> tuple[Path, dict]:
@@ -116,6 +119,18 @@ def class_work_seconds(instance) -> dict[str, float]:
 
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def classes_digest(data: DataHome, classes: list[str]) -> dict[str, str]:
+    """Each class folder's files (names and bytes) as one SHA-256: two builds gave the same class
+    when its digests agree."""
+    digests = {}
+    for key in classes:
+        folder, sha = data.class_dir(key), hashlib.sha256()
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            sha.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+        digests[key] = sha.hexdigest()
+    return digests
 
 
 def partitions_page_seconds(env: dict, classes: int, log_path: Path) -> float:
@@ -236,6 +251,7 @@ def daemon_backfill(env: dict, keys: list[str], folder: Path, log) -> dict:
         backfill_id = launch_backfill(url, ["class_images"], title="rehearsal: every class")
         daemon = start(["dagster-daemon", "run", "-w", "workspace.yaml"], REPO, folder / "daemon.log", env)
         started, peak_mb, in_flight = time.perf_counter(), 0.0, 0
+        last_progress, finished = started, 0
         with dg.DagsterInstance.get() as instance:
             while True:
                 time.sleep(2)
@@ -247,6 +263,12 @@ def daemon_backfill(env: dict, keys: list[str], folder: Path, log) -> dict:
                     break
                 if daemon.poll() is not None:
                     raise RuntimeError(f"dagster-daemon exited: {(folder / 'daemon.log').read_text()[-3000:]}")
+                if len(done) > finished:
+                    last_progress, finished = time.perf_counter(), len(done)
+                elif time.perf_counter() - last_progress > STALL_S:
+                    waiting = collections.Counter(r.status.value for r in runs if not r.is_finished)
+                    stuck = f"{len(done)} done, unfinished {dict(waiting)}"
+                    raise RuntimeError(f"backfill {backfill_id}: no run finished in {STALL_S} s; {stuck}")
         seconds = time.perf_counter() - started
         time.sleep(5)  # the last runs' processes gone: the servers as loaded, with no run in flight
         idle_mb = tree_rss_mb([webserver.pid, daemon.pid])
@@ -258,7 +280,18 @@ def daemon_backfill(env: dict, keys: list[str], folder: Path, log) -> dict:
                 stop(process)
     locked = sum(path.read_text().count("database is locked") for path in folder.glob("*.log"))
     per_run = (peak_mb - idle_mb) / max(in_flight, 1)
-    return {"seconds": seconds, "failed": failed, "in_flight": in_flight, "head_mb_per_run": per_run, "database_locked": locked}
+    runs_of = collections.Counter(r.tags.get("dagster/partition") for r in done)
+    not_once = sorted(k for k in set(keys) | set(runs_of) if runs_of[k] != 1)
+    if not_once:
+        log(f"classes not run exactly once: {len(not_once)}, e.g. {[(k, runs_of[k]) for k in not_once[:5]]}")
+    return {
+        "seconds": seconds,
+        "failed": failed,
+        "in_flight": in_flight,
+        "head_mb_per_run": per_run,
+        "database_locked": locked,
+        "not_run_once": len(not_once),
+    }
 
 
 def main() -> None:
@@ -312,6 +345,8 @@ def main() -> None:
                 build = build_all(defs, instance, log)
             work = class_work_seconds(instance)
             classes = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
+        headless = classes_digest(DataHome(home), classes)
+        with dg.DagsterInstance.get() as instance:
             for n in sizes:  # every class fetched and built again: the same work for each size
                 forget_fetched_images(DataHome(home), real)
                 stage_s[n], failures = class_stage_on_dask(instance, classes, n, run / f"dask-rebuild-{n}", log)
@@ -326,6 +361,9 @@ def main() -> None:
                 with dg.DagsterInstance.get() as instance:
                     instance.event_log_storage.set_concurrency_slots("io", 4)
                 backfills[kind] = daemon_backfill(daemon_env, classes, run / "backfill-local", log)
+            rebuilt = classes_digest(DataHome(home), classes)
+            backfills[kind]["classes_differing"] = differing = sum(rebuilt[k] != headless[k] for k in classes)
+            log(f"backfill {kind}: {differing} of {len(classes)} classes differ from the headless build's bytes")
         stats = server.stats
         served = bytes_on_server(root)
         event_log_mb = instance_storage_mb(Path(env["DAGSTER_HOME"]), args.postgres)
@@ -358,6 +396,8 @@ def main() -> None:
         f" backfill_s={per_kind('seconds', '.1f')} head_mb_per_run={per_kind('head_mb_per_run', '.0f')}"
         f" backfill_failures={sum(b['failed'] for b in backfills.values())}"
         f" database_locked={sum(b['database_locked'] for b in backfills.values())}"
+        f" backfill_not_run_once={sum(b['not_run_once'] for b in backfills.values())}"
+        f" backfill_classes_differing={sum(b['classes_differing'] for b in backfills.values())}"
     )
     print(
         f"RESULT rehearsal scale={args.scale:g} sources={len(pretraining - set(build.failed_sources))}/{len(pretraining)} rows={rows} "
