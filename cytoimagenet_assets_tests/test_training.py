@@ -1,6 +1,9 @@
-"""Training on CPU: packing, learning, resuming to identical weights, DDP with gloo, outputs."""
+"""Training on CPU: packing, learning, resuming to identical weights, DDP with gloo, outputs; the
+device-side augmentation against torchvision's per-image one; the history of a short CPU training as
+it was before the step was reworked for GPUs."""
 
 import json
+import math
 import os
 import re
 import shutil
@@ -20,11 +23,13 @@ from cytoimagenet_assets.demo.cells import Morphology, render_field
 from cytoimagenet_assets.images import release as release_module
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.images.release import DamagedRelease, write_release
-from cytoimagenet_assets.model.launch import cli_parser, config_from_args, torchrun_command
+from cytoimagenet_assets.model.launch import cli_parser, config_from_args, run_name, torchrun_command
 from cytoimagenet_assets.model.loop import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     DeviceAugment,
+    Learner,
     _set_rng_state,
-    build_model,
     load_checkpoint,
     shared_sources,
     stratified_split,
@@ -35,6 +40,7 @@ from cytoimagenet_assets.model.shards import pack
 from cytoimagenet_assets.model.stream import WebDatasetShards
 
 TINY = TrainConfig(epochs=2, batch_size=8, input_size=32, max_steps_per_epoch=4, seed=0)
+HISTORY = Path(__file__).parent / "snapshots" / "training_history_cpu.json"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +60,11 @@ def shards(tmp_path_factory):
             rows.append(
                 {"path": f"phenotype-{label}", "filename": name, "idx": f"{label}-{i // 2}", "label": label, "category": "phenotype"}
             )
-    metadata = pd.DataFrame(rows).reindex(columns=RELEASE_COLUMNS).assign(dir_name="demo", crop=True, scaling=0.5)
+    metadata = (
+        pd.DataFrame(rows)
+        .reindex(columns=RELEASE_COLUMNS)
+        .assign(dir_name="demo", crop=True, scaling=0.5, x_min=0, x_max=48, y_min=0, y_max=48)
+    )
     metadata.to_csv(root / "dataset" / "metadata.csv", index=False)
     return pack(pd.DataFrame(rows), root / "dataset", root / "shards", 32, workers=2)
 
@@ -105,9 +115,9 @@ def test_rotation_is_reproducible_and_fills_by_reflection():
 def test_a_few_steps_lower_the_loss(shards):
     """Twelve steps of the real training step on one batch of demo-style images (the usual
     can-it-learn check: a fixed batch, so the drop is not noise between batches)."""
-    torch.manual_seed(0)
-    model = build_model(3)
     device = torch.device("cpu")
+    learner = Learner.build(TrainConfig(input_size=32, seed=0, channels_last=False), 3, device)
+    model = learner.model
     augment = DeviceAugment(32, device, channels_last=False)
     rows = np.arange(0, 72, 3)  # 24 images, all three classes
     x_u8, y = torch.from_numpy(shards.images[rows]), torch.from_numpy(shards.labels[rows])
@@ -119,10 +129,8 @@ def test_a_few_steps_lower_the_loss(shards):
             return float(torch.nn.functional.cross_entropy(model(augment(x_u8, None)), y))
 
     before = loss()
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
     unrotated = lambda batch, seed: augment(batch, None)  # noqa: E731 - rotation has its own test; 12 random rotations of 24 tiny images are too hard to fit
-    totals = train_one_epoch(model, optimizer, scaler, iter([(x_u8, y)] * 12), unrotated, 0, 0, 0, device, amp=False)
+    totals = train_one_epoch(learner, iter([(x_u8, y)] * 12), unrotated, 0, 0, 0)
     assert totals[3] == 12 * len(y)
     assert loss() < 0.7 * before
 
@@ -188,8 +196,7 @@ def test_model_card_and_history_are_written(shards, tmp_path):
     assert card["data"]["train"] + card["data"]["validation"] == 72 and len(card["data"]["fingerprint"]) == 16
     assert card["data"]["val_images_sharing_source_with_train"] == 0 and card["data"]["validation"] == 3 * 2  # one source image a class
     assert (tmp_path / "run" / "model_card.md").read_text().startswith("# CytoImageNet EfficientNet-B0")
-    model = build_model(3)
-    model.load_state_dict(torch.load(result.weights))
+    Learner.build(TINY, 3, torch.device("cpu")).model.load_state_dict(torch.load(result.weights))
 
 
 def test_the_model_card_opens_with_catalog_run_data_fingerprint_and_utc_date(shards, tmp_path):
@@ -311,8 +318,10 @@ def test_each_streamed_shard_is_hashed_once_and_a_damaged_or_missing_one_is_name
         damaged.batches(np.arange(72), 8, torch.device("cpu"), 32)
 
 
-def test_a_streamed_sample_that_does_not_decode_names_its_shard_and_key(shards, tmp_path):
-    """A PNG broken before the release was written passes the checksums; decoding it names where it is."""
+@pytest.mark.parametrize("decode_workers", [0, 2])
+def test_a_streamed_sample_that_does_not_decode_names_its_shard_and_key(shards, tmp_path, decode_workers):
+    """A PNG broken before the release was written passes the checksums; decoding it (here or in a
+    decoding worker) names where it is."""
     dataset = shutil.copytree(shards.folder.parent / "dataset", tmp_path / "dataset")
     metadata = pd.read_csv(dataset / "metadata.csv")
     broken = dataset / metadata["path"][5] / metadata["filename"][5]
@@ -320,6 +329,107 @@ def test_a_streamed_sample_that_does_not_decode_names_its_shard_and_key(shards, 
     write_release(metadata, dataset, tmp_path / "release", {}, "test", shard_bytes=12_000)
     streamed = WebDatasetShards(tmp_path / "release")
     shard = streamed.index.set_index("key").loc[broken.stem, "shard"]
-    batches = streamed.batches(np.arange(72), 8, torch.device("cpu"), 32)
+    batches = streamed.batches(np.arange(72), 8, torch.device("cpu"), 32, decode_workers=decode_workers)
     with pytest.raises(DamagedRelease, match=rf"{shard}: sample {broken.stem}: its PNG does not decode \(OSError"):
         list(batches(batches.plan(0, 0, False, 0, 1, 0)))
+
+
+@pytest.mark.parametrize("source", ["memmap", "webdataset"])
+def test_a_short_cpu_training_keeps_the_history_it_had_before_the_gpu_rework(shards, release, source, tmp_path):
+    """TINY on this file's data, one CPU thread: the history (timings aside) the code before the rework
+    for GPUs (the Learner, totals kept on the device, decoding in chunks, the new recipe fields at their
+    defaults) wrote, captured from it into the snapshot. Bitwise equal on the machine it was captured
+    on; the tolerance leaves room for another CPU's kernels."""
+    history = train(TINY, shards if source == "memmap" else release, tmp_path / "run", log=lambda _: None).history
+    expected = pd.DataFrame(json.loads(HISTORY.read_text())[source])
+    pd.testing.assert_frame_equal(history.drop(columns=["seconds", "images_per_s"]), expected, rtol=1e-5)
+
+
+def _source_maps(augment: DeviceAugment, n: int, seed: int) -> torch.Tensor:
+    """Per image, the linear part of the map from output to source coordinates ([-1, 1] units),
+    fitted from how two ramps (x and y position as brightness) come out on the output's central
+    disc, which no reflection reaches."""
+    size, step = augment.size, 4  # ramps 0, 4, ..., 252 at 64 px
+    ramp = (torch.arange(size) * step).to(torch.uint8)
+    centres = (torch.arange(size) * 2 + 1) / size - 1
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    disc = u**2 + v**2 < 0.8**2
+    coords = []
+    for image in (ramp[None, :].expand(size, size), ramp[:, None].expand(size, size)):
+        out = augment(image.expand(n, size, size).contiguous().to(augment.device), seed)[:, 0].cpu().double()
+        pixel = (out * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255 / step
+        coords.append(((pixel * 2 + 1) / size - 1)[:, disc])
+    design = torch.stack([u[disc], v[disc], torch.ones(int(disc.sum()))], 1).double()
+    solution = torch.linalg.lstsq(design.expand(n, -1, -1), torch.stack(coords, 2)).solution
+    return solution[:, :2].transpose(1, 2)
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+)
+def test_device_augmentation_draws_the_crops_and_flips_of_torchvisions_per_image_transforms(device):
+    """The batched augmentation (one affine map per image, after the copy) against the per-image CPU
+    transforms a DataLoader worker would run (torchvision's RandomResizedCrop and RandomHorizontalFlip):
+    the same distribution of crop area and aspect ratio, within the scale range, and half the images
+    mirrored; the output is the input size whatever the crop."""
+    from scipy.stats import ks_2samp
+    from torchvision.transforms import RandomResizedCrop
+
+    n, scale = 1000, 0.25
+    augment = DeviceAugment(64, torch.device(device), channels_last=False, crop_scale=scale, flip=True)
+    assert augment(torch.zeros(n, 64, 64, dtype=torch.uint8, device=device), 3).shape == (n, 3, 64, 64)
+    maps = _source_maps(augment, n, seed=3)
+    det = torch.linalg.det(maps)
+    area, aspect = det.abs(), torch.linalg.svdvals(maps).log().diff(dim=1).abs().squeeze(1)
+    torch.manual_seed(3)
+    reference = [RandomResizedCrop.get_params(torch.empty(1, 224, 224), [scale, 1.0], [3 / 4, 4 / 3]) for _ in range(n)]
+    ref_area = [h * w / 224**2 for _, _, h, w in reference]
+    ref_aspect = [abs(math.log(w / h)) for _, _, h, w in reference]
+    assert ks_2samp(area.numpy(), ref_area).pvalue > 0.01 and ks_2samp(aspect.numpy(), ref_aspect).pvalue > 0.01
+    assert scale - 1e-3 < float(area.min()) and float(area.max()) < 1 + 1e-3
+    assert abs(float((det < 0).double().mean()) - 0.5) < 4 * math.sqrt(0.25 / n)
+    side_uniform = np.random.default_rng(0).uniform(math.sqrt(scale), 1, n) ** 2  # a wrong law, told apart
+    assert ks_2samp(area.numpy(), side_uniform).pvalue < 0.01  # the same threshold: the check can fail
+
+
+def test_the_default_augmentation_is_a_rotation_alone():
+    maps = _source_maps(DeviceAugment(64, torch.device("cpu"), channels_last=False), 50, seed=1)
+    assert torch.allclose(torch.linalg.det(maps), torch.ones(50, dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(maps @ maps.transpose(1, 2), torch.eye(2, dtype=torch.float64).expand(50, 2, 2), atol=1e-3)
+
+
+def test_speed_options_keep_the_run_folder_and_resume_while_recipe_options_do_not():
+    """compile and decode_workers change how fast a run trains, not what it learns; crop_scale and flip
+    change the recipe, and at their defaults stay out of it (runs named before keep their folder)."""
+    fast = TrainConfig(**{**TINY.__dict__, "compile": "inductor", "decode_workers": 4})
+    assert run_name("f", fast) == run_name("f", TINY) and fast.resumable_with(TINY)
+    assert "crop_scale" not in TINY.recipe() and "flip" not in TINY.recipe() and "compile" not in TINY.recipe()
+    for change in ({"crop_scale": 0.5}, {"flip": True}):
+        other = TrainConfig(**{**TINY.__dict__, **change})
+        assert run_name("f", other) != run_name("f", TINY) and not other.resumable_with(TINY)
+    for bad in ({"crop_scale": 0}, {"crop_scale": 1.5}, {"decode_workers": -1}, {"compile": "fast"}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+
+
+def test_training_with_crops_flips_and_a_compiled_model_names_its_augmentation(shards, tmp_path):
+    """The recipe's options end to end on the CPU (compiled by graph capture only: inductor takes minutes here)."""
+    config = TrainConfig(**{**TINY.__dict__, "crop_scale": 0.5, "flip": True, "compile": "eager"})
+    result = train(config, shards, tmp_path / "run", log=lambda _: None)
+    card = json.loads((tmp_path / "run" / "model_card.json").read_text())
+    assert result.history["train_loss"].notna().all() and len(result.history) == 2
+    assert (
+        card["recipe"]["augmentation"]
+        == "random resized crop (area 0.5-1, aspect 3/4-4/3), random horizontal flip, random rotation 0-360°, reflect fill"
+    )
+    Learner.build(TINY, 3, torch.device("cpu")).model.load_state_dict(torch.load(result.weights))  # no compiled-module prefixes
+
+
+def test_decode_workers_give_the_batches_of_the_prefetch_thread(release):
+    """Decoding in worker processes (persistent, several batches in flight) changes nothing of what is read."""
+    plans = lambda batches: [batches.plan(2, 0, True, 0, 1, 0), batches.plan(2, 0, False, 0, 1, 0)]  # noqa: E731 - train, validation
+    here = release.batches(np.arange(72), 8, torch.device("cpu"), 32)
+    workers = release.batches(np.arange(72), 8, torch.device("cpu"), 32, decode_workers=2)
+    for a, b in zip(plans(here), plans(workers)):
+        expected, got = list(here(a)), list(workers(b))
+        assert len(got) == len(expected) > 0 and all(torch.equal(x, u) and torch.equal(y, v) for (x, y), (u, v) in zip(expected, got))

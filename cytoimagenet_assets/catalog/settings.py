@@ -83,6 +83,14 @@ class AssignConfig:
         return cls(**{**record, "categories": tuple(record["categories"])})
 
 
+# How the training model is compiled: not at all, by inductor, or graph capture only (eager: checks that it compiles, in seconds).
+Compile = Literal["off", "inductor", "eager"]
+# TrainConfig fields that change how fast a run trains, not what it learns: a run may resume with others.
+EXECUTION = ("compile", "decode_workers")
+# TrainConfig recipe fields added after runs were first named, with the defaults those runs trained with.
+LATER = {"crop_scale": 1.0, "flip": False}
+
+
 @dataclass(frozen=True, config=STRICT)
 class TrainConfig:
     """The pretraining recipe (methods: "Model Training"), the original's by default."""
@@ -97,16 +105,23 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (bf16 where supported)
     channels_last: bool = True
     max_steps_per_epoch: int = 0  # 0: whole epochs; else a cap (smoke runs, benchmarks)
+    crop_scale: float = 1.0  # random resized crops: the smallest share of the image's area a crop keeps (1: none, the original)
+    flip: bool = False  # random horizontal flips (with the rotation: every mirror image), not in the original
+    compile: Compile = "off"  # torch.compile the training model: inductor (fused kernels), eager (graph capture only: a check)
+    decode_workers: int = 0  # processes decoding the streamed release's PNGs (0: the prefetch thread); the packed array needs none
 
     @model_validator(mode="after")
     def _valid(self) -> "TrainConfig":
-        if self.epochs < 1 or self.batch_size < 1 or self.max_steps_per_epoch < 0:
+        if self.epochs < 1 or self.batch_size < 1 or self.max_steps_per_epoch < 0 or self.decode_workers < 0:
             raise ValueError(
-                f"need epochs >= 1, batch_size >= 1, max_steps_per_epoch >= 0, got {self.epochs}, "
-                f"{self.batch_size}, {self.max_steps_per_epoch}"
+                f"need epochs >= 1, batch_size >= 1, max_steps_per_epoch >= 0, decode_workers >= 0, got {self.epochs}, "
+                f"{self.batch_size}, {self.max_steps_per_epoch}, {self.decode_workers}"
             )
-        if self.input_size < 32 or self.lr <= 0 or not 0 <= self.val_fraction < 1:
-            raise ValueError(f"need input_size >= 32, lr > 0, 0 <= val_fraction < 1, got {self.input_size}, {self.lr}, {self.val_fraction}")
+        if self.input_size < 32 or self.lr <= 0 or not 0 <= self.val_fraction < 1 or not 0 < self.crop_scale <= 1:
+            raise ValueError(
+                f"need input_size >= 32, lr > 0, 0 <= val_fraction < 1, 0 < crop_scale <= 1, got {self.input_size}, {self.lr}, "
+                f"{self.val_fraction}, {self.crop_scale}"
+            )
         return self
 
     def resumable_with(self, other: "TrainConfig") -> bool:
@@ -117,6 +132,8 @@ class TrainConfig:
         return self.recipe() == other.recipe()
 
     def recipe(self) -> dict:
-        """The settings apart from the run's length: runs that differ only in epochs share a folder
-        (``model.runs.run_name``) and resume one another."""
-        return {**asdict(self), "epochs": 0}
+        """The settings apart from the run's length and its speed (``EXECUTION``): runs that differ only
+        in those share a folder (``model.launch.run_name``) and resume one another. Fields added after
+        runs were first named (``LATER``) are left out at their defaults, so those runs keep their folder."""
+        fields = {k: v for k, v in asdict(self).items() if k not in EXECUTION and not (k in LATER and v == LATER[k])}
+        return {**fields, "epochs": 0}

@@ -7,13 +7,17 @@ rotation 0-360° (reflect fill), Adam at 1e-3, cross-entropy, 24 epochs, 224×22
 image replicated to 3 channels (so ImageNet weights stay interchangeable).
 
 Input pipeline: batches are gathered from the memory-mapped uint8 array by a prefetch thread
-(pinned memory, asynchronous copies); rotation and normalization run batched on the device. On
+(pinned memory, asynchronous copies); the augmentation (rotation, and the recipe's optional random
+resized crops and flips, in one ``grid_sample``) and normalization run batched on the device. On
 CUDA: bf16 autocast where supported (fp16 with loss scaling otherwise), channels_last, cudnn
-benchmark. Several processes (``torchrun``) train with DistributedDataParallel (NCCL on GPUs, gloo
-on CPUs). Every epoch is checkpointed (model, optimizer, scheduler, epoch, config, the data's
-fingerprint, RNG states); a rerun resumes from the last checkpoint — refused when the checkpoint
-was trained on other data or with another recipe — and, on the CPU, ends with the same weights as an
-uninterrupted run (on CUDA, cudnn autotuning and TF32 make runs close but not bitwise equal).
+benchmark, TF32, fused Adam, optionally ``torch.compile`` (the recipe's ``compile``); the step's
+loss and hits are summed on the device, so no step waits for the GPU. Several processes
+(``torchrun``) train with DistributedDataParallel (NCCL on GPUs, gloo on CPUs). Every epoch is
+checkpointed (model, optimizer, scheduler, epoch, config, the data's fingerprint, RNG states); a
+rerun resumes from the last checkpoint — refused when the checkpoint was trained on other data or
+with another recipe (the speed settings, ``compile`` and ``decode_workers``, may change) — and, on
+the CPU, ends with the same weights as an uninterrupted run (on CUDA, cudnn autotuning and TF32 make
+runs close but not bitwise equal).
 """
 
 from __future__ import annotations
@@ -85,33 +89,72 @@ def build_model(num_classes: int) -> torch.nn.Module:
     return torchvision.models.efficientnet_b0(weights=None, num_classes=num_classes)
 
 
+CROP_RATIO = (3 / 4, 4 / 3)  # a random crop's aspect ratio range (torchvision's RandomResizedCrop)
+CROP_TRIES = 10  # draws for a crop that fits before the whole image is taken (torchvision's)
+
+
+def crop_boxes(n: int, scale: float, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """``n`` random resized crops of a square image, drawn as torchvision's ``RandomResizedCrop``
+    draws one (area share uniform in [scale, 1], log aspect ratio uniform in ``CROP_RATIO``, the first
+    of ``CROP_TRIES`` that fits, else the whole image) but for a whole batch at once on the device:
+    half width, half height and centre (x, y), in ``grid_sample``'s [-1, 1] coordinates."""
+    area = torch.empty(n, CROP_TRIES, device=device).uniform_(scale, 1, generator=generator)
+    log_ratio = torch.empty(n, CROP_TRIES, device=device).uniform_(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), generator=generator)
+    width, height = torch.sqrt(area * torch.exp(log_ratio)), torch.sqrt(area * torch.exp(-log_ratio))
+    fits = (width <= 1) & (height <= 1)
+    first = fits.to(torch.uint8).argmax(1, keepdim=True)
+    whole = ~fits.any(1)
+    width = torch.where(whole, 1.0, width.gather(1, first).squeeze(1))
+    height = torch.where(whole, 1.0, height.gather(1, first).squeeze(1))
+    centre = torch.rand(n, 2, device=device, generator=generator) * 2 - 1
+    return width, height, centre[:, 0] * (1 - width), centre[:, 1] * (1 - height)
+
+
 class DeviceAugment:
     """uint8 gray batch (B, H, W) on the device → normalized float (B, 3, S, S).
 
     Training batches are rotated by a uniform random angle in [0, 360°) with reflection filling
-    the corners, drawn from a generator seeded per batch (so the augmentation never depends on
-    what ran before).
+    the corners (the original's augmentation); with ``flip``, half of them are mirrored; with
+    ``crop_scale`` < 1, each shows a random resized crop (:func:`crop_boxes`). All three are one
+    affine map per image, sampled from the uint8 batch after its copy in one ``grid_sample``, not
+    per image on the CPU. The draws come from a generator seeded per batch (so the augmentation never
+    depends on what ran before), the angle first: without crops and flips, the original's draws.
     """
 
-    def __init__(self, size: int, device: torch.device, channels_last: bool):
+    def __init__(self, size: int, device: torch.device, channels_last: bool, crop_scale: float = 1.0, flip: bool = False):
         self.size, self.device, self.channels_last = size, device, channels_last
+        self.crop_scale, self.flip = crop_scale, flip
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+    @classmethod
+    def of(cls, config: TrainConfig, device: torch.device) -> "DeviceAugment":
+        return cls(config.input_size, device, config.channels_last, config.crop_scale, config.flip)
 
     def __call__(self, batch: torch.Tensor, seed: int | None) -> torch.Tensor:
         x = batch.to(torch.float32).div_(255).unsqueeze(1)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         if seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
-            angle = torch.rand(x.shape[0], device=self.device, generator=generator) * (2 * math.pi)
-            cos, sin = torch.cos(angle), torch.sin(angle)
-            zero = torch.zeros_like(cos)
-            theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            grid = F.affine_grid(self._theta(x.shape[0], seed), list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
+    def _theta(self, n: int, seed: int) -> torch.Tensor:
+        """Per image, the map from output to source coordinates: crop box ∘ flip ∘ rotation."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        angle = torch.rand(n, device=self.device, generator=generator) * (2 * math.pi)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        zero = torch.zeros_like(cos)
+        rows = [[cos, -sin, zero], [sin, cos, zero]]
+        if self.flip:
+            mirror = torch.where(torch.rand(n, device=self.device, generator=generator) < 0.5, -1.0, 1.0)
+            rows[0] = [rows[0][0] * mirror, rows[0][1] * mirror, zero]
+        if self.crop_scale < 1:
+            width, height, x, y = crop_boxes(n, self.crop_scale, generator, self.device)
+            rows = [[rows[0][0] * width, rows[0][1] * width, x], [rows[1][0] * height, rows[1][1] * height, y]]
+        return torch.stack([torch.stack(rows[0], 1), torch.stack(rows[1], 1)], 1)
 
 
 @dataclass
@@ -147,6 +190,16 @@ def _step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
     return int.from_bytes(hashlib.sha1(f"{seed}:{epoch}:{step}:{rank}".encode()).digest()[:7], "little")
 
 
+def prepare_device(device: torch.device) -> torch.device:
+    """``device``, made current with the CUDA settings training runs with (cudnn autotuning, TF32)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
 def _autocast(device: torch.device, amp: bool):
     if device.type == "cuda" and amp:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -154,42 +207,95 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, enabled=False)
 
 
-def _topk(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _hits(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 and top-5 hits of a batch, left on the device (reading them would wait for the GPU)."""
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices
-    return float((top[:, 0] == y).sum()), float((top == y[:, None]).any(1).sum())
+    return (top[:, 0] == y).sum(), (top == y[:, None]).any(1).sum()
 
 
-def train_one_epoch(
-    model, optimizer, scaler, batches: Iterator, augment: DeviceAugment, seed: int, epoch: int, rank: int, device: torch.device, amp: bool
-) -> list[float]:
-    """One pass over this rank's batches; returns [loss sum, top-1 hits, top-5 hits, images]."""
-    model.train()
-    totals = [0.0, 0.0, 0.0, 0.0]
-    for step, (x_u8, y) in enumerate(batches):
-        x = augment(x_u8, _step_seed(seed, epoch, step, rank))
-        with _autocast(device, amp):
-            logits = model(x)
+@dataclass
+class Learner:
+    """The model and what trains it, built from the recipe in one place for ``train`` and the
+    benchmarks, so they measure the step that trains."""
+
+    model: torch.nn.Module  # the weights (what checkpoints and model.pt hold)
+    net: torch.nn.Module  # what a step calls: the model, in DDP across processes, compiled when the recipe asks
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp: bool
+
+    @classmethod
+    def build(cls, config: TrainConfig, num_classes: int, device: torch.device, world: int = 1, state: dict | None = None) -> "Learner":
+        """Seeded initial weights (the same on every rank and every run), then ``state`` (a checkpoint)
+        when resuming; Adam is fused on CUDA (one kernel for all parameters instead of several per tensor)."""
+        torch.manual_seed(config.seed)
+        model = build_model(num_classes).to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True if device.type == "cuda" else None)
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+            if config.lr_schedule == "cosine"
+            else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        )
+        scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported())
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+        net = model
+        if world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
+            )
+        if config.compile != "off":  # a fixed batch shape: one graph, compiled on the first step
+            net = torch.compile(net, backend=config.compile, dynamic=False)
+        return cls(model, net, optimizer, scheduler, scaler, device, config.amp)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on an augmented batch; its loss and logits, on the device."""
+        with _autocast(self.device, self.amp):
+            logits = self.net(x)
             loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        top1, top5 = _topk(logits.detach(), y)
-        totals = [totals[0] + float(loss.detach()) * len(y), totals[1] + top1, totals[2] + top5, totals[3] + len(y)]
-    return totals
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), logits.detach()
+
+
+def train_one_epoch(learner: Learner, batches: Iterator, augment: DeviceAugment, seed: int, epoch: int, rank: int) -> list[float]:
+    """One pass over this rank's batches; returns [loss sum, top-1 hits, top-5 hits, images]
+    (summed in float64 on the device and read once, at the end)."""
+    learner.net.train()
+    totals = torch.zeros(4, dtype=torch.float64, device=learner.device)
+    for step, (x_u8, y) in enumerate(batches):
+        loss, logits = learner.step(augment(x_u8, _step_seed(seed, epoch, step, rank)), y)
+        top1, top5 = _hits(logits, y)
+        totals[0] += loss.double() * len(y)
+        totals[1] += top1
+        totals[2] += top5
+        totals[3] += len(y)
+    return totals.tolist()
 
 
 @torch.no_grad()
 def evaluate(model, batches: Iterator, augment: DeviceAugment, device: torch.device, amp: bool) -> list[float]:
     model.eval()
-    totals = [0.0, 0.0, 0.0, 0.0]
+    totals = torch.zeros(4, dtype=torch.float64, device=device)
     for x_u8, y in batches:
         with _autocast(device, amp):
             logits = model(augment(x_u8, None)).float()
-        top1, top5 = _topk(logits, y)
-        totals = [totals[0] + float(F.cross_entropy(logits, y, reduction="sum")), totals[1] + top1, totals[2] + top5, totals[3] + len(y)]
-    return totals
+        top1, top5 = _hits(logits, y)
+        totals[0] += F.cross_entropy(logits, y, reduction="sum").double()
+        totals[1] += top1
+        totals[2] += top5
+        totals[3] += len(y)
+    return totals.tolist()
 
 
 def _rng_state() -> dict:
@@ -250,32 +356,14 @@ def train(
     """Train (or resume) under ``out_dir``: checkpoints/last.pt, model.pt, history.csv, model_card.{md,json}
     (the card's header names ``catalog``, the catalog whose dataset this is)."""
     ddp = Distributed.from_env()
-    device = pick_device(local_rank=ddp.local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    device = prepare_device(pick_device(local_rank=ddp.local_rank))
     classes, fingerprint = shards.classes, shards.fingerprint()
     labels, sources = shards.labels, shards.sources
     train_rows, val_rows = stratified_split(labels, sources, config.val_fraction, config.seed)
     leak = shared_sources(sources, train_rows, val_rows)
 
-    torch.manual_seed(config.seed)  # same initial weights on every rank and every run
-    model = build_model(len(classes)).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-        if config.lr_schedule == "cosine"
-        else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported())
-
     checkpoint_path = out_dir / "checkpoints" / "last.pt"
-    history: list[dict] = []
-    start_epoch, resumed = 0, None
+    state = None
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, device)
         saved = TrainConfig(**state["config"])
@@ -288,23 +376,19 @@ def train(
                 f"{checkpoint_path} was trained on data with fingerprint {state['data_fingerprint']}, {shards.folder} has "
                 f"fingerprint {fingerprint}; use a new output folder"
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+    learner = Learner.build(config, len(classes), device, ddp.world, state)
+    history: list[dict] = []
+    start_epoch, resumed = 0, None
+    if state is not None:
         history = state["history"]
         start_epoch = resumed = state["epoch"] + 1
         _set_rng_state(state["rng"])
         log(f"resuming after epoch {state['epoch'] + 1} from {checkpoint_path}")
 
-    net = (
-        torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if ddp.world > 1
-        else model
-    )
-    augment = DeviceAugment(config.input_size, device, config.channels_last)
-    train_batches = shards.batches(train_rows, config.batch_size, device, config.input_size)
-    val_batches = shards.batches(val_rows, config.batch_size, device, config.input_size)
+    augment = DeviceAugment.of(config, device)
+    loader = {"decode_workers": config.decode_workers} if isinstance(shards, WebDatasetShards) else {}
+    train_batches = shards.batches(train_rows, config.batch_size, device, config.input_size, **loader)
+    val_batches = shards.batches(val_rows, config.batch_size, device, config.input_size, **loader)
     seen, seconds = 0.0, 0.0
     for epoch in range(start_epoch, config.epochs):
         if device.type == "cpu":
@@ -316,19 +400,15 @@ def train(
                 f"{len(train_rows)} training images cannot fill one batch of {config.batch_size} per process "
                 f"({ddp.world}); lower batch_size"
             )
-        train_totals = ddp.sum(
-            train_one_epoch(net, optimizer, scaler, train_batches(plan), augment, config.seed, epoch, ddp.rank, device, config.amp), device
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        train_totals = ddp.sum(train_one_epoch(learner, train_batches(plan), augment, config.seed, epoch, ddp.rank), device)
         elapsed = time.perf_counter() - started
         seen, seconds = seen + train_totals[3], seconds + elapsed
         val_plan = val_batches.plan(epoch, config.seed, False, ddp.rank, ddp.world, 0)
-        val_totals = ddp.sum(evaluate(model, val_batches(val_plan), augment, device, config.amp), device)
-        scheduler.step()
+        val_totals = ddp.sum(evaluate(learner.model, val_batches(val_plan), augment, device, config.amp), device)
+        learner.scheduler.step()
         row = {
             "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": learner.optimizer.param_groups[0]["lr"],
             "seconds": round(elapsed, 2),
             "images_per_s": round(train_totals[3] / max(elapsed, 1e-9), 1),
             **_rates("train", train_totals),
@@ -337,13 +417,20 @@ def train(
         history.append(row)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if ddp.main:
-            _save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, epoch, config, fingerprint, history)
+            _save_checkpoint(checkpoint_path, learner, epoch, config, fingerprint, history)
         ddp.barrier()
     weights = out_dir / "model.pt"
     if ddp.main:
-        _write_outputs(out_dir, model, config, fingerprint, classes, history, len(train_rows), len(val_rows), leak, catalog)
+        _write_outputs(out_dir, learner.model, config, fingerprint, classes, history, len(train_rows), len(val_rows), leak, catalog)
     ddp.barrier()
     return TrainResult(pd.DataFrame(history), weights, resumed, seen / seconds if seconds else 0.0)
+
+
+def augmentation(config: TrainConfig) -> str:
+    """The recipe's augmentation in words (the model card's)."""
+    parts = [f"random resized crop (area {config.crop_scale:g}-1, aspect 3/4-4/3)"] if config.crop_scale < 1 else []
+    parts += ["random horizontal flip"] if config.flip else []
+    return ", ".join([*parts, "random rotation 0-360°, reflect fill"])
 
 
 def _rates(split: str, totals: list[float]) -> dict:
@@ -351,15 +438,13 @@ def _rates(split: str, totals: list[float]) -> dict:
     return {f"{split}_loss": totals[0] / n, f"{split}_top1": totals[1] / n, f"{split}_top5": totals[2] / n}
 
 
-def _save_checkpoint(
-    path: Path, model, optimizer, scheduler, scaler, epoch: int, config: TrainConfig, fingerprint: str, history: list[dict]
-) -> None:
+def _save_checkpoint(path: Path, learner: Learner, epoch: int, config: TrainConfig, fingerprint: str, history: list[dict]) -> None:
     write_torch(
         {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
+            "model": learner.model.state_dict(),
+            "optimizer": learner.optimizer.state_dict(),
+            "scheduler": learner.scheduler.state_dict(),
+            "scaler": learner.scaler.state_dict(),
             "epoch": epoch,
             "config": dataclasses.asdict(config),
             "data_fingerprint": fingerprint,
@@ -396,7 +481,7 @@ def _write_outputs(
         | {
             "optimizer": "Adam",
             "loss": "cross-entropy",
-            "augmentation": "random rotation 0-360°, reflect fill",
+            "augmentation": augmentation(config),
             "input": "gray replicated to 3 channels, ImageNet mean/std",
         },
         "data": {

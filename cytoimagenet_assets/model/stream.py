@@ -7,7 +7,13 @@ reads shards r, r + world, ...), so every process reads only its own files. A pr
 PNGs of its shards in a prefetch thread, keeps the samples of its split (the same grouped,
 stratified split as the memory-mapped input, computed from ``index.parquet``), shuffles them through
 a seeded buffer and yields uint8 batches; every process runs the same number of steps (the smallest
-any of them can fill), as DistributedDataParallel requires.
+any of them can fill), as DistributedDataParallel requires. Decoding is the costly part (one core
+decodes fewer images a second than a fast GPU trains on): with ``decode_workers``, a process's
+batches are decoded by that many worker processes, started once and kept (spawned, so they share no
+CUDA state or locks with the trainer; a script training with them needs the usual ``if __name__ ==
+"__main__":`` guard), a few batches ahead and in order — the same batches as decoding in the
+prefetch thread. What stays in the training process (reading the tars, the checksums, the shuffle)
+then sets its ceiling (``benchmarks/bench_train.py --input-only``).
 
 The release is verified before it is used: every shard of the index must be listed in SHA256SUMS
 and present, and a process hashes each shard the first time it opens it (``verify_shard``), so a
@@ -17,10 +23,15 @@ does not decode names its shard and key.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import itertools
 import json
 import math
+import multiprocessing
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -77,8 +88,8 @@ class WebDatasetShards:
         h.update((self.folder / "classes.json").read_bytes())
         return h.hexdigest()[:16]
 
-    def batches(self, rows: np.ndarray, batch_size: int, device: torch.device, size: int) -> "StreamedBatches":
-        return StreamedBatches(self, rows, batch_size, device, size)
+    def batches(self, rows: np.ndarray, batch_size: int, device: torch.device, size: int, decode_workers: int = 0) -> "StreamedBatches":
+        return StreamedBatches(self, rows, batch_size, device, size, decode_workers=decode_workers)
 
 
 class StreamedBatches:
@@ -93,10 +104,11 @@ class StreamedBatches:
         size: int,
         buffer: int = 2048,
         prefetch: int = 6,
+        decode_workers: int = 0,
     ):
         index = release.index
         self.folder, self.size, self.batch_size, self.device = release.folder, size, batch_size, device
-        self.buffer, self.prefetch = buffer, prefetch
+        self.buffer, self.prefetch, self.decode_workers = buffer, prefetch, decode_workers
         wanted = index.iloc[np.sort(rows)]
         self.label_of = dict(zip(wanted["key"], wanted["class_index"].astype(np.int64)))
         self.rows_per_shard = wanted.groupby("shard").size().to_dict()
@@ -140,30 +152,18 @@ class StreamedBatches:
             stream = wds.WebDataset([shard], shardshuffle=False, empty_check=False, nodesplitter=_already_dealt).to_tuple("__key__", "png")
             yield from ((shard, key, png) for key, png in stream if key in self.label_of)
 
-    def _samples(self, plan: StreamPlan) -> Iterator[tuple[np.ndarray, int]]:
+    def _kept(self, plan: StreamPlan) -> Iterator[tuple[str, str, bytes]]:
+        """The plan's samples in training order (through the seeded shuffle buffer when training)."""
         kept = self._read(plan.shards)
-        if plan.shuffle:
-            kept = _buffer_shuffle(kept, self.buffer, np.random.default_rng(plan.seed))
-        for shard, key, png in kept:
-            try:
-                image = _decode(png, self.size)
-            except Exception as exc:  # Pillow signals a corrupt PNG in many ways (OSError, SyntaxError, ValueError, ...)
-                raise DamagedRelease(f"{shard}: sample {key}: its PNG does not decode ({type(exc).__name__}: {exc})") from exc
-            yield image, self.label_of[key]
+        return _buffer_shuffle(kept, self.buffer, np.random.default_rng(plan.seed)) if plan.shuffle else kept
 
     def __call__(self, plan: StreamPlan) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The plan's batches: its full batches (training), or all with the last partial one (validation)."""
+        chunks = itertools.islice(_chunked(self._kept(plan), self.batch_size), plan.steps)
+
         def gather():
-            images, labels, made = [], [], 0
-            for image, label in self._samples(plan):
-                images.append(image)
-                labels.append(label)
-                if len(images) == self.batch_size:
-                    yield torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
-                    images, labels, made = [], [], made + 1
-                    if made == plan.steps:
-                        return
-            if images:  # validation: the last, partial batch
-                yield torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
+            for images, chunk in _decoded(chunks, self.size, self.decode_workers):
+                yield torch.from_numpy(images), torch.tensor([self.label_of[key] for _, key, _ in chunk], dtype=torch.int64)
 
         return prefetch_to_device(gather(), self.device, self.prefetch)
 
@@ -171,6 +171,45 @@ class StreamedBatches:
 def _already_dealt(urls):
     """The plan's shards are this process's already (see :meth:`StreamedBatches.plan`): no further split."""
     return urls
+
+
+def _chunked(items: Iterator, size: int) -> Iterator[list]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def _decoded(chunks: Iterator[list], size: int, workers: int) -> Iterator[tuple[np.ndarray, list]]:
+    """(images, chunk) of each chunk of (shard, key, png), in order: decoded here, or by ``workers``
+    processes with at most two chunks per worker in flight (reading ahead no further)."""
+    if not workers:
+        yield from ((_decode_batch(chunk, size), chunk) for chunk in chunks)
+        return
+    pool, pending = _decoders(workers), deque()
+    for chunk in chunks:
+        pending.append((pool.submit(_decode_batch, chunk, size), chunk))
+        if len(pending) >= 2 * workers:
+            future, done = pending.popleft()
+            yield future.result(), done
+    while pending:
+        future, done = pending.popleft()
+        yield future.result(), done
+
+
+@functools.cache
+def _decoders(workers: int) -> ProcessPoolExecutor:
+    """This process's decoding workers, started on first use and kept for every later epoch and split."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _decode_batch(chunk: list[tuple[str, str, bytes]], size: int) -> np.ndarray:
+    """The chunk's PNGs as one uint8 (n, size, size) array; a PNG that does not decode names its shard and key."""
+    images = np.empty((len(chunk), size, size), np.uint8)
+    for i, (shard, key, png) in enumerate(chunk):
+        try:
+            images[i] = _decode(png, size)
+        except Exception as exc:  # Pillow signals a corrupt PNG in many ways (OSError, SyntaxError, ValueError, ...)
+            raise DamagedRelease(f"{shard}: sample {key}: its PNG does not decode ({type(exc).__name__}: {exc})") from exc
+    return images
 
 
 def _decode(png: bytes, size: int) -> np.ndarray:
