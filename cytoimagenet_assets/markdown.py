@@ -49,19 +49,18 @@ def bullets(items: list[str], empty: str = "none") -> Markdown:
     return Markdown("\n".join(f"- {item}" for item in items) or empty)
 
 
-def header_fields(catalog: str | None, model_run: str | None, fingerprint: str | None, when: datetime) -> dict[str, str]:
+def header_fields(catalog: str | None, model_run: str | None, fingerprint: str | None, when: datetime | None) -> dict[str, str]:
     """What a report or card is about — catalog, model run, the training data's fingerprint — and
     when it was made (UTC, ISO 8601), so that a figure copied out of it still says where it came from;
-    an absent value reads "none"."""
-    return {
-        "catalog": catalog or "none",
-        "model_run": model_run or "none",
-        "data_fingerprint": fingerprint or "none",
-        "date": when.astimezone(timezone.utc).isoformat(timespec="seconds"),
-    }
+    an absent value reads "none". ``when`` None leaves the date out, for a file the same inputs must
+    give byte for byte (the dataset card)."""
+    fields = {"catalog": catalog or "none", "model_run": model_run or "none", "data_fingerprint": fingerprint or "none"}
+    if when is not None:
+        fields["date"] = when.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return fields
 
 
-def report_header(catalog: str | None, model_run: str | None, fingerprint: str | None, when: datetime) -> list[str]:
+def report_header(catalog: str | None, model_run: str | None, fingerprint: str | None, when: datetime | None) -> list[str]:
     """:func:`header_fields` as the Markdown lines that open a report or card (under its title)."""
     fields = header_fields(catalog, model_run, fingerprint, when)
     names = {"catalog": "Catalog", "model_run": "Model run", "data_fingerprint": "Data fingerprint", "date": "Date (UTC)"}

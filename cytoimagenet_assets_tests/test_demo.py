@@ -115,9 +115,8 @@ def test_demo_coos7_and_cyclops_are_hdf5_in_the_layouts_their_readers_expect(dem
 
     from cytoimagenet_assets.evaluation import benchmarks
 
-    coos7 = benchmarks.load_benchmark(
-        "coos7", demo_raw / "demo_coos7", benchmarks.benchmark_options(demo_catalog.source("demo_coos7"), "coos7")
-    )
+    options = benchmarks.benchmark_options(demo_catalog.source("demo_coos7"), "coos7")
+    coos7 = benchmarks.load_benchmark("coos7", demo_raw / "demo_coos7", options)
     assert {split: len(s) for split, s in coos7.samples.items()} == {"train": 84, "test1": 42, "test2": 42, "test3": 42, "test4": 42}
     with h5py.File(demo_raw / "demo_coos7" / "COOS7_v1.1_test3.hdf5") as f:
         assert set(f) == {"data", "labels"} and f["data"].shape == (42, 2, 64, 64) and f["data"].dtype == np.uint16
@@ -133,7 +132,7 @@ def test_demo_coos7_and_cyclops_are_hdf5_in_the_layouts_their_readers_expect(dem
     generate(demo_catalog.source("demo_cyclops"), tmp_path / "again", demo_catalog.seed)
     assert _digest(tmp_path / "again") == _digest(demo_raw / "demo_cyclops")
     # Label-dependent cells: the protein channel's mean profile differs between classes more than within one.
-    images, labels = coos7.samples["train"], np.array([int(c) for c in coos7.colours])
+    images, labels = coos7.samples["train"], np.array([options["class_names"].index(c) for c in coos7.colours])
     protein = np.array([images[i][0].astype(float).ravel() for i in range(len(images))])
     centroids = np.array([protein[labels == c].mean(0) for c in range(7)])
     nearest = ((protein[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -227,7 +226,7 @@ def publish_dataset(home: DataHome, catalog: str) -> PublishedDataset:
         )
     write_csv(metadata, home.dataset_metadata())
     fingerprint = hashlib.sha1(home.dataset_metadata().read_bytes()).hexdigest()[:16]  # of the published table
-    header = report_header(catalog, None, fingerprint, datetime.now(timezone.utc))
+    header = report_header(catalog, None, fingerprint, None)  # no date: a rerun gives the same card, byte for byte
     card = dataset_card(catalog, released, missing, left_out, floor, settings.crop_check, header)
     write_text(home.dataset_card(), card)
     rows = write_sql_table(metadata, "images", home.db_url)
