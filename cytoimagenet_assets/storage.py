@@ -24,6 +24,7 @@ one's staging leftovers and replaces the old result whole.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -239,6 +240,15 @@ def _remove_stale_stages(target: Path) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (shards and weights are too large to read whole)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text(path: Path, text: str) -> Path:

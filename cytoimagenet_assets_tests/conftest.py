@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 # One CPU thread per test process (before torch is imported anywhere): the suite runs one process per
@@ -100,3 +101,18 @@ def postgres_server():
             yield env
     except PostgresMissing as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any attempt to open a network connection fails the test, even one the code under test catches."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    yield
+    assert not attempts, f"network access attempted: {attempts}"

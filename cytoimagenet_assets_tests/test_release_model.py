@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,21 +68,6 @@ def model(tmp_path_factory) -> Path:
 def package(model, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     return home, build_package(model.parent, home / "release" / "model")
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a network connection fails the test, even one the code under test catches."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    yield
-    assert not attempts, f"network access attempted: {attempts}"
 
 
 def _images(folder: Path, count: int, start: int = 0) -> list[Path]:

@@ -24,7 +24,6 @@ there would be typed null and fail on the first label).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import yaml
 
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.markdown import Markdown, table
-from cytoimagenet_assets.storage import DataHome, atomic_path, write_parquet
+from cytoimagenet_assets.storage import DataHome, atomic_path, sha256_file, write_parquet
 
 SHARD_PATTERN = "cytoimagenet-train-%06d.tar"
 DEFAULT_SHARD_BYTES = 1_000_000_000
@@ -142,14 +141,6 @@ def sample_json(record: dict) -> dict:
         column: ("" if pd.isna(value) else str(value)) if column not in JSON_TYPES else _CASTS[JSON_TYPES[column]](value)
         for column, value in record.items()
     }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _checksums(folder: Path, index: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,6 @@ and ``logits`` (batch, one channel per CytoImageNet class, named by class key).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -36,7 +35,7 @@ from cytoimagenet_assets.images.readers import ImageReadError, read_channels
 from cytoimagenet_assets.markdown import Figure, Markdown, table
 from cytoimagenet_assets.model.architecture import CytoImageNetEfficientNetB0
 from cytoimagenet_assets.model.loop import FEATURES, IMAGENET_MEAN, IMAGENET_STD
-from cytoimagenet_assets.storage import DataHome, atomic_path
+from cytoimagenet_assets.storage import DataHome, atomic_path, sha256_file
 
 PACKAGE_NAME = "cytoimagenet-efficientnet-b0"
 SCALE_RANGE_EPS = 1e-6  # bioimage.io's scale_range default: (x - low) / (high - low + eps)
@@ -141,14 +140,6 @@ def _card(model_dir: Path) -> dict:
         raise FileNotFoundError(f"{path} not found: build_package takes a training output folder (model.pt, model_card.json)") from None
     except json.JSONDecodeError as exc:
         raise PackageError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cover(image: np.ndarray) -> bytes:
@@ -405,7 +396,7 @@ def build_package(
             rdf["weights"]["torchscript"],
             rdf["weights"]["pytorch_state_dict"]["architecture"],
         ):
-            entry["sha256"] = _sha256(stage / entry["source"])
+            entry["sha256"] = sha256_file(stage / entry["source"])
         (stage / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True), encoding="utf-8")
         status, text = validate(stage / "rdf.yaml")
         if status == "failed":
