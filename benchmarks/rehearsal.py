@@ -17,11 +17,13 @@
 6. With ``--backfill local`` / ``--backfill dask``: a backfill of every class launched through
    GraphQL as the UI does and run by ``dagster-daemon`` (runs as local processes, or on the last
    Dask cluster): its wall time, and the head node's memory (webserver + daemon + what they start)
-   per run in flight.
+   per run in flight. With ``--break-a-class``, one class's files are deleted here and refused by the
+   server first: it must fail alone, be listed as "failed and missing", and a second backfill of those
+   partitions (the server healed) must rebuild it to the headless build's bytes.
 
     python benchmarks/rehearsal.py --scale 0.01 [--label-scale 0.02] [--workdir /tmp/cytoimagenet-rehearsal] [--seed 0]
         [--fault error=<path prefix>=<n>] [--fault cut=<prefix>=<bytes>] [--fault corrupt=<prefix>]
-        [--fault slow=<prefix>=<bytes/s>] [--no-ui] [--dask-workers 1,2] [--backfill local] [--backfill dask]
+        [--fault slow=<prefix>=<bytes/s>] [--no-ui] [--dask-workers 1,2] [--backfill local] [--backfill dask] [--break-a-class]
 
 Path prefixes are the server's (``<host>/<path>``, e.g. ``data.broadinstitute.org/bbbc/BBBC005``).
 The last line: ``RESULT rehearsal scale=... sources=<ok>/<40> rows=... classes=... class_failures=...
@@ -46,14 +48,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
 from cytoimagenet_assets import cluster
-from cytoimagenet_assets.build import Build, DaskRuns, _build_classes, build_all
+from cytoimagenet_assets.build import Build, DaskRuns, _build_classes, build_all, failed_and_missing_classes
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
@@ -234,10 +238,66 @@ def tree_rss_mb(pids: list[int]) -> float:
     return total / 1e6
 
 
-def daemon_backfill(env: dict, keys: list[str], folder: Path, log) -> dict:
+def break_a_class(data: DataHome, faults: Faults, log) -> tuple[str, Callable[[], None]]:
+    """A class whose files are all fetched one by one (no zip member) and drawn on by no other class:
+    its files deleted here and every request for them answered 500, so that its run, and only its run,
+    fails. Returns the class and what heals the server (the files are fetched again by the rerun)."""
+    labels = pd.read_parquet(data.table_path("cytoimagenet_labels"), columns=["idx", "class_key"])
+    merged = pd.read_parquet(data.merged_table(), columns=["idx", "dir_name", "channel_paths"])
+    rows = labels.merge(merged, on="idx")
+    rows["file"] = [tuple(data.raw_dir(d) / p for p in paths) for d, paths in rows[["dir_name", "channel_paths"]].itertuples(index=False)]
+    classes_of_file = collections.defaultdict(set)
+    for key, files in rows[["class_key", "file"]].itertuples(index=False):
+        for file in files:
+            classes_of_file[file].add(key)
+    urls = {}
+    for dir_name in rows["dir_name"].unique():
+        index = remote_index_path(data.raw_dir(dir_name))
+        if index.is_file():
+            remote = pd.read_parquet(index, columns=["path", "url", "member"])
+            remote = remote[remote["member"].isna() & remote["url"].notna()]
+            urls.update({data.raw_dir(dir_name) / p: u for p, u in remote[["path", "url"]].itertuples(index=False)})
+    for key, group in rows.groupby("class_key", sort=True):
+        files = {f for fs in group["file"] for f in fs}
+        if files and all(f in urls and classes_of_file[f] == {key} for f in files):
+            break
+    else:
+        raise SystemExit("--break-a-class: no class draws only on files of its own fetched one by one")
+    prefixes = {unquote(f"{urlsplit(urls[f]).netloc}{urlsplit(urls[f]).path}") for f in files}
+    for file in files:
+        file.unlink(missing_ok=True)
+    faults.update(errors={p: -1 for p in prefixes})
+    log(f"class {key} broken: its {len(files)} files deleted here and refused by the server")
+    return key, faults.clear
+
+
+def wait_for_backfill(backfill_id: str, runs_expected: int, daemon: subprocess.Popen, log_path: Path, sample) -> list:
+    """The backfill's finished runs once all ``runs_expected`` have finished and the backfill is complete;
+    ``sample(runs)`` sees the runs every 2 s. A backfill with no run finished for STALL_S is stuck."""
+    last_progress, finished = time.perf_counter(), 0
+    with dg.DagsterInstance.get() as instance:
+        while True:
+            time.sleep(2)
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            sample(runs)
+            done = [r for r in runs if r.is_finished]
+            if len(done) == runs_expected and instance.get_backfill(backfill_id).status.value.startswith("COMPLETED"):
+                return done
+            if daemon.poll() is not None:
+                raise RuntimeError(f"dagster-daemon exited: {log_path.read_text()[-3000:]}")
+            if len(done) > finished:
+                last_progress, finished = time.perf_counter(), len(done)
+            elif time.perf_counter() - last_progress > STALL_S:
+                waiting = collections.Counter(r.status.value for r in runs if not r.is_finished)
+                raise RuntimeError(f"backfill {backfill_id}: no run finished in {STALL_S} s; {len(done)} done, unfinished {dict(waiting)}")
+
+
+def daemon_backfill(env: dict, keys: list[str], folder: Path, log, broken: tuple[str, Callable[[], None]] | None = None) -> dict:
     """A backfill of every class launched as the UI launches it and run by dagster-daemon: its wall time,
     failures, the most runs in flight at once, and the head node's memory (webserver, daemon and every
-    process they start: code servers and, without Dask, the runs) per run in flight."""
+    process they start: code servers and, without Dask, the runs) per run in flight. With ``broken``
+    (a class and what heals its input), that class must be the one failed, "failed and missing" must
+    name it alone, and a second backfill of those partitions must build it."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -251,36 +311,35 @@ def daemon_backfill(env: dict, keys: list[str], folder: Path, log) -> dict:
         backfill_id = launch_backfill(url, ["class_images"], title="rehearsal: every class")
         daemon = start(["dagster-daemon", "run", "-w", "workspace.yaml"], REPO, folder / "daemon.log", env)
         started, peak_mb, in_flight = time.perf_counter(), 0.0, 0
-        last_progress, finished = started, 0
-        with dg.DagsterInstance.get() as instance:
-            while True:
-                time.sleep(2)
-                runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-                running = sum(r.status == dg.DagsterRunStatus.STARTED for r in runs)
-                in_flight, peak_mb = max(in_flight, running), max(peak_mb, tree_rss_mb([webserver.pid, daemon.pid]))
-                done = [r for r in runs if r.is_finished]
-                if len(done) == len(keys) and instance.get_backfill(backfill_id).status.value.startswith("COMPLETED"):
-                    break
-                if daemon.poll() is not None:
-                    raise RuntimeError(f"dagster-daemon exited: {(folder / 'daemon.log').read_text()[-3000:]}")
-                if len(done) > finished:
-                    last_progress, finished = time.perf_counter(), len(done)
-                elif time.perf_counter() - last_progress > STALL_S:
-                    waiting = collections.Counter(r.status.value for r in runs if not r.is_finished)
-                    stuck = f"{len(done)} done, unfinished {dict(waiting)}"
-                    raise RuntimeError(f"backfill {backfill_id}: no run finished in {STALL_S} s; {stuck}")
+
+        def sample(runs) -> None:
+            nonlocal peak_mb, in_flight
+            running = sum(r.status == dg.DagsterRunStatus.STARTED for r in runs)
+            in_flight, peak_mb = max(in_flight, running), max(peak_mb, tree_rss_mb([webserver.pid, daemon.pid]))
+
+        done = wait_for_backfill(backfill_id, len(keys), daemon, folder / "daemon.log", sample)
         seconds = time.perf_counter() - started
         time.sleep(5)  # the last runs' processes gone: the servers as loaded, with no run in flight
         idle_mb = tree_rss_mb([webserver.pid, daemon.pid])
         failed = sum(r.status != dg.DagsterRunStatus.SUCCESS for r in done)
         log(f"backfill {backfill_id}: {len(done)} runs, {failed} failed, {seconds:.0f} s, at most {in_flight} in flight")
+        rerun_ok = None
+        if broken:
+            victim, heal = broken
+            with dg.DagsterInstance.get() as instance:
+                listed = failed_and_missing_classes(instance)
+            heal()
+            second = launch_backfill(url, ["class_images"], listed, title="rehearsal: failed and missing")
+            rerun = wait_for_backfill(second, len(listed), daemon, folder / "daemon.log", lambda runs: None)
+            rerun_ok = listed == [victim] and [r.status for r in rerun] == [dg.DagsterRunStatus.SUCCESS]
+            log(f"failed and missing after the backfill: {listed}; its backfill {second}: {[r.status.value for r in rerun]}")
     finally:
         for process in (daemon, webserver):
             if process is not None:
                 stop(process)
     locked = sum(path.read_text().count("database is locked") for path in folder.glob("*.log"))
     per_run = (peak_mb - idle_mb) / max(in_flight, 1)
-    runs_of = collections.Counter(r.tags.get("dagster/partition") for r in done)
+    runs_of = collections.Counter(r.tags.get("dagster/partition") for r in done)  # the first backfill's
     not_once = sorted(k for k in set(keys) | set(runs_of) if runs_of[k] != 1)
     if not_once:
         log(f"classes not run exactly once: {len(not_once)}, e.g. {[(k, runs_of[k]) for k in not_once[:5]]}")
@@ -291,6 +350,7 @@ def daemon_backfill(env: dict, keys: list[str], folder: Path, log) -> dict:
         "head_mb_per_run": per_run,
         "database_locked": locked,
         "not_run_once": len(not_once),
+        "rerun_ok": rerun_ok,
     }
 
 
@@ -307,6 +367,9 @@ def main() -> None:
     parser.add_argument("--dask-workers", default="", help="comma-separated cluster sizes: the class stage on each (e.g. 1,2)")
     parser.add_argument("--backfill", action="append", default=[], choices=["local", "dask"], help="a daemon backfill of every class")
     parser.add_argument("--postgres", action="store_true", help="the instance on a PostgreSQL server started here (deploy/postgres)")
+    parser.add_argument(
+        "--break-a-class", action="store_true", help="one class refused in each backfill: it fails alone, failed-and-missing rebuilds it"
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.dask_workers.split(",") if n]
     if "dask" in args.backfill and not sizes:
@@ -354,13 +417,16 @@ def main() -> None:
                 log(f"class stage on {n} Dask workers: {stage_s[n]:.1f} s, {failures} failed; the classes' own work {rebuild_work:.1f} s")
         daemon_env = {**os.environ, **env}
         for kind in args.backfill:
+            broken = break_a_class(DataHome(home), server.faults, log) if args.break_a_class else None
             if kind == "dask":
                 with LocalDaskCluster(run / "dask-backfill", workers=sizes[-1], one_core_each=True) as dask:
-                    backfills[kind] = daemon_backfill({**daemon_env, cluster.DASK_ENV: dask.address}, classes, run / "backfill-dask", log)
+                    backfills[kind] = daemon_backfill(
+                        {**daemon_env, cluster.DASK_ENV: dask.address}, classes, run / "backfill-dask", log, broken
+                    )
             else:  # as many runs at once as the instance's queue admits (max_concurrent_runs: 4)
                 with dg.DagsterInstance.get() as instance:
                     instance.event_log_storage.set_concurrency_slots("io", 4)
-                backfills[kind] = daemon_backfill(daemon_env, classes, run / "backfill-local", log)
+                backfills[kind] = daemon_backfill(daemon_env, classes, run / "backfill-local", log, broken)
             rebuilt = classes_digest(DataHome(home), classes)
             backfills[kind]["classes_differing"] = differing = sum(rebuilt[k] != headless[k] for k in classes)
             log(f"backfill {kind}: {differing} of {len(classes)} classes differ from the headless build's bytes")
@@ -398,6 +464,7 @@ def main() -> None:
         f" database_locked={sum(b['database_locked'] for b in backfills.values())}"
         f" backfill_not_run_once={sum(b['not_run_once'] for b in backfills.values())}"
         f" backfill_classes_differing={sum(b['classes_differing'] for b in backfills.values())}"
+        + (f" failed_and_missing_rebuilt={all(b['rerun_ok'] for b in backfills.values())}" if args.break_a_class else "")
     )
     print(
         f"RESULT rehearsal scale={args.scale:g} sources={len(pretraining - set(build.failed_sources))}/{len(pretraining)} rows={rows} "
