@@ -22,8 +22,8 @@ import yaml
 
 from cytoimagenet_assets.catalog import BUILTIN_DIR, load_catalog
 from cytoimagenet_assets.definitions import build_definitions
+from cytoimagenet_assets.demo.formats import xls_bytes
 from cytoimagenet_assets.rehearsal.catalog import write_rehearsal_catalog
-from cytoimagenet_assets.rehearsal.mirror import xls_bytes
 from cytoimagenet_assets.sources import parse_source, parser_options
 from cytoimagenet_assets.sources.__main__ import main as sources_cli
 from cytoimagenet_assets.sources.regions import parse_region

@@ -42,6 +42,11 @@ def stable_hash(*parts: object) -> int:
     return zlib.crc32("\x1f".join(map(str, parts)).encode())
 
 
+def keyed_rng(seed: int, *key: object) -> np.random.Generator:
+    """A generator of its own for each key (an image, a source): the draws do not depend on what was drawn before."""
+    return np.random.default_rng([seed, stable_hash(*key)])
+
+
 @dataclass(frozen=True)
 class Morphology:
     nucleus_radius: float = 9.0

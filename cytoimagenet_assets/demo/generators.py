@@ -4,6 +4,10 @@ Each writer lays files out exactly as the real distribution does (folder structu
 bit depth, metadata tables with the real column names), so the demo runs through the same
 parsers as the real data. Every image's random generator is seeded from (seed, its own key), so
 the output is identical on every run and independent of the order files are written in.
+
+A family's file names and tables are defined here once (``bbbc021_image_row``, ``operetta_name``,
+``rxrx_image_path`` ...) and the rehearsal mirror, which writes the real sources of these families
+at scale, uses the same functions; the bytes of every file come from :mod:`.formats`.
 """
 
 from __future__ import annotations
@@ -13,39 +17,29 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import tifffile
-from PIL import Image
 
-from cytoimagenet_assets.demo.cells import Morphology, render_field, stable_hash, to_rgb, to_uint
+from cytoimagenet_assets.demo.cells import Morphology, keyed_rng, render_field, stable_hash, to_rgb, to_uint
+from cytoimagenet_assets.demo.formats import csv_bytes, pillow_bytes, tiff_bytes, write_file
 from cytoimagenet_assets.demo.hdf5 import write_coos7, write_cyclops
 
 BASE = Morphology()
 
 
-def _rng(seed: int, *key: object) -> np.random.Generator:
-    return np.random.default_rng([seed, stable_hash(*key)])
-
-
 def _uuid(seed: int, *key: object) -> uuid.UUID:
-    return uuid.UUID(bytes=_rng(seed, "uuid", *key).bytes(16), version=4)
+    return uuid.UUID(bytes=keyed_rng(seed, "uuid", *key).bytes(16), version=4)
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list], quote_strings: bool = False, line_end: str = "\n") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, quoting=csv.QUOTE_NONNUMERIC if quote_strings else csv.QUOTE_MINIMAL, lineterminator=line_end)
-        writer.writerow(header)
-        writer.writerows(rows)
+def well_name(i: int, columns: int = 24, pad: bool = True, first_row: int = 0, first_column: int = 1) -> str:
+    """Well ``i`` of a plate read row by row: A01 (pad) or A1, rows past Z as AA, AB ..."""
+    row, column = divmod(i, columns)
+    row += first_row
+    letters = chr(65 + row) if row < 26 else "A" + chr(65 + row - 26)
+    return f"{letters}{column + first_column:02d}" if pad else f"{letters}{column + first_column}"
 
 
-def _png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format="PNG", optimize=False, compress_level=6)
-
-
-def _wells(n: int, rows: str = "BCDEFGHIJKLMNO", first_col: int = 2) -> list[str]:
+def _inner_wells(n: int) -> list[str]:
     """n distinct 384-well names in plate order (B02, B03, ...), skipping the edge wells."""
-    return [f"{rows[i // 22]}{first_col + i % 22:02d}" for i in range(n)]
+    return [well_name(i, 22, first_row=1, first_column=2) for i in range(n)]
 
 
 # -- BBBC021: MCF7 compound profiling (evaluation set) -----------------------------------------
@@ -57,6 +51,44 @@ BBBC021_MOAS = {
     "Protein synthesis": ["emetine", "cycloheximide"],
 }
 BBBC021_PLATES = {"Week1": "Week1_22123", "Week2": "Week2_24121", "Week3": "Week3_25421"}
+BBBC021_IMAGE_COLUMNS = [
+    "TableNumber",
+    "ImageNumber",
+    "Image_FileName_DAPI",
+    "Image_PathName_DAPI",
+    "Image_FileName_Tubulin",
+    "Image_PathName_Tubulin",
+    "Image_FileName_Actin",
+    "Image_PathName_Actin",
+    "Image_Metadata_Plate_DAPI",
+    "Image_Metadata_Well_DAPI",
+    "Replicate",
+    "Image_Metadata_Compound",
+    "Image_Metadata_Concentration",
+]
+
+
+def bbbc021_image_name(well: str, site: int, wavelength: int, image_uuid: str) -> str:
+    return f"{well}_s{site}_w{wavelength}{image_uuid}.tif"
+
+
+def bbbc021_image_row(
+    table: int, number: int, files: list[str], folder: str, plate: str, well: str, replicate: int, compound: str, concentration: float
+) -> list:
+    """A row of BBBC021_v1_image.csv; ``files`` are the DAPI, Tubulin and Actin images, all in ``folder``."""
+    dapi, tubulin, actin = files
+    return [table, number, dapi, folder, tubulin, folder, actin, folder, plate, well, replicate, compound, f"{concentration:.6f}"]
+
+
+def bbbc021_image_csv(rows: list[list]) -> bytes:
+    return csv_bytes(BBBC021_IMAGE_COLUMNS, rows, quoting=csv.QUOTE_NONNUMERIC)
+
+
+def bbbc021_moa_csv(treatments: list[tuple[str, float, str]]) -> bytes:
+    """BBBC021_v1_moa.csv of (compound, concentration, MOA) and DMSO: like the real file, short number
+    spellings (0.3 vs 0.300000) and old-Mac CR line endings."""
+    rows = [[c, f"{conc:g}", moa] for c, conc, moa in treatments] + [["DMSO", "0", "DMSO"]]
+    return csv_bytes(["compound", "concentration", "moa"], rows, line_end="\r")
 
 
 def write_bbbc021(raw: Path, seed: int, size: int = 128, sites: int = 2, replicates: int = 3) -> None:
@@ -67,11 +99,11 @@ def write_bbbc021(raw: Path, seed: int, size: int = 128, sites: int = 2, replica
     the NSCB protocol (neighbours from other batches only) is meaningful.
     """
     treatments = [(c, conc, moa) for moa, compounds in BBBC021_MOAS.items() for c in compounds for conc in (0.3, 3.0)]
-    stains = {"DAPI": ("nucleus", "w1"), "Tubulin": ("microtubules", "w2"), "Actin": ("actin", "w4")}
+    stains = [("nucleus", 1), ("microtubules", 2), ("actin", 4)]  # DAPI, Tubulin, Actin: w1, w2, w4
     weeks = list(BBBC021_PLATES.items())
     plan = [(weeks[i % len(weeks)], t) for i, t in enumerate(treatments)] + [(week, ("DMSO", 0.0, "DMSO")) for week in weeks]
     image_rows, number = [], 0
-    wells = {plate: iter(_wells(len(plan) * replicates)) for _, plate in weeks}
+    wells = {plate: iter(_inner_wells(len(plan) * replicates)) for _, plate in weeks}
     for (week, plate), (compound, conc, moa) in plan:
         # The mechanism sets the phenotype, the dose its strength, the compound a small variation,
         # the plate a batch effect.
@@ -82,57 +114,25 @@ def write_bbbc021(raw: Path, seed: int, size: int = 128, sites: int = 2, replica
             well = next(wells[plate])
             for site in range(1, sites + 1):
                 number += 1
-                rng = _rng(seed, "bbbc021", plate, well, site)
-                images = render_field(rng, morphology, [s for s, _ in stains.values()], (size, size))
-                names = {}
-                for key, (stain, w) in stains.items():
-                    names[key] = f"{well}_s{site}_{w}{str(_uuid(seed, plate, well, site, w)).upper()}.tif"
-                    path = raw / week / plate / names[key]
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tifffile.imwrite(path, to_uint(images[stain], 12), compression="zlib")
-                folder = f"{week}/{plate}"
-                image_rows.append(
-                    [
-                        table_number,
-                        number,
-                        names["DAPI"],
-                        folder,
-                        names["Tubulin"],
-                        folder,
-                        names["Actin"],
-                        folder,
-                        plate,
-                        well,
-                        replicate,
-                        compound,
-                        f"{conc:.6f}",
-                    ]
-                )
-    header = [
-        "TableNumber",
-        "ImageNumber",
-        "Image_FileName_DAPI",
-        "Image_PathName_DAPI",
-        "Image_FileName_Tubulin",
-        "Image_PathName_Tubulin",
-        "Image_FileName_Actin",
-        "Image_PathName_Actin",
-        "Image_Metadata_Plate_DAPI",
-        "Image_Metadata_Well_DAPI",
-        "Replicate",
-        "Image_Metadata_Compound",
-        "Image_Metadata_Concentration",
-    ]
-    _write_csv(raw / "BBBC021_v1_image.csv", header, image_rows, quote_strings=True)
-    # Like the real file: short number spellings (0.3 vs 0.300000) and old-Mac CR line endings.
-    moa_rows = [[c, f"{conc:g}", moa] for c, conc, moa in treatments] + [["DMSO", "0", "DMSO"]]
-    _write_csv(raw / "BBBC021_v1_moa.csv", ["compound", "concentration", "moa"], moa_rows, line_end="\r")
+                rng = keyed_rng(seed, "bbbc021", plate, well, site)
+                images = render_field(rng, morphology, [s for s, _ in stains], (size, size))
+                files = []
+                for stain, w in stains:
+                    files.append(bbbc021_image_name(well, site, w, str(_uuid(seed, plate, well, site, f"w{w}")).upper()))
+                    write_file(raw / week / plate / files[-1], tiff_bytes(to_uint(images[stain], 12), compression="zlib"))
+                image_rows.append(bbbc021_image_row(table_number, number, files, f"{week}/{plate}", plate, well, replicate, compound, conc))
+    write_file(raw / "BBBC021_v1_image.csv", bbbc021_image_csv(image_rows))
+    write_file(raw / "BBBC021_v1_moa.csv", bbbc021_moa_csv(treatments))
 
 
 # -- RxRx1 (Kaggle layout) ---------------------------------------------------------------------
 
 RXRX_EXPERIMENTS = ("HEPG2-01", "HUVEC-01", "U2OS-01")
 RXRX_CHANNELS = ("nucleus", "er", "actin", "nucleoli", "mitochondria", "golgi")
+
+
+def rxrx_image_path(experiment: str, plate: int, well: str, site: int, channel: int) -> str:
+    return f"{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png"
 
 
 def write_rxrx1(raw: Path, seed: int, size: int = 160, sirnas: int = 6, wells_per_sirna: int = 8, controls: int = 3) -> None:
@@ -142,23 +142,36 @@ def write_rxrx1(raw: Path, seed: int, size: int = 160, sirnas: int = 6, wells_pe
         cell_line = BASE.perturbed(experiment.split("-")[0], strength=0.5)
         plan = [(f"sirna_{k}", None) for k in range(1, sirnas + 1) for _ in range(wells_per_sirna)]
         plan += [("UNTREATED", "negative_control")] * controls + [("sirna_1108", "positive_control")] * controls
-        for (sirna, well_type), well in zip(plan, _wells(len(plan))):
+        for (sirna, well_type), well in zip(plan, _inner_wells(len(plan))):
             plate = 1 + stable_hash(experiment, well) % 2
             id_code = f"{experiment}_{plate}_{well}"
             (control_rows if well_type else train).append([id_code, experiment, plate, well, sirna] + ([well_type] if well_type else []))
             morphology = cell_line if sirna == "UNTREATED" else cell_line.perturbed(sirna, strength=0.8)
             for site in (1, 2):
-                images = render_field(_rng(seed, "rxrx1", id_code, site), morphology, list(RXRX_CHANNELS), (size, size))
+                images = render_field(keyed_rng(seed, "rxrx1", id_code, site), morphology, list(RXRX_CHANNELS), (size, size))
                 for w, stain in enumerate(RXRX_CHANNELS, start=1):
-                    _png(raw / "train" / experiment / f"Plate{plate}" / f"{well}_s{site}_w{w}.png", to_uint(images[stain], 8))
-    _write_csv(raw / "train.csv", ["id_code", "experiment", "plate", "well", "sirna"], train)
-    _write_csv(raw / "train_controls.csv", ["id_code", "experiment", "plate", "well", "sirna", "well_type"], control_rows)
+                    write_file(
+                        raw / "train" / rxrx_image_path(experiment, plate, well, site, w), pillow_bytes(to_uint(images[stain], 8), "PNG")
+                    )
+    write_file(raw / "train.csv", csv_bytes(["id_code", "experiment", "plate", "well", "sirna"], train))
+    write_file(raw / "train_controls.csv", csv_bytes(["id_code", "experiment", "plate", "well", "sirna", "well_type"], control_rows))
 
 
 # -- IDR screen (PerkinElmer Operetta layout, idr0037-style annotation) ------------------------
 
 IDR_CELL_LINES = ("HPSI0813i-ffdm_3", "HPSI0913i-gedo_33", "HPSI0713i-kaks_2", "A1ATD-iPSC patient 1")
 IDR_CHANNELS = ("nucleus", "proliferation", "cell membrane", "brightfield")
+IDR0037_CHANNELS = "DAPI:nuclei;Alexa 488:EdU, proliferation;CellMask:plasma membrane;Brightfield:cell outline"
+
+
+def operetta_name(row: int, column: int, field: int, channel: int) -> str:
+    """An Operetta/Phenix image in a plate's Images/ folder, beside its Index.idx.xml."""
+    return f"r{row:02d}c{column:02d}f{field:02d}p01-ch{channel}sk1fk1fl1.tiff"
+
+
+def idr_plates_tsv(lines: list[tuple[str, str, str]]) -> bytes:
+    """(plate, fileset, path) as IDR's plates.tsv lists them: plate <TAB> /uod/idr/filesets/<fileset>/<path>."""
+    return "".join(f"{plate}\t/uod/idr/filesets/{fileset}/{path}\n" for plate, fileset, path in lines).encode()
 
 
 def write_idr_screen(
@@ -183,12 +196,11 @@ def write_idr_screen(
         "Control Type",
         "Channels",
     ]
-    channels = "DAPI:nuclei;Alexa 488:EdU, proliferation;CellMask:plasma membrane;Brightfield:cell outline"
     rows, plate_lines = [], []
     for p in range(1, plates + 1):
         plate, measurement = f"experiment_{p:02d}", f"Synthetic HipSci {p}__2014-0{p}-01T10_00_00-Measurement1"
         folder = f"images/{measurement}/Images"
-        plate_lines.append(f"{plate}\t/uod/idr/filesets/{accession}/{folder}/Index.idx.xml")
+        plate_lines.append((plate, accession, f"{folder}/Index.idx.xml"))
         well_number = 0
         for line in IDR_CELL_LINES:
             for k in range(wells_per_line):
@@ -196,19 +208,16 @@ def write_idr_screen(
                 well_number += 1
                 compound = "fibronectin" if k % 3 else "laminin"
                 cell_type = "" if line.startswith("A1ATD") else "induced pluripotent stem cell"
-                rows.append(
-                    [plate, f"{chr(64 + r)}{c}", "Homo sapiens", line, cell_type, compound, "1 microgram per milliliter", "", channels]
-                )
+                well = f"{chr(64 + r)}{c}"
+                rows.append([plate, well, "Homo sapiens", line, cell_type, compound, "1 microgram per milliliter", "", IDR0037_CHANNELS])
                 morphology = BASE.perturbed(line, strength=0.9).perturbed(compound, strength=0.3)
                 for f in range(1, fields + 1):
-                    images = render_field(_rng(seed, accession, plate, r, c, f), morphology, list(IDR_CHANNELS), (size, size))
+                    images = render_field(keyed_rng(seed, accession, plate, r, c, f), morphology, list(IDR_CHANNELS), (size, size))
                     images["brightfield"] = 0.55 + 0.25 * images["cell membrane"] - 0.2 * images["nucleus"]
                     for ch, stain in enumerate(IDR_CHANNELS, start=1):
-                        path = raw / folder / f"r{r:02d}c{c:02d}f{f:02d}p01-ch{ch}sk1fk1fl1.tiff"
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        tifffile.imwrite(path, to_uint(np.clip(images[stain], 0, 1), 16))
-    _write_csv(raw / "idrdemo-screenA-annotation.csv", header, rows, quote_strings=True)
-    (raw / "idrdemo-screenA-plates.tsv").write_text("\n".join(plate_lines) + "\n", encoding="utf-8")
+                        write_file(raw / folder / operetta_name(r, c, f, ch), tiff_bytes(to_uint(np.clip(images[stain], 0, 1), 16)))
+    write_file(raw / "idrdemo-screenA-annotation.csv", csv_bytes(header, rows, quoting=csv.QUOTE_NONNUMERIC))
+    write_file(raw / "idrdemo-screenA-plates.tsv", idr_plates_tsv(plate_lines))
 
 
 # -- Human Protein Atlas (Kaggle 2018 layout) --------------------------------------------------
@@ -231,7 +240,7 @@ def write_hpa(raw: Path, seed: int, size: int = 192, images: int = 320) -> None:
     codes = sorted(HPA_LOCALIZATIONS)
     rows = []
     for n in range(images):
-        rng = _rng(seed, "hpa", n)
+        rng = keyed_rng(seed, "hpa", n)
         image_id = str(_uuid(seed, "hpa", n))
         target = [codes[n % len(codes)]] + ([codes[(n * 7 + 3) % len(codes)]] if n % 4 == 0 else [])
         target = list(dict.fromkeys(target))
@@ -239,11 +248,20 @@ def write_hpa(raw: Path, seed: int, size: int = 192, images: int = 320) -> None:
         morphology = BASE.perturbed(f"hpa-cell-{n % 3}", strength=0.4).localized(HPA_LOCALIZATIONS[target[0]])
         channels = render_field(rng, morphology, list(HPA_COLORS.values()), (size, size))
         for color, stain in HPA_COLORS.items():
-            _png(raw / "train" / f"{image_id}_{color}.png", to_uint(channels[stain], 8))
-    _write_csv(raw / "train.csv", ["Id", "Target"], rows)
+            write_file(raw / "train" / f"{image_id}_{color}.png", pillow_bytes(to_uint(channels[stain], 8), "PNG"))
+    write_file(raw / "train.csv", csv_bytes(["Id", "Target"], rows))
 
 
 # -- Folder-per-class RGB sets (Leukemia BMP, Cell Cycle JPG) ----------------------------------
+
+
+def leukemia_path(fold: int, label: str, patient: str, image: int, cell: int) -> str:
+    return f"C-NMC_Leukemia/training_data/fold_{fold}/{label}/UID_{patient}_{image}_{cell}_{label}.bmp"
+
+
+def cell_cycle_path(label: str, i: int) -> str:
+    """The i-th image of a phase; the real names number photos in threes (IMG_1000-1, -2, -3)."""
+    return f"nematode cells/nematode cells/{label}/IMG_{1000 + i // 3:04d}-{i % 3 + 1}.jpg"
 
 
 def write_leukemia(raw: Path, seed: int, size: int = 160, per_class: int = 60) -> None:
@@ -252,11 +270,8 @@ def write_leukemia(raw: Path, seed: int, size: int = 160, per_class: int = 60) -
         morphology = BASE.perturbed(f"leukemia-{label}", strength=1.2)
         for n in range(per_class):
             patient = f"{n % 7 + 1}" if label == "all" else f"H{n % 5 + 1}"
-            name = f"UID_{patient}_{n // 7 + 1}_{n + 1}_{label}.bmp"
-            gray = render_field(_rng(seed, "leukemia", label, n), morphology, ["nucleus"], (size, size))["nucleus"]
-            path = raw / "C-NMC_Leukemia" / "training_data" / f"fold_{n % 3}" / label / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(to_rgb(gray, (0.45, 0.2, 0.55))).save(path, format="BMP")
+            gray = render_field(keyed_rng(seed, "leukemia", label, n), morphology, ["nucleus"], (size, size))["nucleus"]
+            write_file(raw / leukemia_path(n % 3, label, patient, n // 7 + 1, n + 1), pillow_bytes(to_rgb(gray, (0.45, 0.2, 0.55)), "BMP"))
 
 
 def write_cell_cycle(raw: Path, seed: int, size: int = 160, per_class: int = 50) -> None:
@@ -264,10 +279,8 @@ def write_cell_cycle(raw: Path, seed: int, size: int = 160, per_class: int = 50)
     for label in ("interphase", "mitosis"):
         morphology = BASE.perturbed(f"cell-cycle-{label}", strength=1.2)
         for n in range(per_class):
-            gray = render_field(_rng(seed, "cell_cycle", label, n), morphology, ["nucleus"], (size, size))["nucleus"]
-            path = raw / "nematode cells" / "nematode cells" / label / f"IMG_{1000 + n // 3:04d}-{n % 3 + 1}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(to_rgb(gray, (0.35, 0.15, 0.45))).save(path, format="JPEG", quality=92)
+            gray = render_field(keyed_rng(seed, "cell_cycle", label, n), morphology, ["nucleus"], (size, size))["nucleus"]
+            write_file(raw / cell_cycle_path(label, n), pillow_bytes(to_rgb(gray, (0.35, 0.15, 0.45)), "JPEG", quality=92))
 
 
 GENERATORS = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cytoimagenet_assets.demo.cells import Morphology, render_field, stable_hash, to_uint
+from cytoimagenet_assets.demo.cells import Morphology, keyed_rng, render_field, to_uint
 
 # COOS-7's classes (SOURCES.md; the names are unconfirmed there) and the compartment each is drawn as.
 COOS7_CLASSES = {
@@ -70,10 +70,6 @@ CYCLOPS_DRAWN = {
 YEAST = Morphology(nucleus_radius=5.0, elongation=1.1, cell_scale=2.0, density=0.45, texture=0.2, puncta=6)
 
 
-def _rng(seed: int, *key: object) -> np.random.Generator:
-    return np.random.default_rng([seed, stable_hash(*key)])
-
-
 def _centred(cell: dict[str, np.ndarray], reference: str) -> dict[str, np.ndarray]:
     """The crop rolled so the reference stain's centre of mass sits in the middle, as a segmented single-cell crop."""
     image = cell[reference]
@@ -109,12 +105,12 @@ def write_coos7(raw: Path, seed: int, side: int = 64, train_per_class: int = 12,
             for n in range(per_class):
                 i = c * per_class + n
                 cell = _centred(
-                    render_field(_rng(seed, "coos7", split, name, n), morphology, ["protein", "nucleus"], (side, side)), "nucleus"
+                    render_field(keyed_rng(seed, "coos7", split, name, n), morphology, ["protein", "nucleus"], (side, side)), "nucleus"
                 )
                 data[i, 0] = to_uint(np.clip(cell["protein"] * gain, 0, 1), 16)
                 data[i, 1] = to_uint(np.clip(cell["nucleus"] * gain, 0, 1), 16)
                 labels[i] = c
-        order = _rng(seed, "coos7-order", split).permutation(len(labels))  # classes interleaved, as a real export
+        order = keyed_rng(seed, "coos7-order", split).permutation(len(labels))  # classes interleaved, as a real export
         raw.mkdir(parents=True, exist_ok=True)
         with h5py.File(raw / f"COOS7_v1.1_{split}.hdf5", "w") as f:
             _dataset(f, "data", data[order])
@@ -142,11 +138,11 @@ def write_cyclops(raw: Path, seed: int, side: int = 64, per_class: int = 5, rare
             )
             for n in range(counts[name]):
                 cell = _centred(
-                    render_field(_rng(seed, "cyclops", part, name, n), morphology, ["protein", "cytoplasm"], (side, side)), "cytoplasm"
+                    render_field(keyed_rng(seed, "cyclops", part, name, n), morphology, ["protein", "cytoplasm"], (side, side)), "cytoplasm"
                 )
                 rows.append(np.concatenate([cell["protein"].ravel(), cell["cytoplasm"].ravel()]).astype(np.float32))
                 onehot.append(np.eye(len(names), dtype=np.float32)[names.index(name)])
-        order = _rng(seed, "cyclops-order", part).permutation(len(rows))
+        order = keyed_rng(seed, "cyclops-order", part).permutation(len(rows))
         data, index = np.stack(rows)[order], np.stack(onehot)[order]
         chunks = (
             [(data, index)]
