@@ -32,13 +32,13 @@ CHILD = (
 import json, resource, sys, time
 t0 = time.perf_counter()
 import pandas as pd
-from cytoimagenet_assets.catalog.settings import AssignConfig
+from cytoimagenet_assets.catalog.settings import LabelSettings
 from cytoimagenet_assets.labels.assign import assign_labels
 df = pd.read_parquet(sys.argv[1], columns=%r)
 if int(sys.argv[2]):
     df = df.iloc[: int(sys.argv[2])]
 t1 = time.perf_counter()
-out = assign_labels(df, AssignConfig())
+out = assign_labels(df, LabelSettings())
 t2 = time.perf_counter()
 print(json.dumps({"seconds": t2 - t0, "read_s": t1 - t0, "assign_s": t2 - t1, "rows": len(df),
                   "classes": int(out.groupby(["category", "label"]).ngroups), "images": len(out),

@@ -41,18 +41,18 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, TrainConfig
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, TrainSettings
 from cytoimagenet_assets.demo.cells import Morphology, render_field
 from cytoimagenet_assets.devices import fit_cpu_threads
-from cytoimagenet_assets.images.release import write_release
 from cytoimagenet_assets.model.loop import DeviceAugment, Learner, prepare_device
-from cytoimagenet_assets.model.shards import Shards
+from cytoimagenet_assets.model.packed_dataset import PackedDataset
 from cytoimagenet_assets.model.stream import WebDatasetShards
+from cytoimagenet_assets.release.webdataset import write_release
 
 GPU_TARGET = 4000  # images/s of one H100/H200 the input must keep up with
 
 
-def make_shards(folder: Path, images: int, size: int, classes: int) -> Shards:
+def make_shards(folder: Path, images: int, size: int, classes: int) -> PackedDataset:
     """A packed shard folder, complete as `pack` writes it (a training can run on it), of synthetic
     nucleus fields (the demo's renderer: PNGs of them compress as fluorescence crops do, ~30 KB at
     224 px), 16 fields shifted; random labels, each image its own source image."""
@@ -75,7 +75,7 @@ def make_shards(folder: Path, images: int, size: int, classes: int) -> Shards:
     pd.DataFrame(
         {"class_key": [keys[c] for c in labels], "filename": [f"{keys[c]}-{i:08d}.png" for i, c in enumerate(labels)], "idx": range(images)}
     ).to_csv(folder / "index.csv", index=False)
-    return Shards(folder)
+    return PackedDataset(folder)
 
 
 def make_release(folder: Path, images: int, size: int, classes: int) -> WebDatasetShards:
@@ -137,7 +137,7 @@ def epochs_of(batches, steps: int):
         steps, epoch = steps - len(plan), epoch + 1
 
 
-def training_throughput(config: TrainConfig, data, device: torch.device, warmup: int, steps: int) -> tuple[float, float]:
+def training_throughput(config: TrainSettings, data, device: torch.device, warmup: int, steps: int) -> tuple[float, float]:
     """(end to end, ceiling) images/s of the training step under ``config`` on ``data``."""
     learner = Learner.build(config, len(data.classes), device)
     augment = DeviceAugment.of(config, device)
@@ -172,7 +172,7 @@ def input_only(args, device: torch.device) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         release = make_release(Path(tmp), args.images, args.size, args.classes)
-        packed = Shards(Path(tmp) / "packed")
+        packed = PackedDataset(Path(tmp) / "packed")
         pngs = [p.read_bytes() for p in sorted((Path(tmp) / "dataset").rglob("*.png"))]
 
         def copy_rows() -> int:
@@ -241,7 +241,7 @@ def main() -> None:
     args.batch_size = args.batch_size or 64
     steps = args.steps or (50 if device.type == "cuda" else 4)
     warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
-    config = TrainConfig(batch_size=args.batch_size, input_size=args.size, compile=args.compile)
+    config = TrainSettings(batch_size=args.batch_size, input_size=args.size, compile=args.compile)
     with tempfile.TemporaryDirectory() as tmp:
         make = make_shards if args.input == "memmap" else make_release
         data = make(Path(tmp) / "shards", args.images or 8192, args.size, args.classes)

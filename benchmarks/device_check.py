@@ -39,11 +39,12 @@ import torch
 from bench_train import make_shards, training_throughput
 from PIL import Image
 
-from cytoimagenet_assets.catalog.settings import TrainConfig
+from cytoimagenet_assets.catalog.settings import TrainSettings
 from cytoimagenet_assets.devices import fit_cpu_threads
 from cytoimagenet_assets.embed import embed, folder_inputs
-from cytoimagenet_assets.evaluation.features import FeatureExtractor, cytoimagenet_backbone
+from cytoimagenet_assets.model.inference import FeatureExtractor, load_model
 from cytoimagenet_assets.model.loop import prepare_device
+from cytoimagenet_assets.model.run_folder import ModelRun
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET_IMAGES = 890_737  # the original CytoImageNet (the paper); each epoch trains on 90% of it (validation not counted)
@@ -86,7 +87,7 @@ def check_training(sizes: Sizes, shards, device: torch.device) -> dict[str, floa
     for batch in sizes.batches:
         for compile in ("off", sizes.compile):
             reset_peak(device)
-            config = TrainConfig(batch_size=batch, input_size=sizes.size, compile=compile)
+            config = TrainSettings(batch_size=batch, input_size=sizes.size, compile=compile)
             end_to_end, ceiling = training_throughput(config, shards, device, sizes.warmup, sizes.steps)
             rates[f"{batch}/{compile}"] = end_to_end
             print(
@@ -116,7 +117,8 @@ def check_resume(sizes: Sizes, shards, out: Path, device: torch.device) -> Path:
         str(sizes.resume_steps),
     ]
     env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ""} if device.type == "cpu" else {})}
-    checkpoint = out / "checkpoints" / "last.pt"
+    run = ModelRun(out)
+    checkpoint = run.checkpoint
     started = time.perf_counter()
     with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as killed:
         while not checkpoint.exists() and killed.poll() is None:
@@ -131,7 +133,7 @@ def check_resume(sizes: Sizes, shards, out: Path, device: torch.device) -> Path:
     resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if resumed.returncode:
         raise RuntimeError(f"the rerun failed: {resumed.stderr[-2000:]}")
-    history = pd.read_csv(out / "history.csv")
+    history = pd.read_csv(run.history)
     first = {k: v for k, v in state["history"][0].items() if k not in ("seconds", "images_per_s")}
     continuous = history["epoch"].tolist() == [1, 2] and all(np.isclose(history.iloc[0][k], v) for k, v in first.items())
     resumed_from = "resuming after epoch 1" in resumed.stdout + resumed.stderr
@@ -143,11 +145,11 @@ def check_resume(sizes: Sizes, shards, out: Path, device: torch.device) -> Path:
     )
     if not (continuous and resumed_from):
         raise RuntimeError("the rerun did not continue the killed run's history")
-    return out / "model.pt"
+    return run.weights
 
 
 def check_features(sizes: Sizes, weights: Path, device: torch.device, batch: int) -> None:
-    extractor = FeatureExtractor(cytoimagenet_backbone(weights), device, batch)
+    extractor = FeatureExtractor(load_model(weights).model, device, batch)
     rng = np.random.default_rng(0)
     images = [rng.random((sizes.size, sizes.size), dtype=np.float32) for _ in range(sizes.features)]
     extractor(images[:batch])  # warm-up: cudnn autotuning

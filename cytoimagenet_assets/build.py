@@ -43,7 +43,7 @@ from pathlib import Path
 import dagster as dg
 
 from cytoimagenet_assets import cluster
-from cytoimagenet_assets.defs.images import class_images_job, release_job, sources_job, tables_job
+from cytoimagenet_assets.defs.jobs import class_images_job, release_job, sources_job, tables_job
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
 from cytoimagenet_assets.storage import default_home
 

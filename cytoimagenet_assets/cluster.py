@@ -43,6 +43,7 @@ from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClassData, serialize_value
 
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.storage import HOME_ENV, default_home
 
 DASK_ENV = "CYTOIMAGENET_DASK"
@@ -69,7 +70,7 @@ def run_environment() -> dict[str, str]:
     return env
 
 
-class ClusterUnavailable(RuntimeError):
+class ClusterUnavailable(StepFailed, RuntimeError):
     """No Dask scheduler answers at the configured address."""
 
 

@@ -1,17 +1,17 @@
 """The Dagster code location: ``defs`` for the catalog chosen by CYTOIMAGENET_CATALOG (default demo),
-each domain's definitions (sources, labels, images, model, evaluation) merged with the resources and
-the executor."""
+each domain's definitions (sources, labels, images, model, release, evaluation) and the jobs, merged
+with the resources and the executor."""
 
 import os
 
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, load_catalog
-from cytoimagenet_assets.defs import evaluation, images, labels, model, sources
+from cytoimagenet_assets.defs import evaluation, images, jobs, labels, model, release, sources
 from cytoimagenet_assets.defs.resources import DataHomeResource, downloads_from_env
 
 EXECUTOR_ENV = "CYTOIMAGENET_EXECUTOR"
-DOMAINS = (sources, labels, images, model, evaluation)
+DOMAINS = (sources, labels, images, model, release, evaluation, jobs)
 
 
 def executor_from_env() -> dg.ExecutorDefinition | None:

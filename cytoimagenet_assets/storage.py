@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -39,6 +40,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+
+from cytoimagenet_assets.errors import StepFailed
 
 HOME_ENV = "CYTOIMAGENET_HOME"
 DB_URL_ENV = "CYTOIMAGENET_DB_URL"
@@ -249,6 +252,45 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# A release's SHA256SUMS: written by release.webdataset, checked by whoever reads the shards (training streams them).
+
+
+class DamagedRelease(StepFailed, ValueError):
+    """A release that does not hold what its SHA256SUMS and index say (a shard changed, missing or
+    unlisted, a sample that does not decode); the message names the shard (and the sample)."""
+
+
+def read_checksums(folder: Path) -> dict[str, str]:
+    """Shard name → SHA256 from the release's SHA256SUMS; a malformed line names itself."""
+    path = Path(folder) / "SHA256SUMS"
+    checksums = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)  # sha256sum's text and binary forms
+        if not match:
+            raise DamagedRelease(f"{path} line {number}: {line!r} is not '<sha256>  <shard>'")
+        checksums[match[2]] = match[1]
+    return checksums
+
+
+_verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) of the shards this process has hashed
+
+
+def verify_shard(path: Path, expected: str) -> None:
+    """Check a shard against its SHA256SUMS line the first time this process opens it (and again
+    if its size or time changed since), so a damaged or replaced shard is never trained on."""
+    stat = Path(path).stat()
+    seen = (str(path), stat.st_size, stat.st_mtime_ns)
+    if seen in _verified:
+        return
+    digest = sha256_file(path)
+    if digest != expected:
+        raise DamagedRelease(
+            f"{path}: SHA256 {digest} does not match SHA256SUMS ({expected}): the shard is damaged or was replaced; "
+            "restore it or write the release again (dataset_shards)"
+        )
+    _verified.add(seen)
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -84,13 +84,13 @@ def test_launchpad_overrides_are_the_step_settings_fields_and_are_validated_like
     unset fields keep the catalog's values, and a bad override fails as a bad catalog value would."""
     import dataclasses
 
-    from cytoimagenet_assets.catalog.settings import AssignConfig, TrainConfig
+    from cytoimagenet_assets.catalog.settings import LabelSettings, TrainSettings
     from cytoimagenet_assets.defs.labels import LabelAssignmentConfig
     from cytoimagenet_assets.defs.model import PretrainConfig
     from cytoimagenet_assets.defs.settings import with_overrides
 
-    assert set(LabelAssignmentConfig.model_fields) == {f.name for f in dataclasses.fields(AssignConfig)}
-    assert set(PretrainConfig.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)} | {"processes", "stream"}
+    assert set(LabelAssignmentConfig.model_fields) == {f.name for f in dataclasses.fields(LabelSettings)}
+    assert set(PretrainConfig.model_fields) == {f.name for f in dataclasses.fields(TrainSettings)} | {"processes", "stream"}
     catalog = load_catalog("demo")
     recipe = with_overrides(catalog.training, PretrainConfig(epochs=5, stream=True))
     assert recipe == dataclasses.replace(catalog.training, epochs=5) and recipe.seed == catalog.seed

@@ -13,7 +13,8 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from cytoimagenet_assets.evaluation import benchmarks, profiles, protocols
-from cytoimagenet_assets.evaluation.features import (
+from cytoimagenet_assets.evaluation.knn import accuracy_interval, knn_predict
+from cytoimagenet_assets.model.inference import (
     METHODS,
     BackboneUnavailable,
     FeatureExtractor,
@@ -22,7 +23,6 @@ from cytoimagenet_assets.evaluation.features import (
     prepare,
     random_backbone,
 )
-from cytoimagenet_assets.evaluation.knn import accuracy_interval, knn_predict
 
 
 @pytest.mark.parametrize("k", [1, 5, 11])

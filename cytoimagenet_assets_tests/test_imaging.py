@@ -15,7 +15,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from cytoimagenet_assets.catalog.settings import AssignConfig
+from cytoimagenet_assets.catalog.settings import LabelSettings
 from cytoimagenet_assets.images.classes import (
     LOW_CONTRAST,
     NOT_A_NUMBER,
@@ -35,13 +35,12 @@ from cytoimagenet_assets.images.process import (
     crop_problem,
     crop_scales,
     merge,
-    normalize,
-    percentiles,
     plan_crops,
     quality_problem,
     to_uint8,
 )
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
+from cytoimagenet_assets.intensity import normalize, percentiles
 from cytoimagenet_assets.storage import DataHome, write_csv, write_parquet
 
 EXAMPLES = "cellprofiler_examples"
@@ -598,7 +597,7 @@ def test_deltavision_files_give_one_channel_per_wavelength_projected_over_z(tmp_
         read_channels(tmp_path / "broken.dv")
 
 
-def _built_classes(home: DataHome, sizes: dict[str, int], settings: AssignConfig) -> None:
+def _built_classes(home: DataHome, sizes: dict[str, int], settings: LabelSettings) -> None:
     """A class table and built class folders of these sizes (metadata only: publishing reads no PNG)."""
     write_parquet(pd.DataFrame({"class_key": list(sizes)}), home.classes_table())
     write_parquet(pd.DataFrame({"idx": ["x"], "class_key": ["a"]}), home.labels_table(), metadata={"settings": settings.record()})
@@ -611,7 +610,7 @@ def _built_classes(home: DataHome, sizes: dict[str, int], settings: AssignConfig
 def test_classes_below_the_release_floor_are_built_but_left_out_of_the_dataset(tmp_path, monkeypatch):
     monkeypatch.delenv("CYTOIMAGENET_DB_URL", raising=False)
     home = DataHome(tmp_path)
-    settings = AssignConfig(threshold=4, target=10, cap=20)
+    settings = LabelSettings(threshold=4, target=10, cap=20)
     assert settings.floor == 5  # unset: half the target, the original's 500 of 1,000
     _built_classes(home, {"a": 10, "b": 4, "c": 5, "d": 3}, settings)
     dataset = publish_dataset(home, "test")
@@ -624,7 +623,7 @@ def test_classes_below_the_release_floor_are_built_but_left_out_of_the_dataset(t
     assert "Date" not in dataset.card  # a rerun gives the same card
     assert "15 crops in the dataset" in dataset.card and "3 are in this dataset, kept" in dataset.card  # a: 2, c: 1
     assert "low_contrast" not in pd.read_csv(home.dataset_metadata()).columns  # the release's columns are the original's
-    _built_classes(home, {"a": 10, "b": 4}, AssignConfig(threshold=4, target=10, cap=20, release_floor=0))
+    _built_classes(home, {"a": 10, "b": 4}, LabelSettings(threshold=4, target=10, cap=20, release_floor=0))
     assert sorted(publish_dataset(home, "test").metadata["path"].unique()) == ["a", "b"]  # floor 0: every built class
     with pytest.raises(ValueError, match="release_floor <= target"):
-        AssignConfig(threshold=4, target=10, cap=20, release_floor=11)
+        LabelSettings(threshold=4, target=10, cap=20, release_floor=11)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cytoimagenet_assets.catalog import load_catalog
-from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, LabelSettings
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, LABELS_KEY
 from cytoimagenet_assets.download.plan import obtainable_files
@@ -51,14 +51,14 @@ def generated(rows: int = 6000, seed: int = 1) -> pd.DataFrame:
     return df
 
 
-CONFIG = AssignConfig(threshold=30, target=60, cap=200, seed=3)
+CONFIG = LabelSettings(threshold=30, target=60, cap=200, seed=3)
 
 
 def test_hand_made_table_least_frequent_first_and_no_reuse():
     # 'rare' (35 rows) is claimed before 'human' (all 100 rows): human keeps only the other 65 rows,
     # which is more than target 50, so it is sampled down to exactly 50.
     df = table(organism=["human"] * 100, compound=["rare"] * 35 + [None] * 65)
-    out = assign_labels(df, AssignConfig(threshold=30, target=50, cap=1000))
+    out = assign_labels(df, LabelSettings(threshold=30, target=50, cap=1000))
     rare = out[out["label"] == "rare"]
     human = out[out["label"] == "human"]
     assert list(out["label"].unique()) == ["rare", "human"]
@@ -69,20 +69,20 @@ def test_hand_made_table_least_frequent_first_and_no_reuse():
 def test_a_candidate_left_with_too_few_free_rows_is_skipped():
     # 'a' (40) goes first and takes rows 0-39; 'b' (45 rows, 10..54) keeps only 15 free rows < 30.
     df = table(compound=["a"] * 40 + [None] * 60, phenotype=[None] * 10 + ["b"] * 45 + [None] * 45)
-    out = assign_labels(df, AssignConfig(threshold=30, target=100, cap=1000))
+    out = assign_labels(df, LabelSettings(threshold=30, target=100, cap=1000))
     assert out.groupby("label").size().to_dict() == {"a": 40}
 
 
 def test_labels_match_whole_tokens_not_substrings():
     df = table(cell_visible=["actin"] * 30 + ["f-actin"] * 30 + ["nucleus|actin"] * 5)
-    out = assign_labels(df, AssignConfig(threshold=30, target=100, cap=1000))
+    out = assign_labels(df, LabelSettings(threshold=30, target=100, cap=1000))
     sizes = out.groupby("label").size().to_dict()
     assert sizes == {"actin": 35, "f-actin": 30}  # a substring match would give actin all 65 rows; nucleus has 5 < 30
 
 
 def test_ties_are_broken_by_category_then_label():
     df = table(compound=["x"] * 30 + [None] * 30, phenotype=["x"] * 30 + ["y"] * 30)
-    out = assign_labels(df, AssignConfig(threshold=30, target=100, cap=1000))
+    out = assign_labels(df, LabelSettings(threshold=30, target=100, cap=1000))
     # (30, compound, x) < (30, phenotype, x) < (30, phenotype, y); phenotype x then has 0 free rows.
     assert out.drop_duplicates(["category", "label"])[["category", "label"]].values.tolist() == [["compound", "x"], ["phenotype", "y"]]
 
@@ -105,7 +105,7 @@ def test_properties_on_a_generated_table():
     )
     # Determinism for a seed; another seed samples differently.
     assert assign_labels(df, CONFIG).equals(out)
-    other = assign_labels(df, AssignConfig(**{**CONFIG.__dict__, "seed": 4}))
+    other = assign_labels(df, LabelSettings(**{**CONFIG.__dict__, "seed": 4}))
     assert not other.equals(out)
 
 
@@ -168,7 +168,7 @@ def test_water_fill_spreads_the_remainder_one_each():
 def test_stratification_leaves_out_the_labels_own_category_and_sirna_for_compounds():
     # A compound label over 2 cell types: 200 rows of 'a', 20 of 'b'. Water-filling takes all 20 'b'.
     df = table(compound=["c"] * 220, cell_type=["a"] * 200 + ["b"] * 20, sirna=[f"s{i}" for i in range(220)])
-    out = assign_labels(df, AssignConfig(threshold=30, target=60, cap=1000))
+    out = assign_labels(df, LabelSettings(threshold=30, target=60, cap=1000))
     chosen = df.set_index("idx").loc[out["idx"], "cell_type"]
     assert (chosen == "b").sum() == 20  # had sirna (unique per row) been a stratum, every row would be its own stratum
 
@@ -202,9 +202,9 @@ def test_summary_and_membership_changes():
 
 def test_config_is_validated():
     with pytest.raises(ValueError, match="threshold <= target <= cap"):
-        AssignConfig(threshold=100, target=10)
+        LabelSettings(threshold=100, target=10)
     with pytest.raises(ValueError, match="unknown label categories"):
-        AssignConfig(categories=("colour",))
+        LabelSettings(categories=("colour",))
     with pytest.raises(ValueError, match="lacks column"):
         assign_labels(pd.DataFrame({"idx": ["a"]}))
 

@@ -86,3 +86,47 @@ def test_only_the_data_home_assembles_paths_under_it(pattern):
         if re.search(pattern, line)
     ]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("step", ["model"])
+def test_training_stands_apart_from_the_images_and_the_release(step):
+    """model/ trains on the packed array or the release's shards through storage, and the release and
+    the images stand on it: an import the other way would make a cycle and tie training to export."""
+    offenders = [
+        f"{p.relative_to(ROOT)}: {module}"
+        for p in (PACKAGE / step).rglob("*.py")
+        for module in _imports(p)
+        if module.split(".")[1:2] in (["images"], ["release"], ["evaluation"], ["embed"])
+    ]
+    assert not offenders, offenders
+
+
+MODEL_RUN_FILES = r"model\.pt|last\.pt|history\.csv|model_card\.json|model_card\.md"
+
+
+def test_only_the_model_run_map_spells_a_runs_file_names():
+    """A run folder's files are joined to a folder only in model/run_folder.py (ModelRun)."""
+    pattern = rf"/\s*[\"']({MODEL_RUN_FILES})[\"']|[\"']checkpoints[\"']\s*/\s*[\"']last\.pt"
+    offenders = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in [*PACKAGE.rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+        if p.name != "run_folder.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(pattern, line)
+    ]
+    assert not offenders, offenders
+
+
+STEP_PACKAGES = ["sources", "labels", "images", "model", "release", "embed", "evaluation"]
+
+
+@pytest.mark.parametrize("step", STEP_PACKAGES)
+def test_each_step_package_exports_its_entry_points(step):
+    """``from cytoimagenet_assets.<step> import <entry point>``: each step's __init__ lists what a user or
+    the Dagster layer calls (``__all__``), and each name resolves (lazily where it would import torch)."""
+    import importlib
+
+    package = importlib.import_module(f"cytoimagenet_assets.{step}")
+    assert getattr(package, "__all__", None), f"cytoimagenet_assets/{step}/__init__.py has no __all__"
+    for name in package.__all__:
+        assert callable(getattr(package, name)), f"cytoimagenet_assets.{step}.{name}"

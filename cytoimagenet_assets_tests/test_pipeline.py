@@ -11,13 +11,13 @@ from PIL import Image
 
 from cytoimagenet_assets.build import build_all
 from cytoimagenet_assets.catalog import load_catalog
-from cytoimagenet_assets.catalog.settings import TrainConfig
+from cytoimagenet_assets.catalog.settings import TrainSettings
 from cytoimagenet_assets.definitions import build_definitions
 from cytoimagenet_assets.images.readers import read_channels
 from cytoimagenet_assets.storage import DataHome
 
 # The demo catalog with a token training schedule: these tests are about the graph, not the model.
-DEMO = load_catalog("demo").model_copy(update={"training": TrainConfig(epochs=1, batch_size=16, input_size=32)})
+DEMO = load_catalog("demo").model_copy(update={"training": TrainSettings(epochs=1, batch_size=16, input_size=32)})
 
 
 def _materialize(defs, instance, selection=None, **kwargs):

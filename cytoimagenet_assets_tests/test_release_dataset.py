@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
-from cytoimagenet_assets.images.release import DamagedRelease, verify_release, write_release
-from cytoimagenet_assets.storage import DataHome
+from cytoimagenet_assets.release.webdataset import verify_release, write_release
+from cytoimagenet_assets.storage import DamagedRelease, DataHome
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -19,14 +19,14 @@ import torch
 import yaml
 from PIL import Image
 
-from cytoimagenet_assets import embed as embed_module
 from cytoimagenet_assets.catalog import CatalogError, parse_catalog
 from cytoimagenet_assets.embed import EmbedError, csv_inputs, embed, feature_matrix, folder_inputs, parts_dir
+from cytoimagenet_assets.embed import embedding as embed_module
 from cytoimagenet_assets.embed.__main__ import main as embed_main
-from cytoimagenet_assets.evaluation.features import FeatureExtractor, cytoimagenet_backbone, extract
 from cytoimagenet_assets.images.readers import read_channels
+from cytoimagenet_assets.model.inference import FeatureExtractor, extract, load_model
 from cytoimagenet_assets.model.loop import build_model
-from cytoimagenet_assets.model.package import PACKAGE_NAME, PackageError, build_package, preprocess, synthetic_image, validate
+from cytoimagenet_assets.release.bioimageio_package import PACKAGE_NAME, PackageError, build_package, preprocess, synthetic_image, validate
 from cytoimagenet_assets.storage import DataHome
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -87,7 +87,7 @@ def _images(folder: Path, count: int, start: int = 0) -> list[Path]:
 
 
 def _evaluation_features(model: Path, samples: list[list[np.ndarray]], method: str) -> np.ndarray:
-    return extract(FeatureExtractor(cytoimagenet_backbone(model), torch.device("cpu")), samples, method)
+    return extract(FeatureExtractor(load_model(model).model, torch.device("cpu")), samples, method)
 
 
 def test_the_package_validates_offline_with_bioimageio_spec(package, offline):

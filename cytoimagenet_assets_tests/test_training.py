@@ -18,11 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cytoimagenet_assets.catalog.settings import TrainConfig
+from cytoimagenet_assets import storage
+from cytoimagenet_assets.catalog.settings import TrainSettings
 from cytoimagenet_assets.demo.cells import Morphology, render_field
-from cytoimagenet_assets.images import release as release_module
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
-from cytoimagenet_assets.images.release import DamagedRelease, write_release
 from cytoimagenet_assets.model.launch import cli_parser, config_from_args, run_name, torchrun_command
 from cytoimagenet_assets.model.loop import (
     IMAGENET_MEAN,
@@ -36,10 +35,12 @@ from cytoimagenet_assets.model.loop import (
     train,
     train_one_epoch,
 )
-from cytoimagenet_assets.model.shards import pack
+from cytoimagenet_assets.model.packed_dataset import pack
 from cytoimagenet_assets.model.stream import WebDatasetShards
+from cytoimagenet_assets.release.webdataset import write_release
+from cytoimagenet_assets.storage import DamagedRelease
 
-TINY = TrainConfig(epochs=2, batch_size=8, input_size=32, max_steps_per_epoch=4, seed=0)
+TINY = TrainSettings(epochs=2, batch_size=8, input_size=32, max_steps_per_epoch=4, seed=0)
 HISTORY = Path(__file__).parent / "snapshots" / "training_history_cpu.json"
 
 
@@ -116,7 +117,7 @@ def test_a_few_steps_lower_the_loss(shards):
     """Twelve steps of the real training step on one batch of demo-style images (the usual
     can-it-learn check: a fixed batch, so the drop is not noise between batches)."""
     device = torch.device("cpu")
-    learner = Learner.build(TrainConfig(input_size=32, seed=0, channels_last=False), 3, device)
+    learner = Learner.build(TrainSettings(input_size=32, seed=0, channels_last=False), 3, device)
     model = learner.model
     augment = DeviceAugment(32, device, channels_last=False)
     rows = np.arange(0, 72, 3)  # 24 images, all three classes
@@ -137,7 +138,7 @@ def test_a_few_steps_lower_the_loss(shards):
 
 def test_resuming_after_an_epoch_gives_the_same_weights(shards, tmp_path):
     straight = train(TINY, shards, tmp_path / "straight", log=lambda _: None)
-    first = train(TrainConfig(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "resumed", log=lambda _: None)
+    first = train(TrainSettings(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "resumed", log=lambda _: None)
     assert len(first.history) == 1 and first.resumed_from_epoch is None
     second = train(TINY, shards, tmp_path / "resumed", log=lambda _: None)  # a rerun after "a crash" at epoch 1
     assert second.resumed_from_epoch == 1 and len(second.history) == 2
@@ -152,7 +153,7 @@ def test_resuming_after_an_epoch_gives_the_same_weights(shards, tmp_path):
 def test_a_checkpoint_loads_for_another_device_with_its_rng_states_on_the_cpu(shards, tmp_path):
     """On CUDA, mapping the whole checkpoint to the GPU moved the RNG byte tensors there and
     ``torch.set_rng_state`` refused them; the meta device reproduces that on a CPU machine."""
-    train(TrainConfig(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
+    train(TrainSettings(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
     path = tmp_path / "run" / "checkpoints" / "last.pt"
     mapped = torch.load(path, map_location="meta", weights_only=False)
     with pytest.raises((TypeError, RuntimeError)):
@@ -165,14 +166,14 @@ def test_a_checkpoint_loads_for_another_device_with_its_rng_states_on_the_cpu(sh
 
 
 def test_a_checkpoint_of_another_recipe_is_refused(shards, tmp_path):
-    train(TrainConfig(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
+    train(TrainSettings(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
     with pytest.raises(ValueError, match="made with another configuration"):
-        train(TrainConfig(**{**TINY.__dict__, "lr": 0.1}), shards, tmp_path / "run", log=lambda _: None)
+        train(TrainSettings(**{**TINY.__dict__, "lr": 0.1}), shards, tmp_path / "run", log=lambda _: None)
 
 
 def test_a_checkpoint_trained_on_other_data_is_refused_naming_both_fingerprints(shards, release, tmp_path):
     """Resuming on other data would mix two datasets into one model under the first one's name."""
-    train(TrainConfig(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
+    train(TrainSettings(**{**TINY.__dict__, "epochs": 1}), shards, tmp_path / "run", log=lambda _: None)
     with pytest.raises(
         ValueError, match=rf"trained on data with fingerprint {shards.fingerprint()}, .*release has fingerprint {release.fingerprint()}"
     ):
@@ -298,8 +299,8 @@ def test_each_streamed_shard_is_hashed_once_and_a_damaged_or_missing_one_is_name
     """A shard changed since SHA256SUMS was written stops streaming before its samples are used; an
     intact one is hashed the first time the process opens it, not every epoch."""
     hashed = []
-    sha256_file = release_module.sha256_file
-    monkeypatch.setattr(release_module, "sha256_file", lambda path: hashed.append(Path(path).name) or sha256_file(path))
+    sha256_file = storage.sha256_file
+    monkeypatch.setattr(storage, "sha256_file", lambda path: hashed.append(Path(path).name) or sha256_file(path))
     intact = WebDatasetShards(shutil.copytree(release.folder, tmp_path / "intact"))
     batches = intact.batches(np.arange(72), 8, torch.device("cpu"), 32)
     for epoch in range(2):
@@ -401,20 +402,20 @@ def test_the_default_augmentation_is_a_rotation_alone():
 def test_speed_options_keep_the_run_folder_and_resume_while_recipe_options_do_not():
     """compile and decode_workers change how fast a run trains, not what it learns; crop_scale and flip
     change the recipe, and at their defaults stay out of it (runs named before keep their folder)."""
-    fast = TrainConfig(**{**TINY.__dict__, "compile": "inductor", "decode_workers": 4})
+    fast = TrainSettings(**{**TINY.__dict__, "compile": "inductor", "decode_workers": 4})
     assert run_name("f", fast) == run_name("f", TINY) and fast.resumable_with(TINY)
     assert "crop_scale" not in TINY.recipe() and "flip" not in TINY.recipe() and "compile" not in TINY.recipe()
     for change in ({"crop_scale": 0.5}, {"flip": True}):
-        other = TrainConfig(**{**TINY.__dict__, **change})
+        other = TrainSettings(**{**TINY.__dict__, **change})
         assert run_name("f", other) != run_name("f", TINY) and not other.resumable_with(TINY)
     for bad in ({"crop_scale": 0}, {"crop_scale": 1.5}, {"decode_workers": -1}, {"compile": "fast"}):
         with pytest.raises(ValueError):
-            TrainConfig(**bad)
+            TrainSettings(**bad)
 
 
 def test_training_with_crops_flips_and_a_compiled_model_names_its_augmentation(shards, tmp_path):
     """The recipe's options end to end on the CPU (compiled by graph capture only: inductor takes minutes here)."""
-    config = TrainConfig(**{**TINY.__dict__, "crop_scale": 0.5, "flip": True, "compile": "eager"})
+    config = TrainSettings(**{**TINY.__dict__, "crop_scale": 0.5, "flip": True, "compile": "eager"})
     result = train(config, shards, tmp_path / "run", log=lambda _: None)
     card = json.loads((tmp_path / "run" / "model_card.json").read_text())
     assert result.history["train_loss"].notna().all() and len(result.history) == 2

@@ -28,7 +28,7 @@ import pytest
 from cytoimagenet_assets.build import LocalRuns
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
-from cytoimagenet_assets.defs.images import class_images_job
+from cytoimagenet_assets.defs.jobs import class_images_job
 from cytoimagenet_assets.defs.keys import REPORT_KEY
 from cytoimagenet_assets.rehearsal.dagster_servers import free_port, graphql, stop, wait_until_serving
 from cytoimagenet_assets_tests.conftest import make_dagster_home

@@ -1,5 +1,6 @@
-"""The settings of each step, one object per step: the catalog holds them (its ``labels:`` and
-``training:`` blocks, the catalog's ``seed`` filling theirs) and the steps take them as they are.
+"""The settings of each step, one object per step (LabelSettings, TrainSettings, EvaluationSettings):
+the catalog holds them (its ``labels:``, ``training:`` and ``evaluation:`` blocks, the catalog's ``seed``
+filling theirs) and the steps take them as they are.
 The Dagster launchpad overrides single fields of them (``cytoimagenet_assets.defs.settings``).
 
 They are validated pydantic dataclasses: a bad value fails where it is set (the catalog entry, the
@@ -38,7 +39,7 @@ STRICT = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True, config=STRICT)
-class AssignConfig:
+class LabelSettings:
     """Weak-label assignment (methods: "Weak Label Assignment"): the original's 287 / 1,000 / 10,000,
     how the image step upsamples classes (``original``: crops replace the images, as the original;
     ``top_up``: images kept, crops only for classes under the target), and the release floor: a
@@ -58,7 +59,7 @@ class AssignConfig:
     crop_check: CropCheck = "original"
 
     @model_validator(mode="after")
-    def _valid(self) -> "AssignConfig":
+    def _valid(self) -> "LabelSettings":
         if not 1 <= self.threshold <= self.target <= self.cap:
             raise ValueError(f"need 1 <= threshold <= target <= cap, got {self.threshold}, {self.target}, {self.cap}")
         if self.release_floor is not None and not 0 <= self.release_floor <= self.target:
@@ -78,21 +79,21 @@ class AssignConfig:
         return {**asdict(self), "categories": list(self.categories)}
 
     @classmethod
-    def from_record(cls, record: dict) -> "AssignConfig":
+    def from_record(cls, record: dict) -> "LabelSettings":
         """The settings a class table was written with (its ``record``); a field it predates takes its default."""
         return cls(**{**record, "categories": tuple(record["categories"])})
 
 
 # How the training model is compiled: not at all, by inductor, or graph capture only (eager: checks that it compiles, in seconds).
 Compile = Literal["off", "inductor", "eager"]
-# TrainConfig fields that change how fast a run trains, not what it learns: a run may resume with others.
+# TrainSettings fields that change how fast a run trains, not what it learns: a run may resume with others.
 EXECUTION = ("compile", "decode_workers")
-# TrainConfig recipe fields added after runs were first named, with the defaults those runs trained with.
+# TrainSettings recipe fields added after runs were first named, with the defaults those runs trained with.
 LATER = {"crop_scale": 1.0, "flip": False}
 
 
 @dataclass(frozen=True, config=STRICT)
-class TrainConfig:
+class TrainSettings:
     """The pretraining recipe (methods: "Model Training"), the original's by default."""
 
     epochs: int = 24
@@ -111,7 +112,7 @@ class TrainConfig:
     decode_workers: int = 0  # processes decoding the streamed release's PNGs (0: the prefetch thread); the packed array needs none
 
     @model_validator(mode="after")
-    def _valid(self) -> "TrainConfig":
+    def _valid(self) -> "TrainSettings":
         if self.epochs < 1 or self.batch_size < 1 or self.max_steps_per_epoch < 0 or self.decode_workers < 0:
             raise ValueError(
                 f"need epochs >= 1, batch_size >= 1, max_steps_per_epoch >= 0, decode_workers >= 0, got {self.epochs}, "
@@ -124,7 +125,7 @@ class TrainConfig:
             )
         return self
 
-    def resumable_with(self, other: "TrainConfig") -> bool:
+    def resumable_with(self, other: "TrainSettings") -> bool:
         """A checkpoint made with ``other`` can continue under this config: only the number of
         epochs may differ, and not even that under a cosine schedule (its length is in the schedule)."""
         if self.lr_schedule == "cosine" and self.epochs != other.epochs:
@@ -137,3 +138,51 @@ class TrainConfig:
         runs were first named (``LATER``) are left out at their defaults, so those runs keep their folder."""
         fields = {k: v for k, v in asdict(self).items() if k not in EXECUTION and not (k in LATER and v == LATER[k])}
         return {**fields, "epochs": 0}
+
+
+# The transfer evaluation's backbones: random weights, ImageNet's, the CytoImageNet model, and the last two concatenated.
+BACKBONES = ("random", "imagenet", "cytoimagenet", "fusion")
+AGGREGATIONS = ("mean", "median")  # how BBBC021's fields become treatment profiles: mean (the original), median
+# How the *_raw methods scale intensities. "original": /255 whatever the bit depth, as the original's
+# Keras EfficientNet did inside the network (its raw columns: 16-bit images far brighter than 1.0);
+# "dtype_range": by the integer type's range (16-bit /65535), every input in [0, 1].
+RawScaling = Literal["original", "dtype_range"]
+RAW_SCALINGS = get_args(RawScaling)
+
+
+@dataclass(frozen=True, config=STRICT)
+class EvaluationSettings:
+    """The transfer evaluation (methods: "Evaluation (Transfer Tasks)"): which backbones and feature
+    methods, BBBC021's aggregation and TVN (on the components explaining ``tvn_variance`` of the
+    controls' variance, or ``tvn_components`` of them), how raw intensities are scaled, the UMAP
+    figures, the device (default: CUDA when present)."""
+
+    backbones: tuple[str, ...] = BACKBONES
+    methods: tuple[str, ...] = tuple(METHODS)
+    imagenet_weights: str | None = None  # a file; default: the torch cache (never downloaded here)
+    batch_size: int = 64
+    tvn: bool = True  # report BBBC021 with TVN beside the raw figure
+    aggregations: tuple[str, ...] = ("mean",)
+    tvn_components: int | None = None
+    tvn_variance: float = 0.99
+    raw_scaling: RawScaling = "original"
+    seed: int = 0
+    umap: bool = True
+    device: str | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> "EvaluationSettings":
+        for name, given, known in (
+            ("backbone", self.backbones, BACKBONES),
+            ("method", self.methods, tuple(METHODS)),
+            ("aggregation", self.aggregations, AGGREGATIONS),
+        ):
+            unknown = [g for g in given if g not in known]
+            if unknown:
+                raise ValueError(f"unknown {name}(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        if self.batch_size < 1 or not 0 < self.tvn_variance <= 1 or (self.tvn_components is not None and self.tvn_components < 1):
+            raise ValueError(
+                f"need batch_size >= 1, 0 < tvn_variance <= 1, tvn_components >= 1 or unset, got {self.batch_size}, "
+                f"{self.tvn_variance}, {self.tvn_components}"
+            )
+        return self

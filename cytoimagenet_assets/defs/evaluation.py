@@ -8,15 +8,16 @@ from typing import Optional
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog
+from cytoimagenet_assets.catalog.settings import EvaluationSettings
+from cytoimagenet_assets.defs.failures import step_failures
 from cytoimagenet_assets.defs.keys import DATASET_KEY, MERGED_KEY, MODEL_KEY, REPORT_KEY, UMAP_KEY, raw_key
 from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
 from cytoimagenet_assets.evaluation.benchmarks import catalog_benchmarks
-from cytoimagenet_assets.evaluation.settings import EvaluationSettings
 
 asset = functools.partial(dg.asset, group_name="evaluation")  # every asset of this domain is in its group
-EvaluationConfig = overrides_of(EvaluationSettings, "EvaluationConfig", "Overrides of the evaluation's settings (unset: the defaults).")
+EvaluationConfig = overrides_of(EvaluationSettings, "EvaluationConfig", "Overrides of the evaluation's settings (unset: the catalog's).")
 
 
 def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -35,7 +36,7 @@ def evaluation_report_asset(catalog: Catalog) -> dg.AssetsDefinition:
         from cytoimagenet_assets.evaluation.run import evaluate_catalog
         from cytoimagenet_assets.model.launch import latest_model
 
-        home, settings = data.home(), with_overrides(EvaluationSettings(), config)
+        home, settings = data.home(), with_overrides(catalog.evaluation, config)
         evaluation, out = evaluate_catalog(home, catalog.name, benchmarks, latest_model(home), settings, log=context.log.info)
         return result(evaluation.report(out))
 
@@ -58,17 +59,14 @@ class UpsamplingUmapConfig(dg.Config):
     "ImageNet weights it uses the CytoImageNet backbone and says so.",
 )
 def upsampling_umap(context: dg.AssetExecutionContext, config: UpsamplingUmapConfig, data: DataHomeResource) -> dg.MaterializeResult:
-    from cytoimagenet_assets.evaluation.features import BackboneUnavailable
     from cytoimagenet_assets.evaluation.upsampling import dataset_upsampling_figure
     from cytoimagenet_assets.model.launch import latest_model
 
     home = data.home()
-    try:
+    with step_failures():
         figure, path = dataset_upsampling_figure(
             home, config.imagenet_weights, latest_model(home), config.classes, config.images_per_class, config.seed
         )
-    except BackboneUnavailable as exc:
-        raise dg.Failure(description=str(exc)) from exc
     if figure.png is not None and figure.backbone != "imagenet":
         context.log.warning(figure.note)
     return result(figure.report(path))

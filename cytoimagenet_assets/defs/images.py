@@ -10,21 +10,20 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.cluster import CORES_ENV
+from cytoimagenet_assets.defs.failures import step_failures
+from cytoimagenet_assets.defs.jobs import class_images_job
 from cytoimagenet_assets.defs.keys import (
     CLASS_IMAGES_KEY,
     CLASS_PARTITIONS,
     DATASET_KEY,
     LABELS_KEY,
     MERGED_KEY,
-    RELEASE_KEY,
     class_partition_requests,
 )
 from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
-from cytoimagenet_assets.images.class_partition import FetchFailed, StaleClass, build_class_images, class_rows, fetch_class_images
-from cytoimagenet_assets.images.classes import ClassBuildError
-from cytoimagenet_assets.images.dataset import EmptyDataset, publish_dataset
-from cytoimagenet_assets.images.release import DEFAULT_SHARD_BYTES, release_dataset
+from cytoimagenet_assets.images.class_partition import build_class_images, class_rows, fetch_class_images
+from cytoimagenet_assets.images.dataset import publish_dataset
 
 asset = functools.partial(dg.asset, group_name="images")  # every asset of this domain is in its group
 
@@ -53,7 +52,7 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
         kinds={"png"},
         pool="io",
         check_specs=[check],
-        retry_policy=dg.RetryPolicy(max_retries=1, delay=10),  # systemic, transient errors (I/O); not a ClassBuildError
+        retry_policy=dg.RetryPolicy(max_retries=1, delay=10),  # errors a retry can help with (FetchFailed, I/O)
         description="The PNGs of one class (merged channels, crops to reach the target, quality-checked) under "
         "dataset/<class_key>/, with its metadata.csv. One partition per class: each fails and reruns on its own.",
     )
@@ -61,44 +60,15 @@ def class_images_asset(catalog: Catalog) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: ClassImagesConfig, data: DataHomeResource, downloads: DownloadsResource
     ) -> dg.MaterializeResult:
         home, key = data.home(), context.partition_key
-        try:
+        cores = int(os.environ.get(CORES_ENV) or 0) or os.cpu_count() or 1
+        with step_failures():
             inputs = class_rows(home, key)
             fetched = fetch_class_images(inputs, fetchable, downloads.fetching(context.log.info), warn=context.log.warning)
-        except (StaleClass, FetchFailed) as exc:
-            raise dg.Failure(description=str(exc.args[0])) from exc
-        except ClassBuildError as exc:  # deterministic: retrying would fail the same way
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        try:
-            cores = int(os.environ.get(CORES_ENV) or 0) or os.cpu_count() or 1
             built = build_class_images(home, inputs, fetched, workers=config.workers or cores)
-        except ClassBuildError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         context.log.info(built.summary)
         return result(built.report, {check.name: (built.problems, {"images": built.report["images"]})})
 
     return class_images
-
-
-class_images_job = dg.define_asset_job("class_images_job", selection=[CLASS_IMAGES_KEY])
-_images = dg.AssetSelection.assets(CLASS_IMAGES_KEY)
-# The headless build's stages around the class images (each class is a run of class_images_job). The
-# sources are a job of their own so that one failing source does not stop the merge of the others.
-_sources = dg.AssetSelection.groups("sources")
-sources_job = dg.define_asset_job(
-    "sources_job",
-    selection=_sources,
-    description="Each source's files and table (and the evaluation sets' files); a failing source fails alone.",
-)
-tables_job = dg.define_asset_job(
-    "tables_job",
-    selection=dg.AssetSelection.all() - _images.downstream() - _sources,
-    description="The merged table (of the sources that have a table), the candidates and the class table.",
-)
-release_job = dg.define_asset_job(
-    "release_job",
-    selection=_images.downstream() - _images,
-    description="Everything after the class images: the dataset and its release, the model, its package and embeddings, the evaluation.",
-)
 
 
 @dg.sensor(
@@ -176,10 +146,8 @@ def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
     )
     def cytoimagenet_dataset(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
-        try:
+        with step_failures():
             dataset = publish_dataset(home, catalog.name)
-        except EmptyDataset as exc:
-            raise dg.Failure(description=str(exc)) from exc
         if dataset.missing:
             context.log.warning(f"{len(dataset.missing)} classes not built yet; the dataset holds the other {len(dataset.built)}")
         report = {**dataset.report(home), "sql_catalog": home.db_url_shown}
@@ -188,32 +156,6 @@ def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:
     return cytoimagenet_dataset
 
 
-class DatasetShardsConfig(dg.Config):
-    shard_bytes: int = DEFAULT_SHARD_BYTES  # at most this many bytes per tar shard
-
-
-def dataset_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
-    licenses = {s.dir_name: (s.name, s.license) for s in catalog.sources}
-
-    @asset(
-        key=RELEASE_KEY,
-        deps=[DATASET_KEY],
-        kinds={"webdataset", "parquet"},
-        description="The published dataset as WebDataset tar shards (PNG + JSON of the release's columns + class index per "
-        "sample), a Parquet index, SHA-256 checksums and a dataset card with the Hugging Face YAML header, under "
-        "release/webdataset/: what multi-node training streams and the Hub reads.",
-    )
-    def dataset_shards(context: dg.AssetExecutionContext, config: DatasetShardsConfig, data: DataHomeResource) -> dg.MaterializeResult:
-        release = release_dataset(data.home(), licenses, catalog.name, config.shard_bytes, log=context.log.info)
-        return result(release.report())
-
-    return dataset_shards
-
-
 def defs(catalog: Catalog) -> dg.Definitions:
-    """The images domain: each class's images (and the sensor that follows the class table), the dataset and its release."""
-    return dg.Definitions(
-        assets=[class_images_asset(catalog), dataset_asset(catalog), dataset_shards_asset(catalog)],
-        jobs=[sources_job, tables_job, class_images_job, release_job],
-        sensors=[class_partitions_sensor],
-    )
+    """The images domain: each class's images (and the sensor that follows the class table) and the dataset."""
+    return dg.Definitions(assets=[class_images_asset(catalog), dataset_asset(catalog)], sensors=[class_partitions_sensor])

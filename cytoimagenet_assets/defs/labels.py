@@ -6,16 +6,15 @@ import functools
 import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.catalog.settings import AssignConfig
+from cytoimagenet_assets.catalog.settings import LabelSettings
 from cytoimagenet_assets.defs.checks import label_table_checks
+from cytoimagenet_assets.defs.failures import step_failures
 from cytoimagenet_assets.defs.freshness import EAGER, EAGER_NOTE
 from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, class_partition_requests, table_key
-from cytoimagenet_assets.defs.metadata import as_metadata, result, table_metadata
+from cytoimagenet_assets.defs.metadata import result, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
 from cytoimagenet_assets.labels.tables import (
-    NoImageRows,
-    NoSourceTables,
     candidates_report,
     left_out_report,
     rows_with_images,
@@ -27,7 +26,7 @@ from cytoimagenet_assets.labels.tables import (
 asset = functools.partial(dg.asset, group_name="labels")  # every asset of this domain is in its group
 
 LabelAssignmentConfig = overrides_of(
-    AssignConfig, "LabelAssignmentConfig", "Overrides of the catalog's label settings (unset: the catalog's values)."
+    LabelSettings, "LabelAssignmentConfig", "Overrides of the catalog's label settings (unset: the catalog's values)."
 )
 
 
@@ -60,10 +59,8 @@ def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
     )
     def merged_metadata(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
-        try:
+        with step_failures():
             merged = write_merged(home, sources)
-        except NoSourceTables as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         for dir_name, why in merged.missing.items():
             context.log.warning(f"{dir_name} left out of the merge: {why}")
         merged_from = len(sources) - len(merged.missing)
@@ -109,10 +106,8 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         home = data.home()
         merged, left_out = rows_with_images(catalog, home)
-        try:
+        with step_failures(left_out_report(left_out)):
             table = write_class_table(home, merged, left_out, with_overrides(catalog.labels, config))
-        except NoImageRows as exc:
-            raise dg.Failure(description=str(exc), metadata=as_metadata(left_out_report(left_out)), allow_retries=False) from exc
         keys = table.summary["class_key"].tolist()
         added, removed = _apply(context.instance, class_partition_requests(context.instance, keys))
         context.log.info(f"{len(keys)} classes, {len(table.assigned)} images; partitions +{added} -{removed}")

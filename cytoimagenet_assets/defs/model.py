@@ -4,15 +4,15 @@ folders). ``cytoimagenet_assets.model`` and ``.embed`` do the work; they are imp
 bodies, so torch is loaded by the runs that train or embed, not by every run and code server."""
 
 import functools
-import os
 
 import dagster as dg
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
-from cytoimagenet_assets.catalog.settings import TrainConfig
+from cytoimagenet_assets.catalog.settings import TrainSettings
+from cytoimagenet_assets.defs.failures import step_failures
 from cytoimagenet_assets.defs.freshness import EAGER, EAGER_NOTE
-from cytoimagenet_assets.defs.keys import DATASET_KEY, EMBEDDINGS_KEY, MODEL_KEY, PACKAGE_KEY, RELEASE_KEY, SHARDS_KEY, raw_key
+from cytoimagenet_assets.defs.keys import DATASET_KEY, EMBEDDINGS_KEY, MODEL_KEY, RELEASE_KEY, SHARDS_KEY, raw_key
 from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
@@ -20,7 +20,7 @@ from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
 asset = functools.partial(dg.asset, group_name="model")  # every asset of this domain is in its group
 
 PretrainConfig = overrides_of(
-    TrainConfig,
+    TrainSettings,
     "PretrainConfig",
     "The training recipe: every field unset takes the catalog's (the original's recipe, sized by the catalog). "
     "processes > 1 launches torchrun with one process per GPU (DistributedDataParallel); stream reads the WebDataset "
@@ -28,10 +28,6 @@ PretrainConfig = overrides_of(
     processes=(int, 1),
     stream=(bool, False),
 )
-
-
-class TrainingShardsConfig(dg.Config):
-    input_size: int | None = None  # unset: the catalog's; pack at the size pretrained_model's recipe trains at
 
 
 # With the Kubernetes step executor (deploy/kubernetes), the training step runs in its own pod on a
@@ -49,18 +45,18 @@ def training_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
         key=SHARDS_KEY,
         deps=[DATASET_KEY],
         kinds={"numpy"},
-        description=f"Every dataset image decoded once and packed at the recipe's input size (the catalog's: "
-        f"{catalog.training.input_size} px) into a memory-mapped uint8 array, so training reads batches "
-        f"instead of decoding PNGs.",
+        description=f"Every dataset image decoded once and packed at the catalog recipe's input size "
+        f"({catalog.training.input_size} px) into a memory-mapped uint8 array, so training reads batches instead of "
+        "decoding PNGs. A training run overridden to another size packs at that size itself.",
     )
-    def training_shards(context: dg.AssetExecutionContext, config: TrainingShardsConfig, data: DataHomeResource) -> dg.MaterializeResult:
-        from cytoimagenet_assets.model.shards import pack
+    def training_shards(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
+        from cytoimagenet_assets.model.launch import PACK_WORKERS
+        from cytoimagenet_assets.model.packed_dataset import pack
 
-        home = data.home()
-        size = catalog.training.input_size if config.input_size is None else config.input_size
-        shards = pack(pd.read_csv(home.dataset_metadata()), home.dataset_dir(), home.shards_dir(size), size, workers=os.cpu_count() or 1)
-        context.log.info(f"packed {shards.images.shape[0]} images into {shards.folder}")
-        return result(shards.report())
+        home, size = data.home(), catalog.training.input_size
+        packed = pack(pd.read_csv(home.dataset_metadata()), home.dataset_dir(), home.shards_dir(size), size, PACK_WORKERS)
+        context.log.info(f"packed {packed.images.shape[0]} images into {packed.folder}")
+        return result(packed.report())
 
     return training_shards
 
@@ -83,45 +79,18 @@ def pretrained_model_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "epoch under models/<run>/; a rerun of the same data and recipe resumes from the last one.",
     )
     def pretrained_model(context: dg.AssetExecutionContext, config: PretrainConfig, data: DataHomeResource) -> dg.MaterializeResult:
-        from cytoimagenet_assets.model.launch import TrainingFailed, train_run, training_input
+        from cytoimagenet_assets.model.launch import train_run, training_input
         from cytoimagenet_assets.model.report import training_report
 
         home = data.home()
         recipe = with_overrides(catalog.training, config)
-        try:
-            inputs = training_input(home, recipe.input_size, config.stream)
+        with step_failures():
+            inputs = training_input(home, recipe.input_size, config.stream, log=context.log.info)
             out = train_run(home, inputs, recipe, config.processes, log=context.log.info, catalog=catalog.name)
-        except (TrainingFailed, FileNotFoundError) as exc:
-            raise dg.Failure(description=str(exc)) from exc
         report, problems, check_report = training_report(out, home.dataset_metadata())
         return result(report, {check.name: (problems, check_report)})
 
     return pretrained_model
-
-
-def model_package_asset(catalog: Catalog) -> dg.AssetsDefinition:
-    @asset(
-        key=PACKAGE_KEY,
-        deps=[MODEL_KEY],
-        kinds={"pytorch", "yaml"},
-        automation_condition=EAGER,
-        description="The latest pretrained_model as TorchScript and a bioimage.io model package (spec 0.5 rdf.yaml with "
-        "preprocessing, test tensors, both weight formats, classes, training data, citation) under "
-        "release/model/, folder and zip, validated with bioimageio.spec." + EAGER_NOTE,
-    )
-    def model_package(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
-        from cytoimagenet_assets.model.launch import required_latest_model
-        from cytoimagenet_assets.model.package import PackageError, package_model
-
-        try:
-            model = required_latest_model(data.home())
-            package = package_model(data.home(), model)
-        except (PackageError, FileNotFoundError) as exc:
-            raise dg.Failure(description=str(exc)) from exc
-        context.log.info(package.validation)
-        return result({**package.report(), "model": model})
-
-    return model_package
 
 
 def embeddings_asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -137,24 +106,20 @@ def embeddings_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "computed with the same model are kept, so a grown folder costs only its new images." + EAGER_NOTE,
     )
     def embeddings(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
-        from cytoimagenet_assets.embed import EmbedError, embed_target, embeddings_report
+        from cytoimagenet_assets.embed import embed_target, embeddings_report
         from cytoimagenet_assets.model.launch import required_latest_model
 
         home = data.home()
         if not catalog.embed:
             return dg.MaterializeResult(metadata={"note": f"the catalog {catalog.name!r} lists no embed targets (embed:)"})
-        try:
+        with step_failures():
             model = required_latest_model(home)
             done = [embed_target(home, target, model, log=context.log.info, warn=context.log.warning) for target in catalog.embed]
-        except (EmbedError, FileNotFoundError) as exc:
-            raise dg.Failure(description=str(exc)) from exc
         return result(embeddings_report(done, model))
 
     return embeddings
 
 
 def defs(catalog: Catalog) -> dg.Definitions:
-    """The model domain: packing, training, the bioimage.io package and the embeddings."""
-    return dg.Definitions(
-        assets=[training_shards_asset(catalog), pretrained_model_asset(catalog), model_package_asset(catalog), embeddings_asset(catalog)]
-    )
+    """The model domain: packing, training and the embeddings."""
+    return dg.Definitions(assets=[training_shards_asset(catalog), pretrained_model_asset(catalog), embeddings_asset(catalog)])

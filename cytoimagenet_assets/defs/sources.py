@@ -6,13 +6,13 @@ import dagster as dg
 
 from cytoimagenet_assets.catalog import Catalog, Source
 from cytoimagenet_assets.defs.checks import source_table_checks
+from cytoimagenet_assets.defs.failures import step_failures
 from cytoimagenet_assets.defs.freshness import change_detection
 from cytoimagenet_assets.defs.keys import raw_key, table_key
-from cytoimagenet_assets.defs.metadata import as_metadata, result, table_metadata
+from cytoimagenet_assets.defs.metadata import result, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
-from cytoimagenet_assets.download.plan import SourceUnavailable, obtain_source
+from cytoimagenet_assets.download.plan import obtain_source
 from cytoimagenet_assets.sources import parse_source, parser_options
-from cytoimagenet_assets.sources.table import ParseError
 from cytoimagenet_assets.storage import write_parquet
 
 asset = functools.partial(dg.asset, group_name="sources")  # every asset of this domain is in its group
@@ -45,11 +45,8 @@ def _raw_asset(source: Source, seed: int) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: RawSourceConfig, data: DataHomeResource, downloads: DownloadsResource
     ) -> dg.MaterializeResult:
         raw_dir = data.home().raw_dir(source.dir_name)
-        try:
+        with step_failures({"expected_at": raw_dir, "landing_page": dg.MetadataValue.url(source.landing_page)}):
             report = obtain_source(source, raw_dir, seed, config.full_download, downloads.fetching(context.log.info))
-        except SourceUnavailable as exc:
-            metadata = {"expected_at": raw_dir, "landing_page": dg.MetadataValue.url(source.landing_page)}
-            raise dg.Failure(description=str(exc), metadata=as_metadata(metadata)) from exc
         return result(report)
 
     return raw
@@ -66,10 +63,8 @@ def _table_asset(source: Source) -> dg.AssetsDefinition:
     def source_metadata(context: dg.AssetExecutionContext, data: DataHomeResource) -> dg.MaterializeResult:
         home = data.home()
         raw_dir = home.raw_dir(source.dir_name)
-        try:
+        with step_failures():
             parsed = parse_source(source, raw_dir)
-        except ParseError as exc:
-            raise dg.Failure(description=str(exc)) from exc
         path = write_parquet(parsed.table, home.source_table(source.dir_name))
         if len(parsed.rejects):
             context.log.warning(f"{source.dir_name}: {len(parsed.rejects)} rows could not be used; see the 'rejected_rows' metadata")

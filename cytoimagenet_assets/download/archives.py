@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterable
 
+from cytoimagenet_assets.errors import StepFailed
+
 COPY_CHUNK = 1 << 20
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-class ArchiveError(ValueError):
+class ArchiveError(StepFailed, ValueError):
     """An archive that cannot be extracted safely; the message names the archive and the member."""
 
 

@@ -26,6 +26,7 @@ import requests
 import urllib3
 
 from cytoimagenet_assets.download.mirrors import MirroredSession, Mirrors
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.storage import records_dir, write_text
 
 USER_AGENT = "cytoimagenet-assets"
@@ -34,7 +35,7 @@ MAX_BACKOFF_S = 300.0
 PROGRESS_INTERVAL_S = 1.0
 
 
-class DownloadError(RuntimeError):
+class DownloadError(StepFailed, RuntimeError):
     """A download that cannot succeed as asked; the message names the source label and the URL."""
 
     def __init__(self, message: str, *, status: int | None = None):

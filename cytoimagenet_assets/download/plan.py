@@ -36,6 +36,7 @@ from cytoimagenet_assets.download.idr import IDR_MIRROR, fetch_idr_file, idr_fil
 from cytoimagenet_assets.download.kaggle import fetch_kaggle_competition, fetch_kaggle_dataset
 from cytoimagenet_assets.download.mirrors import Mirrors, mirrors_from_env
 from cytoimagenet_assets.download.remote_zip import RangesNotSupported, ZipMember, fetch_member, fetch_members, list_members
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.markdown import bullets
 from cytoimagenet_assets.sources.common import read_table, source_files
 from cytoimagenet_assets.sources.table import ParseError
@@ -126,7 +127,7 @@ def obtainable_files(source: Source, raw_dir: Path) -> set[str] | None:
     return None if mirror_unlisted(source, raw_dir) else set(source_files(raw_dir))
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(StepFailed, RuntimeError):
     """A source that could not be brought into its raw folder; the message says how to provide it by hand."""
 
 

@@ -1,6 +1,6 @@
 """Features of a user's own images with the CytoImageNet model: ``embed(samples, model, method, out)``.
 
-The same readers (``images.readers``), normalization and extraction (``evaluation.features``) as
+The same readers (``images.readers``), model loader and extraction (``model.inference``) as
 the transfer evaluation, so a lab's profiles are the evaluation's features of their images. Input:
 a folder (every image file under it, or those matching a glob, one sample per file) or a CSV whose
 columns are channels and whose cells are image paths (one sample per row). Output: a Parquet table,
@@ -16,50 +16,24 @@ Rows made with another model or method are recomputed, not mixed in.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import shutil
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
-import yaml
 
 from cytoimagenet_assets.catalog import EmbedTarget
 from cytoimagenet_assets.devices import pick_device
-from cytoimagenet_assets.evaluation.features import METHODS, FeatureExtractor, cytoimagenet_backbone, extract
-from cytoimagenet_assets.images.readers import PILLOW, TIFF, ImageReadError, read_channels
+from cytoimagenet_assets.embed.inputs import EmbedError, Inputs, Sample, inputs_from
+from cytoimagenet_assets.images.readers import ImageReadError, read_channels
 from cytoimagenet_assets.markdown import table
-from cytoimagenet_assets.model.loop import FEATURES
+from cytoimagenet_assets.model.inference import FEATURES, METHODS, FeatureExtractor, ModelLoadError, extract, load_model
 from cytoimagenet_assets.storage import DataHome, read_parquet_metadata, write_parquet
 
-IMAGE_SUFFIXES = TIFF | PILLOW | {".npy"}
 FORMAT = 1  # bump when the meaning of stored rows changes: older outputs are then recomputed
 CORE_COLUMNS = ["image", "channel_names", "channel_paths", "method", "features"]
-
-
-class EmbedError(ValueError):
-    """Inputs or a model that cannot be used; the message names the file."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One row of the output: the image files of one sample (one per channel column, or one file)."""
-
-    image: str
-    channel_paths: tuple[str, ...]  # as listed: relative to ``root`` unless absolute
-    columns: tuple[str, ...] = ()  # the CSV columns the paths came from (empty for a folder)
-    extra: tuple[tuple[str, str], ...] = ()  # other CSV columns of the row
-
-
-@dataclass
-class Inputs:
-    root: Path
-    samples: list[Sample]
 
 
 @dataclass
@@ -77,107 +51,6 @@ def checked_method(method: str) -> str:
     if method not in METHODS:
         raise EmbedError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
     return method
-
-
-def folder_inputs(folder: Path, glob: str = "**/*") -> Inputs:
-    """Every image file under ``folder`` matching ``glob`` (hidden files and folders skipped), sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EmbedError(f"{folder}: not a folder")
-    files = sorted(
-        p
-        for p in folder.glob(glob)
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-    if not files:
-        raise EmbedError(f"{folder}: no image files matching {glob!r} (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return Inputs(folder, [Sample(p.relative_to(folder).as_posix(), (p.relative_to(folder).as_posix(),)) for p in files])
-
-
-def csv_inputs(path: Path, channels: Sequence[str] | None = None) -> Inputs:
-    """A CSV of channel paths: ``channels`` names its channel columns (default: every column); paths
-    are relative to the CSV's folder unless absolute; other columns are carried into the output."""
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise EmbedError(f"{path}: no such file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise EmbedError(f"{path}: not a readable CSV ({exc})") from exc
-    columns = list(channels) if channels else list(table.columns)
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise EmbedError(f"{path}: no column {', '.join(map(repr, missing))}; it has {', '.join(table.columns)}")
-    if not columns or table.empty:
-        raise EmbedError(f"{path}: no channel columns or no rows")
-    others = [c for c in table.columns if c not in columns]
-    samples, seen = [], {}
-    for row_number, row in enumerate(table.itertuples(index=False), start=2):
-        values = dict(zip(table.columns, row))
-        paths = tuple(values[c] for c in columns)
-        blank = [c for c, p in zip(columns, paths) if not p.strip()]
-        if blank:
-            raise EmbedError(f"{path} line {row_number}: no path in column {', '.join(blank)}")
-        image = "|".join(paths)
-        if image in seen:
-            raise EmbedError(f"{path} line {row_number}: the same channel paths as line {seen[image]}")
-        seen[image] = row_number
-        samples.append(Sample(image, paths, tuple(columns), tuple((c, values[c]) for c in others)))
-    return Inputs(path.parent, samples)
-
-
-def inputs_from(source: Path, channels: Sequence[str] | None = None, glob: str = "**/*") -> Inputs:
-    """A folder or a ``.csv`` file of channel paths."""
-    source = Path(source)
-    if source.is_dir():
-        return folder_inputs(source, glob)
-    if source.suffix.lower() == ".csv":
-        return csv_inputs(source, channels)
-    raise EmbedError(f"{source}: expected a folder of images or a .csv of channel paths")
-
-
-@dataclass
-class LoadedModel:
-    model: torch.nn.Module
-    sha256: str  # of the state dict's bytes: rows made with other weights are recomputed
-    source: Path
-
-
-def load_model(path: Path) -> LoadedModel:
-    """A training's ``model.pt`` (state dict), or a bioimage.io package (folder with rdf.yaml, or its
-    zip) whose ``pytorch_state_dict`` weights are read."""
-    path = Path(path)
-    if path.is_dir():
-        rdf_path = path / "rdf.yaml"
-        if not rdf_path.is_file():
-            raise EmbedError(f"{path}: a folder without rdf.yaml is not a model package")
-        data = (path / _state_dict_file(rdf_path.read_text(encoding="utf-8"), rdf_path)).read_bytes()
-    elif zipfile.is_zipfile(path) and path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            try:
-                rdf = archive.read("rdf.yaml").decode("utf-8")
-                data = archive.read(_state_dict_file(rdf, path))
-            except KeyError as exc:
-                raise EmbedError(f"{path}: package lacks {exc}") from None
-    elif path.is_file():
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
-        try:
-            return LoadedModel(cytoimagenet_backbone(path), sha, path)  # exactly the evaluation's loader
-        except Exception as exc:
-            raise EmbedError(f"{path}: not a CytoImageNet model.pt (state dict of efficientnet_b0): {type(exc).__name__}: {exc}") from exc
-    else:
-        raise EmbedError(f"{path}: no such model file or package")
-    from cytoimagenet_assets.model.package import load_model as package_model
-
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return LoadedModel(package_model(state), hashlib.sha256(data).hexdigest(), path)
-
-
-def _state_dict_file(rdf_text: str, where: Path) -> str:
-    try:
-        return yaml.safe_load(rdf_text)["weights"]["pytorch_state_dict"]["source"]
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
-        raise EmbedError(f"{where}: rdf.yaml has no weights.pytorch_state_dict.source ({exc})") from None
 
 
 def parts_dir(out: Path) -> Path:
@@ -215,7 +88,10 @@ def embed(
 ) -> EmbedResult:
     """Features of every sample of ``inputs`` by ``method`` into ``out`` (Parquet), resuming; see the module docstring."""
     method, out = checked_method(method), Path(out)
-    loaded = load_model(model)
+    try:
+        loaded = load_model(model)
+    except ModelLoadError as exc:
+        raise EmbedError(str(exc)) from exc
     stamp = {"model_sha256": loaded.sha256, "method": method, "embed_format": FORMAT}
     wanted = {s.image for s in inputs.samples}
 

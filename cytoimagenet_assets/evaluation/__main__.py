@@ -19,9 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from cytoimagenet_assets.catalog.settings import BACKBONES, METHODS, RAW_SCALINGS, EvaluationSettings
 from cytoimagenet_assets.evaluation.benchmarks import KINDS
 from cytoimagenet_assets.evaluation.protocols import BenchmarkFileError, bbbc021_images, bbbc021_treatments, nscb_eligible
-from cytoimagenet_assets.evaluation.settings import BACKBONES, METHODS, RAW_SCALINGS, EvaluationSettings
 
 
 def _benchmark(value: str) -> tuple[str, Path]:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.evaluation import protocols
 from cytoimagenet_assets.evaluation.profiles import fit_scaler
 from cytoimagenet_assets.images.readers import read_channels
@@ -34,7 +35,7 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 DEFAULT_VARIANTS = (protocols.BBBC021Variant(), protocols.BBBC021Variant(tvn=True))
 
 
-class BenchmarkMissing(FileNotFoundError):
+class BenchmarkMissing(StepFailed, FileNotFoundError):
     """The benchmark's files are not in its folder: skip it and say what to download."""
 
 

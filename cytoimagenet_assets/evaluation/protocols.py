@@ -31,6 +31,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.evaluation import profiles as prof
 from cytoimagenet_assets.evaluation.knn import accuracy_interval, knn_predict
 from cytoimagenet_assets.sources.common import UNREADABLE, where_it_breaks
@@ -92,7 +93,7 @@ def _number_key(values: pd.Series, path: Path, column: str) -> pd.Series:
     return numbers.map(lambda v: f"{v:.6g}")
 
 
-class BenchmarkFileError(ValueError):
+class BenchmarkFileError(StepFailed, ValueError):
     """A benchmark file that cannot be read or lacks what its benchmark needs (a truncated download,
     an HTML page saved in its place, a missing column or dataset); the message names the file and
     what is wrong, and the CLI prints it as one line (exit 2)."""

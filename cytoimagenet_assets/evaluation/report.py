@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from cytoimagenet_assets.evaluation.settings import BACKBONES
+from cytoimagenet_assets.catalog.settings import BACKBONES
 from cytoimagenet_assets.plots import plt, png_bytes
 
 # CytoImageNet paper (EfficientNet-B0, penultimate layer), accuracy in %: the paper's model on the real

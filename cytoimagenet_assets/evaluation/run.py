@@ -21,24 +21,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cytoimagenet_assets.catalog.settings import EvaluationSettings
 from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.benchmarks import (
+    DEFAULT_VARIANTS,
     NAMES,
     Benchmark,
     BenchmarkMissing,
     benchmark_options,
     load_benchmark,
 )
-from cytoimagenet_assets.evaluation.features import (
-    BackboneUnavailable,
-    FeatureExtractor,
-    cytoimagenet_backbone,
-    extract_all,
-    imagenet_backbone,
-    random_backbone,
-)
+from cytoimagenet_assets.evaluation.protocols import BBBC021Variant
 from cytoimagenet_assets.evaluation.report import PUBLISHED_LABEL, comparison_table, pipeline_check_reasons, umap_png
-from cytoimagenet_assets.evaluation.settings import EvaluationSettings
 from cytoimagenet_assets.markdown import (
     Figure,
     Markdown,
@@ -47,6 +41,14 @@ from cytoimagenet_assets.markdown import (
     pipeline_check_banner,
     pipeline_check_note,
     report_header,
+)
+from cytoimagenet_assets.model.inference import (
+    BackboneUnavailable,
+    FeatureExtractor,
+    extract_all,
+    imagenet_backbone,
+    load_model,
+    random_backbone,
 )
 from cytoimagenet_assets.model.report import trained_on
 from cytoimagenet_assets.storage import DataHome, write_bytes, write_csv, write_text
@@ -184,7 +186,7 @@ def load_backbones(
         elif not Path(model).is_file():
             unavailable["cytoimagenet"] = f"model file {model} not found"
         else:
-            extractors["cytoimagenet"] = FeatureExtractor(cytoimagenet_backbone(Path(model)), device, settings.batch_size)
+            extractors["cytoimagenet"] = FeatureExtractor(load_model(Path(model)).model, device, settings.batch_size)
     if "fusion" in settings.backbones and not {"imagenet", "cytoimagenet"} <= set(extractors):
         unavailable["fusion"] = "needs both the ImageNet and the CytoImageNet backbone"
     return extractors, unavailable
@@ -229,6 +231,17 @@ def score_benchmark(
     return rows, figures
 
 
+def bbbc021_variants(settings: EvaluationSettings) -> list[BBBC021Variant]:
+    """The BBBC021 profiles the settings ask for: each aggregation, raw and (with ``tvn``) whitened."""
+    out = [BBBC021Variant(aggregate=a) for a in settings.aggregations]
+    if settings.tvn:
+        out += [
+            BBBC021Variant(tvn=True, aggregate=a, tvn_components=settings.tvn_components, tvn_variance=settings.tvn_variance)
+            for a in settings.aggregations
+        ]
+    return out or list(DEFAULT_VARIANTS)
+
+
 def run_evaluation(
     benchmarks: Sequence[BenchmarkInput],
     model: Path | None,
@@ -239,7 +252,6 @@ def run_evaluation(
 ) -> Evaluation:
     """Evaluate the backbones on every benchmark that is present (the benchmarks of ``catalog``, when
     given, for the report's header); see the module docstring."""
-    settings.check()
     device = device_for(settings)
     extractors, unavailable = load_backbones(settings, model, device)
     for name, why in unavailable.items():
@@ -248,7 +260,7 @@ def run_evaluation(
     for given in benchmarks:
         name = NAMES.get(given.kind, given.kind)
         try:
-            bench = load_benchmark(given.kind, Path(given.folder), given.options, settings.variants(), settings.seed)
+            bench = load_benchmark(given.kind, Path(given.folder), given.options, bbbc021_variants(settings), settings.seed)
         except BenchmarkMissing as exc:
             skipped[name] = f"{exc}." + (f" To provide it: {given.how_to_get}" if given.how_to_get else "")
             log(f"benchmark {name} skipped: {skipped[name]}")

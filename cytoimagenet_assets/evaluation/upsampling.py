@@ -14,11 +14,11 @@ import pandas as pd
 import torch
 
 from cytoimagenet_assets.devices import pick_device
-from cytoimagenet_assets.evaluation.features import BackboneUnavailable, FeatureExtractor, cytoimagenet_backbone, extract, imagenet_backbone
 from cytoimagenet_assets.evaluation.report import before_after_umap_png
 from cytoimagenet_assets.images.classes import source_image
 from cytoimagenet_assets.images.readers import read_channels
 from cytoimagenet_assets.markdown import Figure
+from cytoimagenet_assets.model.inference import BackboneUnavailable, FeatureExtractor, extract, imagenet_backbone, load_model
 from cytoimagenet_assets.storage import DataHome, write_bytes
 
 
@@ -50,7 +50,7 @@ def figure_backbone(imagenet_weights: str | None, model: Path | None) -> tuple[t
     except BackboneUnavailable as exc:
         if model is None or not Path(model).is_file():
             raise BackboneUnavailable(f"{exc}; and no CytoImageNet model to fall back on") from exc
-        return cytoimagenet_backbone(Path(model)), "cytoimagenet", f"ImageNet weights unavailable ({exc}); CytoImageNet features instead"
+        return load_model(Path(model)).model, "cytoimagenet", f"ImageNet weights unavailable ({exc}); CytoImageNet features instead"
 
 
 def upsampling_figure(

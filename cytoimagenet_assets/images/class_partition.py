@@ -13,9 +13,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from cytoimagenet_assets.catalog import Source
-from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, LabelSettings
 from cytoimagenet_assets.download import ArchiveError, DownloadError
 from cytoimagenet_assets.download.plan import Fetching, FetchReport, fetch_missing
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.images.classes import LOW_CONTRAST, ClassBuildError, ClassResult, build_class, drop_summary, thumbnail_grid
 from cytoimagenet_assets.images.dataset import class_folder_problems
 from cytoimagenet_assets.markdown import Figure, table
@@ -25,12 +26,14 @@ PREVIEW_PX = 40  # a 5 × 5 preview of 200 px: a few kB of JPEG in each class's 
 IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "region", "database", "name", *LABEL_CATEGORIES, "microscopy"]
 
 
-class StaleClass(LookupError):
+class StaleClass(StepFailed, LookupError):
     """A partition whose class is no longer in the class table (the sensor removes such partitions)."""
 
 
-class FetchFailed(RuntimeError):
+class FetchFailed(StepFailed, RuntimeError):
     """Fetching a class's images failed (the server, the network): worth a retry, unlike a ClassBuildError."""
+
+    retry = True
 
 
 @dataclass
@@ -39,7 +42,7 @@ class ClassRows:
     label: str
     category: str
     fingerprint: str
-    settings: AssignConfig  # the settings the class table was written with
+    settings: LabelSettings  # the settings the class table was written with
     rows: pd.DataFrame  # the class's rows of merged_metadata (IMAGE_COLUMNS)
     raw_dirs: dict[str, Path]
 
@@ -67,7 +70,7 @@ def class_rows(home: DataHome, key: str) -> ClassRows:
         str(info["label"]),
         str(info["category"]),
         str(info["fingerprint"]),
-        AssignConfig.from_record(record),
+        LabelSettings.from_record(record),
         rows,
         {d: home.raw_dir(d) for d in rows["dir_name"].unique()},
     )

@@ -35,17 +35,18 @@ import pandas as pd
 from PIL import Image
 
 from cytoimagenet_assets.catalog.settings import CROP_CHECKS, LABEL_CATEGORIES, UPSAMPLING
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.images.process import (
     crop_problem,
     intensity_range,
     low_contrast,
     merge,
-    normalize,
     plan_crops,
     quality_problem,
     to_uint8,
 )
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
+from cytoimagenet_assets.intensity import normalize
 from cytoimagenet_assets.sources.regions import parse_region
 from cytoimagenet_assets.storage import atomic_path
 
@@ -85,7 +86,7 @@ LOW_CONTRAST = "low-contrast crop"
 NOTHING_TO_CROP = ("uniform", "binary")  # dropped before cropping, as the original; "dim" only once kept whole
 
 
-class ClassBuildError(RuntimeError):
+class ClassBuildError(StepFailed, RuntimeError):
     """A class that cannot be built: too few usable images, or a systemic problem (source missing)."""
 
 

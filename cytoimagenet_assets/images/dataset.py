@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, LabelSettings
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table, report_header, table
 from cytoimagenet_assets.plots import plt, png_bytes
@@ -168,7 +169,7 @@ def upsampling_figures(metadata: pd.DataFrame) -> dict:
     }
 
 
-class EmptyDataset(RuntimeError):
+class EmptyDataset(StepFailed, RuntimeError):
     """No class of the class table has been built yet."""
 
 
@@ -213,7 +214,7 @@ def publish_dataset(home: DataHome, catalog: str) -> PublishedDataset:
     """Write the dataset's metadata.csv over every built class at or above the release floor, its
     card (README.md) and the SQL table ``images``; fails when no class can be released."""
     classes = read_parquet(home.classes_table())["class_key"].tolist()
-    settings = AssignConfig.from_record(read_parquet_metadata(home.labels_table())["settings"])
+    settings = LabelSettings.from_record(read_parquet_metadata(home.labels_table())["settings"])
     floor = settings.floor
     built_metadata, missing = assemble_dataset(home, classes)
     left_out = below_floor(built_metadata, floor)

@@ -7,8 +7,8 @@ renormalized, on the 8-bit scale of the normalized merged image (mean ≤ 1 or �
 percentile 0) — a dark corner renormalized would otherwise pass as a bright, noisy image. A stricter
 crop check, :func:`low_contrast`, also rejects background windows that pass the original's.
 
-Percentiles of integer images come from a histogram (one pass, no sort), which is what keeps the
-per-image cost near the cost of decoding and encoding.
+Percentiles and the normalization come from :mod:`cytoimagenet_assets.intensity` (shared with the
+model's inputs and the package's preprocessing).
 """
 
 from __future__ import annotations
@@ -17,56 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LOW, HIGH = 0.1, 99.9
+from cytoimagenet_assets.intensity import HIGH, LOW, histogram_percentiles, normalize
+
 SCALES = (1 / 2, 1 / 4, 1 / 8, 1 / 16)
 MIN_CROP = 70
 MAX_CROPS = 4
 CONTRAST_SHARE = 0.1  # the "contrast" crop check: a crop must span this share of its image's intensity range
-
-
-def _histogram_percentiles(counts: np.ndarray, n: int, qs: np.ndarray) -> np.ndarray:
-    """Percentiles from a histogram of integer values, with numpy's linear interpolation."""
-    cumulative = np.cumsum(counts)
-    position = qs / 100 * (n - 1)  # rank of each percentile in the sorted image
-    lower = np.floor(position).astype(np.int64)
-    upper = np.minimum(lower + 1, n - 1)
-    value_lower = np.searchsorted(cumulative, lower, side="right")
-    value_upper = np.searchsorted(cumulative, upper, side="right")
-    return value_lower + (value_upper - value_lower) * (position - lower)
-
-
-def _is_small_int(image: np.ndarray) -> bool:
-    return image.dtype.kind == "u" and image.dtype.itemsize <= 2
-
-
-def percentiles(image: np.ndarray, qs) -> np.ndarray:
-    """Percentiles (0-100) with numpy's default linear interpolation; histogram-based for integers."""
-    qs = np.asarray(qs, np.float64)
-    if _is_small_int(image):
-        return _histogram_percentiles(np.bincount(image.ravel()), image.size, qs)
-    return np.percentile(image, qs)
-
-
-def normalize(image: np.ndarray) -> np.ndarray:
-    """To float32 in [0, 1] by the 0.1th and 99.9th percentiles (clipped); a flat image becomes 0.
-
-    Integer images go through a lookup table over their value range: one histogram pass for the
-    percentiles and one gather for the result.
-    """
-    if _is_small_int(image):
-        counts = np.bincount(image.ravel())
-        low, high = _histogram_percentiles(counts, image.size, np.array([LOW, HIGH]))
-        if high <= low:
-            return np.zeros(image.shape, np.float32)
-        table = np.clip((np.arange(len(counts), dtype=np.float64) - low) / (high - low), 0, 1).astype(np.float32)
-        return table[image]
-    low, high = np.percentile(image, (LOW, HIGH))
-    if high <= low:
-        return np.zeros(image.shape, np.float32)
-    out = image.astype(np.float32)
-    out -= np.float32(low)
-    out *= np.float32(1.0 / (high - low))
-    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def merge(channels: list[np.ndarray]) -> np.ndarray:
@@ -141,14 +97,14 @@ def crop_problem(window: np.ndarray) -> str | None:
         return "dark crop"
     if mean >= 254:
         return "saturated crop"
-    if _histogram_percentiles(counts, window.size, np.array([75.0]))[0] == 0:
+    if histogram_percentiles(counts, window.size, np.array([75.0]))[0] == 0:
         return "dim crop"
     return None
 
 
 def intensity_range(image: np.ndarray) -> float:
     """The 0.1th-99.9th percentile span of an 8-bit image."""
-    low, high = _histogram_percentiles(np.bincount(image.ravel(), minlength=256), image.size, np.array([LOW, HIGH]))
+    low, high = histogram_percentiles(np.bincount(image.ravel(), minlength=256), image.size, np.array([LOW, HIGH]))
     return float(high - low)
 
 
@@ -162,7 +118,7 @@ def low_contrast(window: np.ndarray, whole_range: float) -> bool:
 def quality_problem(image: np.ndarray) -> str | None:
     """Why an 8-bit image must be dropped, or None: uniform, binary (two values) or dim."""
     counts = np.bincount(image.ravel(), minlength=256)
-    low, high, q75 = _histogram_percentiles(counts, image.size, np.array([LOW, HIGH, 75.0]))
+    low, high, q75 = histogram_percentiles(counts, image.size, np.array([LOW, HIGH, 75.0]))
     if low == high:
         return "uniform"
     if np.count_nonzero(counts) == 2:

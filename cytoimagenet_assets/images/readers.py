@@ -20,13 +20,15 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from cytoimagenet_assets.errors import StepFailed
+
 TIFF = {".tif", ".tiff", ".flex"}
 PILLOW = {".png", ".jpg", ".jpeg", ".bmp", ".dib"}
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 COLOUR = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
 
 
-class ImageReadError(Exception):
+class ImageReadError(StepFailed):
     """An image that cannot be read; the message names the file."""
 
     def __init__(self, path: Path, reason: str):

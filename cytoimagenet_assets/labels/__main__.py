@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
-from cytoimagenet_assets.labels.assign import AssignConfig, assign_labels, with_class_keys
+from cytoimagenet_assets.labels.assign import LabelSettings, assign_labels, with_class_keys
 from cytoimagenet_assets.labels.availability import unavailable_reasons
 from cytoimagenet_assets.labels.tables import ASSIGNMENT_COLUMNS
 from cytoimagenet_assets.storage import write_parquet
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cytoimagenet_assets.labels", description=__doc__.split("\n\n")[0])
     parser.add_argument("merged", type=Path, help="merged metadata table (Parquet)")
     parser.add_argument("--out", type=Path, required=True)
-    defaults = AssignConfig()
+    defaults = LabelSettings()
     parser.add_argument("--threshold", type=int, default=defaults.threshold)
     parser.add_argument("--target", type=int, default=defaults.target)
     parser.add_argument("--cap", type=int, default=defaults.cap)
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--categories", default=",".join(LABEL_CATEGORIES), help="comma-separated label categories to use")
     args = parser.parse_args(argv)
     try:
-        config = AssignConfig(args.threshold, args.target, args.cap, args.seed, tuple(c.strip() for c in args.categories.split(",")))
+        config = LabelSettings(args.threshold, args.target, args.cap, args.seed, tuple(c.strip() for c in args.categories.split(",")))
         started = time.perf_counter()
         merged = pd.read_parquet(args.merged, columns=ASSIGNMENT_COLUMNS)
         reasons = unavailable_reasons(merged, dict.fromkeys(merged["dir_name"].unique()))

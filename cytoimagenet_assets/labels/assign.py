@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, LabelSettings
 
 CAP_STRATA = ("dir_name", "organism", "cell_type")
 TARGET_STRATA = ("organism", "cell_type", "cell_visible", "sirna", "compound", "phenotype")
@@ -183,7 +183,7 @@ def stable_seed(seed: int, *parts: str) -> list[int]:
     return [seed, zlib.crc32("\x1f".join(parts).encode())]
 
 
-def assign_labels(df: pd.DataFrame, config: AssignConfig = AssignConfig()) -> pd.DataFrame:
+def assign_labels(df: pd.DataFrame, config: LabelSettings = LabelSettings()) -> pd.DataFrame:
     """One row per assigned image: (idx, label, category), classes in the order they were formed."""
     missing = [c for c in ("idx", *CAP_STRATA, *TARGET_STRATA, *config.categories) if c not in df.columns]
     if missing:
@@ -241,7 +241,7 @@ def with_class_keys(assigned: pd.DataFrame) -> pd.DataFrame:
     return assigned.assign(class_key=pd.array([keys[p] for p in zip(assigned["category"], assigned["label"])], dtype="string"))
 
 
-def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, settings: AssignConfig) -> pd.DataFrame:
+def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, settings: LabelSettings) -> pd.DataFrame:
     """One row per class of ``assigned`` (with class keys): key, category, label, images, source
     datasets, databases, needs_upsampling (fewer images than the target), and a fingerprint of
     everything its images depend on (its rows, the target, the seed, the upsampling and the crop check)."""

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog, Source
-from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, AssignConfig
+from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, LabelSettings
 from cytoimagenet_assets.download.plan import obtainable_files
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.labels.assign import assign_labels, class_summary, label_counts_table, membership_changes, with_class_keys
 from cytoimagenet_assets.labels.availability import unavailable_reasons, unavailable_summary
 from cytoimagenet_assets.labels.merge import drop_overlaps, merge_sources
@@ -26,7 +27,7 @@ WHY_LEFT_OUT = (
 )
 
 
-class NoImageRows(ValueError):
+class NoImageRows(StepFailed, ValueError):
     """No row of the merged table can become an image; ``left_out`` says per source why."""
 
     def __init__(self, left_out: pd.DataFrame):
@@ -64,7 +65,7 @@ class Merged:
         }
 
 
-class NoSourceTables(FileNotFoundError):
+class NoSourceTables(StepFailed, FileNotFoundError):
     """Not one source has a standardized table to merge."""
 
 
@@ -129,7 +130,7 @@ class ClassTable:
     changes: pd.DataFrame  # classes added, removed or changed since the previous table
     first: bool  # no previous table
     figures: dict[str, bytes]
-    settings: AssignConfig
+    settings: LabelSettings
 
     def report(self) -> dict:
         summary, status = self.summary, self.changes["status"].value_counts()
@@ -152,7 +153,7 @@ class ClassTable:
         }
 
 
-def write_class_table(home: DataHome, merged: pd.DataFrame, left_out: pd.DataFrame, settings: AssignConfig) -> ClassTable:
+def write_class_table(home: DataHome, merged: pd.DataFrame, left_out: pd.DataFrame, settings: LabelSettings) -> ClassTable:
     """Assign weak labels over ``merged`` (the rows that can become images; ``left_out`` the others,
     per source and reason: NoImageRows when ``merged`` is empty) and write ``cytoimagenet_labels`` (its settings in the
     Parquet footer, which the image step reads), ``cytoimagenet_classes`` and the figures."""
@@ -185,7 +186,7 @@ def one_class_per_image_check(home: DataHome) -> tuple[bool, dict]:
 
 def class_sizes_check(home: DataHome) -> tuple[bool, dict]:
     """Every class holds between the threshold and the target the table was built with."""
-    settings = AssignConfig.from_record(read_parquet_metadata(home.labels_table())["settings"])
+    settings = LabelSettings.from_record(read_parquet_metadata(home.labels_table())["settings"])
     sizes = read_parquet(home.labels_table()).groupby("class_key").size()
     outside = sizes[(sizes < settings.threshold) | (sizes > settings.target)]
     return outside.empty, {"outside_bounds": outside.head(20).to_dict(), "threshold": settings.threshold, "target": settings.target}

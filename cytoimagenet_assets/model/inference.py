@@ -1,4 +1,5 @@
-"""Backbones and the four feature-extraction methods (global-average-pooled penultimate layer).
+"""The model run on images: backbones, the one model loader, and the four feature-extraction methods
+(global-average-pooled penultimate layer), used by the evaluation and by ``embed`` alike.
 
 Methods, as in the original: features of each channel concatenated (1280 × channels) or the
 channels merged into one gray image (1280), each with or without 0.1/99.9-percentile normalization.
@@ -10,22 +11,30 @@ images are replicated to 3 channels and given ImageNet's mean/std, exactly as in
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 import torchvision
+import yaml
 
+from cytoimagenet_assets.catalog.settings import METHODS
 from cytoimagenet_assets.devices import fit_cpu_threads
-from cytoimagenet_assets.evaluation.settings import METHODS
-from cytoimagenet_assets.images.process import normalize
-from cytoimagenet_assets.model.loop import FEATURES, IMAGENET_MEAN, IMAGENET_STD
+from cytoimagenet_assets.errors import StepFailed
+from cytoimagenet_assets.intensity import normalize
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the inputs' normalization in pretraining, evaluation and the package
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FEATURES = 1280  # EfficientNet-B0's global-average-pooled penultimate layer: the transfer features
 IMAGENET_WEIGHTS = torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1
 
 
-class BackboneUnavailable(RuntimeError):
+class BackboneUnavailable(StepFailed, RuntimeError):
     """A backbone whose weights cannot be had here; the message says why and how to provide them."""
 
 
@@ -49,11 +58,59 @@ def imagenet_backbone(weights_file: str | None = None) -> torch.nn.Module:
     return model
 
 
-def cytoimagenet_backbone(weights: Path) -> torch.nn.Module:
-    state = torch.load(weights, map_location="cpu")
+class ModelLoadError(StepFailed, ValueError):
+    """A file or folder that is not a CytoImageNet model; the message names it and what is wrong."""
+
+
+def _backbone(state: dict) -> torch.nn.Module:
     model = torchvision.models.efficientnet_b0(weights=None, num_classes=state["classifier.1.weight"].shape[0])
     model.load_state_dict(state)
-    return model
+    return model.eval()
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    sha256: str  # of the state dict's bytes: rows made with other weights are recomputed
+    source: Path
+
+
+def load_model(path: Path) -> LoadedModel:
+    """The one loader of a CytoImageNet model: a training's ``model.pt`` (state dict), or a bioimage.io
+    package (folder with rdf.yaml, or its zip) whose ``pytorch_state_dict`` weights are read (the
+    package's architecture keeps torchvision's parameter names)."""
+    path = Path(path)
+    if path.is_dir():
+        rdf_path = path / "rdf.yaml"
+        if not rdf_path.is_file():
+            raise ModelLoadError(f"{path}: a folder without rdf.yaml is not a model package")
+        data = (path / _state_dict_file(rdf_path.read_text(encoding="utf-8"), rdf_path)).read_bytes()
+    elif zipfile.is_zipfile(path) and path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            try:
+                rdf = archive.read("rdf.yaml").decode("utf-8")
+                data = archive.read(_state_dict_file(rdf, path))
+            except KeyError as exc:
+                raise ModelLoadError(f"{path}: package lacks {exc}") from None
+    elif path.is_file():
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            return LoadedModel(_backbone(torch.load(path, map_location="cpu", weights_only=True)), sha, path)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{path}: not a CytoImageNet model.pt (state dict of efficientnet_b0): {type(exc).__name__}: {exc}"
+            ) from exc
+    else:
+        raise ModelLoadError(f"{path}: no such model file or package")
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return LoadedModel(_backbone(state), hashlib.sha256(data).hexdigest(), path)
+
+
+def _state_dict_file(rdf_text: str, where: Path) -> str:
+    try:
+        return yaml.safe_load(rdf_text)["weights"]["pytorch_state_dict"]["source"]
+    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{where}: rdf.yaml has no weights.pytorch_state_dict.source ({exc})") from None
 
 
 class FeatureExtractor:

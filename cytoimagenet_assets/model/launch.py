@@ -8,18 +8,26 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import typing
 from pathlib import Path
 from typing import Callable, Literal
 
-from cytoimagenet_assets.catalog.settings import TrainConfig
+import pandas as pd
+
+from cytoimagenet_assets.catalog.settings import TrainSettings
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.model.loop import TrainingData, train, training_data
+from cytoimagenet_assets.model.packed_dataset import packed
+from cytoimagenet_assets.model.run_folder import ModelRun
 from cytoimagenet_assets.storage import DataHome, write_text
 
+PACK_WORKERS = os.cpu_count() or 1  # decoding the PNGs to pack is spread over the machine's cores
 
-def run_name(fingerprint: str, recipe: TrainConfig) -> str:
+
+def run_name(fingerprint: str, recipe: TrainSettings) -> str:
     """Models of the same data and recipe share a folder, so a rerun resumes; epochs may grow."""
     recipe_hash = hashlib.sha1(json.dumps(recipe.recipe(), sort_keys=True).encode()).hexdigest()[:8]
     return f"efficientnet_b0-{fingerprint}-{recipe_hash}"
@@ -32,8 +40,8 @@ def cli_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("shards", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--catalog", help="the catalog whose dataset this is, named in the model card (default: none)")
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
+    hints = typing.get_type_hints(TrainSettings)
+    for field in dataclasses.fields(TrainSettings):
         flag, kind = _flag(field.name), hints[field.name]
         if kind is bool:
             parser.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=field.default)
@@ -44,11 +52,11 @@ def cli_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+def config_from_args(args: argparse.Namespace) -> TrainSettings:
+    return TrainSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)})
 
 
-def torchrun_command(data: Path, out: Path, recipe: TrainConfig, processes: int, catalog: str | None = None) -> list[str]:
+def torchrun_command(data: Path, out: Path, recipe: TrainSettings, processes: int, catalog: str | None = None) -> list[str]:
     """torchrun on this machine, one process per GPU, each running the training CLI with ``recipe``."""
     args = [
         sys.executable,
@@ -61,7 +69,7 @@ def torchrun_command(data: Path, out: Path, recipe: TrainConfig, processes: int,
         str(data),
         str(out),
     ]
-    for field in dataclasses.fields(TrainConfig):
+    for field in dataclasses.fields(TrainSettings):
         args += [_flag(field.name), str(getattr(recipe, field.name))]
     return args + (["--catalog", catalog] if catalog else [])
 
@@ -73,7 +81,7 @@ def _flag(name: str) -> str:
 def train_run(
     home: DataHome,
     data: TrainingData,
-    recipe: TrainConfig,
+    recipe: TrainSettings,
     processes: int = 1,
     log: Callable[[str], None] = print,
     catalog: str | None = None,
@@ -102,7 +110,7 @@ def train_run(
 def latest_model(home: DataHome) -> Path | None:
     """The latest trained model's weights (``models/latest``), or None before the first training."""
     folder = home.latest_model_dir()
-    return None if folder is None else folder / "model.pt"
+    return None if folder is None else ModelRun(folder).weights
 
 
 def required_latest_model(home: DataHome) -> Path:
@@ -112,15 +120,21 @@ def required_latest_model(home: DataHome) -> Path:
     return model
 
 
-def training_input(home: DataHome, input_size: int, stream: bool) -> TrainingData:
-    """What training reads: the WebDataset release when streaming, else the array packed at ``input_size``."""
-    folder = home.webdataset_dir() if stream else home.shards_dir(input_size)
+def training_input(home: DataHome, input_size: int, stream: bool, log: Callable[[str], None] = print) -> TrainingData:
+    """What training reads: the WebDataset release when streaming, else the dataset packed at
+    ``input_size`` (``training_shards`` packs at the catalog's; another size is packed here once)."""
+    if not stream:
+        if not home.dataset_metadata().is_file():
+            raise FileNotFoundError(f"no dataset to train on ({home.dataset_metadata()}): materialize cytoimagenet_dataset")
+        pack, now = packed(pd.read_csv(home.dataset_metadata()), home.dataset_dir(), home.shards_dir(input_size), input_size, PACK_WORKERS)
+        if now:
+            log(f"packed {pack.images.shape[0]} images at {input_size} px into {pack.folder}")
+        return pack
     try:
-        return training_data(folder)
+        return training_data(home.webdataset_dir())
     except ValueError:
-        asset = "dataset_shards" if stream else f"training_shards with input_size {input_size}"
-        raise FileNotFoundError(f"nothing to train on in {folder}: materialize {asset}") from None
+        raise FileNotFoundError(f"nothing to train on in {home.webdataset_dir()}: materialize dataset_shards") from None
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(StepFailed, RuntimeError):
     """A training launch that did not finish (torchrun's exit status)."""

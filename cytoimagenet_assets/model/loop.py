@@ -41,18 +41,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 import torchvision
 
-from cytoimagenet_assets.catalog.settings import TrainConfig
+from cytoimagenet_assets.catalog.settings import TrainSettings
 from cytoimagenet_assets.devices import fit_cpu_threads, pick_device
 from cytoimagenet_assets.markdown import header_fields, report_header
-from cytoimagenet_assets.model.shards import Shards
+from cytoimagenet_assets.model.inference import IMAGENET_MEAN, IMAGENET_STD
+from cytoimagenet_assets.model.packed_dataset import PackedDataset
+from cytoimagenet_assets.model.run_folder import ModelRun
 from cytoimagenet_assets.model.stream import WebDatasetShards
 from cytoimagenet_assets.storage import write_csv, write_text, write_torch
 
-TrainingData = Shards | WebDatasetShards  # the packed memory-mapped array (one node) or the streamed WebDataset release
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-FEATURES = 1280  # EfficientNet-B0's global-average-pooled penultimate layer: the transfer features
-IMAGENET_STD = (0.229, 0.224, 0.225)
+TrainingData = PackedDataset | WebDatasetShards  # the packed memory-mapped array (one node) or the streamed WebDataset release
 
 
 def stratified_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +126,7 @@ class DeviceAugment:
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
     @classmethod
-    def of(cls, config: TrainConfig, device: torch.device) -> "DeviceAugment":
+    def of(cls, config: TrainSettings, device: torch.device) -> "DeviceAugment":
         return cls(config.input_size, device, config.channels_last, config.crop_scale, config.flip)
 
     def __call__(self, batch: torch.Tensor, seed: int | None) -> torch.Tensor:
@@ -228,7 +226,7 @@ class Learner:
     amp: bool
 
     @classmethod
-    def build(cls, config: TrainConfig, num_classes: int, device: torch.device, world: int = 1, state: dict | None = None) -> "Learner":
+    def build(cls, config: TrainSettings, num_classes: int, device: torch.device, world: int = 1, state: dict | None = None) -> "Learner":
         """Seeded initial weights (the same on every rank and every run), then ``state`` (a checkpoint)
         when resuming; Adam is fused on CUDA (one kernel for all parameters instead of several per tensor)."""
         torch.manual_seed(config.seed)
@@ -344,16 +342,16 @@ def training_data(folder: Path) -> TrainingData:
     """A packed array folder (images.npy) or a WebDataset release folder (SHA256SUMS), by its contents."""
     folder = Path(folder)
     if (folder / "images.npy").is_file():
-        return Shards(folder)
+        return PackedDataset(folder)
     if (folder / "SHA256SUMS").is_file():
         return WebDatasetShards(folder)
     raise ValueError(f"{folder} holds neither packed shards (images.npy) nor a WebDataset release (SHA256SUMS)")
 
 
 def train(
-    config: TrainConfig, shards: TrainingData, out_dir: Path, log: Callable[[str], None] = print, catalog: str | None = None
+    config: TrainSettings, shards: TrainingData, out_dir: Path, log: Callable[[str], None] = print, catalog: str | None = None
 ) -> TrainResult:
-    """Train (or resume) under ``out_dir``: checkpoints/last.pt, model.pt, history.csv, model_card.{md,json}
+    """Train (or resume) under ``out_dir``, the files of :class:`ModelRun` (checkpoint, weights, history, card)
     (the card's header names ``catalog``, the catalog whose dataset this is)."""
     ddp = Distributed.from_env()
     device = prepare_device(pick_device(local_rank=ddp.local_rank))
@@ -362,11 +360,12 @@ def train(
     train_rows, val_rows = stratified_split(labels, sources, config.val_fraction, config.seed)
     leak = shared_sources(sources, train_rows, val_rows)
 
-    checkpoint_path = out_dir / "checkpoints" / "last.pt"
+    run = ModelRun(out_dir)
+    checkpoint_path = run.checkpoint
     state = None
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, device)
-        saved = TrainConfig(**state["config"])
+        saved = TrainSettings(**state["config"])
         if not config.resumable_with(saved):
             raise ValueError(f"{checkpoint_path} was made with another configuration ({saved}); use a new output folder")
         if state.get("data_fingerprint") is None:
@@ -419,14 +418,14 @@ def train(
         if ddp.main:
             _save_checkpoint(checkpoint_path, learner, epoch, config, fingerprint, history)
         ddp.barrier()
-    weights = out_dir / "model.pt"
+    weights = run.weights
     if ddp.main:
         _write_outputs(out_dir, learner.model, config, fingerprint, classes, history, len(train_rows), len(val_rows), leak, catalog)
     ddp.barrier()
     return TrainResult(pd.DataFrame(history), weights, resumed, seen / seconds if seconds else 0.0)
 
 
-def augmentation(config: TrainConfig) -> str:
+def augmentation(config: TrainSettings) -> str:
     """The recipe's augmentation in words (the model card's)."""
     parts = [f"random resized crop (area {config.crop_scale:g}-1, aspect 3/4-4/3)"] if config.crop_scale < 1 else []
     parts += ["random horizontal flip"] if config.flip else []
@@ -438,7 +437,7 @@ def _rates(split: str, totals: list[float]) -> dict:
     return {f"{split}_loss": totals[0] / n, f"{split}_top1": totals[1] / n, f"{split}_top5": totals[2] / n}
 
 
-def _save_checkpoint(path: Path, learner: Learner, epoch: int, config: TrainConfig, fingerprint: str, history: list[dict]) -> None:
+def _save_checkpoint(path: Path, learner: Learner, epoch: int, config: TrainSettings, fingerprint: str, history: list[dict]) -> None:
     write_torch(
         {
             "model": learner.model.state_dict(),
@@ -458,7 +457,7 @@ def _save_checkpoint(path: Path, learner: Learner, epoch: int, config: TrainConf
 def _write_outputs(
     out_dir: Path,
     model,
-    config: TrainConfig,
+    config: TrainSettings,
     fingerprint: str,
     classes: list[dict],
     history: list[dict],
@@ -467,8 +466,9 @@ def _write_outputs(
     leak: int,
     catalog: str | None,
 ) -> None:
-    write_torch(model.state_dict(), out_dir / "model.pt")
-    write_csv(pd.DataFrame(history), out_dir / "history.csv")
+    run = ModelRun(out_dir)
+    write_torch(model.state_dict(), run.weights)
+    write_csv(pd.DataFrame(history), run.history)
     last = history[-1] if history else {}
     now = datetime.now(timezone.utc)
     card = {
@@ -496,15 +496,15 @@ def _write_outputs(
         "epochs_trained": len(history),
         "torch": torch.__version__,
     }
-    write_text(out_dir / "model_card.json", json.dumps(card, indent=1))
+    write_text(run.card, json.dumps(card, indent=1))
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in card["metrics"].items())
     header = "\n".join(report_header(catalog, out_dir.name, fingerprint, now))
     write_text(
-        out_dir / "model_card.md",
+        run.card_markdown,
         f"# CytoImageNet EfficientNet-B0\n\n{header}\n{card['architecture']}, {len(classes)} classes, trained {len(history)} epochs "
         f"on {n_train} images (validation {n_val}, split by source image: {leak} validation images share a source image "
         "with training).\n\n"
         f"Recipe: {json.dumps(card['recipe'])}\n\n| metric | value |\n|---|---|\n{metrics}\n\n"
-        "Load: `m = torchvision.models.efficientnet_b0(num_classes=N); m.load_state_dict(torch.load('model.pt'))`; "
-        "class order in model_card.json.\n",
+        f"Load: `m = torchvision.models.efficientnet_b0(num_classes=N); m.load_state_dict(torch.load('{run.weights.name}'))`; "
+        f"class order in {run.card.name}.\n",
     )

@@ -1,6 +1,7 @@
-"""Pack the dataset's PNGs into one memory-mapped uint8 array, so training never decodes PNGs.
+"""Pack the dataset's PNGs into one memory-mapped uint8 array, so training never decodes PNGs (the
+``training_shards`` asset; not the WebDataset shards of the release, which ``release.webdataset`` writes).
 
-Layout of a shard folder::
+Layout of a packed folder::
 
     images.npy    uint8 (N, size, size), memory-mappable (numpy .npy format)
     labels.npy    int64 (N,), index into classes.json
@@ -32,7 +33,7 @@ from cytoimagenet_assets.storage import atomic_path
 
 
 @dataclass(frozen=True)
-class Shards:
+class PackedDataset:
     folder: Path
 
     @property
@@ -84,8 +85,8 @@ class Shards:
 class Batches:
     """Batches gathered from the memory-mapped images by a prefetch thread, copied asynchronously."""
 
-    def __init__(self, shards: "Shards", rows: np.ndarray, batch_size: int, device: torch.device, prefetch: int = 6):
-        self.images, self.labels = shards.images, shards.labels
+    def __init__(self, packed: "PackedDataset", rows: np.ndarray, batch_size: int, device: torch.device, prefetch: int = 6):
+        self.images, self.labels = packed.images, packed.labels
         self.rows, self.batch_size, self.device, self.prefetch = rows, batch_size, device, prefetch
 
     def plan(self, epoch: int, seed: int, shuffle: bool, rank: int, world: int, max_steps: int) -> list[np.ndarray]:
@@ -151,7 +152,21 @@ def _pack_chunk(args) -> int:
     return len(paths)
 
 
-def pack(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, size: int, workers: int = 1) -> Shards:
+def packed(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, size: int, workers: int = 1) -> tuple[PackedDataset, bool]:
+    """The images of ``metadata`` packed at ``size`` in ``out_dir``, packed now only when the folder is
+    missing or lists other images (a dataset rebuilt since, a size not packed before): (the pack,
+    whether it was packed now). Training asks for the size its recipe trains at, so the input size
+    is set in one place, the recipe."""
+    index = Path(out_dir) / "index.csv"
+    if index.is_file() and (Path(out_dir) / "images.npy").is_file():
+        listed = pd.read_csv(index, dtype=str, keep_default_na=False)[["class_key", "filename"]]
+        wanted = metadata.sort_values(["path", "filename"], kind="stable")[["path", "filename"]].astype(str)
+        if listed.to_numpy().tolist() == wanted.to_numpy().tolist() and PackedDataset(out_dir).images.shape[1] == size:
+            return PackedDataset(out_dir), False
+    return pack(metadata, dataset_dir, out_dir, size, workers), True
+
+
+def pack(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, size: int, workers: int = 1) -> PackedDataset:
     """Pack every image listed in ``metadata`` (the release table: path, filename, idx, label, category)."""
     metadata = metadata.sort_values(["path", "filename"], kind="stable").reset_index(drop=True)
     keys = sorted(metadata["path"].unique())
@@ -181,4 +196,4 @@ def pack(metadata: pd.DataFrame, dataset_dir: Path, out_dir: Path, size: int, wo
         np.save(stage / "labels.npy", metadata["path"].map(index).to_numpy(np.int64))
         (stage / "classes.json").write_text(json.dumps(classes, indent=1))
         metadata[["path", "filename", "idx"]].rename(columns={"path": "class_key"}).to_csv(stage / "index.csv", index=False)
-    return Shards(out_dir)
+    return PackedDataset(out_dir)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from cytoimagenet_assets.markdown import Figure, Markdown, table
+from cytoimagenet_assets.model.run_folder import ModelRun
 from cytoimagenet_assets.plots import plt, png_bytes
 
 
@@ -28,11 +29,11 @@ def history_png(history: pd.DataFrame) -> bytes:
 
 def trained_on(model: Path | None) -> tuple[str | None, str | None]:
     """The run ``model`` comes from and the data fingerprint its card records, for a report's header:
-    a training run's model.pt has its card beside it (the run is its folder's name); any other file is
+    a training run's weights have its card beside them (the run is its folder's name); any other file is
     named by its path, its data unknown. (None, None) without a model."""
     if model is None:
         return None, None
-    card = Path(model).parent / "model_card.json"
+    card = ModelRun.of(model).card
     if not card.is_file():
         return str(model), f"unknown (no {card.name} beside {Path(model).name})"
     return Path(model).parent.name, json.loads(card.read_text())["data"]["fingerprint"]
@@ -41,8 +42,9 @@ def trained_on(model: Path | None) -> tuple[str | None, str | None]:
 def training_report(out: Path, dataset_metadata: Path) -> tuple[dict, list[str], dict]:
     """(report, problems, check report) of the run in ``out``: problems when the card's classes are
     not the dataset's, or a validation image shares a source image with training."""
-    history = pd.read_csv(out / "history.csv")
-    card = json.loads((out / "model_card.json").read_text())
+    run = ModelRun(out)
+    history = pd.read_csv(run.history)
+    card = json.loads(run.card.read_text())
     dataset_classes = sorted(pd.read_csv(dataset_metadata, usecols=["path"])["path"].unique())
     leak = card["data"]["val_images_sharing_source_with_train"]
     only_card, only_dataset = sorted(set(card["classes"]) - set(dataset_classes)), sorted(set(dataset_classes) - set(card["classes"]))
@@ -54,7 +56,7 @@ def training_report(out: Path, dataset_metadata: Path) -> tuple[dict, list[str],
         "images_per_second": float(history["images_per_s"].iloc[-1]),
         "history": table(history.round(4), max_rows=100),
         "curves": Figure(history_png(history), "training curves"),
-        "model_card": Markdown((out / "model_card.md").read_text()),
+        "model_card": Markdown(run.card_markdown.read_text()),
         "val_images_sharing_source_with_train": leak,
     }
     problems = []

@@ -42,8 +42,8 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from cytoimagenet_assets.images.release import DamagedRelease, read_checksums, verify_shard
-from cytoimagenet_assets.model.shards import prefetch_to_device
+from cytoimagenet_assets.model.packed_dataset import prefetch_to_device
+from cytoimagenet_assets.storage import DamagedRelease, read_checksums, verify_shard
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,13 @@ import tifffile
 import torch
 import yaml
 
-from cytoimagenet_assets.images.process import HIGH, LOW, normalize
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
+from cytoimagenet_assets.intensity import HIGH, LOW, normalize
 from cytoimagenet_assets.markdown import Figure, Markdown, table
-from cytoimagenet_assets.model.architecture import CytoImageNetEfficientNetB0
-from cytoimagenet_assets.model.loop import FEATURES, IMAGENET_MEAN, IMAGENET_STD
+from cytoimagenet_assets.model.inference import FEATURES, IMAGENET_MEAN, IMAGENET_STD
+from cytoimagenet_assets.model.run_folder import ModelRun
+from cytoimagenet_assets.release.architecture import CytoImageNetEfficientNetB0
 from cytoimagenet_assets.storage import DataHome, atomic_path, sha256_file
 
 PACKAGE_NAME = "cytoimagenet-efficientnet-b0"
@@ -63,7 +65,7 @@ FILES = {
 }
 
 
-class PackageError(RuntimeError):
+class PackageError(StepFailed, RuntimeError):
     """A package that cannot be built or does not validate; the message names the file."""
 
 
@@ -103,7 +105,8 @@ def load_state_dict(path: Path) -> dict:
     return state
 
 
-def load_model(state: dict) -> CytoImageNetEfficientNetB0:
+def shipped_architecture(state: dict) -> CytoImageNetEfficientNetB0:
+    """The weights in the architecture the package ships (architecture.py), as bioimage.io tools will load them."""
     model = CytoImageNetEfficientNetB0(num_classes=state["classifier.1.weight"].shape[0])
     model.load_state_dict(state)
     return model.eval()
@@ -132,12 +135,17 @@ def synthetic_image(size: int, seed: int = 0) -> np.ndarray:
     return (image + rng.normal(0, 20, image.shape)).astype(np.float32)
 
 
+def _not_a_run(path: Path) -> FileNotFoundError:
+    run = ModelRun(path.parent)
+    return FileNotFoundError(f"{path} not found: build_package takes a training output folder ({run.weights.name}, {run.card.name})")
+
+
 def _card(model_dir: Path) -> dict:
-    path = model_dir / "model_card.json"
+    path = ModelRun(model_dir).card
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: build_package takes a training output folder (model.pt, model_card.json)") from None
+        raise _not_a_run(path) from None
     except json.JSONDecodeError as exc:
         raise PackageError(f"{path}: not valid JSON ({exc})") from exc
 
@@ -336,7 +344,7 @@ def validate(source: Path | zipfile.ZipFile) -> tuple[str, str]:
 def build_package(
     model_dir: Path, out_dir: Path, image: np.ndarray | None = None, dataset_card: Path | None = None, name: str = PACKAGE_NAME
 ) -> PackageResult:
-    """Package the training output in ``model_dir`` (model.pt, model_card.json) under ``out_dir``.
+    """Package the training run in ``model_dir`` (its weights and card: :class:`ModelRun`) under ``out_dir``.
 
     ``image``: the raw gray test input (sides multiples of 32; default a synthetic one at the
     training input size). ``dataset_card``: the published dataset's README.md, shipped as the
@@ -344,18 +352,18 @@ def build_package(
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     card = _card(model_dir)
-    weights_path = model_dir / "model.pt"
+    weights_path = ModelRun(model_dir).weights
     if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path} not found: build_package takes a training output folder (model.pt, model_card.json)")
+        raise _not_a_run(weights_path)
     state = load_state_dict(weights_path)
     n_classes = state["classifier.1.weight"].shape[0]
     keys = card.get("classes", [])
     if len(keys) != n_classes:
-        raise PackageError(f"{model_dir / 'model_card.json'} lists {len(keys)} classes but {weights_path} has {n_classes} outputs")
+        raise PackageError(f"{ModelRun(model_dir).card} lists {len(keys)} classes but {weights_path} has {n_classes} outputs")
     labels = card.get("class_labels") or [{} for _ in keys]
     classes = [{"index": i, "class_key": k, **labels[i]} for i, k in enumerate(keys)]
     input_size = int(card.get("recipe", {}).get("input_size", 224))
-    model = load_model(state)
+    model = shipped_architecture(state)
 
     if image is None:
         image = synthetic_image(max(32, input_size))
@@ -438,6 +446,7 @@ def package_model(home: DataHome, model: Path) -> PackageResult:
     """:func:`build_package` of ``model``'s training folder into ``release/model/``, its test input the
     dataset's first image at the size the run trained at, its training data documented by the dataset card
     (when there is one)."""
-    input_size = int(_card(model.parent).get("recipe", {}).get("input_size", 224))
+    run = ModelRun.of(model)
+    input_size = int(_card(run.folder).get("recipe", {}).get("input_size", 224))
     card = home.dataset_card()
-    return build_package(model.parent, home.model_package_dir(), dataset_test_image(home, input_size), card if card.is_file() else None)
+    return build_package(run.folder, home.model_package_dir(), dataset_test_image(home, input_size), card if card.is_file() else None)

@@ -25,7 +25,6 @@ there would be typed null and fail on the first label).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,7 +34,7 @@ import yaml
 
 from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
 from cytoimagenet_assets.markdown import Markdown, table
-from cytoimagenet_assets.storage import DataHome, atomic_path, sha256_file, write_parquet
+from cytoimagenet_assets.storage import DataHome, atomic_path, read_checksums, sha256_file, write_parquet
 
 SHARD_PATTERN = "cytoimagenet-train-%06d.tar"
 DEFAULT_SHARD_BYTES = 1_000_000_000
@@ -56,11 +55,6 @@ CITATION = """@article{hua2021cytoimagenet,
   journal = {arXiv preprint arXiv:2111.11646},
   year = {2021}
 }"""
-
-
-class DamagedRelease(ValueError):
-    """A release that does not hold what its SHA256SUMS and index say (a shard changed, missing or
-    unlisted, a sample that does not decode); the message names the shard (and the sample)."""
 
 
 @dataclass
@@ -149,18 +143,6 @@ def _checksums(folder: Path, index: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["shard", "samples", "bytes", "sha256"])
 
 
-def read_checksums(folder: Path) -> dict[str, str]:
-    """Shard name → SHA256 from the release's SHA256SUMS; a malformed line names itself."""
-    path = Path(folder) / "SHA256SUMS"
-    checksums = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)  # sha256sum's text and binary forms
-        if not match:
-            raise DamagedRelease(f"{path} line {number}: {line!r} is not '<sha256>  <shard>'")
-        checksums[match[2]] = match[1]
-    return checksums
-
-
 def verify_release(folder: Path) -> list[str]:
     """Shards whose bytes no longer match SHA256SUMS (empty when the release is intact)."""
     return [
@@ -168,25 +150,6 @@ def verify_release(folder: Path) -> list[str]:
         for name, expected in read_checksums(folder).items()
         if not (Path(folder) / name).is_file() or sha256_file(Path(folder) / name) != expected
     ]
-
-
-_verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) of the shards this process has hashed
-
-
-def verify_shard(path: Path, expected: str) -> None:
-    """Check a shard against its SHA256SUMS line the first time this process opens it (and again
-    if its size or time changed since), so a damaged or replaced shard is never trained on."""
-    stat = Path(path).stat()
-    seen = (str(path), stat.st_size, stat.st_mtime_ns)
-    if seen in _verified:
-        return
-    digest = sha256_file(path)
-    if digest != expected:
-        raise DamagedRelease(
-            f"{path}: SHA256 {digest} does not match SHA256SUMS ({expected}): the shard is damaged or was replaced; "
-            "restore it or write the release again (dataset_shards)"
-        )
-    _verified.add(seen)
 
 
 def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame, licenses: dict[str, tuple[str, str]], catalog: str) -> str:

@@ -18,6 +18,9 @@ from cytoimagenet_assets.sources.table import ParsedSource, ParseError, standard
 EVALUATION_OPTIONS = frozenset({"benchmark"})
 
 
+__all__ = ["parse_source", "parser_options"]
+
+
 def _parser(source: Source):
     return importlib.import_module(f"{__name__}.{PARSER_MODULES[source.parser]}")
 

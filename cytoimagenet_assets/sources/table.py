@@ -20,6 +20,7 @@ import yaml
 
 from cytoimagenet_assets.catalog import BUILTIN_DIR, Source
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES
+from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.markdown import Markdown, bullets, markdown_table, table
 from cytoimagenet_assets.sources.regions import order_key, region_problem
 
@@ -75,7 +76,7 @@ class ParsedSource:
         }
 
 
-class ParseError(ValueError):
+class ParseError(StepFailed, ValueError):
     """A source's metadata cannot be parsed; the message names the source, file and row."""
 
 
