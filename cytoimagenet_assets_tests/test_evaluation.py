@@ -301,9 +301,9 @@ def test_bad_bbbc021_metadata_names_file_and_row(tmp_path):
         protocols.bbbc021_images(tmp_path / "image.csv", tmp_path / "moa.csv")
     (tmp_path / "image.csv").write_text(header + "a.tif,Week1/P,b.tif,Week1/P,c.tif,Week1/P,Week1_1,taxol,0.3\n")
     with pytest.raises(FileNotFoundError, match=r"image.csv data row 1: image file .*Week1/P/a.tif not found"):
-        benchmarks.load_bbbc021(tmp_path, {"image_table": "image.csv", "moa_table": "moa.csv"})
+        benchmarks.load_benchmark("bbbc021", tmp_path, {"image_table": "image.csv", "moa_table": "moa.csv"})
     with pytest.raises(benchmarks.BenchmarkMissing, match="absent.csv not found"):
-        benchmarks.load_bbbc021(tmp_path, {"image_table": "absent.csv", "moa_table": "moa.csv"})
+        benchmarks.load_benchmark("bbbc021", tmp_path, {"image_table": "absent.csv", "moa_table": "moa.csv"})
 
 
 def test_every_chunk_of_a_deeploc_style_file_is_read(tmp_path):
@@ -592,9 +592,9 @@ def test_the_coos7_umap_names_its_classes_when_the_catalog_does(demo_raw):
     entry = load_catalog("demo").source("demo_coos7")
     options = benchmarks.benchmark_options(entry, "coos7")
     assert options["class_names"] == list(COOS7_CLASSES)  # the demo catalog names its classes as its generator draws them
-    named = benchmarks.load_coos7(demo_raw / "demo_coos7", options)
+    named = benchmarks.load_benchmark("coos7", demo_raw / "demo_coos7", options)
     assert set(named.colours) == set(COOS7_CLASSES)
-    unnamed = benchmarks.load_coos7(demo_raw / "demo_coos7")  # the real files' order is unconfirmed: numbers, not guesses
+    unnamed = benchmarks.load_benchmark("coos7", demo_raw / "demo_coos7")  # the real files' order is unconfirmed: numbers, not guesses
     assert set(unnamed.colours) == {f"class {n}" for n in range(7)}
     with pytest.raises(protocols.BenchmarkFileError, match=r"labels \[0, 1, 2, 3, 4, 5, 6\] do not all name one of the 3"):
-        benchmarks.load_coos7(demo_raw / "demo_coos7", {**options, "class_names": ["a", "b", "c"]})
+        benchmarks.load_benchmark("coos7", demo_raw / "demo_coos7", {**options, "class_names": ["a", "b", "c"]})

@@ -18,25 +18,22 @@ from cytoimagenet_assets.evaluation import protocols
 from cytoimagenet_assets.evaluation.profiles import fit_scaler
 from cytoimagenet_assets.images.readers import read_channels
 
-KINDS = ("bbbc021", "coos7", "cyclops")
-NAMES = {"bbbc021": "BBBC021", "coos7": "COOS-7", "cyclops": "CyCLoPs"}
-DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
-    "bbbc021": {"image_table": "BBBC021_v1_image.csv", "moa_table": "BBBC021_v1_moa.csv"},
-    # class_names: the names of labels 0, 1, … in the UMAP's legend; unset, "class <n>" (the real files' order is unconfirmed)
-    "coos7": {"files": "COOS7_v1.1_{split}.hdf5", "data_key": "data", "labels_key": "labels", "class_names": None},
-    "cyclops": {
-        "files": ["datasets/Chong_train_set.hdf5", "datasets/Chong_valid_set.hdf5", "datasets/Chong_test_set.hdf5"],
-        "data_key": "data1",
-        "labels_key": "Index1",
-        "names_key": "Index1_columns",
-    },
-}
 # The variants of BBBC021 reported by default: the original's (raw, mean) and TVN beside it.
 DEFAULT_VARIANTS = (protocols.BBBC021Variant(), protocols.BBBC021Variant(tvn=True))
 
 
 class BenchmarkMissing(StepFailed, FileNotFoundError):
     """The benchmark's files are not in its folder: skip it and say what to download."""
+
+
+@dataclass(frozen=True)
+class BenchmarkKind:
+    """One kind of benchmark: its name in reports, its reader's options (defaults: the real
+    distribution's layout) and its reader. A new benchmark is a reader and one entry of ``KINDS``."""
+
+    name: str
+    options: dict[str, Any]
+    read: Callable[..., Benchmark]  # (folder, options, variants, seed) -> Benchmark
 
 
 def benchmark_kind(source) -> str | None:
@@ -57,7 +54,7 @@ def benchmark_kind(source) -> str | None:
 
 def benchmark_options(source, kind: str) -> dict[str, Any]:
     """The reader options of a catalog source (its parser_options, translated for BBBC021)."""
-    options = dict(DEFAULT_OPTIONS[kind])
+    options = dict(KINDS[kind].options)
     given = {k: v for k, v in source.parser_options.items() if k != "benchmark"}
     if kind == "bbbc021":
         options["image_table"] = given.get("image_table", options["image_table"])
@@ -135,11 +132,7 @@ def _need(path: Path) -> Path:
     return path
 
 
-def load_bbbc021(
-    folder: Path, options: dict | None = None, variants: Sequence[protocols.BBBC021Variant] = DEFAULT_VARIANTS, seed: int = 0
-) -> Benchmark:
-    options = {**DEFAULT_OPTIONS["bbbc021"], **(options or {})}
-    folder = Path(folder)
+def read_bbbc021(folder: Path, options: dict, variants: Sequence[protocols.BBBC021Variant], seed: int) -> Benchmark:
     image_csv, moa_csv = _need(folder / options["image_table"]), _need(folder / options["moa_table"])
     with_controls = any(v.tvn for v in variants)
     images = protocols.bbbc021_images(image_csv, moa_csv, controls=with_controls)
@@ -177,9 +170,7 @@ def load_bbbc021(
     return Benchmark("bbbc021", "BBBC021", folder, {"all": FieldSamples(folder, paths)}, colours, "all", score, notes)
 
 
-def load_coos7(folder: Path, options: dict | None = None) -> Benchmark:
-    options = {**DEFAULT_OPTIONS["coos7"], **(options or {})}
-    folder = Path(folder)
+def read_coos7(folder: Path, options: dict, variants: Sequence[protocols.BBBC021Variant], seed: int) -> Benchmark:
     data, labels = {}, {}
     for split in protocols.COOS7_SPLITS:
         path = _need(folder / options["files"].format(split=split))
@@ -217,9 +208,7 @@ def _standardize_on(by_split: dict[str, np.ndarray], fit_split: str) -> dict[str
     return {split: scale(x) for split, x in by_split.items()}
 
 
-def load_cyclops(folder: Path, options: dict | None = None) -> Benchmark:
-    options = {**DEFAULT_OPTIONS["cyclops"], **(options or {})}
-    folder = Path(folder)
+def read_cyclops(folder: Path, options: dict, variants: Sequence[protocols.BBBC021Variant], seed: int) -> Benchmark:
     paths = [_need(folder / f) for f in options["files"]]
     images, labels, classes = protocols.read_cyclops(paths, options["data_key"], options["labels_key"], options["names_key"])
 
@@ -237,14 +226,31 @@ def load_cyclops(folder: Path, options: dict | None = None) -> Benchmark:
 def load_benchmark(
     kind: str, folder: Path, options: dict | None = None, variants: Sequence[protocols.BBBC021Variant] = DEFAULT_VARIANTS, seed: int = 0
 ) -> Benchmark:
-    """Read a benchmark folder; :class:`BenchmarkMissing` when its files are not there."""
+    """Read a benchmark folder (``options`` over the kind's defaults); :class:`BenchmarkMissing` when its files are not there."""
     if kind not in KINDS:
         raise ValueError(f"unknown benchmark {kind!r}; known: {', '.join(KINDS)}")
     if not Path(folder).is_dir():
         raise BenchmarkMissing(f"{folder} does not exist")
-    if kind == "bbbc021":
-        return load_bbbc021(folder, options, variants, seed)
-    return load_coos7(folder, options) if kind == "coos7" else load_cyclops(folder, options)
+    return KINDS[kind].read(Path(folder), {**KINDS[kind].options, **(options or {})}, variants, seed)
+
+
+KINDS = {
+    "bbbc021": BenchmarkKind("BBBC021", {"image_table": "BBBC021_v1_image.csv", "moa_table": "BBBC021_v1_moa.csv"}, read_bbbc021),
+    # class_names: the names of labels 0, 1, … in the UMAP's legend; unset, "class <n>" (the real files' order is unconfirmed)
+    "coos7": BenchmarkKind(
+        "COOS-7", {"files": "COOS7_v1.1_{split}.hdf5", "data_key": "data", "labels_key": "labels", "class_names": None}, read_coos7
+    ),
+    "cyclops": BenchmarkKind(
+        "CyCLoPs",
+        {
+            "files": ["datasets/Chong_train_set.hdf5", "datasets/Chong_valid_set.hdf5", "datasets/Chong_test_set.hdf5"],
+            "data_key": "data1",
+            "labels_key": "Index1",
+            "names_key": "Index1_columns",
+        },
+        read_cyclops,
+    ),
+}
 
 
 def catalog_benchmarks(sources) -> dict[str, object]:

@@ -25,7 +25,7 @@ from cytoimagenet_assets.catalog.settings import EvaluationSettings
 from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.benchmarks import (
     DEFAULT_VARIANTS,
-    NAMES,
+    KINDS,
     Benchmark,
     BenchmarkMissing,
     benchmark_options,
@@ -258,7 +258,7 @@ def run_evaluation(
         log(f"backbone {name} unavailable: {why}")
     rows, figures, notes, skipped = [], {}, [], {}
     for given in benchmarks:
-        name = NAMES.get(given.kind, given.kind)
+        name = KINDS[given.kind].name if given.kind in KINDS else given.kind
         try:
             bench = load_benchmark(given.kind, Path(given.folder), given.options, bbbc021_variants(settings), settings.seed)
         except BenchmarkMissing as exc:
@@ -303,6 +303,10 @@ def evaluate_catalog(
         for kind, s in benchmarks.items()
     ]
     evaluation = run_evaluation(inputs, model, settings, progress=False, log=log, catalog=catalog_name)
-    absent = {NAMES[k]: f"the catalog {catalog_name!r} lists no {NAMES[k]} evaluation source" for k in NAMES if k not in benchmarks}
+    absent = {
+        kind.name: f"the catalog {catalog_name!r} lists no {kind.name} evaluation source"
+        for k, kind in KINDS.items()
+        if k not in benchmarks
+    }
     evaluation.skipped = {**absent, **evaluation.skipped}
     return evaluation, evaluation.write(home.report_dir("evaluation"))
