@@ -6,7 +6,7 @@ Measured in one run, on the same images (read once beforehand so every variant m
          encoding time depends on the pixels, so the floor encodes the very pixels the pipeline
          writes (computed beforehand, held in memory), with the same encoder settings;
   naive  the original scripts' way: np.percentile per channel, float64 arithmetic, PIL save at its defaults;
-  ours   cytoimagenet_assets.images.classes.process_image (histogram percentiles, float32 in place),
+  ours   cytoimagenet_assets.images.build_class.process_image (histogram percentiles, float32 in place),
          with 1 process and with 2 processes.
 Targets: ours >= 70% of the floor; >= 1.8x with 2 processes over 1.
 
@@ -27,7 +27,7 @@ import tifffile
 from PIL import Image
 from scipy import ndimage
 
-from cytoimagenet_assets.images.classes import ImageTask, process_image, save_png
+from cytoimagenet_assets.images.build_class import ImageTask, process_image, save_png
 from cytoimagenet_assets.images.process import merge, to_uint8
 
 

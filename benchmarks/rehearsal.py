@@ -57,9 +57,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from cytoimagenet_assets import cluster
-from cytoimagenet_assets.build import Build, DaskRuns, _build_classes, build_all, failed_and_missing_classes
+from cytoimagenet_assets.build import Build, DaskRuns, _build_classes, build_all
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
+from cytoimagenet_assets.defs.class_partitions import failed_and_missing_classes
 from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
 from cytoimagenet_assets.rehearsal.catalog import KAGGLE_AUTH, rehearsal_environment
 from cytoimagenet_assets.rehearsal.dagster_servers import free_port, launch_backfill, start, stop, stop_sensor, wait_until_serving

@@ -43,8 +43,9 @@ from pathlib import Path
 import dagster as dg
 
 from cytoimagenet_assets import cluster
+from cytoimagenet_assets.defs.class_partitions import failed_and_missing_classes
 from cytoimagenet_assets.defs.jobs import class_images_job, release_job, sources_job, tables_job
-from cytoimagenet_assets.defs.keys import CLASS_IMAGES_KEY, CLASS_PARTITIONS
+from cytoimagenet_assets.defs.keys import CLASS_PARTITIONS
 from cytoimagenet_assets.storage import default_home
 
 LAUNCHED_BY = {"cytoimagenet/launched_by": "build"}
@@ -407,17 +408,6 @@ def build_all(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> 
     stages = ", ".join(f"{stage} {t:.0f} s" for stage, t in build.seconds.items())
     log(f"{'built' if build.ok else 'finished with failures'} in {sum(build.seconds.values()):.0f} s ({stages})")
     return build
-
-
-def failed_and_missing_classes(instance: dg.DagsterInstance) -> list[str]:
-    """The class partitions whose latest attempt failed or that were never materialized (in
-    partition order), as the UI's "failed and missing" selection; in-progress ones are excluded."""
-    keys = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
-    status = instance.get_status_by_partition(CLASS_IMAGES_KEY, keys, CLASS_PARTITIONS)
-    if status is None:  # no status cache for this partitioning: fall back to materialized or not
-        done = instance.get_materialized_partitions(CLASS_IMAGES_KEY)
-        return [k for k in keys if k not in done]
-    return [k for k in keys if status.get(k) in (None, dg.AssetPartitionStatus.FAILED)]
 
 
 def rebuild_failed_and_missing(defs: dg.Definitions, instance: dg.DagsterInstance, log=print) -> bool:

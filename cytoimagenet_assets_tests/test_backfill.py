@@ -15,9 +15,9 @@ import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 
 from cytoimagenet_assets import cluster
-from cytoimagenet_assets.build import failed_and_missing_classes
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
+from cytoimagenet_assets.defs.class_partitions import failed_and_missing_classes
 from cytoimagenet_assets.rehearsal.dagster_servers import free_port, launch_backfill, start, stop, stop_sensor, wait_until_serving
 from cytoimagenet_assets.rehearsal.dask_cluster import LocalDaskCluster
 from cytoimagenet_assets_tests.test_failure_workflow import CLASS_IMAGES, break_class_input, build_tables, restore_input, runs_per_partition

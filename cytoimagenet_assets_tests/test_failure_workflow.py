@@ -13,9 +13,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from cytoimagenet_assets.build import failed_and_missing_classes, main
+from cytoimagenet_assets.build import main
 from cytoimagenet_assets.catalog import load_catalog
 from cytoimagenet_assets.definitions import build_definitions
+from cytoimagenet_assets.defs.class_partitions import failed_and_missing_classes
 from cytoimagenet_assets.storage import DataHome
 
 REPO = Path(__file__).resolve().parents[1]

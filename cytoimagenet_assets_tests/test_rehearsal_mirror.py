@@ -21,7 +21,7 @@ from cytoimagenet_assets.download.idr import IDR_MIRROR
 from cytoimagenet_assets.download.kaggle import kaggle_competition_url, kaggle_dataset_url
 from cytoimagenet_assets.download.plan import expanded, is_archive
 from cytoimagenet_assets.evaluation.benchmarks import benchmark_kind, benchmark_options, load_benchmark
-from cytoimagenet_assets.images.classes import cut_region
+from cytoimagenet_assets.images.build_class import cut_region
 from cytoimagenet_assets.images.process import merge, quality_problem, to_uint8
 from cytoimagenet_assets.images.readers import read_channels
 from cytoimagenet_assets.rehearsal.mirror import THRESHOLD, frequencies, mirror_path, quotas, write_mirror

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.images.build_class import RELEASE_COLUMNS
 from cytoimagenet_assets.release.webdataset import verify_release, write_release
 from cytoimagenet_assets.storage import DamagedRelease, DataHome
 

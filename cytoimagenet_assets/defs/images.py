@@ -10,6 +10,7 @@ import pandas as pd
 
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.cluster import CORES_ENV
+from cytoimagenet_assets.defs.class_partitions import built_fingerprints, classes_in_flight, partition_requests
 from cytoimagenet_assets.defs.failures import step_failures
 from cytoimagenet_assets.defs.jobs import class_images_job
 from cytoimagenet_assets.defs.keys import (
@@ -18,12 +19,11 @@ from cytoimagenet_assets.defs.keys import (
     DATASET_KEY,
     LABELS_KEY,
     MERGED_KEY,
-    class_partition_requests,
 )
 from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource, DownloadsResource
-from cytoimagenet_assets.images.class_partition import build_class_images, class_rows, fetch_class_images
 from cytoimagenet_assets.images.dataset import publish_dataset
+from cytoimagenet_assets.images.partition_inputs import build_class_images, class_rows, fetch_class_images
 
 asset = functools.partial(dg.asset, group_name="images")  # every asset of this domain is in its group
 
@@ -89,44 +89,9 @@ def class_partitions_sensor(context: dg.SensorEvaluationContext, data: DataHomeR
     changed = sorted(k for k, fingerprint in current.items() if seen.get(k) != fingerprint and k not in in_flight)
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=k, run_key=f"{k}:{current[k]}") for k in changed],
-        dynamic_partitions_requests=class_partition_requests(context.instance, list(current)),
+        dynamic_partitions_requests=partition_requests(context.instance, list(current)),
         cursor=json.dumps(current, sort_keys=True),
     )
-
-
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
-def classes_in_flight(instance: dg.DagsterInstance) -> set[str]:
-    """The class partitions with a run queued or in progress: a second run of one would build it twice."""
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
-    return {
-        run.tags["dagster/partition"]
-        for run in runs
-        if "dagster/partition" in run.tags and (run.job_name == class_images_job.name or CLASS_IMAGES_KEY in (run.asset_selection or ()))
-    }
-
-
-def built_fingerprints(instance: dg.DagsterInstance) -> dict[str, str]:
-    """The fingerprint each class partition was last built with (from its materialization metadata),
-    so a fresh sensor does not rebuild classes that a headless build or an earlier sensor already made."""
-    found: dict[str, str] = {}
-    cursor = None
-    while True:
-        batch = instance.fetch_materializations(CLASS_IMAGES_KEY, limit=1000, cursor=cursor, ascending=False)
-        for record in batch.records:
-            materialization = record.asset_materialization
-            fingerprint = materialization.metadata.get("fingerprint") if materialization else None
-            if materialization and materialization.partition and fingerprint is not None:
-                found.setdefault(materialization.partition, str(fingerprint.value))
-        if not batch.has_more:
-            return found
-        cursor = batch.cursor
 
 
 def dataset_asset(catalog: Catalog) -> dg.AssetsDefinition:

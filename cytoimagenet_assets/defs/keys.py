@@ -1,5 +1,5 @@
-"""Every asset key and the class partitions (and how to keep them equal to the class table), in one
-place: the domains depend on one another's assets only through these names."""
+"""Every asset key and the class partitions, in one place: the domains depend on one another's assets
+only through these names (``class_partitions.py`` keeps the partitions equal to the class table)."""
 
 import dagster as dg
 
@@ -27,10 +27,3 @@ PACKAGE_KEY = dg.AssetKey("model_package")
 EMBEDDINGS_KEY = dg.AssetKey("embeddings")
 REPORT_KEY = dg.AssetKey("evaluation_report")
 UMAP_KEY = dg.AssetKey("upsampling_umap")
-
-
-def class_partition_requests(instance: dg.DagsterInstance, keys: list[str]) -> list:
-    """The requests that make the ``cytoimagenet_class`` partitions exactly ``keys``."""
-    have = set(instance.get_dynamic_partitions(CLASS_PARTITIONS.name))
-    add, delete = [k for k in keys if k not in have], sorted(have - set(keys))
-    return [r for r in (add and CLASS_PARTITIONS.build_add_request(add), delete and CLASS_PARTITIONS.build_delete_request(delete)) if r]

@@ -8,9 +8,10 @@ import dagster as dg
 from cytoimagenet_assets.catalog import Catalog
 from cytoimagenet_assets.catalog.settings import LabelSettings
 from cytoimagenet_assets.defs.checks import label_table_checks
+from cytoimagenet_assets.defs.class_partitions import sync_partitions
 from cytoimagenet_assets.defs.failures import step_failures
 from cytoimagenet_assets.defs.freshness import EAGER, EAGER_NOTE
-from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, CLASS_PARTITIONS, LABELS_KEY, MERGED_KEY, class_partition_requests, table_key
+from cytoimagenet_assets.defs.keys import CANDIDATES_KEY, LABELS_KEY, MERGED_KEY, table_key
 from cytoimagenet_assets.defs.metadata import result, table_metadata
 from cytoimagenet_assets.defs.resources import DataHomeResource
 from cytoimagenet_assets.defs.settings import overrides_of, with_overrides
@@ -28,21 +29,6 @@ asset = functools.partial(dg.asset, group_name="labels")  # every asset of this 
 LabelAssignmentConfig = overrides_of(
     LabelSettings, "LabelAssignmentConfig", "Overrides of the catalog's label settings (unset: the catalog's values)."
 )
-
-
-def _apply(instance: dg.DagsterInstance, requests: list) -> tuple[int, int]:
-    """Apply partition requests at once (an asset cannot return them, as a sensor does): (added, removed)."""
-    added = removed = 0
-    for request in requests:
-        keys = list(request.partition_keys)
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(CLASS_PARTITIONS.name, keys)
-            added += len(keys)
-        else:
-            for key in keys:
-                instance.delete_dynamic_partition(CLASS_PARTITIONS.name, key)
-            removed += len(keys)
-    return added, removed
 
 
 def merged_metadata_asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -109,7 +95,7 @@ def cytoimagenet_labels_asset(catalog: Catalog) -> dg.AssetsDefinition:
         with step_failures(left_out_report(left_out)):
             table = write_class_table(home, merged, left_out, with_overrides(catalog.labels, config))
         keys = table.summary["class_key"].tolist()
-        added, removed = _apply(context.instance, class_partition_requests(context.instance, keys))
+        added, removed = sync_partitions(context.instance, keys)
         context.log.info(f"{len(keys)} classes, {len(table.assigned)} images; partitions +{added} -{removed}")
         report = {**table.report(), **left_out_report(left_out), "partitions_added": added, "partitions_removed": removed}
         return result({**report, "path": home.labels_table()})

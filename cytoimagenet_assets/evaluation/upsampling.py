@@ -15,7 +15,7 @@ import torch
 
 from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.evaluation.report import before_after_umap_png
-from cytoimagenet_assets.images.classes import source_image
+from cytoimagenet_assets.images.build_class import source_image
 from cytoimagenet_assets.images.readers import read_channels
 from cytoimagenet_assets.markdown import Figure
 from cytoimagenet_assets.model.inference import BackboneUnavailable, FeatureExtractor, extract, imagenet_backbone, load_model

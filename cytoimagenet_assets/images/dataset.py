@@ -11,7 +11,7 @@ from PIL import Image
 
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, LabelSettings
 from cytoimagenet_assets.errors import StepFailed
-from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.images.build_class import RELEASE_COLUMNS
 from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table, report_header, table
 from cytoimagenet_assets.plots import plt, png_bytes
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_csv, write_sql_table, write_text

@@ -32,7 +32,7 @@ from typing import Callable
 import pandas as pd
 import yaml
 
-from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.images.build_class import RELEASE_COLUMNS
 from cytoimagenet_assets.markdown import Markdown, table
 from cytoimagenet_assets.storage import DataHome, atomic_path, read_checksums, sha256_file, write_parquet
 

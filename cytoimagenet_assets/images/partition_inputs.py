@@ -17,7 +17,7 @@ from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, LabelSettings
 from cytoimagenet_assets.download import ArchiveError, DownloadError
 from cytoimagenet_assets.download.plan import Fetching, FetchReport, fetch_missing
 from cytoimagenet_assets.errors import StepFailed
-from cytoimagenet_assets.images.classes import LOW_CONTRAST, ClassBuildError, ClassResult, build_class, drop_summary, thumbnail_grid
+from cytoimagenet_assets.images.build_class import LOW_CONTRAST, ClassBuildError, ClassResult, build_class, drop_summary, thumbnail_grid
 from cytoimagenet_assets.images.dataset import class_folder_problems
 from cytoimagenet_assets.markdown import Figure, table
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_bytes

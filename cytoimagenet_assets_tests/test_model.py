@@ -21,7 +21,7 @@ from PIL import Image
 from cytoimagenet_assets import storage
 from cytoimagenet_assets.catalog.settings import TrainSettings
 from cytoimagenet_assets.demo.cells import Morphology, render_field
-from cytoimagenet_assets.images.classes import RELEASE_COLUMNS
+from cytoimagenet_assets.images.build_class import RELEASE_COLUMNS
 from cytoimagenet_assets.model.launch import cli_parser, config_from_args, run_name, torchrun_command
 from cytoimagenet_assets.model.loop import (
     IMAGENET_MEAN,

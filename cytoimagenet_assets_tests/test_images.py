@@ -16,7 +16,7 @@ import tifffile
 from PIL import Image
 
 from cytoimagenet_assets.catalog.settings import LabelSettings
-from cytoimagenet_assets.images.classes import (
+from cytoimagenet_assets.images.build_class import (
     LOW_CONTRAST,
     NOT_A_NUMBER,
     RELEASE_COLUMNS,
@@ -442,17 +442,17 @@ def test_a_region_is_cut_from_each_channel_before_merging_and_one_outside_its_im
 KILLED_BUILD = """
 import sys, pandas as pd
 from pathlib import Path
-from cytoimagenet_assets.images import classes
-original = classes.process_image
+from cytoimagenet_assets.images import build_class
+original = build_class.process_image
 def slow(task):
     import time
     if task.ordinal == 5:
         print("half way", flush=True)
         time.sleep(60)
     return original(task)
-classes.process_image = slow
+build_class.process_image = slow
 rows = pd.read_pickle(sys.argv[1])
-classes.build_class("k", "x", "compound", rows, {"s": Path(sys.argv[2])}, Path(sys.argv[3]), target=20, threshold=5, seed=0)
+build_class.build_class("k", "x", "compound", rows, {"s": Path(sys.argv[2])}, Path(sys.argv[3]), target=20, threshold=5, seed=0)
 """
 
 
@@ -534,17 +534,17 @@ def test_a_garbage_tiff_is_dropped_with_the_decoders_complaint(tmp_path):
 POOL_KILLED = """
 import os, sys, pandas as pd
 from pathlib import Path
-from cytoimagenet_assets.images import classes
-original = classes.process_image
+from cytoimagenet_assets.images import build_class
+original = build_class.process_image
 def slow(task):
     import time
     if task.ordinal == 5:
         print(f"worker {os.getpid()}", flush=True)
         time.sleep(60)
     return original(task)
-classes.process_image = slow
+build_class.process_image = slow
 rows = pd.read_pickle(sys.argv[1])
-classes.build_class("k", "x", "compound", rows, {"s": Path(sys.argv[2])}, Path(sys.argv[3]), target=20, threshold=5, seed=0, workers=2)
+build_class.build_class("k", "x", "compound", rows, {"s": Path(sys.argv[2])}, Path(sys.argv[3]), target=20, threshold=5, seed=0, workers=2)
 """
 
 
