@@ -135,6 +135,10 @@ class DataHome:
         """The dataset as WebDataset shards with their index and card (``dataset_shards``)."""
         return self.root / "release" / "webdataset"
 
+    def webdataset_channels_dir(self) -> Path:
+        """The dataset with each image's channels kept apart (``dataset_shards`` under ``channels: preserved``)."""
+        return self.root / "release" / "webdataset-channels"
+
     def model_package_dir(self) -> Path:
         """The latest model as a bioimage.io package (``model_package``)."""
         return self.root / "release" / "model"

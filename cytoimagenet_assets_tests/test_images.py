@@ -23,6 +23,7 @@ from cytoimagenet_assets.images.build_class import (
     ClassBuildError,
     ImageTask,
     build_class,
+    channel_names,
     original_crops_per_image,
     process_image,
     top_up_crops_per_image,
@@ -231,6 +232,7 @@ def _class_rows(raw: Path, n: int, broken: int = 0) -> pd.DataFrame:
                 "idx": f"s-{i}",
                 "dir_name": "s",
                 "channel_paths": paths,
+                "channel_names": ["nucleus", "actin"],
                 "database": "db",
                 "name": "n",
                 "organism": "human",
@@ -627,3 +629,54 @@ def test_classes_below_the_release_floor_are_built_but_left_out_of_the_dataset(t
     assert sorted(publish_dataset(home, "test").metadata["path"].unique()) == ["a", "b"]  # floor 0: every built class
     with pytest.raises(ValueError, match="release_floor <= target"):
         LabelSettings(threshold=4, target=10, cap=20, release_floor=11)
+
+
+def test_preserved_channels_write_each_outputs_channels_named_and_leave_the_merged_class_unchanged(tmp_path):
+    """channels: preserved writes, beside each merged PNG, one PNG per channel: that channel normalized on
+    the same window (0.1/99.9 percentiles, as the merged image's channels), named as the row names it; the
+    merged PNGs and metadata.csv stay byte for byte those of channels: merged."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = _class_rows(raw, 6)
+    merged = build_class("k", "x", "compound", rows, {"s": raw}, tmp_path / "merged" / "k", target=12, threshold=2, seed=0)
+    preserved = build_class(
+        "k", "x", "compound", rows, {"s": raw}, tmp_path / "preserved" / "k", target=12, threshold=2, seed=0, channels="preserved"
+    )
+    before, after = tmp_path / "merged" / "k", tmp_path / "preserved" / "k"
+    assert not (before / "channels").exists()
+    assert sorted(p.name for p in before.iterdir()) == sorted(p.name for p in after.iterdir() if p.name != "channels")
+    assert all((before / p.name).read_bytes() == (after / p.name).read_bytes() for p in before.iterdir())
+    assert preserved.metadata.equals(merged.metadata)
+    index = pd.read_csv(after / "channels" / "index.csv")
+    assert index.groupby("filename")["name"].agg(list).to_dict() == {f: ["nucleus", "actin"] for f in merged.metadata["filename"]}
+    assert sorted(index["file"]) == sorted(p.name for p in (after / "channels").glob("*.png"))
+    crop = merged.metadata[merged.metadata["crop"]].iloc[0]
+    source = rows.set_index("idx").loc[crop["idx"], "channel_paths"]
+    for j, file in enumerate(index.loc[index["filename"] == crop["filename"], "file"]):
+        window = tifffile.imread(raw / source[j])[crop["y_min"] : crop["y_max"], crop["x_min"] : crop["x_max"]]
+        with Image.open(after / "channels" / file) as png:
+            assert np.array_equal(np.asarray(png), to_uint8(normalize(window)))
+
+
+def test_channel_names_follow_the_files_a_row_names():
+    assert channel_names(("nucleus", "actin"), [1, 1]) == ["nucleus", "actin"]
+    assert channel_names(("nucleus|er|actin", "brightfield"), [3, 1]) == ["nucleus", "er", "actin", "brightfield"]
+    assert channel_names(("stain",), [2]) == ["stain_0", "stain_1"]
+
+
+def test_a_multi_channel_source_gives_preserved_outputs_whose_channels_are_the_catalogs(demo_raw, demo_catalog, tmp_path):
+    """The demo's RxRx1 (six channels, named in the catalog): each output of a class built with channels: preserved
+    has one file per catalog channel, named as the catalog names them, in its order."""
+    from cytoimagenet_assets.sources import parse_source
+
+    source = demo_catalog.source("demo_rxrx1")
+    rows = parse_source(source, demo_raw / "demo_rxrx1").table.head(4)
+    out = tmp_path / "k"
+    built = build_class(
+        "k", "x", "sirna", rows, {"demo_rxrx1": demo_raw / "demo_rxrx1"}, out, target=4, threshold=1, seed=0, channels="preserved"
+    )
+    index = pd.read_csv(out / "channels" / "index.csv")
+    catalog_names = [c.name for c in source.channels]
+    assert len(catalog_names) == 6
+    assert index.groupby("filename")["name"].agg(list).to_dict() == {f: catalog_names for f in built.metadata["filename"]}
+    assert all((out / "channels" / f).is_file() for f in index["file"])

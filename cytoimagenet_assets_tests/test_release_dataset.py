@@ -163,3 +163,67 @@ def test_the_release_loads_as_its_card_says_with_datasets_and_webdataset(dataset
     streamed = list(namespace["stream"])
     assert len(streamed) == len(metadata) and {image.mode for image, _ in streamed} == {"L"}
     assert sorted(label for _, label in streamed) == sorted(metadata["path"].map(class_of))
+
+
+def _class(raw: Path, out: Path, key: str, names: list[str], n: int, seed: int) -> pd.DataFrame:
+    """A class of ``n`` source images of len(names) channels, built with channels: preserved."""
+    import tifffile
+
+    from cytoimagenet_assets.images.build_class import build_class
+
+    rng, rows = np.random.default_rng(seed), []
+    for i in range(n):
+        paths = []
+        for c in range(len(names)):
+            image = (rng.random((160, 160)) * 3000).astype(np.uint16)
+            image[40:80, 40 + 10 * c : 90] += 900
+            tifffile.imwrite(raw / f"{key}{i}_w{c}.tif", image)
+            paths.append(f"{key}{i}_w{c}.tif")
+        labels = dict.fromkeys(["organism", "cell_type", "cell_visible", "phenotype", "sirna", "gene"])
+        rows.append({"idx": f"s-{key}{i}", "dir_name": "s", "channel_paths": paths, "channel_names": names, "database": "db", "name": "n"})
+        rows[-1] |= {**labels, "compound": key, "microscopy": "fluorescence"}
+    built = build_class(
+        key, key, "compound", pd.DataFrame(rows), {"s": raw}, out / key, target=2 * n, threshold=2, seed=seed, channels="preserved"
+    )
+    return built.metadata
+
+
+def test_the_channel_release_holds_each_sample_s_channels_named_and_its_readme_loaders_run(tmp_path, monkeypatch):
+    """channels: preserved → release/webdataset-channels: the merged release's samples with one PNG per channel, their
+    names as the sources give them and in the shared vocabulary (channels.json), and the card's PyTorch loaders give
+    (C, H, W) tensors with stain names and pick channels by name."""
+    from cytoimagenet_assets.release.channels import write_channel_release
+
+    raw, dataset = tmp_path / "raw", tmp_path / "dataset"
+    raw.mkdir()
+    metadata = pd.concat(
+        [_class(raw, dataset, "two", ["dapi", "actin"], 3, 0), _class(raw, dataset, "three", ["nucleus", "er", "actin"], 3, 1)]
+    )
+    metadata.to_csv(dataset / "metadata.csv", index=False)
+    release = write_channel_release(pd.read_csv(dataset / "metadata.csv"), dataset, tmp_path / "release", "test")
+    index = pd.read_parquet(release.folder / "index.parquet")
+    assert release.samples == len(metadata) == len(index)
+    assert {k: list(v) for k, v in zip(index["key"], index["channels"])} == {
+        Path(f).stem: (["dapi", "actin"] if p == "two" else ["nucleus", "er", "actin"])
+        for p, f in zip(metadata["path"], metadata["filename"])
+    }
+    assert all(list(s) == ["nucleus", "actin"] for s in index.loc[index["key"].str.startswith("two"), "stains"])
+    vocabulary = json.loads((release.folder / "channels.json").read_text())
+    assert vocabulary["stains"] == ["actin", "er", "nucleus"]
+    assert next(s for s in vocabulary["by_stain"] if s["stain"] == "nucleus")["names"] == ["dapi", "nucleus"]
+    assert verify_release(release.folder) == []
+
+    card = (release.folder / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", card, re.S)[1]
+    monkeypatch.chdir(release.folder)
+    scope: dict = {}
+    exec(snippet, scope)  # noqa: S102 - the card's own example, run as a user would
+    image, stains = scope["image"], scope["stains"]
+    assert tuple(image.shape)[0] == len(stains) and image.dtype == scope["torch"].uint8
+    picked = list(scope["nuclei_and_actin"])
+    assert len(picked) == len(metadata) and all(s == ["nucleus", "actin"] and tuple(x.shape)[0] == 2 for x, s in picked)
+    first = metadata.sort_values(["path", "filename"]).iloc[0]
+    with Image.open(dataset / first["path"] / "channels" / f"{Path(first['filename']).stem}.c0.png") as png:
+        assert np.array_equal(
+            scope["chw"](next(iter(scope["wds"].WebDataset(scope["shards"], shardshuffle=False))))[0][0].numpy(), np.asarray(png)
+        )

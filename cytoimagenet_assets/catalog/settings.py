@@ -24,6 +24,9 @@ UPSAMPLING = get_args(Upsampling)
 # Which crops the image step keeps: the original's check, or also none that only stretch background ("contrast").
 CropCheck = Literal["original", "contrast"]
 CROP_CHECKS = get_args(CropCheck)
+# What the release holds of each image: CytoImageNet's merged gray image, or that and each channel kept apart.
+Channels = Literal["merged", "preserved"]
+CHANNELS = get_args(Channels)
 
 # How a multi-channel image becomes features, one spelling for the evaluation, embed and the catalog's
 # embed targets: (how channels are combined, whether each is normalized first).
@@ -46,8 +49,10 @@ class LabelSettings:
     built class with fewer images is left out of the dataset (the original's 500 of its 1,000 target,
     applied after upsampling; unset, half the target, so it scales with it), and the crop check
     (``original``; ``contrast`` also drops crops spanning under a tenth of their image's intensity
-    range, background the renormalization would stretch into noise). Every field but ``categories``
-    and ``release_floor`` is part of each class's fingerprint or membership."""
+    range, background the renormalization would stretch into noise), and ``channels`` (``merged``:
+    the gray image only, as the original; ``preserved``: each channel of each output too, under the
+    class's ``channels/`` folder and in a release of its own). Every field but ``categories`` and
+    ``release_floor`` is part of each class's fingerprint or membership."""
 
     threshold: int = 287
     target: int = 1000
@@ -57,6 +62,7 @@ class LabelSettings:
     upsampling: Upsampling = "original"
     release_floor: int | None = None
     crop_check: CropCheck = "original"
+    channels: Channels = "merged"
 
     @model_validator(mode="after")
     def _valid(self) -> "LabelSettings":

@@ -12,6 +12,7 @@ from cytoimagenet_assets.defs.freshness import EAGER, EAGER_NOTE
 from cytoimagenet_assets.defs.keys import DATASET_KEY, MODEL_KEY, PACKAGE_KEY, RELEASE_KEY
 from cytoimagenet_assets.defs.metadata import result
 from cytoimagenet_assets.defs.resources import DataHomeResource
+from cytoimagenet_assets.release.channels import channels_preserved, release_channels
 from cytoimagenet_assets.release.webdataset import DEFAULT_SHARD_BYTES, release_dataset
 
 asset = functools.partial(dg.asset, group_name="release")  # every asset of this domain is in its group
@@ -30,11 +31,17 @@ def dataset_shards_asset(catalog: Catalog) -> dg.AssetsDefinition:
         kinds={"webdataset", "parquet"},
         description="The published dataset as WebDataset tar shards (PNG + JSON of the release's columns + class index per "
         "sample), a Parquet index, SHA-256 checksums and a dataset card with the Hugging Face YAML header, under "
-        "release/webdataset/: what multi-node training streams and the Hub reads.",
+        "release/webdataset/: what multi-node training streams and the Hub reads. Under the label setting "
+        "channels: preserved, also the same samples with each channel kept apart, named, under release/webdataset-channels/.",
     )
     def dataset_shards(context: dg.AssetExecutionContext, config: DatasetShardsConfig, data: DataHomeResource) -> dg.MaterializeResult:
-        release = release_dataset(data.home(), licenses, catalog.name, config.shard_bytes, log=context.log.info)
-        return result(release.report())
+        home = data.home()
+        report = release_dataset(home, licenses, catalog.name, config.shard_bytes, log=context.log.info).report()
+        if channels_preserved(home):
+            with step_failures():
+                channels = release_channels(home, catalog.name, config.shard_bytes, log=context.log.info).report()
+            report |= {f"channels_{k}": v for k, v in channels.items() if not k.startswith("dagster/")}
+        return result(report)
 
     return dataset_shards
 

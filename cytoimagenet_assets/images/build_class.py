@@ -34,15 +34,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cytoimagenet_assets.catalog.settings import CROP_CHECKS, LABEL_CATEGORIES, UPSAMPLING
+from cytoimagenet_assets.catalog.settings import CHANNELS, CROP_CHECKS, LABEL_CATEGORIES, UPSAMPLING
 from cytoimagenet_assets.errors import StepFailed
 from cytoimagenet_assets.images.process import (
+    average,
     crop_problem,
     intensity_range,
     low_contrast,
     merge,
     plan_crops,
     quality_problem,
+    same_shape,
     to_uint8,
 )
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
@@ -84,6 +86,8 @@ PNG_COMPRESS_LEVEL = 3
 NOT_A_NUMBER = "not a number in pixels"
 LOW_CONTRAST = "low-contrast crop"
 NOTHING_TO_CROP = ("uniform", "binary")  # dropped before cropping, as the original; "dim" only once kept whole
+CHANNELS_DIR = "channels"  # a class folder's per-channel PNGs (the preserved release), beside its merged PNGs
+CHANNEL_INDEX_COLUMNS = ["filename", "channel", "name", "file"]  # channels/index.csv: each merged PNG's channel files
 
 
 class ClassBuildError(StepFailed, RuntimeError):
@@ -101,6 +105,7 @@ class ImageTask:
     region: str | None = None  # the standardized table's region (y<top>:<bottom>,x<left>:<right>); None = whole image
     replace_with_crops: bool = True  # "original" upsampling: crops that pass QC stand in for the image
     crop_check: str = "original"  # "contrast": low-contrast crops are dropped too
+    channel_names: tuple[str, ...] | None = None  # one per file (the merged table's): each output's channels written too
 
 
 @dataclass
@@ -193,9 +198,10 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
     except ValueError:
         return _drop(task, "region", f"malformed region: {task.region!r} (expected y<top>:<bottom>,x<left>:<right>)")
     try:
-        channels = [c for path in task.paths for c in _read(path)]
+        per_file = [_read(path) for path in task.paths]
     except (ImageReadError, OSError, ValueError) as exc:
         return _drop(task, "read", f"unreadable: {exc}")
+    channels = [c for read in per_file for c in read]
     if any(c.dtype.kind == "f" and np.isnan(c).any() for c in channels):
         return _drop(task, "quality", NOT_A_NUMBER)
     top = left = 0
@@ -211,7 +217,12 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
             )
         channels, top, left = cut, region[0], region[2]
     try:
-        merged = merge(channels)
+        if task.channel_names is None:
+            merged, normalized = merge(channels), None
+        else:  # each channel normalized once: written as it is and averaged into the merged image
+            same_shape(channels)
+            normalized = [normalize(c) for c in channels]
+            merged = average(normalized, len(normalized))
     except ValueError as exc:
         return _drop(task, "read", f"unreadable: {exc}")
     h, w = merged.shape
@@ -240,8 +251,12 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
         outputs = crops
     else:
         outputs = [(0, None, whole, False), *crops]
+    names = channel_names(task.channel_names, [len(read) for read in per_file]) if task.channel_names is not None else []
     for n, crop, image, flat in outputs:
         save_png(image, Path(task.stage) / f"{task.ordinal:08d}-{n}.png")
+        for j, channel in enumerate(normalized or []):  # a crop's channels renormalized on the crop, as the merged crop
+            kept = channel if crop is None else normalize(channels[j][crop.y_min : crop.y_max, crop.x_min : crop.x_max])
+            save_png(to_uint8(kept), Path(task.stage) / CHANNELS_DIR / f"{task.ordinal:08d}-{n}.c{j}.png")
         written.append(
             {
                 "ordinal": task.ordinal,
@@ -255,9 +270,20 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
                 "y_min": top + (crop.y_min if crop else 0),
                 "y_max": top + (crop.y_max if crop else h),
                 "low_contrast": flat,
+                "channels": tuple(names),
             }
         )
     return written, dropped
+
+
+def channel_names(per_file: tuple[str, ...], counts: list[int]) -> list[str]:
+    """The name of each channel read: a file's name when it holds one channel; its '|'-separated names
+    when it holds as many (a multi-channel IDR file); else the name numbered (``<name>_0``, ...)."""
+    names = []
+    for name, count in zip(per_file, counts):
+        parts = name.split("|")
+        names += [name] if count == 1 else parts if len(parts) == count else [f"{name}_{j}" for j in range(count)]
+    return names
 
 
 def trim_to_target(outputs: pd.DataFrame, target: int, rng: np.random.Generator) -> np.ndarray:
@@ -287,6 +313,7 @@ def build_class(
     upsampling: str = "original",
     workers: int = 1,
     crop_check: str = "original",
+    channels: str = "merged",
 ) -> ClassResult:
     """Write the images of one class to ``out_dir`` (= dataset/<class_key>), atomically.
 
@@ -301,6 +328,9 @@ def build_class(
         raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLING)}, not {upsampling!r}")
     if crop_check not in CROP_CHECKS:
         raise ValueError(f"crop_check must be one of {', '.join(CROP_CHECKS)}, not {crop_check!r}")
+    if channels not in CHANNELS:
+        raise ValueError(f"channels must be one of {', '.join(CHANNELS)}, not {channels!r}")
+    preserved = channels == "preserved"
     started = time.perf_counter()
     rows = rows.sort_values("idx", kind="stable").reset_index(drop=True)
     for dir_name in rows["dir_name"].unique():
@@ -317,7 +347,10 @@ def build_class(
         plan = iter(top_up_crops_per_image(sum(readable), target))
         crops = [next(plan) if ok else 0 for ok in readable]
     regions = [None if pd.isna(r) else str(r) for r in rows["region"]] if "region" in rows else [None] * len(rows)
+    names = [tuple(n) for n in rows["channel_names"]] if preserved else [None] * len(rows)
     with atomic_path(out_dir, is_dir=True) as stage:
+        if preserved:
+            (Path(stage) / CHANNELS_DIR).mkdir()
         tasks = [
             ImageTask(
                 i,
@@ -329,6 +362,7 @@ def build_class(
                 regions[i],
                 replace_with_crops=upsampling == "original",
                 crop_check=crop_check,
+                channel_names=names[i],
             )
             for i, idx in enumerate(rows["idx"])
         ]
@@ -356,18 +390,30 @@ def build_class(
         trimmed = trim_to_target(outputs, target, np.random.default_rng([seed, zlib.crc32(f"{class_key}\x1ftrim".encode())]))
         for ordinal, n in zip(outputs["ordinal"].iloc[trimmed], outputs["n"].iloc[trimmed]):
             (Path(stage) / f"{ordinal:08d}-{n}.png").unlink()
-        metadata = _number_outputs(outputs.drop(index=trimmed), rows, class_key, label, category, Path(stage))
+            for path in (Path(stage) / CHANNELS_DIR).glob(f"{ordinal:08d}-{n}.c*.png"):
+                path.unlink()
+        metadata = _number_outputs(outputs.drop(index=trimmed), rows, class_key, label, category, Path(stage), preserved)
         metadata.to_csv(Path(stage) / "metadata.csv", index=False)
         drops.to_csv(Path(stage) / "dropped.csv", index=False)
     return ClassResult(metadata, drops, len(rows), time.perf_counter() - started, len(trimmed))
 
 
-def _number_outputs(outputs: pd.DataFrame, rows: pd.DataFrame, class_key: str, label: str, category: str, stage: Path) -> pd.DataFrame:
-    """Rename staged files to <class_key>-<8 digits>.png in (idx, crop) order; the release table."""
+def _number_outputs(
+    outputs: pd.DataFrame, rows: pd.DataFrame, class_key: str, label: str, category: str, stage: Path, preserved: bool
+) -> pd.DataFrame:
+    """Rename staged files to <class_key>-<8 digits>.png in (idx, crop) order (and each channel's to
+    channels/<that name>.c<j>.png, listed in channels/index.csv); the release table."""
     out = outputs.reset_index(drop=True)
     out["filename"] = [f"{class_key}-{i:08d}.png" for i in range(1, len(out) + 1)]
-    for ordinal, n, filename in zip(out["ordinal"], out["n"], out["filename"]):
+    listed = []
+    for ordinal, n, filename, names in zip(out["ordinal"], out["n"], out["filename"], out["channels"]):
         (stage / f"{ordinal:08d}-{n}.png").rename(stage / filename)
+        for j, name in enumerate(names if preserved else ()):
+            file = f"{Path(filename).stem}.c{j}.png"
+            (stage / CHANNELS_DIR / f"{ordinal:08d}-{n}.c{j}.png").rename(stage / CHANNELS_DIR / file)
+            listed.append({"filename": filename, "channel": j, "name": name, "file": file})
+    if preserved:
+        pd.DataFrame(listed, columns=CHANNEL_INDEX_COLUMNS).to_csv(stage / CHANNELS_DIR / "index.csv", index=False)
     carried = rows.set_index("idx")[CARRIED]
     out = out.join(carried, on="idx")
     out["label"], out["category"], out["path"] = label, category, class_key

@@ -23,7 +23,7 @@ from cytoimagenet_assets.markdown import Figure, table
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_bytes
 
 PREVIEW_PX = 40  # a 5 × 5 preview of 200 px: a few kB of JPEG in each class's materialization
-IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "region", "database", "name", *LABEL_CATEGORIES, "microscopy"]
+IMAGE_COLUMNS = ["idx", "dir_name", "channel_paths", "channel_names", "region", "database", "name", *LABEL_CATEGORIES, "microscopy"]
 
 
 class StaleClass(StepFailed, LookupError):
@@ -123,6 +123,7 @@ def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, 
         upsampling=settings.upsampling,
         workers=workers,
         crop_check=settings.crop_check,
+        channels=settings.channels,
     )
     meta, drops = result.metadata, result.drops
     images = [folder / f for f in meta["filename"]]
@@ -136,6 +137,7 @@ def build_class_images(home: DataHome, inputs: ClassRows, fetched: FetchReport, 
         "upsampling": settings.upsampling,
         "trimmed_to_target": result.trimmed,
         "crop_check": settings.crop_check,
+        "channels": settings.channels,
         # crops that pass the original's check and not the stricter one: kept under "original", dropped under "contrast"
         "low_contrast_crops_kept": int(meta["low_contrast"].sum()),
         "low_contrast_crops_dropped": int((drops["reason"] == LOW_CONTRAST).sum()),

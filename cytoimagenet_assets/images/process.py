@@ -14,6 +14,7 @@ model's inputs and the package's preprocessing).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -27,14 +28,26 @@ CONTRAST_SHARE = 0.1  # the "contrast" crop check: a crop must span this share o
 
 def merge(channels: list[np.ndarray]) -> np.ndarray:
     """Normalize each channel, then average them into one gray image (float32 in [0, 1])."""
+    same_shape(channels)
+    return average((normalize(c) for c in channels), len(channels))
+
+
+def same_shape(channels: list[np.ndarray]) -> None:
+    """Channels of one image must align pixel for pixel; a ValueError names the shapes otherwise."""
     shapes = {c.shape for c in channels}
     if len(shapes) != 1:
         raise ValueError(f"channels differ in shape: {sorted(shapes)}")
-    merged = normalize(channels[0])
-    for channel in channels[1:]:
-        merged += normalize(channel)
-    if len(channels) > 1:
-        merged /= np.float32(len(channels))
+
+
+def average(normalized: Iterable[np.ndarray], count: int) -> np.ndarray:
+    """The mean of ``count`` normalized channels, summed one at a time (a lazy iterable keeps one in
+    memory; the preserved-channel output passes the list it also writes): the merged image either way."""
+    channels = iter(normalized)
+    merged = next(channels).copy()
+    for channel in channels:
+        merged += channel
+    if count > 1:
+        merged /= np.float32(count)
     return merged
 
 

@@ -244,7 +244,7 @@ def with_class_keys(assigned: pd.DataFrame) -> pd.DataFrame:
 def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, settings: LabelSettings) -> pd.DataFrame:
     """One row per class of ``assigned`` (with class keys): key, category, label, images, source
     datasets, databases, needs_upsampling (fewer images than the target), and a fingerprint of
-    everything its images depend on (its rows, the target, the seed, the upsampling and the crop check)."""
+    everything its images depend on (its rows, the target, the seed, the upsampling, the crop check and the channels)."""
     joined = assigned.merge(metadata[["idx", "dir_name", "database"]], on="idx", how="left", validate="one_to_one")
     grouped = joined.groupby(["class_key", "category", "label"], sort=False, observed=True)
     summary = grouped.agg(
@@ -262,6 +262,8 @@ def class_summary(assigned: pd.DataFrame, metadata: pd.DataFrame, settings: Labe
     recipe = f"{settings.target}\x1f{settings.seed}\x1f{settings.upsampling}"
     if settings.crop_check != "original":  # so the fingerprints of classes built before this option stay the same
         recipe += f"\x1f{settings.crop_check}"
+    if settings.channels != "merged":  # likewise
+        recipe += f"\x1fchannels={settings.channels}"
     summary["fingerprint"] = summary["class_key"].map(lambda k: hashlib.sha1(f"{recipe}\x1f{members[k]}".encode()).hexdigest()[:16])
     return summary
 

@@ -120,7 +120,7 @@ def write_release(
                 if progress:
                     progress(n + 1, len(metadata))
         index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
-        shards = _checksums(stage, index)
+        shards = shard_checksums(stage, index)
         write_parquet(index, stage / "index.parquet")
         (stage / "classes.json").write_text(json.dumps(classes, indent=1), encoding="utf-8")
         (stage / "SHA256SUMS").write_text("".join(f"{s}  {f}\n" for f, s in zip(shards["shard"], shards["sha256"])), encoding="utf-8")
@@ -137,7 +137,8 @@ def sample_json(record: dict) -> dict:
     }
 
 
-def _checksums(folder: Path, index: pd.DataFrame) -> pd.DataFrame:
+def shard_checksums(folder: Path, index: pd.DataFrame) -> pd.DataFrame:
+    """Per shard of ``index``: its samples, bytes and SHA-256 (what SHA256SUMS and the card list)."""
     counts = index.groupby("shard").size()
     records = [(name, int(counts[name]), (folder / name).stat().st_size, sha256_file(folder / name)) for name in sorted(counts.index)]
     return pd.DataFrame(records, columns=["shard", "samples", "bytes", "sha256"])
@@ -199,7 +200,7 @@ def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame,
             'tars = load_dataset("webdataset", data_files=str(release / "cytoimagenet-train-*.tar"), split="train")',
             "",
             'stream = wds.WebDataset(str(release / "%s"), shardshuffle=False).decode("pill").to_tuple("png", "cls")'
-            % _shard_range(len(shards)),
+            % shard_range(len(shards)),
             'image, label = next(iter(stream))  # "pill": a gray PIL image (mode L); "pil" would convert it to RGB',
             "```",
             "",
@@ -224,9 +225,9 @@ def dataset_card(index: pd.DataFrame, classes: list[dict], shards: pd.DataFrame,
     )
 
 
-def _shard_range(shards: int) -> str:
+def shard_range(shards: int, pattern: str = SHARD_PATTERN) -> str:
     """The shards in webdataset's brace notation: ``cytoimagenet-train-{000000..000002}.tar``."""
-    first, last = SHARD_PATTERN.split("%06d")
+    first, last = pattern.split("%06d")
     return f"{first}{{{0:06d}..{shards - 1:06d}}}{last}"
 
 
