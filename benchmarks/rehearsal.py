@@ -55,6 +55,7 @@ from urllib.parse import unquote, urlsplit
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
+import yaml
 
 from cytoimagenet_assets import cluster
 from cytoimagenet_assets.build import Build, DaskRuns, _build_classes, build_all
@@ -120,6 +121,12 @@ def class_work_seconds(instance) -> dict[str, float]:
         if not batch.has_more:
             return seconds
         cursor = batch.cursor
+
+
+def png_bytes(data: DataHome, which: str) -> int:
+    """Bytes of the dataset's merged PNGs, or of its per-channel PNGs (``channels: preserved``)."""
+    pattern = "*/channels/*.png" if which == "channels" else "*/*.png"
+    return sum(p.stat().st_size for p in data.dataset_dir().glob(pattern))
 
 
 def folder_bytes(folder: Path) -> int:
@@ -368,6 +375,7 @@ def main() -> None:
     parser.add_argument("--dask-workers", default="", help="comma-separated cluster sizes: the class stage on each (e.g. 1,2)")
     parser.add_argument("--backfill", action="append", default=[], choices=["local", "dask"], help="a daemon backfill of every class")
     parser.add_argument("--postgres", action="store_true", help="the instance on a PostgreSQL server started here (deploy/postgres)")
+    parser.add_argument("--channels", choices=["merged", "preserved"], default="merged", help="the label setting channels")
     parser.add_argument(
         "--break-a-class", action="store_true", help="one class refused in each backfill: it fails alone, failed-and-missing rebuilds it"
     )
@@ -390,6 +398,10 @@ def main() -> None:
         env = rehearsal_environment(
             root, run, server.url, label_scale=args.label_scale or args.scale, scale=args.scale, instance_config=profile
         )
+        if args.channels != "merged":  # the catalog as the user sets it: labels: {channels: preserved}
+            written = yaml.safe_load(Path(env["CYTOIMAGENET_CATALOG"]).read_text())
+            written["labels"] = {**written.get("labels", {}), "channels": args.channels}
+            Path(env["CYTOIMAGENET_CATALOG"]).write_text(yaml.safe_dump(written, sort_keys=False))
         os.environ.update(env)
         for name in ("CYTOIMAGENET_MIRRORS", "CYTOIMAGENET_DB_URL"):
             os.environ.pop(name, None)
@@ -472,7 +484,9 @@ def main() -> None:
         f"classes={len(classes)} class_failures={len(build.failed_classes)} images={images} "
         f"seconds_total={sum(build.seconds.values()):.1f} seconds_per_class_run={per_run:.2f} dagster_overhead_per_run_s={overhead:.2f} "
         f"bytes_fetched={stats.bytes_sent} bytes_on_server={served} event_log_mb={event_log_mb:.1f} "
-        f"peak_rss_gb={peak_gb:.2f} ui_partitions_page_s={ui:.2f}" + scale_out
+        f"peak_rss_gb={peak_gb:.2f} ui_partitions_page_s={ui:.2f} channels={args.channels} "
+        f"class_images_s={build.seconds.get('class images', float('nan')):.1f} dataset_png_bytes={png_bytes(data, 'merged')} "
+        f"channel_png_bytes={png_bytes(data, 'channels')}" + scale_out
     )
 
 

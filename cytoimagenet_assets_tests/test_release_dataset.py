@@ -222,6 +222,11 @@ def test_the_channel_release_holds_each_sample_s_channels_named_and_its_readme_l
     assert tuple(image.shape)[0] == len(stains) and image.dtype == scope["torch"].uint8
     picked = list(scope["nuclei_and_actin"])
     assert len(picked) == len(metadata) and all(s == ["nucleus", "actin"] and tuple(x.shape)[0] == 2 for x, s in picked)
+    section = README.read_text().split("### Keeping the channels", 1)[1].split("\n## ", 1)[0]
+    readme: dict = {}
+    exec(re.search(r"```python\n(.*?)```", section, re.S)[1], readme)  # noqa: S102 - README's example, in the release folder
+    assert tuple(readme["image"].shape)[0] == len(readme["stains"]) and readme["stains"][0] in ("nucleus", "actin", "er")
+    assert sum(1 for _ in readme["nuclei_and_actin"]) == len(metadata)
     first = metadata.sort_values(["path", "filename"]).iloc[0]
     with Image.open(dataset / first["path"] / "channels" / f"{Path(first['filename']).stem}.c0.png") as png:
         assert np.array_equal(
