@@ -680,3 +680,23 @@ def test_a_multi_channel_source_gives_preserved_outputs_whose_channels_are_the_c
     assert len(catalog_names) == 6
     assert index.groupby("filename")["name"].agg(list).to_dict() == {f: catalog_names for f in built.metadata["filename"]}
     assert all((out / "channels" / f).is_file() for f in index["file"])
+
+
+def test_the_dataset_card_lists_the_channels_kept_apart_by_stain(tmp_path, monkeypatch):
+    monkeypatch.delenv("CYTOIMAGENET_DB_URL", raising=False)
+    home = DataHome(tmp_path)
+    settings = LabelSettings(threshold=2, target=4, cap=8, channels="preserved")
+    _built_classes(home, {"a": 4, "b": 4}, settings)
+    for key in ("a", "b"):
+        names = ["dapi", "actin"] if key == "a" else ["nucleus"]
+        listed = [
+            {"filename": f"{key}-{i}.png", "channel": j, "name": n, "file": f"{key}-{i}.c{j}.png"}
+            for i in range(4)
+            for j, n in enumerate(names)
+        ]
+        write_csv(pd.DataFrame(listed), home.class_dir(key) / "channels" / "index.csv")
+    card = publish_dataset(home, "test").card
+    assert "## Channels" in card and "12 channels are also kept apart" in card
+    assert "| nucleus | 8 |" in card and "| actin | 4 |" in card  # dapi is nucleus in the shared vocabulary
+    _built_classes(home, {"a": 4, "b": 4}, LabelSettings(threshold=2, target=4, cap=8))
+    assert "## Channels" not in publish_dataset(home, "test").card

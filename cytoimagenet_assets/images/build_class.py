@@ -50,6 +50,7 @@ from cytoimagenet_assets.images.process import (
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
 from cytoimagenet_assets.intensity import normalize
 from cytoimagenet_assets.sources.regions import parse_region
+from cytoimagenet_assets.sources.table import normalize_label
 from cytoimagenet_assets.storage import atomic_path
 
 
@@ -274,6 +275,12 @@ def process_image(task: ImageTask) -> tuple[list[dict], list[dict]]:
             }
         )
     return written, dropped
+
+
+def stain(name: str) -> str:
+    """A channel's name in the shared vocabulary, the label vocabulary's ``cell_visible`` synonyms (DAPI,
+    Hoechst, DNA → nucleus); a brightfield or unknown name stays as it is."""
+    return normalize_label(name, "cell_visible") or name
 
 
 def channel_names(per_file: tuple[str, ...], counts: list[int]) -> list[str]:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from cytoimagenet_assets.catalog.settings import LABEL_CATEGORIES, LabelSettings
 from cytoimagenet_assets.errors import StepFailed
-from cytoimagenet_assets.images.build_class import RELEASE_COLUMNS
+from cytoimagenet_assets.images.build_class import CHANNEL_INDEX_COLUMNS, CHANNELS_DIR, RELEASE_COLUMNS, stain
 from cytoimagenet_assets.markdown import Figure, Markdown, markdown_table, report_header, table
 from cytoimagenet_assets.plots import plt, png_bytes
 from cytoimagenet_assets.storage import DataHome, read_parquet, read_parquet_metadata, write_csv, write_sql_table, write_text
@@ -46,10 +46,18 @@ def crop_check_counts(metadata: pd.DataFrame) -> dict:
 
 
 def dataset_card(
-    catalog: str, metadata: pd.DataFrame, missing: list[str], left_out: pd.Series, floor: int, crop_check: str, header: list[str]
+    catalog: str,
+    metadata: pd.DataFrame,
+    missing: list[str],
+    left_out: pd.Series,
+    floor: int,
+    crop_check: str,
+    header: list[str],
+    channels: pd.DataFrame | None = None,
 ) -> str:
     """README.md of the dataset: ``header`` (what it is), totals and the methods file's tables
-    (labels per category, per database), the crop check's counts and the classes below the floor."""
+    (labels per category, per database), the crop check's counts, the classes below the floor and,
+    under ``channels: preserved``, the channels kept apart (one row per channel image, with its stain)."""
     classes = metadata.drop_duplicates("path")
     per_category = (
         classes["category"]
@@ -104,6 +112,19 @@ def dataset_card(
             "(the original's 500-image floor, scaled to the target):",
             "",
             markdown_table(left_out.reset_index(), max_rows=len(left_out)),
+            "",
+        ]
+    if channels is not None:
+        per_stain = channels.groupby("stain").size().rename("channel images").rename_axis("Stain").reset_index()
+        lines += [
+            "## Channels",
+            "",
+            f"`channels: preserved`: each image's {len(channels):,} channels are also kept apart, one 8-bit PNG each "
+            "(normalized by its own 0.1-99.9th percentiles, on the same window as the merged image), under "
+            "`<class_key>/channels/` (`index.csv`: filename, channel, name, file) and in `release/webdataset-channels/`. "
+            "Stains, in the shared vocabulary:",
+            "",
+            markdown_table(per_stain, max_rows=len(per_stain)),
             "",
         ]
     if missing:
@@ -210,6 +231,13 @@ class PublishedDataset:
         return {"classes_built": len(self.built), "classes_below_floor": len(self.left_out), **self.upsampling}
 
 
+def released_channels(home: DataHome, metadata: pd.DataFrame) -> pd.DataFrame:
+    """The channel images of the released classes (their channels/index.csv), each with its stain."""
+    listed = [pd.read_csv(home.class_dir(k) / CHANNELS_DIR / "index.csv", keep_default_na=False) for k in metadata["path"].unique()]
+    channels = pd.concat(listed, ignore_index=True) if listed else pd.DataFrame(columns=CHANNEL_INDEX_COLUMNS)
+    return channels.assign(stain=channels["name"].astype(str).map(stain))
+
+
 def publish_dataset(home: DataHome, catalog: str) -> PublishedDataset:
     """Write the dataset's metadata.csv over every built class at or above the release floor, its
     card (README.md) and the SQL table ``images``; fails when no class can be released."""
@@ -228,7 +256,8 @@ def publish_dataset(home: DataHome, catalog: str) -> PublishedDataset:
     write_csv(metadata, home.dataset_metadata())
     fingerprint = hashlib.sha1(home.dataset_metadata().read_bytes()).hexdigest()[:16]  # of the published table
     header = report_header(catalog, None, fingerprint, None)  # no date: a rerun gives the same card, byte for byte
-    card = dataset_card(catalog, released, missing, left_out, floor, settings.crop_check, header)
+    channels = released_channels(home, metadata) if settings.channels == "preserved" else None
+    card = dataset_card(catalog, released, missing, left_out, floor, settings.crop_check, header, channels)
     write_text(home.dataset_card(), card)
     rows = write_sql_table(metadata, "images", home.db_url)
     built = [k for k in classes if home.class_metadata(k).is_file()]

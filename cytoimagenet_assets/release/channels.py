@@ -31,7 +31,7 @@ from typing import Callable
 import pandas as pd
 
 from cytoimagenet_assets.errors import StepFailed
-from cytoimagenet_assets.images.build_class import CHANNELS_DIR, RELEASE_COLUMNS
+from cytoimagenet_assets.images.build_class import CHANNELS_DIR, RELEASE_COLUMNS, stain
 from cytoimagenet_assets.release.webdataset import (
     DEFAULT_SHARD_BYTES,
     JSON_TYPES,
@@ -41,7 +41,6 @@ from cytoimagenet_assets.release.webdataset import (
     shard_checksums,
     shard_range,
 )
-from cytoimagenet_assets.sources.table import normalize_label
 from cytoimagenet_assets.storage import DataHome, atomic_path, read_parquet_metadata, write_parquet
 
 SHARD_PATTERN = "cytoimagenet-channels-train-%06d.tar"
@@ -50,11 +49,6 @@ INDEX_COLUMNS = ["shard", "key", "idx", "label", "category", "class_index", "sou
 
 class ChannelsMissing(StepFailed, FileNotFoundError):
     """A class built before ``channels: preserved`` was set: it has no per-channel files to release."""
-
-
-def stain(name: str) -> str:
-    """A channel's name in the shared vocabulary (a brightfield or unknown name stays as it is)."""
-    return normalize_label(name, "cell_visible") or name
 
 
 def channel_files(dataset_dir: Path, metadata: pd.DataFrame) -> pd.DataFrame:
