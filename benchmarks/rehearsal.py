@@ -24,11 +24,13 @@
     python benchmarks/rehearsal.py --scale 0.01 [--label-scale 0.02] [--workdir /tmp/cytoimagenet-rehearsal] [--seed 0]
         [--fault error=<path prefix>=<n>] [--fault cut=<prefix>=<bytes>] [--fault corrupt=<prefix>]
         [--fault slow=<prefix>=<bytes/s>] [--no-ui] [--dask-workers 1,2] [--backfill local] [--backfill dask] [--break-a-class]
+        [--channels preserved]
 
 Path prefixes are the server's (``<host>/<path>``, e.g. ``data.broadinstitute.org/bbbc/BBBC005``).
 The last line: ``RESULT rehearsal scale=... sources=<ok>/<40> rows=... classes=... class_failures=...
 images=... seconds_total=... seconds_per_class_run=... dagster_overhead_per_run_s=... bytes_fetched=...
 bytes_on_server=... event_log_mb=... peak_rss_gb=... ui_partitions_page_s=... dask_workers=1,2
+channels=<merged|preserved> class_images_s=... dataset_png_bytes=... channel_png_bytes=...
 class_stage_s=<per cluster size> class_stage_speedup=... backfill_s=<per kind> head_mb_per_run=<per kind>``.
 The overhead is a class run's wall time less the class's own work (fetching and building, from its
 metadata); the baseline it is a share of is that work, measured in the same runs.
