@@ -19,6 +19,7 @@ from cytoimagenet_assets.model.inference import (
     BackboneUnavailable,
     FeatureExtractor,
     extract,
+    extract_all,
     imagenet_backbone,
     prepare,
     random_backbone,
@@ -140,7 +141,7 @@ def test_cyclops_reader_pools_drops_and_merges(tmp_path):
     assert protocols.cyclops(separable, labels).accuracy == 1.0
 
 
-def test_the_four_methods_shapes_and_normalization():
+def test_the_methods_shapes_and_normalization():
     rng = np.random.default_rng(2)
     channels = [rng.integers(0, 4096, (48, 48)).astype(np.uint16), rng.integers(0, 255, (48, 48)).astype(np.uint8)]
     assert len(prepare(channels, "concat_normalized")) == 2 and len(prepare(channels, "merge_raw")) == 1
@@ -155,7 +156,32 @@ def test_the_four_methods_shapes_and_normalization():
     extractor = FeatureExtractor(random_backbone(0), torch.device("cpu"), batch_size=4)
     samples = [channels, channels, channels]
     shapes = {method: extract(extractor, samples, method).shape for method in METHODS}
-    assert shapes == {"concat_normalized": (3, 2560), "concat_raw": (3, 2560), "merge_normalized": (3, 1280), "merge_raw": (3, 1280)}
+    assert shapes == {
+        "concat_normalized": (3, 2560),
+        "concat_raw": (3, 2560),
+        "merge_normalized": (3, 1280),
+        "merge_raw": (3, 1280),
+        "bag_of_channels": (3, 1280),
+    }
+
+
+def test_the_bag_of_channels_is_the_mean_of_concat_normalized_blocks_whatever_the_channels_order_or_number():
+    rng = np.random.default_rng(3)
+    samples = [[rng.integers(0, 4096, (48, 48)).astype(np.uint16) for _ in range(3)] for _ in range(4)]
+    extractor = FeatureExtractor(random_backbone(0), torch.device("cpu"), batch_size=4)
+    bag = extract(extractor, samples, "bag_of_channels")
+    concat = extract(extractor, samples, "concat_normalized")
+    close = {"rtol": 1e-4, "atol": 1e-4 * np.abs(bag).max()}  # a random network's features are tiny (~1e-14)
+    assert bag.shape == (4, 1280) and np.abs(bag).max() > 0
+    np.testing.assert_allclose(bag, concat.reshape(4, 3, 1280).mean(axis=1), **close)
+    shuffled = [[s[i] for i in rng.permutation(3)] for s in samples]
+    np.testing.assert_allclose(extract(extractor, shuffled, "bag_of_channels"), bag, **close)
+    assert not np.allclose(extract(extractor, shuffled, "concat_normalized"), concat, **close)  # concat does depend on the order
+    fewer = extract(extractor, [samples[0], samples[1][:2]], "bag_of_channels")  # samples of different channel counts pool alike
+    np.testing.assert_allclose(fewer[1], concat[1, :2560].reshape(2, 1280).mean(axis=0), **close)
+    alone = extract_all({"random": extractor}, samples, ["bag_of_channels"], chunk=3)["random"]["bag_of_channels"]
+    shared = extract_all({"random": extractor}, samples, ["bag_of_channels", "concat_normalized"], chunk=3)["random"]["bag_of_channels"]
+    np.testing.assert_array_equal(shared, alone)  # pooled from concat_normalized's pass when both are asked: the same bytes
 
 
 def test_missing_imagenet_weights_say_how_to_get_them(tmp_path):
@@ -388,6 +414,22 @@ def test_the_cli_evaluates_a_saved_model_on_the_demo_benchmarks_without_dagster(
     markdown = (tmp_path / "report" / "evaluation_report.md").read_text()
     assert "chosen on the test data itself" in markdown and "| BBBC021 NSCB (TVN) |" in markdown and "| BBBC021 NSC (median) |" in markdown
     assert "report:" in run.stdout and "BBBC021 NSC" in run.stdout
+
+
+def test_the_bag_of_channels_is_reported_beside_the_other_methods_on_the_demo_benchmarks(demo_raw):
+    from cytoimagenet_assets.evaluation.run import BenchmarkInput, EvaluationSettings, run_evaluation
+
+    settings = EvaluationSettings(backbones=("random",), tvn=False, umap=False)
+    assert settings.methods == ("concat_normalized", "concat_raw", "merge_normalized", "merge_raw", "bag_of_channels")
+    evaluation = run_evaluation(
+        [BenchmarkInput(kind, demo_raw / f"demo_{kind}") for kind in benchmarks.KINDS], None, settings, progress=False, catalog="demo"
+    )
+    results = evaluation.results
+    bag = results[results["method"] == "bag_of_channels"]
+    names = {"BBBC021 NSC", "BBBC021 NSCB", *(f"COOS-7 test{i}" for i in range(1, 5)), "CyCLoPs"}
+    assert set(bag["benchmark"]) == names and bag["accuracy"].between(0, 1).all() and len(results) == 5 * len(bag)
+    every_method = evaluation.markdown().split("## Every method", 1)[1].splitlines()
+    assert {line.split(" | ")[0].lstrip("| ") for line in every_method if "| random | bag_of_channels |" in line} == names
 
 
 def test_an_absent_benchmark_is_skipped_with_what_to_download(tmp_path):

@@ -300,14 +300,14 @@ def test_the_evaluation_runs_offline_on_the_demo(demo_build):
         "COOS-7 test4",
         "CyCLoPs",
     }
-    assert set(results["method"]) == {"concat_normalized", "concat_raw", "merge_normalized", "merge_raw"}
+    assert set(results["method"]) == {"concat_normalized", "concat_raw", "merge_normalized", "merge_raw", "bag_of_channels"}
     bbbc021 = results[results["benchmark"].str.startswith("BBBC021")]
     assert set(zip(bbbc021["benchmark"], bbbc021["variant"])) == {(b, v) for b in ("BBBC021 NSC", "BBBC021 NSCB") for v in ("raw", "TVN")}
     assert (bbbc021["n"] == 16).all() and (bbbc021["interval"] == "bootstrap").all()  # every demo MOA spans batches: NSCB scores all 16
     others = results[~results["benchmark"].str.startswith("BBBC021")]
     assert (others["interval"] == "wilson").all() and (others.loc[others["benchmark"] == "COOS-7 test1", "n"] == 42).all()
     assert (others.loc[others["benchmark"] == "CyCLoPs", "n"] == 81).all()  # 87 cells, 3 DEAD and 3 GHOST dropped
-    assert len(results) == 2 * 4 * (4 + 4 + 1)  # backbones × methods × (BBBC021 NSC/NSCB raw/TVN, COOS-7 × 4, CyCLoPs)
+    assert len(results) == 2 * 5 * (4 + 4 + 1)  # backbones × methods × (BBBC021 NSC/NSCB raw/TVN, COOS-7 × 4, CyCLoPs)
     assert results["accuracy"].between(0, 1).all() and (results["low"] <= results["accuracy"]).all()
     assert "imagenet" in metadata["unavailable_backbones"].value and "fusion" in metadata["unavailable_backbones"].value
     assert metadata["skipped_benchmarks"].value == {}

@@ -241,6 +241,32 @@ def test_embed_a_csv_of_channel_paths(model, tmp_path, capsys):
     assert "plates.csv: no column 'GFP'" in capsys.readouterr().err
 
 
+def test_embed_bag_of_channels_keeps_each_channels_features_by_name(model, tmp_path, capsys):
+    dapi = _images(tmp_path / "dapi", 3)
+    actin = _images(tmp_path / "actin", 3, start=10)
+    plates = pd.DataFrame({"DAPI": [f"dapi/{p.name}" for p in dapi], "Actin": [f"actin/{p.name}" for p in actin]})
+    plates.to_csv(tmp_path / "plates.csv", index=False)
+    tables = {}
+    for channels in ("DAPI,Actin", "Actin,DAPI"):
+        out = tmp_path / f"{channels}.parquet"
+        args = ["--channels", channels, "--model", str(model), "--method", "bag_of_channels", "--out", str(out), "--no-progress"]
+        assert embed_main([str(tmp_path / "plates.csv"), *args]) == 0 and "3 rows, features of length 1280" in capsys.readouterr().out
+        tables[channels] = pd.read_parquet(out)
+    table = tables["DAPI,Actin"]
+    assert list(table["channel_names"].iloc[0]) == ["DAPI", "Actin"] and list(table["method"].unique()) == ["bag_of_channels"]
+    per_channel = np.stack([np.stack(vectors) for vectors in table["channel_features"]])
+    assert per_channel.shape == (3, 2, 1280) and per_channel.dtype == np.float32
+    np.testing.assert_allclose(per_channel.mean(axis=1), feature_matrix(table), rtol=1e-6, atol=1e-7)
+    concat = _evaluation_features(model, [read_channels(d) + read_channels(a) for d, a in zip(dapi, actin)], "concat_normalized")
+    np.testing.assert_allclose(per_channel.reshape(3, -1), concat, rtol=1e-5, atol=1e-6)  # each channel as concat_normalized embeds it
+    swapped = tables["Actin,DAPI"]
+    np.testing.assert_allclose(feature_matrix(swapped), feature_matrix(table), rtol=1e-5, atol=1e-6)  # the channels' order does not matter
+    by_name = [dict(zip(names, vectors)) for names, vectors in zip(swapped["channel_names"], swapped["channel_features"])]
+    np.testing.assert_allclose(np.stack([row["DAPI"] for row in by_name]), per_channel[:, 0], rtol=1e-5, atol=1e-6)
+    embed(csv_inputs(tmp_path / "plates.csv"), model, "concat_normalized", tmp_path / "concat.parquet", progress=False)
+    assert "channel_features" not in pd.read_parquet(tmp_path / "concat.parquet").columns  # other methods' tables are unchanged
+
+
 class _Counting:
     """Wraps ``embed.extract``: counts the samples computed, optionally dies at a given call."""
 

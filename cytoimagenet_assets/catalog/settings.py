@@ -29,14 +29,17 @@ Channels = Literal["merged", "preserved"]
 CHANNELS = get_args(Channels)
 
 # How a multi-channel image becomes features, one spelling for the evaluation, embed and the catalog's
-# embed targets: (how channels are combined, whether each is normalized first).
+# embed targets: (how channels are combined, whether each is normalized first). "bag": each channel
+# through the network on its own and the features averaged, so neither the channels' order nor their
+# number changes them (as channel-adaptive models do), and a model trained on gray images sees each stain as one.
 METHODS = {
     "concat_normalized": ("concat", True),
     "concat_raw": ("concat", False),
     "merge_normalized": ("merge", True),
     "merge_raw": ("merge", False),
+    "bag_of_channels": ("bag", True),
 }
-Method = Literal["concat_normalized", "concat_raw", "merge_normalized", "merge_raw"]
+Method = Literal["concat_normalized", "concat_raw", "merge_normalized", "merge_raw", "bag_of_channels"]
 
 STRICT = ConfigDict(extra="forbid")
 

@@ -1,5 +1,5 @@
 """``python -m cytoimagenet_assets.embed <folder | channels.csv> --model <model.pt | package dir | package .zip>
---method {concat,merge}-{norm,raw} --out features.parquet``
+--method {concat,merge}_{normalized,raw} | bag_of_channels --out features.parquet``
 
 Prints the rows written and the samples computed; exits 1 when some images could not be read
 (their rows are missing from the output, the rest is written; a rerun retries them), 2 on
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         default="concat_normalized",
         choices=list(METHODS),
         help="per-channel features concatenated or the channels merged into one gray image; "
-        "0.1/99.9-percentile normalized or raw (default concat_normalized; the evaluation's names)",
+        "0.1/99.9-percentile normalized or raw; or bag_of_channels: each normalized channel's features averaged, "
+        "kept per channel too (default concat_normalized; the evaluation's names)",
     )
     parser.add_argument("--out", type=Path, required=True, help="the Parquet file to write (rows already in it are kept)")
     parser.add_argument("--channels", help="CSV only: the channel columns, comma-separated (default: every column)")

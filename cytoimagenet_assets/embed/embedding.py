@@ -6,7 +6,9 @@ a folder (every image file under it, or those matching a glob, one sample per fi
 columns are channels and whose cells are image paths (one sample per row). Output: a Parquet table,
 one row per sample — ``image`` (the file, or the row's channel paths joined by ``|``),
 ``channel_names``, ``channel_paths``, ``method``, ``features`` (float32; 1280, or 1280 × channels
-for ``concat-*``) and any other CSV columns.
+for ``concat_*``) and any other CSV columns. ``bag_of_channels`` adds ``channel_features``: one
+1280-d vector per name of ``channel_names`` (``features`` is their mean), so channels can be chosen
+by name afterwards.
 
 Resumable: features are written every batch into ``.<out>.parts/`` (each part atomically) and
 merged into ``out`` at the end (atomically); a rerun skips every sample already in ``out`` or in
@@ -29,7 +31,16 @@ from cytoimagenet_assets.devices import pick_device
 from cytoimagenet_assets.embed.inputs import EmbedError, Inputs, Sample, inputs_from
 from cytoimagenet_assets.images.readers import ImageReadError, read_channels
 from cytoimagenet_assets.markdown import table
-from cytoimagenet_assets.model.inference import FEATURES, METHODS, FeatureExtractor, ModelLoadError, extract, load_model
+from cytoimagenet_assets.model.inference import (
+    FEATURES,
+    METHODS,
+    FeatureExtractor,
+    ModelLoadError,
+    extract,
+    extract_channels,
+    load_model,
+    pool_channels,
+)
 from cytoimagenet_assets.storage import DataHome, read_parquet_metadata, write_parquet
 
 FORMAT = 1  # bump when the meaning of stored rows changes: older outputs are then recomputed
@@ -132,8 +143,13 @@ def embed(
                     continue
                 by_channels.setdefault(len(channels), []).append((sample, channels, names))
             for group in by_channels.values():
-                features = extract(extractor, [channels for _, channels, _ in group], method)
-                for (sample, _, names), vector in zip(group, features):
+                samples = [channels for _, channels, _ in group]
+                if METHODS[method][0] == "bag":  # the pooled features and, by channel name, what was pooled
+                    per_channel = extract_channels(extractor, samples, method)
+                    features, kept = pool_channels(per_channel), [{"channel_features": list(f)} for f in per_channel]
+                else:
+                    features, kept = extract(extractor, samples, method), [{}] * len(group)
+                for (sample, _, names), vector, extra in zip(group, features, kept):
                     rows.append(
                         {
                             "image": sample.image,
@@ -141,6 +157,7 @@ def embed(
                             "channel_paths": list(sample.channel_paths),
                             "method": method,
                             "features": vector.astype(np.float32),
+                            **extra,
                             **dict(sample.extra),
                         }
                     )

@@ -1,12 +1,14 @@
-"""The model run on images: backbones, the one model loader, and the four feature-extraction methods
+"""The model run on images: backbones, the one model loader, and the feature-extraction methods
 (global-average-pooled penultimate layer), used by the evaluation and by ``embed`` alike.
 
 Methods, as in the original: features of each channel concatenated (1280 × channels) or the
-channels merged into one gray image (1280), each with or without 0.1/99.9-percentile normalization.
-"Without normalization" divides the raw intensities by 255 whatever the bit depth, as the original's
-Keras EfficientNet did inside the network (so 16-bit images reach values far above 1); the
-``dtype_range`` raw scaling divides by the integer type's range instead (uint16 /65535). Gray
-images are replicated to 3 channels and given ImageNet's mean/std, exactly as in pretraining.
+channels merged into one gray image (1280), each with or without 0.1/99.9-percentile normalization;
+added, the bag of channels: each normalized channel's features averaged (1280), so they depend on
+neither the channels' order nor their number. "Without normalization" divides the raw intensities
+by 255 whatever the bit depth, as the original's Keras EfficientNet did inside the network (so
+16-bit images reach values far above 1); the ``dtype_range`` raw scaling divides by the integer
+type's range instead (uint16 /65535). Gray images are replicated to 3 channels and given
+ImageNet's mean/std, exactly as in pretraining.
 """
 
 from __future__ import annotations
@@ -173,8 +175,26 @@ def prepare(channels: list[np.ndarray], method: str, raw_scaling: str = "origina
     return images
 
 
+def extract_channels(
+    extractor: FeatureExtractor, samples: Iterable[list[np.ndarray]], method: str, raw_scaling: str = "original"
+) -> list[np.ndarray]:
+    """Each sample's features per image ``method`` feeds the network, (channels, 1280) or (1, 1280) merged:
+    the bag of channels before pooling, which ``embed`` keeps by channel name."""
+    prepared = [prepare(channels, method, raw_scaling) for channels in samples]
+    flat = extractor([image for images in prepared for image in images])
+    bounds = np.cumsum([0, *map(len, prepared)])
+    return [flat[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+
+
+def pool_channels(per_channel: Sequence[np.ndarray]) -> np.ndarray:
+    """The bag of channels: each sample's per-channel features averaged, (N, 1280) whatever the channels' order or number."""
+    return np.stack([f.mean(axis=0) for f in per_channel]) if len(per_channel) else np.empty((0, FEATURES), np.float32)
+
+
 def extract(extractor: FeatureExtractor, samples: Iterable[list[np.ndarray]], method: str, raw_scaling: str = "original") -> np.ndarray:
     """Features of every sample (a list of channel images) by ``method``: (N, 1280 × channels) or (N, 1280)."""
+    if METHODS[method][0] == "bag":
+        return pool_channels(extract_channels(extractor, samples, method, raw_scaling))
     prepared = [prepare(channels, method, raw_scaling) for channels in samples]
     per_sample = len(prepared[0]) if prepared else 0
     if any(len(p) != per_sample for p in prepared):
@@ -196,13 +216,20 @@ def extract_all(
     Samples are read ``chunk`` at a time (a lazy sequence, e.g. BBBC021 fields read from disk) and
     each chunk is read once for all methods and backbones, so memory stays bounded and files are
     not read again per method. ``progress(n)`` is called after each chunk with the samples done.
+    The bag of channels is pooled from concat_normalized's blocks when that is computed too (the same
+    images through the same network): no second pass of every channel.
     """
     out: dict[str, dict[str, list[np.ndarray]]] = {b: {m: [] for m in methods} for b in extractors}
+    shared = "bag_of_channels" in methods and "concat_normalized" in methods
     for start in range(0, len(samples), chunk):
         batch = [samples[i] for i in range(start, min(start + chunk, len(samples)))]
-        for method in methods:
+        for method in sorted(methods, key=lambda m: shared and m == "bag_of_channels"):
             for name, extractor in extractors.items():
-                out[name][method].append(extract(extractor, batch, method, raw_scaling))
+                if shared and method == "bag_of_channels":
+                    features = pool_channels([row.reshape(-1, FEATURES) for row in out[name]["concat_normalized"][-1]])
+                else:
+                    features = extract(extractor, batch, method, raw_scaling)
+                out[name][method].append(features)
         if progress is not None:
             progress(len(batch))
     return {
