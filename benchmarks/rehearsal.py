@@ -46,6 +46,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -364,6 +365,10 @@ def daemon_backfill(env: dict, keys: list[str], folder: Path, log, broken: tuple
     }
 
 
+def interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=0.01)
@@ -382,6 +387,7 @@ def main() -> None:
         "--break-a-class", action="store_true", help="one class refused in each backfill: it fails alone, failed-and-missing rebuilds it"
     )
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, interrupted)  # SIGTERM stops it as Ctrl-C does: the servers and clusters it started are stopped
     sizes = [int(n) for n in args.dask_workers.split(",") if n]
     if "dask" in args.backfill and not sizes:
         raise SystemExit("--backfill dask needs --dask-workers")
