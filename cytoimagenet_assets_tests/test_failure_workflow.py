@@ -7,6 +7,7 @@ temporary CYTOIMAGENET_HOME, on the demo catalog: the raw files are the session'
 sources (conftest's ``demo_raw``), and only the tables and the classes are built — no training.
 """
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -178,14 +179,20 @@ def test_a_class_whose_run_was_killed_by_the_os_is_rebuilt_by_failed_and_missing
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("cytoimagenet_class", ["killed", "built"])
         assert dg.materialize([namespace["class_images"]], instance=instance, partition_key="built").success
-    child = subprocess.Popen([sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE, text=True, env={**os.environ, "TOY_HANG": "1"})
-    assert child.stdout.readline().strip() == "running"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    with dg.DagsterInstance.get() as instance:
-        (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "killed"}))
-        assert run.status == dg.DagsterRunStatus.STARTED  # what the OS kill leaves behind, holding its "io" pool slot
-        assert rebuild_failed_and_missing(toy_defs, instance, log=lambda _: None)
-        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
-        assert instance.get_materialized_partitions(CLASS_IMAGES) == {"killed", "built"}
-        assert runs_per_partition(instance, ["killed", "built"]) == {"killed": 2, "built": 1}
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE, text=True, env={**os.environ, "TOY_HANG": "1"}, start_new_session=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "running"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        with dg.DagsterInstance.get() as instance:
+            (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "killed"}))
+            assert run.status == dg.DagsterRunStatus.STARTED  # what the OS kill leaves behind, holding its "io" pool slot
+            assert rebuild_failed_and_missing(toy_defs, instance, log=lambda _: None)
+            assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+            assert instance.get_materialized_partitions(CLASS_IMAGES) == {"killed", "built"}
+            assert runs_per_partition(instance, ["killed", "built"]) == {"killed": 2, "built": 1}
+    finally:  # the killed run's log tailers (Dagster's `tail -F`) outlive it: stop them with its session
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
