@@ -13,7 +13,7 @@
    its own working directory, pinned to a core of its own and running its classes on one core: N
    workers stand for N one-core machines). The build runs on the first cluster; then, for each
    cluster size, the classes' image files are deleted and every class is fetched and built again,
-   the same work each time: the speedup is the first size's time over the last's.
+   the same work each time: the speedup is the smallest cluster's time over the largest's (``2,1`` builds on 2).
 6. With ``--backfill local`` / ``--backfill dask``: a backfill of every class launched through
    GraphQL as the UI does and run by ``dagster-daemon`` (runs as local processes, or on the last
    Dask cluster): its wall time, and the head node's memory (webserver + daemon + what they start)
@@ -472,7 +472,7 @@ def main() -> None:
     log(f"failed sources: {', '.join(build.failed_sources) or 'none'}; failed classes: {', '.join(build.failed_classes) or 'none'}")
     log(f"class runs: {per_run:.2f} s each, of which the class's own work {per_run - overhead:.2f} s (overhead {overhead / per_run:.0%})")
     log("server: " + stats.format().replace("\n", "; "))
-    speedup = stage_s[sizes[0]] / stage_s[sizes[-1]] if len(sizes) > 1 else float("nan")
+    speedup = stage_s[min(sizes)] / stage_s[max(sizes)] if len(sizes) > 1 else float("nan")  # the fewest workers over the most
 
     def per_kind(field: str, fmt: str) -> str:
         return ",".join(f"{kind}:{figures[field]:{fmt}}" for kind, figures in backfills.items()) or "nan"
