@@ -23,7 +23,7 @@
 
     python benchmarks/rehearsal.py --scale 0.01 [--label-scale 0.02] [--workdir /tmp/cytoimagenet-rehearsal] [--seed 0]
         [--fault error=<path prefix>=<n>] [--fault cut=<prefix>=<bytes>] [--fault corrupt=<prefix>]
-        [--fault slow=<prefix>=<bytes/s>] [--no-ui] [--dask-workers 1,2] [--backfill local] [--backfill dask] [--break-a-class]
+        [--fault slow=<prefix>=<bytes/s>] [--no-ui] [--dask-workers 1,2] [--no-class-stage] [--backfill local] [--backfill dask] [--break-a-class]
         [--channels preserved]
 
 Path prefixes are the server's (``<host>/<path>``, e.g. ``data.broadinstitute.org/bbbc/BBBC005``).
@@ -380,6 +380,9 @@ def main() -> None:
     parser.add_argument("--fault", action="append", default=[], help="kind=prefix[=value]; kinds: error, cut, corrupt, slow")
     parser.add_argument("--no-ui", action="store_true", help="skip the Dagster UI measurement (no Chromium)")
     parser.add_argument("--dask-workers", default="", help="comma-separated cluster sizes: the class stage on each (e.g. 1,2)")
+    parser.add_argument(
+        "--no-class-stage", action="store_true", help="build on the first cluster size only, without rebuilding the classes on each"
+    )
     parser.add_argument("--backfill", action="append", default=[], choices=["local", "dask"], help="a daemon backfill of every class")
     parser.add_argument("--postgres", action="store_true", help="the instance on a PostgreSQL server started here (deploy/postgres)")
     parser.add_argument("--channels", choices=["merged", "preserved"], default="merged", help="the label setting channels")
@@ -431,7 +434,7 @@ def main() -> None:
             classes = instance.get_dynamic_partitions(CLASS_PARTITIONS.name)
         headless = classes_digest(DataHome(home), classes)
         with dg.DagsterInstance.get() as instance:
-            for n in sizes:  # every class fetched and built again: the same work for each size
+            for n in [] if args.no_class_stage else sizes:  # every class fetched and built again: the same work for each size
                 forget_fetched_images(DataHome(home), real)
                 stage_s[n], failures = class_stage_on_dask(instance, classes, n, run / f"dask-rebuild-{n}", log)
                 rebuild_work = sum(class_work_seconds(instance).values())
@@ -472,12 +475,12 @@ def main() -> None:
     log(f"failed sources: {', '.join(build.failed_sources) or 'none'}; failed classes: {', '.join(build.failed_classes) or 'none'}")
     log(f"class runs: {per_run:.2f} s each, of which the class's own work {per_run - overhead:.2f} s (overhead {overhead / per_run:.0%})")
     log("server: " + stats.format().replace("\n", "; "))
-    speedup = stage_s[min(sizes)] / stage_s[max(sizes)] if len(sizes) > 1 else float("nan")  # the fewest workers over the most
+    speedup = stage_s[min(sizes)] / stage_s[max(sizes)] if len(stage_s) > 1 else float("nan")  # the fewest workers over the most
 
     def per_kind(field: str, fmt: str) -> str:
         return ",".join(f"{kind}:{figures[field]:{fmt}}" for kind, figures in backfills.items()) or "nan"
 
-    stages = ",".join(f"{stage_s[n]:.1f}" for n in sizes) or "nan"
+    stages = ",".join(f"{stage_s[n]:.1f}" for n in sizes if n in stage_s) or "nan"
     scale_out = (
         f" dask_workers={args.dask_workers or 0} class_stage_s={stages} class_stage_speedup={speedup:.2f}"
         f" backfill_s={per_kind('seconds', '.1f')} head_mb_per_run={per_kind('head_mb_per_run', '.0f')}"
