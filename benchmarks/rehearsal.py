@@ -23,8 +23,8 @@
 
     python benchmarks/rehearsal.py --scale 0.01 [--label-scale 0.02] [--workdir /tmp/cytoimagenet-rehearsal] [--seed 0]
         [--fault error=<path prefix>=<n>] [--fault cut=<prefix>=<bytes>] [--fault corrupt=<prefix>]
-        [--fault slow=<prefix>=<bytes/s>] [--no-ui] [--dask-workers 1,2] [--no-class-stage] [--backfill local] [--backfill dask] [--break-a-class]
-        [--channels preserved]
+        [--fault slow=<prefix>=<bytes/s>] [--no-ui] [--dask-workers 1,2] [--no-class-stage] [--backfill local] [--backfill dask]
+        [--break-a-class] [--channels preserved]
 
 Path prefixes are the server's (``<host>/<path>``, e.g. ``data.broadinstitute.org/bbbc/BBBC005``).
 The last line: ``RESULT rehearsal scale=... sources=<ok>/<40> rows=... classes=... class_failures=...
