@@ -62,6 +62,7 @@ class Remote:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms wait for a delayed ACK between headers and body
     remote: Remote
 
     def log_message(self, *args) -> None:
