@@ -130,3 +130,16 @@ def test_each_step_package_exports_its_entry_points(step):
     assert getattr(package, "__all__", None), f"cytoimagenet_assets/{step}/__init__.py has no __all__"
     for name in package.__all__:
         assert callable(getattr(package, name)), f"cytoimagenet_assets.{step}.{name}"
+
+
+def test_nothing_outside_the_rehearsal_imports_it():
+    """The rehearsal ships in the package for operators and tests, but the build never depends on it:
+    a step, the Dagster layer or the CLI importing the fake world would tie the real build to it."""
+    offenders = [
+        f"{p.relative_to(ROOT)}: {module}"
+        for p in PACKAGE.rglob("*.py")
+        if _top(p) != "rehearsal"
+        for module in _imports(p)
+        if module.split(".")[1:2] == ["rehearsal"]
+    ]
+    assert not offenders, offenders
