@@ -443,7 +443,7 @@ def main() -> None:
         for kind in args.backfill:
             broken = break_a_class(DataHome(home), server.faults, log) if args.break_a_class else None
             if kind == "dask":
-                with LocalDaskCluster(run / "dask-backfill", workers=sizes[-1], one_core_each=True) as dask:
+                with LocalDaskCluster(run / "dask-backfill", workers=max(sizes), one_core_each=True) as dask:
                     backfills[kind] = daemon_backfill(
                         {**daemon_env, cluster.DASK_ENV: dask.address}, classes, run / "backfill-dask", log, broken
                     )
