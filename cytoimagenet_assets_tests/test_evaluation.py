@@ -413,6 +413,8 @@ def test_the_cli_evaluates_a_saved_model_on_the_demo_benchmarks_without_dagster(
     assert report["skipped_benchmarks"] == {} and report["settings"]["aggregations"] == ["mean", "median"]
     markdown = (tmp_path / "report" / "evaluation_report.md").read_text()
     assert "chosen on the test data itself" in markdown and "| BBBC021 NSCB (TVN) |" in markdown and "| BBBC021 NSC (median) |" in markdown
+    tvn_notes = [line for line in markdown.splitlines() if line.startswith("- BBBC021 TVN")]  # each says whose whitening it is
+    assert {n.split(":")[0] for n in tvn_notes} == {f"- BBBC021 TVN (cytoimagenet, merge_normalized, {a})" for a in ("mean", "median")}
     assert "report:" in run.stdout and "BBBC021 NSC" in run.stdout
 
 

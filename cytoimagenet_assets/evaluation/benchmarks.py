@@ -98,13 +98,14 @@ class Benchmark:
     samples: dict[str, Sequence]  # split → samples
     colours: list[str]  # a label per sample of umap_split, for the UMAP figure
     umap_split: str
-    scorer: Callable[[list[dict[str, np.ndarray]]], list[dict]]
+    scorer: Callable[[list[dict[str, np.ndarray]], str], list[dict]]
     notes: list[str] = field(default_factory=list)
 
-    def score(self, parts: list[dict[str, np.ndarray]]) -> list[dict]:
+    def score(self, parts: list[dict[str, np.ndarray]], features: str) -> list[dict]:
         """Result rows (benchmark, variant, aggregation, accuracy, low, high, n, chance, majority, interval) of one
-        backbone's features, or of several fused (each standardized on its own, then concatenated)."""
-        return self.scorer(parts)
+        backbone's features, or of several fused (each standardized on its own, then concatenated); ``features``
+        names them ("cytoimagenet, concat_normalized") in the notes a scorer adds."""
+        return self.scorer(parts, features)
 
     @property
     def size(self) -> int:
@@ -155,12 +156,12 @@ def read_bbbc021(folder: Path, options: dict, variants: Sequence[protocols.BBBC0
         "treatment profiles are formed; intervals are bootstrap 95% over treatments."
     ]
 
-    def score(parts: list[dict[str, np.ndarray]]) -> list[dict]:
+    def score(parts: list[dict[str, np.ndarray]], features: str) -> list[dict]:
         rows = []
         for variant in variants:
             scores, details = protocols.bbbc021_scores(images, [p["all"] for p in parts], variant, seed)
             if details["tvn"]:
-                tvn_note = f"BBBC021 TVN: {details['tvn']}."
+                tvn_note = f"BBBC021 TVN ({features}, {variant.aggregate}): {details['tvn']}."
                 if tvn_note not in notes:
                     notes.append(tvn_note)
             rows += [_row(name, s, variant.name, variant.aggregate) for name, s in scores.items()]
@@ -176,11 +177,11 @@ def read_coos7(folder: Path, options: dict, variants: Sequence[protocols.BBBC021
         path = _need(folder / options["files"].format(split=split))
         data[split], labels[split] = protocols.read_coos7(path, options["data_key"], options["labels_key"])
 
-    def score(parts: list[dict[str, np.ndarray]]) -> list[dict]:
+    def score(parts: list[dict[str, np.ndarray]], features: str) -> list[dict]:
         # Each backbone standardized by its own train-fit scaler, then concatenated (fusion).
         standardized = [_standardize_on(p, "train") for p in parts]
-        features = {split: np.hstack([p[split] for p in standardized]) for split in parts[0]}
-        return [_row(f"COOS-7 {split}", s) for split, s in protocols.coos7(features, labels).items()]
+        stacked = {split: np.hstack([p[split] for p in standardized]) for split in parts[0]}
+        return [_row(f"COOS-7 {split}", s) for split, s in protocols.coos7(stacked, labels).items()]
 
     notes = [
         f"COOS-7: {len(labels['train'])} training cells, test sets of "
@@ -212,9 +213,9 @@ def read_cyclops(folder: Path, options: dict, variants: Sequence[protocols.BBBC0
     paths = [_need(folder / f) for f in options["files"]]
     images, labels, classes = protocols.read_cyclops(paths, options["data_key"], options["labels_key"], options["names_key"])
 
-    def score(parts: list[dict[str, np.ndarray]]) -> list[dict]:
-        features = np.hstack([_standardize_on(p, "all")["all"] for p in parts])
-        return [_row("CyCLoPs", protocols.cyclops(features, labels))]
+    def score(parts: list[dict[str, np.ndarray]], features: str) -> list[dict]:
+        stacked = np.hstack([_standardize_on(p, "all")["all"] for p in parts])
+        return [_row("CyCLoPs", protocols.cyclops(stacked, labels))]
 
     notes = [
         f"CyCLoPs: {len(labels)} cells pooled from {len(paths)} files; {protocols.cyclops_class_note(classes)}; "

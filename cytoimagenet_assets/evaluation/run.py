@@ -219,7 +219,7 @@ def score_benchmark(
         combos["fusion"] = ["imagenet", "cytoimagenet"]
     for backbone, members in combos.items():
         for method in settings.methods:
-            for row in bench.score([features[m][method] for m in members]):
+            for row in bench.score([features[m][method] for m in members], f"{backbone}, {method}"):
                 rows.append({**row, "backbone": backbone, "method": method})
         if settings.umap and "concat_normalized" in settings.methods and len(members) == 1:
             figures[f"umap_{bench.kind}_{backbone}"] = umap_png(
